@@ -1,0 +1,167 @@
+"""The command as an operator meets it: `check`, `--version`, startup line, overrides, signals."""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+import tomllib
+from pathlib import Path
+
+import dns.rcode
+import pytest
+from fake_upstream import SILENT, FakeUpstream
+from harness import (
+    REPO_ROOT,
+    ServerFactory,
+    ServerProcess,
+    ask,
+    fresh_name,
+    make_config,
+    query,
+    run_cli,
+    write_config,
+)
+
+pytestmark = pytest.mark.e2e
+
+INVALID = """\
+listen:
+  - "127.0.0.1:0"
+upstream:
+  servers:
+    - "not-an-address:53"
+  timeout: fast
+clients:
+  allow:
+    - 10.0.0.0/33
+blocking:
+  lists:
+    - tiktok
+    - no-such-app
+  answer: sinkhole
+limits:
+  max_inflight: many
+colour: blue
+"""
+INVALID_PROBLEMS = [
+    (5, "upstream.servers"),
+    (6, "upstream.timeout"),
+    (9, "clients.allow"),
+    (13, "blocking.lists"),
+    (14, "blocking.answer"),
+    (16, "limits.max_inflight"),
+    (17, "colour"),
+]
+SKIPPED_DIRS = {"build", "tests", "blocklists", "dist", "node_modules"}
+
+
+def shipped_configs() -> list[Path]:
+    """Every YAML file in the repo outside tests, build output, the catalogue and dot-dirs."""
+    found = []
+    for path in sorted([*REPO_ROOT.rglob("*.yaml"), *REPO_ROOT.rglob("*.yml")]):
+        parts = path.relative_to(REPO_ROOT).parts[:-1]
+        if any(p.startswith(".") or p in SKIPPED_DIRS or p.endswith(".egg-info") for p in parts):
+            continue
+        found.append(path)
+    return found
+
+
+def test_check_accepts_a_valid_config(tmp_path: Path) -> None:
+    path = write_config(tmp_path, make_config(["127.0.0.1:5300", "[::1]:5301"]))
+    result = run_cli("check", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_reports_every_problem_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(INVALID)
+    result = run_cli("check", "bad.yaml", cwd=tmp_path)
+    output = (result.stdout + result.stderr).splitlines()
+    assert result.returncode == 1, "\n".join(output)
+    files = "|".join(re.escape(f) for f in ("bad.yaml", str(path)))
+    missing = []
+    for line, key in INVALID_PROBLEMS:
+        pattern = re.compile(rf"^({files}):{line}: {re.escape(key)}(\[\d+\])?: \S")
+        if not any(pattern.match(text) for text in output):
+            missing.append(f"{line}: {key}")
+    assert missing == [], "not reported:\n" + "\n".join(missing) + "\noutput:\n" + "\n".join(output)
+
+
+def test_check_rejects_a_missing_file(tmp_path: Path) -> None:
+    result = run_cli("check", "absent.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "absent.yaml" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: str(p.relative_to(REPO_ROOT)))
+def test_shipped_configs_are_valid(path: Path, tmp_path: Path) -> None:
+    result = run_cli("check", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run_cli("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert version in result.stdout + result.stderr
+
+
+def test_startup_event(launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream]) -> None:
+    servers = [upstreams[0].address, upstreams[1].address]
+    server = launch(make_config(servers), "startup")
+    event = server.startup
+    assert event["event"] == "startup"
+    assert len(event["listeners"]) == 1
+    host, port = server.address
+    assert host == "127.0.0.1" and port > 0
+    assert event["upstreams"] == servers
+    assert isinstance(event["blocked_domains"], int) and event["blocked_domains"] >= 5
+    assert event["version"] == "0.1.0"
+    assert "timestamp" in event
+    assert str(event.get("config", "")).endswith("dnswarden.yaml")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_stops_cleanly(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream], sig: int
+) -> None:
+    server = launch(make_config([upstreams[0].address]), "signal")
+    _, reply = ask(query(fresh_name(), "A"), server.address)
+    assert reply.rcode() == dns.rcode.NOERROR
+    start = time.monotonic()
+    code = server.stop(sig)
+    assert time.monotonic() - start < 5
+    assert code == 0
+    assert any(e.get("event") == "shutdown" for e in server.events), server.stdout_text()[-2000:]
+    assert "Traceback" not in server.stderr_text()
+
+
+def test_upstream_override_replaces_config(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream]
+) -> None:
+    with FakeUpstream(behaviour=SILENT) as dead:
+        config = make_config([dead.address])
+        server = launch(config, "override", ["--upstream", upstreams[1].address])
+        assert server.startup["upstreams"] == [upstreams[1].address]
+        since = time.monotonic()
+        name = fresh_name()
+        _, reply = ask(query(name, "A"), server.address)
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert dead.queries(since=since) == []
+        assert upstreams[1].queries(name, since=since)
+
+
+def test_ipv6_listener_and_upstream(launch: ServerFactory) -> None:
+    with FakeUpstream(host="::1") as upstream:
+        server: ServerProcess = launch(make_config([upstream.address], listen=["[::1]:0"]), "ipv6")
+        assert server.address[0] == "::1"
+        name = fresh_name()
+        for transport in ("udp", "tcp"):
+            _, reply = ask(query(name, "AAAA"), server.address, transport)
+            assert [r.to_text() for rrset in reply.answer for r in rrset] == ["2001:db8::99"]
+        _, blocked = ask(query("tiktok.com.", "AAAA"), server.address)
+        assert [r.to_text() for rrset in blocked.answer for r in rrset] == ["::"]
+        assert upstream.queries(name)
+        server.stop()
