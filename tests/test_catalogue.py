@@ -66,7 +66,8 @@ def test_catalogue_dir_falls_back_when_the_data_package_is_missing(
         raise ModuleNotFoundError(name)
 
     monkeypatch.setattr(catalogue.resources, "files", missing)
-    assert Path(str(catalogue_dir())) == REPO / "blocklists"
+    package_root = Path(catalogue.resolver.__file__).resolve().parent.parent
+    assert Path(str(catalogue_dir())) == package_root / "blocklists"
 
 
 # ----- the catalogue lint: every bundled file -----
