@@ -59,11 +59,18 @@ def _flags(query: Query, rcode: int) -> int:
     return QR | RA | (query.flags & (RD | CD)) | rcode
 
 
-def _compose(query: Query, rcode: int, answers: tuple[int, bytes], authority: tuple[int, bytes],
-             opt: bytes) -> bytes:  # fmt: skip
+def _compose(
+    query: Query, rcode: int, answers: tuple[int, bytes], authority: tuple[int, bytes], opt: bytes
+) -> bytes:
     packet = query.packet
-    header = HEADER.pack((packet[0] << 8) | packet[1], _flags(query, rcode), 1, answers[0],
-                         authority[0], 1 if opt else 0)  # fmt: skip
+    header = HEADER.pack(
+        (packet[0] << 8) | packet[1],
+        _flags(query, rcode),
+        1,
+        answers[0],
+        authority[0],
+        1 if opt else 0,
+    )
     question = packet[HEADER_LEN : query.question_end]
     return b"".join((header, question, answers[1], authority[1], opt))
 
@@ -86,8 +93,9 @@ class SinkholeAnswer:
     question — because NXDOMAIN there denies the subtree the rule blocks (RFC 8020).
     """
 
-    def __init__(self, mode: str, ttl: int, addresses: tuple[Address, ...] = (),
-                 ede: int = EdeCode.BLOCKED) -> None:  # fmt: skip
+    def __init__(
+        self, mode: str, ttl: int, addresses: tuple[Address, ...] = (), ede: int = EdeCode.BLOCKED
+    ) -> None:
         if mode not in ANSWER_MODES:
             raise ValueError(f"unknown answer mode {mode!r}")
         if mode == NULL_IP:
@@ -102,8 +110,10 @@ class SinkholeAnswer:
             TYPE_AAAA: _address_records(addresses, 6, TYPE_AAAA, ttl),
         }
         self._rcode = {NXDOMAIN_MODE: NXDOMAIN, REFUSED_MODE: REFUSED}.get(mode, NOERROR)
-        soa_rdata = _SOA_MNAME + _SOA_RNAME + struct.pack(
-            ">IIIII", _SOA_SERIAL, _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, ttl
+        soa_rdata = (
+            _SOA_MNAME
+            + _SOA_RNAME
+            + struct.pack(">IIIII", _SOA_SERIAL, _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, ttl)
         )
         self._soa_tail = _RR_TAIL.pack(TYPE_SOA, CLASS_IN, ttl, len(soa_rdata)) + soa_rdata
         self._texts: dict[str, bytes] = {}
@@ -126,8 +136,9 @@ class SinkholeAnswer:
         return _compose(query, self._rcode, _NONE, (1, soa), opt)
 
 
-def _address_records(addresses: tuple[Address, ...], version: int, rtype: int,
-                     ttl: int) -> tuple[int, bytes]:  # fmt: skip
+def _address_records(
+    addresses: tuple[Address, ...], version: int, rtype: int, ttl: int
+) -> tuple[int, bytes]:
     chosen = [a.packed for a in addresses if a.version == version]
     head = b"\xc0\x0c" + _RR_TAIL.pack(rtype, CLASS_IN, ttl, 4 if version == 4 else 16)
     return len(chosen), b"".join(head + packed for packed in chosen)
@@ -155,6 +166,5 @@ def error_reply(packet: bytes, error: WireError) -> bytes | None:
     opt = b""
     if isinstance(error, BadVersion):
         opt = opt_record(False, ext_rcode=BADVERS >> 4)
-    header = HEADER.pack((packet[0] << 8) | packet[1], reply_flags, qdcount, 0, 0,
-                         1 if opt else 0)  # fmt: skip
+    header = HEADER.pack((packet[0] << 8) | packet[1], reply_flags, qdcount, 0, 0, 1 if opt else 0)
     return header + packet[HEADER_LEN : error.question_end if qdcount else HEADER_LEN] + opt

@@ -4,8 +4,9 @@ Each file says what the app is, which decisions ban it, which domains block it a
 domain came from (format: ``blocklists/README.md``). The catalogue is evidence as much as
 configuration, so parsing is strict: unknown keys, missing fields, wrong types, bad or duplicate
 domains are all errors, collected together and reported as ``FILE:LINE: key: message`` from the
-line numbers PyYAML's composer keeps on every node. ``parse_entry`` is pure; only
-``catalogue_dir``/``catalogue_ids``/``load_entry`` touch the installed files.
+line numbers PyYAML's composer keeps on every node. ``parse_entry`` and ``catalogue_table`` are
+pure; only ``catalogue_dir``/``catalogue_ids``/``load_entry``/``load_catalogue`` touch the
+installed files.
 """
 
 from __future__ import annotations
@@ -25,20 +26,51 @@ from resolver.matcher import ANSWER_OVERRIDES
 from resolver.names import BadName, from_text, to_text
 
 __all__ = [
+    "DNS_COVERAGE",
+    "TABLE_COLUMNS",
     "CatalogueEntry",
     "CatalogueRule",
     "ListError",
     "Reference",
     "catalogue_dir",
     "catalogue_ids",
+    "catalogue_table",
+    "load_catalogue",
     "load_entry",
     "parse_entry",
+    "reference_label",
 ]
 
 _ID_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TAG = "tag:yaml.org,2002:"
 _TRUE = frozenset({"true", "yes", "on"})
+
+DNS_COVERAGE = ("full", "partial")
+"""Values of an entry's ``dns_coverage``: can DNS blocking enforce the ban on its own?"""
+
+TABLE_COLUMNS = ("id", "name", "vendor", "domains", "references", "last_reviewed", "notes")
+"""Keys of every ``catalogue_table`` row, in display order."""
+
+# Short labels for the authorities that appear in the catalogue. The earliest match in the
+# authority text wins, so "Commonwealth of Virginia (Governor), United States" is US-VA.
+_AUTHORITY_LABELS = (
+    ("European Commission", "EU"),
+    ("European Parliament", "EU"),
+    ("Council of the European Union", "EU"),
+    ("Virginia", "US-VA"),
+    ("Texas", "US-TX"),
+    ("United States", "US"),
+    ("Canada", "CA"),
+    ("Belgium", "BE"),
+    ("United Kingdom", "UK"),
+    ("Australia", "AU"),
+    ("Ukraine", "UA"),
+    ("Italy", "IT"),
+    ("Taiwan", "TW"),
+    ("South Korea", "KR"),
+)
+_LABEL_MAX = 24
 
 
 class ListError(Exception):
@@ -89,6 +121,13 @@ class CatalogueEntry:
     provenance: str
     last_reviewed: datetime.date
     path: str
+    dns_coverage: str = "full"
+    coverage_note: str | None = None
+
+    @property
+    def partial(self) -> bool:
+        """True when DNS blocking alone cannot enforce the ban (``coverage_note`` says why)."""
+        return self.dns_coverage == "partial"
 
 
 def catalogue_dir() -> Traversable:
@@ -118,6 +157,28 @@ def load_entry(entry_id: str) -> CatalogueEntry:
     if entry_id not in known:
         bundled = ", ".join(sorted(known)) or "(none)"
         raise ListError([f"{entry_id}: unknown catalogue entry (bundled: {bundled})"])
+    return _read_bundled(entry_id)
+
+
+def load_catalogue() -> tuple[CatalogueEntry, ...]:
+    """Every bundled entry, sorted by id; raises one ``ListError`` with the problems of all files.
+
+    The ``catalogue`` command and the lint want the whole picture at once: an operator fixing
+    one file should see every other broken file in the same run.
+    """
+    entries: list[CatalogueEntry] = []
+    problems: list[str] = []
+    for entry_id in sorted(catalogue_ids()):
+        try:
+            entries.append(_read_bundled(entry_id))
+        except ListError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ListError(problems)
+    return tuple(entries)
+
+
+def _read_bundled(entry_id: str) -> CatalogueEntry:
     item = catalogue_dir() / f"{entry_id}.yaml"
     try:
         text = item.read_text(encoding="utf-8")
@@ -137,6 +198,66 @@ def parse_entry(text: str, source: str, *, expected_id: str | None = None) -> Ca
     if parser.problems or entry is None:
         raise ListError(parser.problems)
     return entry
+
+
+def reference_label(reference: Reference) -> str:
+    """A reference in a few characters, such as ``BE 2023-03-10``, for tables and one-line logs.
+
+    Known authorities get a short region code; any other shows the authority's name up to the
+    first comma or parenthesis (``IETF (Internet Engineering Task Force)`` is ``IETF``).
+    """
+    authority = reference.authority
+    found = [
+        (index, -len(needle), label)
+        for needle, label in _AUTHORITY_LABELS
+        if (index := authority.find(needle)) >= 0
+    ]
+    if found:
+        label = min(found)[2]
+    else:
+        label = re.split(r"[,(]", authority, maxsplit=1)[0].strip() or authority
+        if len(label) > _LABEL_MAX:
+            label = label[: _LABEL_MAX - 3].rstrip() + "..."
+    return f"{label} {reference.date.isoformat()}"
+
+
+def catalogue_table(entries: Iterable[CatalogueEntry]) -> list[dict[str, str]]:
+    """One row per entry, keyed by ``TABLE_COLUMNS``, all values text: what ``catalogue`` shows.
+
+    ``domains`` counts rules (one rule also blocks every name below it). ``notes`` gathers what
+    an operator must know before relying on the entry: partial DNS coverage, rules or references
+    not yet verified, and rules that force their own answer.
+    """
+    rows: list[dict[str, str]] = []
+    for entry in entries:
+        notes: list[str] = []
+        if entry.partial:
+            notes.append("partial DNS coverage")
+        unverified_rules = sum(rule.unverified for rule in entry.rules)
+        if unverified_rules:
+            notes.append(f"{unverified_rules} unverified {_plural(unverified_rules, 'rule')}")
+        unverified_refs = sum(not reference.verified for reference in entry.references)
+        if unverified_refs:
+            notes.append(f"{unverified_refs}/{len(entry.references)} references unverified")
+        overrides = sum(rule.answer is not None for rule in entry.rules)
+        if overrides:
+            notes.append(f"{overrides} answer {_plural(overrides, 'override')}")
+        rows.append(
+            {
+                "id": entry.id,
+                "name": entry.name,
+                "vendor": entry.vendor,
+                "domains": str(len(entry.rules)),
+                "references": "; ".join(reference_label(ref) for ref in entry.references),
+                "last_reviewed": entry.last_reviewed.isoformat(),
+                "notes": "; ".join(notes),
+            }
+        )
+    return rows
+
+
+def _plural(count: int, word: str) -> str:
+    return word if count == 1 else word + "s"
 
 
 class _EntryParser:
@@ -192,7 +313,7 @@ class _EntryParser:
                 "provenance",
                 "last_reviewed",
             ),
-            optional=(),
+            optional=("dns_coverage", "coverage_note"),
         )
         entry_id = self.text(fields.get("id"), "id")
         if entry_id is not None:
@@ -209,6 +330,7 @@ class _EntryParser:
         last_reviewed = self.date(fields.get("last_reviewed"), "last_reviewed")
         references = self.references(fields.get("references"))
         rules = self.rules(fields.get("rules"))
+        dns_coverage, coverage_note = self.coverage(fields)
         if (
             self.problems
             or entry_id is None
@@ -229,7 +351,27 @@ class _EntryParser:
             provenance=provenance,
             last_reviewed=last_reviewed,
             path=self.source,
+            dns_coverage=dns_coverage,
+            coverage_note=coverage_note,
         )
+
+    def coverage(self, fields: dict[str, yaml.Node]) -> tuple[str, str | None]:
+        """``dns_coverage`` and its note: a partial entry must say what DNS cannot stop."""
+        coverage_node = fields.get("dns_coverage")
+        note_node = fields.get("coverage_note")
+        coverage: str | None = "full"
+        if coverage_node is not None:
+            coverage = self.text(coverage_node, "dns_coverage")
+            if coverage is not None and coverage not in DNS_COVERAGE:
+                choices = ", ".join(DNS_COVERAGE)
+                self.problem(coverage_node, "dns_coverage", f"must be one of: {choices}")
+                coverage = None
+        note = self.text(note_node, "coverage_note")
+        if coverage == "partial" and note_node is None:
+            self.problem(coverage_node, "coverage_note", "missing (say what DNS cannot stop)")
+        if coverage == "full" and note_node is not None:
+            self.problem(note_node, "coverage_note", "only allowed with dns_coverage: partial")
+        return coverage or "full", note
 
     def references(self, node: yaml.Node | None) -> tuple[Reference, ...]:
         found: list[Reference] = []

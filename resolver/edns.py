@@ -20,10 +20,12 @@ _OPT_FIXED: Final = struct.Struct(">BHHBBHH")
 class EdeCode(IntEnum):
     """The RFC 8914 info-codes dnswarden sends."""
 
+    STALE_ANSWER = 3
     FORGED_ANSWER = 4
     BLOCKED = 15
     CENSORED = 16
     PROHIBITED = 18
+    STALE_NXDOMAIN_ANSWER = 19
     NO_REACHABLE_AUTHORITY = 22
     NETWORK_ERROR = 23
 
@@ -35,5 +37,9 @@ def opt_record(
     option = b""
     if ede is not None:
         option = struct.pack(">HHH", OPTION_EDE, 2 + len(text), ede) + text
-    return _OPT_FIXED.pack(0, TYPE_OPT, EDNS_PAYLOAD, ext_rcode, 0,
-                           0x8000 if dnssec_ok else 0, len(option)) + option  # fmt: skip
+    return (
+        _OPT_FIXED.pack(
+            0, TYPE_OPT, EDNS_PAYLOAD, ext_rcode, 0, 0x8000 if dnssec_ok else 0, len(option)
+        )
+        + option
+    )

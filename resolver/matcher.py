@@ -23,10 +23,10 @@ Semantics, decided here and relied on by the catalogue and list files:
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from resolver.names import BadName, from_text
+from resolver.names import BadName, from_text, to_text
 
 __all__ = ["ANSWER_OVERRIDES", "BlockRule", "DomainMatcher"]
 
@@ -128,6 +128,18 @@ class DomainMatcher:
         entry = (_label_test(label), specificity, label, rule)
         holder.entries = tuple(sorted((*holder.entries, entry), key=lambda item: -item[1]))
         self._patterns += 1
+
+    def rules(self) -> Iterator[tuple[str, BlockRule]]:
+        """Every pattern (canonical text, e.g. ``*.x.com``) with its rule, for export."""
+        for wire, node in self._nodes.items():
+            rule = node.rule if isinstance(node, _Wild) else node
+            if rule is not None:
+                yield to_text(wire), rule
+            if isinstance(node, _Wild):
+                parent = to_text(wire)
+                for _, _, label, wild_rule in node.entries:
+                    text = label.decode("ascii")
+                    yield (text if parent == "." else f"{text}.{parent}"), wild_rule
 
     def lookup(self, qname: bytes) -> tuple[BlockRule, int] | None:
         """Return the most specific rule covering ``qname`` and the offset of the covered zone.

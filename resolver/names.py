@@ -29,6 +29,11 @@ _BAD_CHAR_RE = re.compile(r"[^a-z0-9_*-]")
 _NAME_RE = re.compile(r"(?:[a-z0-9_-]{1,63}\.)*[a-z0-9_-]{1,63}")
 _WILD_NAME_RE = re.compile(r"[a-z0-9_*-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 _LENGTH_BYTE = tuple(bytes((n,)) for n in range(MAX_LABEL + 1))
+# Bytes `to_text` writes unchanged: printable ASCII except the escaped `"`, `.` and `\`.
+_PLAIN = bytes(b for b in range(0x21, 0x7F) if b not in b'".\\')
+# Length bytes of labels up to 32 octets are exactly the bytes 0x01-0x20, none of them plain.
+_FAST_LABEL = 0x20
+_LENGTHS_TO_DOTS = bytes(0x2E if 1 <= b <= _FAST_LABEL else b for b in range(256))
 
 
 class BadName(ValueError):
@@ -132,6 +137,16 @@ def to_text(wire: bytes) -> str:
     rendered best-effort: the well-formed labels, then the rest of the bytes escaped as one final
     label, so the result still shows what arrived.
     """
+    end = len(wire) - 1
+    pos = count = 0
+    while pos < end and 0 < wire[pos] <= _FAST_LABEL:
+        pos += 1 + wire[pos]
+        count += 1
+    # Fast path for the usual name (every label plain, none over 32 octets): the only bytes that
+    # are not plain are then the length bytes and the root, so counting them proves the labels
+    # need no escape, and one C-level translate turns the length bytes into dots.
+    if pos == end and wire[end] == 0 and len(wire.translate(None, _PLAIN)) == count + 1:
+        return wire[1:end].translate(_LENGTHS_TO_DOTS).decode("ascii") if count else "."
     escape = _ESCAPE
     labels: list[str] = []
     pos = 0

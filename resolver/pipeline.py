@@ -3,28 +3,36 @@
     receive → parse → access control → policy → cache → upstream → response inspection → reply
     → metrics/audit
 
-`handle` runs the steps that need no I/O and returns their answer at once (most blocked and
-refused queries never leave this function); only a query that must go upstream becomes a
-coroutine. Each step is a small named unit elsewhere; here is only their order and why.
+`handle` runs the steps that need no I/O and returns their answer at once: blocked and refused
+queries never leave this function, and neither does a cache hit (no coroutine, no task: it is
+the hot path for every popular name). Only a query that must go upstream becomes a coroutine.
+Each step is a small named unit elsewhere; here is only their order and why.
 """
 
 from __future__ import annotations
 
-from collections.abc import Coroutine
+import functools
+import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from resolver import answers
 from resolver.audit import AuditLog
+from resolver.cache import Cache, Entry, cache_key
 from resolver.edns import EdeCode, opt_record
-from resolver.matcher import BlockRule
+from resolver.inspection import Findings, Inspector, ResponseBlock, verdict
+from resolver.names import to_text
+from resolver.policy import Action, Decision
 from resolver.state import ResolverState
 from resolver.stats import Stats
-from resolver.upstream import Overloaded, UpstreamFailure, UpstreamPool
+from resolver.upstream import Overloaded, StillWaiting, UpstreamFailure, UpstreamPool
 from resolver.wire import (
+    BADVERS,
     FORMERR,
     NOTIMP,
     TCP_MAX_MESSAGE,
     Query,
+    UpstreamReply,
     WireError,
     client_reply,
     parse_query,
@@ -33,74 +41,237 @@ from resolver.wire import (
 
 Outcome = bytes | None | Coroutine[Any, Any, bytes | None]
 
-_ERROR_RESULTS = {FORMERR: "formerr", NOTIMP: "notimp"}
+_ERROR_RESULTS = {FORMERR: "formerr", NOTIMP: "notimp", BADVERS: "badvers"}
+_STALE_TEXT = b"stale answer: upstreams unavailable"
+_FAILURE_TEXT = "upstream failure cached (RFC 9520)"
+
+
+@functools.cache
+def _plain_opt(dnssec_ok: bool, ext_rcode: int) -> bytes:
+    """Our OPT without an EDE: a handful of distinct values, built once each."""
+    return opt_record(dnssec_ok, ext_rcode=ext_rcode)
 
 
 class QueryPipeline:
-    def __init__(self, state: ResolverState, upstreams: UpstreamPool, stats: Stats,
-                 audit: AuditLog) -> None:  # fmt: skip
-        # Replaced whole by a reload; each query reads it once, so it sees one consistent state.
+    def __init__(
+        self,
+        state: ResolverState,
+        upstreams: UpstreamPool,
+        stats: Stats,
+        audit: AuditLog,
+        cache: Cache | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.state = state
         self.upstreams = upstreams
         self.stats = stats
         self.audit = audit
+        # Outlives reloads (unlike `state`): a reload must not empty it.
+        self.cache = cache
+        self.clock = clock  # monotonic seconds for the cache, which never reads a clock itself
+        # The pool calls these once per upstream exchange, however many clients share it, and
+        # also for exchanges no client waits for any more (stale answer served, prefetch).
+        upstreams.after_reply = self._after_reply
+        upstreams.after_failure = self._after_failure
+
+    @property
+    def state(self) -> ResolverState:
+        return self._state
+
+    @state.setter
+    def state(self, state: ResolverState) -> None:
+        # Replaced whole by a reload; each query reads it once, so it sees one consistent state.
+        self.inspector = Inspector(state.config.inspection)
+        self._state = state
 
     def handle(self, packet: bytes, client: str, over_udp: bool) -> Outcome:
         """Answer `packet` from `client`: reply bytes, None (send nothing), or a coroutine that
         produces one of those after going upstream."""
-        state = self.state
+        started = time.perf_counter()
+        state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
         try:
             query = parse_query(packet)
         except WireError as error:
-            return self._malformed(packet, error)
+            return self._malformed(packet, error, over_udp, started)
         # 2. Access control: clients outside clients.allow are refused before any lookup, and
         #    nothing of theirs goes upstream: never an open resolver.
         if not state.access.allows(client):
-            self.stats.count("refused")
-            return answers.refused(query, EdeCode.PROHIBITED, "client not allowed")
-        # 3. Policy: a blocked name is answered here, from the query's bytes. It comes before the
-        #    cache so that a new block takes effect at once.
-        hit = state.blocking.lookup(query.qname)
-        if hit is not None:
-            return self._blocked(state, query, client, hit[0], hit[1])
-        # 4. Cache: none yet; cached answers will be served here, after policy.
+            reply = answers.refused(query, EdeCode.PROHIBITED, "client not allowed")
+            return self._done(query, over_udp, "refused", reply, started)
+        # 3. Policy: the client's group, its policies in force now, and exemptions decide. A
+        #    block is answered here, from the query's bytes; it comes before the cache so that
+        #    a new block, or a lapsed one, takes effect at once.
+        decision = state.policy.decide(client, query.qname, query.qtype, time.time())
+        if decision.action is Action.BLOCK:
+            return self._blocked(state, query, client, decision, over_udp, started)
+        if decision.action is Action.REFUSE:
+            reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
+            return self._done(query, over_udp, "refused", reply, started)
+        # 4. Cache: a fresh entry is answered here, synchronously; its answer names are checked
+        #    against this client's policy like a forwarded answer's (step 6). While upstreams are
+        #    known to fail (a cached failure), a stale entry or SERVFAIL is answered at once.
+        stale: Entry | None = None
+        cache = self.cache
+        if cache is not None and cache.enabled:
+            key = cache_key(query)
+            now = self.clock()
+            entry = cache.lookup(key, now)
+            if entry is not None and now < entry.expires:
+                if cache.prefetch_due(entry, now):
+                    self.upstreams.refresh(query)
+                return self._cached(state, cache, query, client, entry, over_udp, started, False)
+            failed = cache.failure(key, now)
+            if failed is not None:
+                if entry is not None:
+                    return self._cached(state, cache, query, client, entry, over_udp, started, True)
+                reply = answers.servfail(query, failed, _FAILURE_TEXT)
+                return self._done(query, over_udp, "servfail", reply, started)
+            stale = entry
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
-        return self._forward(query, client, over_udp)
+        return self._forward(query, client, over_udp, started, stale)
 
-    async def _forward(self, query: Query, client: str, over_udp: bool) -> bytes | None:
-        # 5. Upstream: failover across upstreams within the deadline, merged with identical
-        #    queries already in flight.
+    async def _forward(
+        self, query: Query, client: str, over_udp: bool, started: float, stale: Entry | None
+    ) -> bytes | None:
+        # 5. Upstream: the strategy's order across the zone's upstreams within the deadline,
+        #    merged with identical queries already in flight. With a stale entry to fall back
+        #    on, a client waits at most cache.client_timeout (RFC 8767); the exchange goes on.
+        state = self._state
+        patience = state.config.cache.client_timeout if stale is not None else None
         try:
-            reply = await self.upstreams.resolve(query)
+            reply, findings = await self.upstreams.resolve(query, patience)
+        except StillWaiting:
+            return self._stale(query, client, over_udp, started, stale)
         except UpstreamFailure as failure:
-            self.stats.count("servfail")
-            return answers.servfail(query, failure.ede, failure.text)
+            if stale is not None:
+                return self._stale(query, client, over_udp, started, stale)
+            out = answers.servfail(query, failure.ede, failure.text)
+            return self._done(query, over_udp, "servfail", out, started)
         except Overloaded:
-            self.stats.count("dropped")
             self.stats.count("dropped.overload")
-            return None
-        # 6. Response inspection: the reply already matched our question and parsed; deeper
-        #    checks (CNAME chains into blocked names) will sit here.
+            if stale is not None:
+                return self._stale(query, client, over_udp, started, stale)
+            return self._done(query, over_udp, "dropped", None, started)
+        state = self._state
+        # 6. Response inspection: a CNAME chain or owner name in the answer that this client's
+        #    policy blocks, an address in a response-IP network, or a private address for a
+        #    public name (rebinding) turns the answer into the blocked answer to the question.
+        if findings is not None:
+            block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
+                            time.time())  # fmt: skip
+            if block is not None:
+                return self._blocked(state, query, client, block, over_udp, started)
         # 7. Reply: the client's ID, question and EDNS back, cut to what it can receive.
         opt = opt_record(query.dnssec_ok, ext_rcode=reply.ext_rcode) if query.has_edns else b""
         out = client_reply(reply, query, udp_limit(query) if over_udp else TCP_MAX_MESSAGE, opt)
         # 8. Metrics/audit: allowed queries are logged only when the operator asks for it.
-        self.stats.count("forwarded")
         if self.audit.allowed_queries:
             self.audit.allowed(client, query, reply.rcode)
-        return out
+        return self._done(query, over_udp, "answered", out, started)
 
-    def _blocked(self, state: ResolverState, query: Query, client: str, rule: BlockRule,
-                 zone_offset: int) -> bytes:  # fmt: skip
-        sinkhole = state.sinkholes.get(rule.answer) or state.sinkholes[None]
-        self.stats.count("blocked")
-        self.audit.blocked(client, query, rule.list_name, rule.pattern, sinkhole.mode)
-        return sinkhole.build(query, zone_offset, "blocked by list " + rule.list_name)
+    def _cached(
+        self,
+        state: ResolverState,
+        cache: Cache,
+        query: Query,
+        client: str,
+        entry: Entry,
+        over_udp: bool,
+        started: float,
+        stale: bool,
+    ) -> bytes | None:
+        """Steps 6-8 for an answer from the cache (fresh, or stale when `stale`)."""
+        findings = entry.findings
+        if findings is not None:
+            block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
+                            time.time())  # fmt: skip
+            if block is not None:
+                return self._blocked(state, query, client, block, over_udp, started)
+        if query.has_edns:
+            if stale:
+                code = EdeCode.STALE_NXDOMAIN_ANSWER if entry.nxdomain else EdeCode.STALE_ANSWER
+                opt = opt_record(query.dnssec_ok, code, _STALE_TEXT, entry.ext_rcode)
+            else:
+                opt = _plain_opt(query.dnssec_ok, entry.ext_rcode)
+        else:
+            opt = b""
+        limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+        out = cache.answer(entry, query, limit, opt, self.clock(), stale)
+        if self.audit.allowed_queries:
+            self.audit.allowed(client, query, entry.rcode)
+        return self._done(query, over_udp, "stale" if stale else "cached", out, started)
 
-    def _malformed(self, packet: bytes, error: WireError) -> bytes | None:
-        self.stats.count("malformed." + error.reason)
+    def _stale(
+        self, query: Query, client: str, over_udp: bool, started: float, entry: Entry | None
+    ) -> bytes | None:
+        assert entry is not None and self.cache is not None
+        return self._cached(self._state, self.cache, query, client, entry, over_udp, started, True)
+
+    def _after_reply(self, query: Query, reply: UpstreamReply) -> Findings | None:
+        """Once per upstream answer: inspect it, then cache it unless a client-independent
+        rule (response IP, rebinding) blocks it. Answers whose names a policy might block are
+        cached with those names, and every hit checks them against the asking client."""
+        findings = self.inspector.extract(reply.raw, query.question_end, query.qname)
+        if findings is not None and findings.ip_block is not None:
+            return findings
+        cache = self.cache
+        if cache is not None and cache.enabled:
+            cache.store(cache_key(query), reply, self.clock(), findings)
+        return findings
+
+    def _after_failure(self, query: Query, failure: UpstreamFailure) -> None:
+        cache = self.cache
+        if cache is not None and cache.enabled:
+            cache.fail(cache_key(query), self.clock(), failure.ede)
+
+    def _blocked(
+        self,
+        state: ResolverState,
+        query: Query,
+        client: str,
+        decision: Decision | ResponseBlock,
+        over_udp: bool,
+        started: float,
+    ) -> bytes:
+        sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
+        if decision.policy:
+            cause = f"blocked by policy {decision.policy} ({decision.entry})"
+        elif isinstance(decision, ResponseBlock) and decision.cname is None:
+            cause = f"blocked by {decision.entry} rule {decision.rule}"
+        else:
+            cause = f"blocked by list {decision.entry}"
+        cname = getattr(decision, "cname", None)
+        if cname is not None:
+            cause += f" via CNAME {to_text(cname)}"
+        reply = sinkhole.build(query, decision.zone_offset, cause)
+        self.stats.blocked(
+            decision.group, decision.policy or "", decision.entry or "", decision.answer
+        )
+        self.audit.blocked(client, query, decision)
+        return self._done(query, over_udp, "blocked", reply, started)
+
+    def _done(
+        self, query: Query, over_udp: bool, result: str, reply: bytes | None, started: float
+    ) -> bytes | None:
+        """8. Metrics: one record per query, whatever path it took."""
+        stats = self.stats
+        stats.query(
+            "udp" if over_udp else "tcp", query.qtype, result, time.perf_counter() - started
+        )
+        if reply is not None:
+            stats.rcode(reply[3] & 0x0F if len(reply) > 3 else 0)
+        return reply
+
+    def _malformed(
+        self, packet: bytes, error: WireError, over_udp: bool, started: float
+    ) -> bytes | None:
+        stats = self.stats
+        stats.count("malformed." + error.reason)
         reply = answers.error_reply(packet, error)
-        self.stats.count("dropped" if reply is None else _ERROR_RESULTS.get(error.rcode, "badvers"))
+        result = "dropped" if reply is None else _ERROR_RESULTS.get(error.rcode or 0, "formerr")
+        stats.query("udp" if over_udp else "tcp", -1, result, time.perf_counter() - started)
+        if reply is not None:
+            stats.rcode(error.rcode or 0)
         return reply

@@ -33,8 +33,9 @@ _BIND_ATTEMPTS = 20
 class Listeners:
     """Every socket we serve on and every task still answering, so stop() can end them all."""
 
-    def __init__(self, pipeline: QueryPipeline, limits: LimitsConfig, stats: Stats,
-                 audit: AuditLog) -> None:  # fmt: skip
+    def __init__(
+        self, pipeline: QueryPipeline, limits: LimitsConfig, stats: Stats, audit: AuditLog
+    ) -> None:
         self.loop = asyncio.get_running_loop()
         self.pipeline = pipeline
         self.limits = limits
@@ -46,10 +47,12 @@ class Listeners:
         self.tasks: set[asyncio.Task[None]] = set()
         self.bound: list[Endpoint] = []
 
-    async def start(self, endpoints: tuple[Endpoint, ...]) -> list[Endpoint]:
+    async def start(
+        self, endpoints: tuple[Endpoint, ...], reuse_port: bool = False
+    ) -> list[Endpoint]:
         for endpoint in endpoints:
             try:
-                udp_sock, tcp_sock = bind_pair(endpoint)
+                udp_sock, tcp_sock = bind_pair(endpoint, reuse_port)
             except OSError as error:
                 if not (_ipv6_unavailable(endpoint, error) and len(endpoints) > 1):
                     raise
@@ -59,16 +62,16 @@ class Listeners:
             listener = UdpListener(udp_sock, self)
             listener.start()
             self.udp.append(listener)
-            server = await self.loop.create_server(lambda: TcpConnection(self), sock=tcp_sock,
-                                                   backlog=TCP_BACKLOG)  # fmt: skip
+            server = await self.loop.create_server(
+                lambda: TcpConnection(self), sock=tcp_sock, backlog=TCP_BACKLOG
+            )
             self.tcp_servers.append(server)
             self.bound.append(Endpoint(endpoint.host, udp_sock.getsockname()[1]))
         if not self.bound:
             raise OSError(errno.EADDRNOTAVAIL, "no listener could be bound")
         return self.bound
 
-    def spawn(self, pending: Coroutine[Any, Any, bytes | None],
-              deliver: Any) -> None:  # fmt: skip
+    def spawn(self, pending: Coroutine[Any, Any, bytes | None], deliver: Any) -> None:
         task = self.loop.create_task(self._settle(pending, deliver))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -106,8 +109,11 @@ def _ipv6_unavailable(endpoint: Endpoint, error: OSError) -> bool:
     return endpoint.host == "::1" and error.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
 
 
-def bind_pair(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a TCP socket on the same address and port; port 0 picks one free for both."""
+def bind_pair(endpoint: Endpoint, reuse_port: bool = False) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same address and port; port 0 picks one free for both.
+
+    With `reuse_port`, several worker processes bind the same address (SO_REUSEPORT) and the
+    kernel spreads clients across them."""
     family = socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET
     for _ in range(_BIND_ATTEMPTS):
         udp = socket.socket(family, socket.SOCK_DGRAM)
@@ -117,6 +123,8 @@ def bind_pair(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
                 if family == socket.AF_INET6:
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 sock.setblocking(False)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             with contextlib.suppress(OSError):
                 udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
@@ -263,8 +271,11 @@ class TcpConnection(asyncio.Protocol):
             return
         if reply is not None:
             self._write(reply)
-        if (self.reading_paused and not self.writing_paused
-                and self.pending < self.listeners.limits.tcp_inflight_per_connection):
+        if (
+            self.reading_paused
+            and not self.writing_paused
+            and self.pending < self.listeners.limits.tcp_inflight_per_connection
+        ):
             self._resume_reading()
         self._rearm()
 

@@ -7,46 +7,75 @@ that fails to build leaves the running state untouched.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from resolver.access import ClientAccess
-from resolver.answers import SinkholeAnswer
+from resolver.answers import ANSWER_MODES, IP_MODE, SinkholeAnswer
 from resolver.config import Config, Endpoint, resolve_upstreams
-from resolver.lists import build_blocking
-from resolver.matcher import DomainMatcher
+from resolver.edns import EdeCode
+from resolver.lists import ListReport, load_lists
+from resolver.policy import PolicyEngine, build_engine
 
 RESOLV_CONF = Path("/etc/resolv.conf")
+
+SinkholeKey = tuple[str, int, int]  # answer mode, TTL, EDE code for negative answers
 
 
 @dataclass(frozen=True, slots=True)
 class ResolverState:
     config: Config
     access: ClientAccess
-    blocking: DomainMatcher
-    # Keyed by a rule's answer override; None is the configured `blocking.answer`.
-    sinkholes: Mapping[str | None, SinkholeAnswer]
+    policy: PolicyEngine
+    sinkholes: Mapping[SinkholeKey, SinkholeAnswer]
     list_sizes: Mapping[str, int]
     upstreams: tuple[Endpoint, ...]
+    warnings: tuple[str, ...] = ()
+    loaded_at: float = field(default_factory=time.time)
+    list_reports: Mapping[str, ListReport] = field(default_factory=dict)
+    list_watch: Mapping[str, tuple[tuple[str, int, int], ...]] = field(default_factory=dict)
+
+    def sinkhole(self, mode: str, ttl: int, censored: bool) -> SinkholeAnswer:
+        return self.sinkholes[(mode, ttl, EdeCode.CENSORED if censored else EdeCode.BLOCKED)]
 
 
 def build_state(config: Config, resolv_conf: str | None = None) -> ResolverState:
-    """Build the state for `config`; raises `lists.ListError` naming file and line."""
-    blocking = build_blocking(config.blocking.lists, max_bad_lines=config.limits.max_bad_lines)
-    ttl = config.blocking.ttl
-    default = SinkholeAnswer(config.blocking.answer.value, ttl, config.blocking.ip)
-    sinkholes: dict[str | None, SinkholeAnswer] = {None: default, default.mode: default}
-    for mode in ("null_ip", "nxdomain", "nodata", "refused"):
-        sinkholes.setdefault(mode, SinkholeAnswer(mode, ttl))
+    """Build the state for `config`; raises `ListError` naming file and line.
+
+    Each list is loaded once, into its own matcher, however many groups and policies use it;
+    big operator lists are compiled in a child process and memory-mapped (`resolver.lists`).
+    """
+    loaded = load_lists(config)
+    allow = set(getattr(config, "allow", ()))
+    matchers = dict(loaded.matchers)
+    sizes = dict(loaded.sizes)
+    blocked = sum(sizes[name] for item, (name, _) in matchers.items() if item not in allow)
     return ResolverState(
         config=config,
         access=ClientAccess(config.clients.allow),
-        blocking=blocking.matcher,
-        sinkholes=sinkholes,
-        list_sizes=dict(blocking.sizes),
+        policy=build_engine(config, matchers, blocked),  # type: ignore[arg-type]
+        sinkholes=_sinkholes(config),
+        list_sizes=sizes,
         upstreams=resolve_upstreams(config, resolv_conf),
+        warnings=loaded.warnings,
+        list_reports=loaded.reports,
+        list_watch=loaded.watch,
     )
+
+
+def _sinkholes(config: Config) -> dict[SinkholeKey, SinkholeAnswer]:
+    """Every blocked answer the config can produce, prepared once."""
+    blocking = config.blocking
+    ttls = {blocking.ttl} | {p.ttl for p in config.policies if p.ttl is not None}
+    modes = [m for m in ANSWER_MODES if m != IP_MODE or blocking.ip]
+    return {
+        (mode, ttl, ede): SinkholeAnswer(mode, ttl, blocking.ip, ede)
+        for mode in modes
+        for ttl in ttls
+        for ede in (EdeCode.BLOCKED, EdeCode.CENSORED)
+    }
 
 
 def read_resolv_conf(path: Path = RESOLV_CONF) -> str | None:

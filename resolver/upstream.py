@@ -1,41 +1,76 @@
-"""Forwarding to upstream resolvers: spoofing-resistant exchanges, failover and query merging.
+"""Forwarding to upstream resolvers: spoofing-resistant exchanges, strategies, health and merging.
 
-Every attempt uses a fresh random ID (`secrets`) from a fresh socket, so a fresh random source
-port (RFC 5452); the socket is connected, so the kernel drops datagrams from any other address
-and port, and `wire.reply_matches` drops the rest that do not carry our ID, QR and question. A
-mismatch is counted and waiting goes on until the per-try timeout: one junk packet must not end
-a query. ICMP errors do not end it either. A truncated reply is retried over TCP.
+Transports. `udp://`: every attempt uses a fresh random ID (`secrets`) from a fresh socket, so a
+fresh random source port (RFC 5452); the socket is connected, so the kernel drops datagrams from
+any other address and port, and `wire.reply_matches` drops the rest that do not carry our ID, QR
+and question. A mismatch is counted and waiting goes on until the per-try timeout: one junk packet
+must not end a query. ICMP errors do not end it either. A truncated reply is retried over TCP.
+`tcp://` and `tls://` (DNS over TLS, RFC 7858): one persistent connection per upstream, shared by
+pipelined queries told apart by ID (RFC 7766 6.2.1), closed after `STREAM_IDLE_TIMEOUT` without
+queries; TLS verifies the certificate and its name (`#name` in the URL) against the system store
+or `upstream.ca_file`.
 
-Upstreams are tried in configured order, except that one which failed `MAX_FAILS` times in a row
-is tried after the healthy ones until it answers again. The whole query is bounded by a deadline;
-identical queries in flight (name, type, class, DO, CD) share one upstream exchange.
+Choosing. Each query goes to the upstreams of the longest conditional-forwarding zone that
+contains its name, else to the default ones, in the order their strategy gives: `failover` in
+configured order; `fastest` by an exponentially weighted moving average of latency, upstreams not
+yet measured first and, now and then (`EXPLORE`), a random other one first so a recovered
+upstream gets measured again; `parallel` sends to the two fastest at once and takes the first good
+answer. Whatever the strategy, an upstream that failed `max_fails` times in a row is down: tried
+only after the healthy ones (the most recently healthy first, since the probe itself may be what
+is broken), and probed in the background with `. IN NS` every `probe_interval`, one probe at a
+time, until it answers. The whole query is bounded by a deadline.
+
+Sharing. Identical queries in flight (name, type, class, DO, CD) share one upstream exchange, which
+runs as its own task: a client that stops waiting (the pipeline serves it a stale answer) does not
+stop the exchange, whose answer then refreshes the cache through `after_reply`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import socket
-from collections.abc import Sequence
+import ssl
+from collections.abc import Callable, Container, Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from resolver.audit import AuditLog
-from resolver.config import Endpoint
+from resolver.cache import CacheKey, cache_key
+from resolver.config import Config, Endpoint, Strategy, UpstreamServer, ZoneConfig
 from resolver.edns import EdeCode
+from resolver.inspection import Findings
+from resolver.names import from_text
 from resolver.stats import Stats
 from resolver.wire import (
-    CD,
+    HEADER,
     HEADER_LEN,
+    OPT_PLAIN,
+    RD,
     REFUSED,
     SERVFAIL,
     FormError,
     Query,
     UpstreamReply,
+    parse_query,
     reply_matches,
     upstream_query,
 )
 
 MAX_FAILS = 3
+EWMA_WEIGHT = 0.3
+EXPLORE = 0.05
+STREAM_IDLE_TIMEOUT = 10.0
+MAX_BACKGROUND = 64
+"""Background refreshes (prefetch, stale refresh) in flight at once; more are skipped."""
 _FAILURE_LOG_INTERVAL = 1.0
+_ID_TRIES = 32
+
+PROBE_QUERY = parse_query(
+    HEADER.pack(0, RD, 1, 0, 0, 1) + b"\x00" + (2).to_bytes(2, "big") + b"\x00\x01" + OPT_PLAIN
+)
+"""`. IN NS`, the health probe CoreDNS uses: every recursive resolver can answer it."""
 
 
 class UpstreamFailure(Exception):
@@ -51,126 +86,505 @@ class Overloaded(Exception):
     """Too many queries in flight upstream: the new one is dropped (the client will retry)."""
 
 
+class StillWaiting(Exception):
+    """The caller's patience ran out; the exchange goes on and will refresh the cache."""
+
+
 class _BadReply(Exception):
     pass
 
 
+class _StreamClosed(Exception):
+    """The persistent connection closed before our reply came."""
+
+
+class _Failed(Exception):
+    def __init__(self, ede: int) -> None:
+        super().__init__(ede)
+        self.ede = ede
+
+
+class Resolved(NamedTuple):
+    """An upstream reply and what response inspection found in it (None: nothing to check)."""
+
+    reply: UpstreamReply
+    findings: Findings | None
+
+
+ReplyHook = Callable[[Query, UpstreamReply], Findings | None]
+FailureHook = Callable[[Query, UpstreamFailure], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    """The pool's settings beyond the server list, timeout, deadline and in-flight cap."""
+
+    strategy: Strategy = Strategy.FAILOVER
+    max_fails: int = MAX_FAILS
+    probe_interval: float = 5.0
+    ca_file: str | None = None
+    zones: tuple[ZoneConfig, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Config) -> PoolOptions:
+        upstream = config.upstream
+        return cls(
+            upstream.strategy,
+            upstream.max_fails,
+            upstream.probe_interval,
+            upstream.ca_file,
+            config.zones,
+        )
+
+
+class Upstream:
+    """One upstream server's running state: health, latency, probe and connection."""
+
+    __slots__ = ("down", "fails", "label", "last_ok", "probe", "rtt", "server", "stream")
+
+    def __init__(self, server: UpstreamServer, now: float) -> None:
+        self.server = server
+        self.label = str(server)
+        self.fails = 0
+        self.down = False
+        self.rtt: float | None = None
+        self.last_ok = now
+        self.probe: asyncio.Task[None] | None = None
+        self.stream: _Stream | None = None
+
+
+class _Route:
+    __slots__ = ("strategy", "upstreams")
+
+    def __init__(self, upstreams: tuple[Upstream, ...], strategy: Strategy) -> None:
+        self.upstreams = upstreams
+        self.strategy = strategy
+
+
+def _as_server(server: UpstreamServer | Endpoint) -> UpstreamServer:
+    if isinstance(server, Endpoint):
+        return UpstreamServer("udp", server.host, server.port)
+    return server
+
+
+def _speed(upstream: Upstream) -> float:
+    return -1.0 if upstream.rtt is None else upstream.rtt
+
+
 class UpstreamPool:
-    def __init__(self, endpoints: Sequence[Endpoint], timeout: float, deadline: float,
-                 max_inflight: int, stats: Stats, audit: AuditLog) -> None:  # fmt: skip
+    def __init__(
+        self,
+        servers: Sequence[UpstreamServer | Endpoint],
+        timeout: float,
+        deadline: float,
+        max_inflight: int,
+        stats: Stats,
+        audit: AuditLog,
+        options: PoolOptions | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._stats = stats
         self._audit = audit
-        self._inflight: dict[tuple[bytes, int, int, bool, int], asyncio.Future[UpstreamReply]] = {}
+        self._random = rng or random.Random()
+        self._inflight: dict[CacheKey, asyncio.Future[Resolved]] = {}
         self._buffer = bytearray(65535)
-        self._failures: dict[Endpoint, int] = {}
-        self._last_logged: dict[tuple[Endpoint, str], float] = {}
-        self.configure(endpoints, timeout, deadline, max_inflight)
+        self._upstreams: dict[UpstreamServer, Upstream] = {}
+        self._last_logged: dict[tuple[str, str], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = 0
+        self._context: ssl.SSLContext | None = None
+        self._closed = False
+        self.options = options or PoolOptions()
+        self.after_reply: ReplyHook | None = None
+        self.after_failure: FailureHook | None = None
+        self.configure(servers, timeout, deadline, max_inflight, self.options)
 
-    def configure(self, endpoints: Sequence[Endpoint], timeout: float, deadline: float,
-                  max_inflight: int) -> None:  # fmt: skip
-        """Apply new settings (start-up and reload); queries already in flight keep theirs."""
-        self.endpoints = tuple(endpoints)
+    def configure(
+        self,
+        servers: Sequence[UpstreamServer | Endpoint],
+        timeout: float,
+        deadline: float,
+        max_inflight: int,
+        options: PoolOptions | None = None,
+    ) -> None:
+        """Apply new settings (start-up and reload); queries already in flight keep theirs, and
+        an upstream kept across a reload keeps its health, latency and connection."""
+        if options is not None:
+            if options.ca_file != self.options.ca_file:
+                self._context = None
+                for upstream in self._upstreams.values():
+                    self._drop_stream(upstream)
+            self.options = options
         self.timeout = timeout
         self.deadline = deadline
         self.max_inflight = max_inflight
-        self._failures = {e: self._failures.get(e, 0) for e in self.endpoints}
-        self._reorder()
+        previous = self._upstreams
+        self._upstreams = {}
+        default = self._route(servers, self.options.strategy, previous)
+        zones = {
+            from_text(zone.zone): self._route(zone.servers, zone.strategy, previous)
+            for zone in self.options.zones
+        }
+        for server, upstream in previous.items():
+            if server not in self._upstreams:
+                self._retire(upstream)
+        self._default = default
+        self._zones = zones
+        self.endpoints = tuple(u.server for u in default.upstreams)
+
+    def _route(
+        self,
+        servers: Iterable[UpstreamServer | Endpoint],
+        strategy: Strategy,
+        previous: dict[UpstreamServer, Upstream],
+    ) -> _Route:
+        chosen: list[Upstream] = []
+        for item in servers:
+            server = _as_server(item)
+            upstream = self._upstreams.get(server) or previous.get(server)
+            if upstream is None:
+                upstream = Upstream(server, self._loop.time())
+            self._upstreams[server] = upstream
+            if upstream not in chosen:
+                chosen.append(upstream)
+        return _Route(tuple(chosen), strategy)
+
+    # --- views for metrics and readiness ------------------------------------------------------
 
     @property
-    def healthy(self) -> tuple[Endpoint, ...]:
-        return tuple(e for e in self.endpoints if self._failures[e] < MAX_FAILS)
+    def healthy(self) -> tuple[UpstreamServer, ...]:
+        return tuple(s for s, u in self._upstreams.items() if not u.down)
 
-    def _reorder(self) -> None:
-        self._order = sorted(self.endpoints, key=lambda e: self._failures[e] >= MAX_FAILS)
+    def health(self) -> dict[str, bool]:
+        return {u.label: not u.down for u in self._upstreams.values()}
 
-    def _record(self, endpoint: Endpoint, ok: bool) -> None:
-        before = self._failures.get(endpoint)
-        if before is None:
-            return  # removed by a reload meanwhile
-        after = 0 if ok else before + 1
-        self._failures[endpoint] = after
-        if (before >= MAX_FAILS) != (after >= MAX_FAILS):
-            self._reorder()
-            self._audit.warning("upstream_health", upstream=str(endpoint),
-                                healthy=after < MAX_FAILS)  # fmt: skip
+    def upstream(self, server: UpstreamServer) -> Upstream | None:
+        return self._upstreams.get(server)
 
-    async def resolve(self, query: Query) -> UpstreamReply:
-        """An upstream reply for `query`, shared with identical queries already in flight."""
-        key = (query.qname, query.qtype, query.qclass, query.dnssec_ok, query.flags & CD)
-        pending = self._inflight.get(key)
-        if pending is not None:
+    # --- resolving ----------------------------------------------------------------------------
+
+    async def resolve(self, query: Query, patience: float | None = None) -> Resolved:
+        """An upstream reply for `query`, shared with identical queries already in flight.
+
+        With `patience`, raise `StillWaiting` after that many seconds instead of waiting for
+        the deadline; the exchange itself carries on.
+        """
+        key = cache_key(query)
+        shared = self._inflight.get(key)
+        if shared is not None:
             self._stats.count("upstream.merged")
-            return await asyncio.shield(pending)
+        else:
+            shared = self._start(key, query)
+        if patience is None:
+            return await asyncio.shield(shared)
+        try:
+            return await asyncio.wait_for(asyncio.shield(shared), patience)
+        except TimeoutError:
+            raise StillWaiting from None
+
+    def refresh(self, query: Query) -> bool:
+        """Resolve `query` in the background (prefetch, stale refresh): its answer reaches the
+        cache through `after_reply`. False when it is already in flight or too many are."""
+        key = cache_key(query)
+        if key in self._inflight or self._closed:
+            return False
+        if self._background >= MAX_BACKGROUND:
+            self._stats.count("upstream.refresh_skipped")
+            return False
+        try:
+            shared = self._start(key, query)
+        except Overloaded:
+            return False
+        self._background += 1
+        shared.add_done_callback(self._background_done)
+        return True
+
+    def _background_done(self, shared: asyncio.Future[Resolved]) -> None:
+        self._background -= 1
+        if not shared.cancelled():
+            shared.exception()  # retrieved: nobody else may be waiting for it
+
+    def _start(self, key: CacheKey, query: Query) -> asyncio.Future[Resolved]:
         if len(self._inflight) >= self.max_inflight:
             raise Overloaded
-        shared: asyncio.Future[UpstreamReply] = self._loop.create_future()
+        shared: asyncio.Future[Resolved] = self._loop.create_future()
         self._inflight[key] = shared
+        self._spawn(self._run(key, query, shared))
+        return shared
+
+    def _spawn(self, coroutine: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = self._loop.create_task(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _run(self, key: CacheKey, query: Query, shared: asyncio.Future[Resolved]) -> None:
         try:
             reply = await self._try_upstreams(query)
-        except BaseException as error:
-            failure = error if isinstance(error, UpstreamFailure) else UpstreamFailure(
-                EdeCode.NETWORK_ERROR, "query abandoned")
-            shared.set_exception(failure)
-            shared.exception()  # retrieved here, so a lone query leaves no warning behind
+        except UpstreamFailure as failure:
+            self._settle(key, shared)
+            if self.after_failure is not None:
+                self.after_failure(query, failure)
+            _fail(shared, failure)
+            return
+        except BaseException:
+            self._settle(key, shared)
+            _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "query abandoned"))
             raise
-        else:
-            shared.set_result(reply)
-            return reply
-        finally:
+        self._settle(key, shared)
+        findings = None
+        if self.after_reply is not None:
+            try:
+                findings = self.after_reply(query, reply)
+            except Exception:
+                self._stats.count("internal_error")
+                _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error"))
+                return
+        shared.set_result(Resolved(reply, findings))
+
+    def _settle(self, key: CacheKey, shared: asyncio.Future[Resolved]) -> None:
+        if self._inflight.get(key) is shared:
             del self._inflight[key]
+
+    def _route_for(self, qname: bytes) -> _Route:
+        """The longest configured zone containing `qname`: one dict lookup per label."""
+        zones = self._zones
+        if zones:
+            pos = 0
+            while qname[pos]:
+                route = zones.get(qname[pos:])
+                if route is not None:
+                    return route
+                pos += 1 + qname[pos]
+        return self._default
+
+    def plan(self, qname: bytes) -> list[Upstream]:
+        """The upstreams a query for `qname` tries, in order."""
+        route = self._route_for(qname)
+        healthy = [u for u in route.upstreams if not u.down]
+        down = sorted((u for u in route.upstreams if u.down), key=lambda u: -u.last_ok)
+        if route.strategy is not Strategy.FAILOVER and len(healthy) > 1:
+            healthy.sort(key=_speed)
+            if route.strategy is Strategy.FASTEST and self._random.random() < EXPLORE:
+                healthy.insert(0, healthy.pop(self._random.randrange(1, len(healthy))))
+        return healthy + down
 
     async def _try_upstreams(self, query: Query) -> UpstreamReply:
         loop = self._loop
         deadline = loop.time() + self.deadline
+        plan = self.plan(query.qname)
         ede = EdeCode.NO_REACHABLE_AUTHORITY
-        for endpoint in self._order:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            timeout = min(self.timeout, remaining)
+        start = 0
+        if self._route_for(query.qname).strategy is Strategy.PARALLEL and len(plan) > 1:
+            start = 2
             try:
-                reply = await self._exchange_udp(endpoint, query, timeout)
-                if reply.truncated:
-                    self._stats.count("upstream.tcp_retry")
-                    reply = await self._exchange_tcp(endpoint, query, deadline - loop.time())
-            except TimeoutError:
-                self._failed(endpoint, "timeout", query)
-                continue
-            except (OSError, _BadReply, FormError, asyncio.IncompleteReadError) as error:
-                self._failed(endpoint, "bad_reply" if not isinstance(error, OSError) else "error",
-                             query)  # fmt: skip
-                ede = EdeCode.NETWORK_ERROR
-                continue
-            if reply.rcode == SERVFAIL or reply.rcode == REFUSED:
-                self._failed(endpoint, "servfail" if reply.rcode == SERVFAIL else "refused", query)
-                continue
-            self._stats.count("upstream.ok")
-            self._record(endpoint, True)
-            return reply
-        raise UpstreamFailure(ede, "no upstream answered" if ede == EdeCode.NO_REACHABLE_AUTHORITY
-                              else "upstream network error")  # fmt: skip
+                return await self._race(plan[0], plan[1], query, deadline)
+            except _Failed as failed:
+                ede = max(ede, failed.ede)
+        for upstream in plan[start:]:
+            if deadline - loop.time() <= 0:
+                break
+            try:
+                return await self._attempt(upstream, query, deadline)
+            except _Failed as failed:
+                ede = max(ede, failed.ede)
+        raise UpstreamFailure(
+            ede,
+            "no upstream answered"
+            if ede == EdeCode.NO_REACHABLE_AUTHORITY
+            else "upstream network error",
+        )
 
-    def _failed(self, endpoint: Endpoint, reason: str, query: Query) -> None:
+    async def _race(
+        self, first: Upstream, second: Upstream, query: Query, deadline: float
+    ) -> UpstreamReply:
+        """Both at once; the first good answer wins and the other attempt is cancelled."""
+        tasks = [
+            self._loop.create_task(self._attempt(first, query, deadline)),
+            self._loop.create_task(self._attempt(second, query, deadline)),
+        ]
+        ede = EdeCode.NO_REACHABLE_AUTHORITY
+        try:
+            pending: set[asyncio.Task[UpstreamReply]] = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is None:
+                        return task.result()
+                    if not isinstance(error, _Failed):
+                        raise error
+                    ede = max(ede, error.ede)
+            raise _Failed(ede)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _attempt(self, upstream: Upstream, query: Query, deadline: float) -> UpstreamReply:
+        """One try at one upstream, with its bookkeeping; raises `_Failed` with an EDE."""
+        loop = self._loop
+        timeout = min(self.timeout, deadline - loop.time())
+        started = loop.time()
+        try:
+            reply = await self._exchange(upstream, query, timeout, deadline)
+        except TimeoutError:
+            self._failed(upstream, "timeout", query, timeout)
+            raise _Failed(EdeCode.NO_REACHABLE_AUTHORITY) from None
+        except (OSError, EOFError, _BadReply, _StreamClosed, FormError) as error:
+            reason = "bad_reply" if isinstance(error, _BadReply | FormError) else "error"
+            if isinstance(error, ssl.SSLError):
+                self._stats.count("upstream.tls_error")
+                self._log(upstream, "tls_error", None, detail=str(error)[:200])
+            self._failed(upstream, reason, query, self.timeout)
+            raise _Failed(EdeCode.NETWORK_ERROR) from None
+        except asyncio.CancelledError:
+            # Lost a race: it took at least this long, which the latency average should know.
+            elapsed = loop.time() - started
+            if upstream.rtt is None or elapsed > upstream.rtt:
+                self._observe(upstream, elapsed)
+            raise
+        if reply.rcode == SERVFAIL or reply.rcode == REFUSED:
+            self._failed(upstream, "servfail" if reply.rcode == SERVFAIL else "refused", query)
+            raise _Failed(EdeCode.NO_REACHABLE_AUTHORITY)
+        elapsed = loop.time() - started
+        self._stats.upstream(upstream.label, "ok", elapsed)
+        self._observe(upstream, elapsed)
+        upstream.last_ok = loop.time()
+        upstream.fails = 0
+        if upstream.down:
+            self._mark_up(upstream)
+        return reply
+
+    async def _exchange(
+        self, upstream: Upstream, query: Query, timeout: float, deadline: float
+    ) -> UpstreamReply:
+        server = upstream.server
+        if server.protocol == "udp":
+            reply = await self._exchange_udp(server, query, timeout)
+            if reply.truncated:
+                self._stats.count("upstream.tcp_retry")
+                reply = await self._exchange_tcp(server, query, deadline - self._loop.time())
+            return reply
+        stream = upstream.stream
+        if stream is None:
+            context = self._tls_context() if server.protocol == "tls" else None
+            stream = upstream.stream = _Stream(self._loop, server, context, self._stats)
+        return await stream.exchange(query, timeout)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """Verification on, against `ca_file` alone when set, else the system store."""
+        if self._context is None:
+            context = ssl.create_default_context(cafile=self.options.ca_file)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._context = context
+        return self._context
+
+    # --- health -------------------------------------------------------------------------------
+
+    def _observe(self, upstream: Upstream, seconds: float) -> None:
+        if upstream.rtt is None:
+            upstream.rtt = seconds
+        else:
+            upstream.rtt += EWMA_WEIGHT * (seconds - upstream.rtt)
+
+    def _failed(
+        self, upstream: Upstream, reason: str, query: Query, penalty: float | None = None
+    ) -> None:
         """Count every failure; log at most one per upstream and reason each second, so an outage
         does not turn the audit trail into a copy of the query stream."""
-        self._stats.count("upstream." + reason)
-        self._record(endpoint, False)
-        now = self._loop.time()
-        key = (endpoint, reason)
-        if now - self._last_logged.get(key, -_FAILURE_LOG_INTERVAL) >= _FAILURE_LOG_INTERVAL:
-            self._last_logged[key] = now
-            self._audit.upstream_failed(str(endpoint), reason, query)
+        self._stats.upstream(upstream.label, reason, None)
+        if penalty is not None:
+            self._observe(upstream, penalty)
+        upstream.fails += 1
+        if not upstream.down and upstream.fails >= self.options.max_fails:
+            self._mark_down(upstream)
+        self._log(upstream, reason, query)
 
-    async def _exchange_udp(self, endpoint: Endpoint, query: Query,
-                            timeout: float) -> UpstreamReply:  # fmt: skip
+    def _log(self, upstream: Upstream, reason: str, query: Query | None, detail: str = "") -> None:
+        now = self._loop.time()
+        key = (upstream.label, reason)
+        if now - self._last_logged.get(key, -_FAILURE_LOG_INTERVAL) < _FAILURE_LOG_INTERVAL:
+            return
+        self._last_logged[key] = now
+        if query is not None:
+            self._audit.upstream_failed(upstream.label, reason, query)
+        else:
+            self._audit.warning("upstream_" + reason, upstream=upstream.label, detail=detail)
+
+    def _mark_down(self, upstream: Upstream) -> None:
+        upstream.down = True
+        self._audit.warning("upstream_health", upstream=upstream.label, healthy=False)
+        if self._upstreams.get(upstream.server) is upstream and (
+            upstream.probe is None or upstream.probe.done()
+        ):
+            upstream.probe = self._spawn(self._probe(upstream))
+
+    def _mark_up(self, upstream: Upstream) -> None:
+        upstream.down = False
+        upstream.fails = 0
+        self._audit.warning("upstream_health", upstream=upstream.label, healthy=True)
+        probe = upstream.probe
+        upstream.probe = None
+        if probe is not None and probe is not asyncio.current_task():
+            probe.cancel()
+
+    async def _probe(self, upstream: Upstream) -> None:
+        """`. IN NS` every probe_interval until the upstream answers; one at a time."""
+        loop = self._loop
+        while upstream.down and not self._closed:
+            await asyncio.sleep(self.options.probe_interval)
+            if not upstream.down or self._upstreams.get(upstream.server) is not upstream:
+                return
+            try:
+                reply = await self._exchange(
+                    upstream, PROBE_QUERY, self.timeout, loop.time() + self.timeout
+                )
+                ok = reply.rcode != SERVFAIL and reply.rcode != REFUSED
+            except (TimeoutError, OSError, EOFError, _BadReply, _StreamClosed, FormError):
+                ok = False
+            self._stats.count("upstream.probe_ok" if ok else "upstream.probe_failed")
+            if ok and upstream.down:
+                upstream.last_ok = loop.time()
+                self._mark_up(upstream)
+
+    def _retire(self, upstream: Upstream) -> None:
+        if upstream.probe is not None:
+            upstream.probe.cancel()
+            upstream.probe = None
+        self._drop_stream(upstream)
+
+    def _drop_stream(self, upstream: Upstream) -> None:
+        if upstream.stream is not None:
+            upstream.stream.close()
+            upstream.stream = None
+
+    async def close(self) -> None:
+        """Stop probes and background exchanges and close every connection (shutdown)."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for upstream in self._upstreams.values():
+            if upstream.stream is not None:
+                tasks.extend(upstream.stream.readers)
+            self._retire(upstream)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- transports ---------------------------------------------------------------------------
+
+    async def _exchange_udp(
+        self, server: UpstreamServer, query: Query, timeout: float
+    ) -> UpstreamReply:
         loop = self._loop
         query_id = secrets.randbits(16)
-        family = socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET
+        family = socket.AF_INET6 if server.family == 6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
-            sock.connect((endpoint.host, endpoint.port))
+            sock.connect((server.host, server.port))
             waiter: asyncio.Future[UpstreamReply] = loop.create_future()
             fd = sock.fileno()
             loop.add_reader(fd, self._on_datagram, sock, waiter, query_id, query)
@@ -184,8 +598,13 @@ class UpstreamPool:
         finally:
             sock.close()
 
-    def _on_datagram(self, sock: socket.socket, waiter: asyncio.Future[UpstreamReply],
-                     query_id: int, query: Query) -> None:  # fmt: skip
+    def _on_datagram(
+        self,
+        sock: socket.socket,
+        waiter: asyncio.Future[UpstreamReply],
+        query_id: int,
+        query: Query,
+    ) -> None:
         buffer = self._buffer
         while not waiter.done():
             try:
@@ -204,12 +623,14 @@ class UpstreamPool:
             except FormError:
                 waiter.set_exception(_BadReply())
 
-    async def _exchange_tcp(self, endpoint: Endpoint, query: Query,
-                            timeout: float) -> UpstreamReply:  # fmt: skip
+    async def _exchange_tcp(
+        self, server: UpstreamServer, query: Query, timeout: float
+    ) -> UpstreamReply:
+        """The TCP retry of a truncated UDP reply, on a connection of its own."""
         query_id = secrets.randbits(16)
         message = upstream_query(query, query_id)
         async with asyncio.timeout(max(timeout, 0.0)):
-            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            reader, writer = await asyncio.open_connection(server.host, server.port)
             try:
                 writer.write(len(message).to_bytes(2, "big") + message)
                 while True:
@@ -220,6 +641,158 @@ class UpstreamPool:
                     self._stats.count("upstream.mismatch")
             finally:
                 writer.close()
+
+
+class _Connection:
+    """One open TCP/TLS connection and the queries waiting on it, by ID."""
+
+    __slots__ = ("idle", "pending", "reader", "sent", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pending: dict[int, tuple[asyncio.Future[UpstreamReply], Query]] = {}
+        self.idle: asyncio.TimerHandle | None = None
+        self.sent = 0
+
+
+class _Stream:
+    """The persistent, pipelined connection to one `tcp://` or `tls://` upstream.
+
+    Queries share the current connection, each under an ID unique on it; a reader task hands
+    each reply to the query whose ID, QR bit and question it matches (anything else is counted
+    and dropped). The connection closes after `idle_timeout` with nothing pending, and a query
+    whose reused connection turns out closed by the server is retried once on a new one.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        server: UpstreamServer,
+        context: ssl.SSLContext | None,
+        stats: Stats,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self._loop = loop
+        self._server = server
+        self._context = context
+        self._stats = stats
+        self.idle_timeout = STREAM_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
+        self._lock = asyncio.Lock()
+        self._current: _Connection | None = None
+        self.readers: set[asyncio.Task[None]] = set()
+        self.connections = 0
+
+    async def exchange(self, query: Query, timeout: float) -> UpstreamReply:
+        async with asyncio.timeout(max(timeout, 0.0)):
+            for attempt in range(2):
+                connection, fresh = await self._connection()
+                query_id = _free_id(connection.pending)
+                waiter: asyncio.Future[UpstreamReply] = self._loop.create_future()
+                connection.pending[query_id] = (waiter, query)
+                if connection.idle is not None:
+                    connection.idle.cancel()
+                    connection.idle = None
+                try:
+                    message = upstream_query(query, query_id)
+                    connection.writer.write(len(message).to_bytes(2, "big") + message)
+                    connection.sent += 1
+                    return await waiter
+                except _StreamClosed:
+                    if fresh or attempt:
+                        raise
+                    self._stats.count("upstream.stream_retry")
+                finally:
+                    connection.pending.pop(query_id, None)
+                    if not connection.pending and connection is self._current:
+                        connection.idle = self._loop.call_later(
+                            self.idle_timeout, self._close_idle, connection
+                        )
+        raise _StreamClosed  # not reached: the loop returns or raises
+
+    async def _connection(self) -> tuple[_Connection, bool]:
+        async with self._lock:
+            current = self._current
+            if current is not None and not current.writer.is_closing():
+                return current, False
+            server = self._server
+            reader, writer = await asyncio.open_connection(
+                server.host,
+                server.port,
+                ssl=self._context,
+                server_hostname=server.tls_name if self._context is not None else None,
+            )
+            connection = _Connection(reader, writer)
+            self._current = connection
+            self.connections += 1
+            task = self._loop.create_task(self._read(connection))
+            self.readers.add(task)
+            task.add_done_callback(self.readers.discard)
+            return connection, True
+
+    async def _read(self, connection: _Connection) -> None:
+        reader = connection.reader
+        pending = connection.pending
+        try:
+            while True:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                data = await reader.readexactly(size)
+                found = pending.get((data[0] << 8) | data[1]) if size >= 2 else None
+                if found is None or found[0].done():
+                    self._stats.count("upstream.mismatch")
+                    continue
+                waiter, query = found
+                query_id = (data[0] << 8) | data[1]
+                if not reply_matches(data, query_id, query):
+                    self._stats.count("upstream.mismatch")
+                    continue
+                try:
+                    waiter.set_result(UpstreamReply(data, query.question_end - HEADER_LEN))
+                except FormError:
+                    waiter.set_exception(_BadReply())
+        except (OSError, EOFError):
+            pass
+        finally:
+            if self._current is connection:
+                self._current = None
+            if connection.idle is not None:
+                connection.idle.cancel()
+            connection.writer.close()
+            for waiter, _ in pending.values():
+                if not waiter.done():
+                    waiter.set_exception(_StreamClosed())
+
+    def _close_idle(self, connection: _Connection) -> None:
+        connection.idle = None
+        if not connection.pending:
+            if self._current is connection:
+                self._current = None
+            connection.writer.close()
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.writer.close()
+            self._current = None
+        for task in list(self.readers):
+            task.cancel()
+
+
+def _free_id(pending: Container[int]) -> int:
+    """A random ID not in use on the connection (a scan only when random picks keep hitting)."""
+    for _ in range(_ID_TRIES):
+        query_id = secrets.randbits(16)
+        if query_id not in pending:
+            return query_id
+    for query_id in range(65536):
+        if query_id not in pending:
+            return query_id
+    raise _StreamClosed  # 65536 queries pending on one connection: try it as a failure
+
+
+def _fail(shared: asyncio.Future[Resolved], failure: UpstreamFailure) -> None:
+    if not shared.done():
+        shared.set_exception(failure)
+        shared.exception()  # retrieved here, so a lone query leaves no warning behind
 
 
 def _expire(waiter: asyncio.Future[UpstreamReply]) -> None:

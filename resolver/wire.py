@@ -55,10 +55,25 @@ EDNS_PAYLOAD: Final = 1232
 TCP_MAX_MESSAGE: Final = 65535
 
 TYPE_NAMES: Final = {
-    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
-    33: "SRV", 35: "NAPTR", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 52: "TLSA",
-    64: "SVCB", 65: "HTTPS", 255: "ANY",
-}  # fmt: skip
+    1: "A",
+    2: "NS",
+    5: "CNAME",
+    6: "SOA",
+    12: "PTR",
+    15: "MX",
+    16: "TXT",
+    28: "AAAA",
+    33: "SRV",
+    35: "NAPTR",
+    43: "DS",
+    46: "RRSIG",
+    47: "NSEC",
+    48: "DNSKEY",
+    52: "TLSA",
+    64: "SVCB",
+    65: "HTTPS",
+    255: "ANY",
+}
 
 
 def type_name(qtype: int) -> str:
@@ -103,8 +118,17 @@ class Query:
     every answer echoes.
     """
 
-    __slots__ = ("dnssec_ok", "flags", "has_edns", "packet", "qclass", "qname", "qtype",
-                 "question_end", "udp_payload")  # fmt: skip
+    __slots__ = (
+        "dnssec_ok",
+        "flags",
+        "has_edns",
+        "packet",
+        "qclass",
+        "qname",
+        "qtype",
+        "question_end",
+        "udp_payload",
+    )
 
     def __init__(
         self,
@@ -281,8 +305,17 @@ def parse_query(packet: bytes) -> Query:
         raise FormError("trailing_junk", question_end, has_edns)
     if version:
         raise BadVersion("badvers", question_end, has_edns)
-    return Query(packet, flags, packet[HEADER_LEN:name_end].lower(), qtype, qclass,
-                 question_end, has_edns, payload, dnssec_ok)  # fmt: skip
+    return Query(
+        packet,
+        flags,
+        packet[HEADER_LEN:name_end].lower(),
+        qtype,
+        qclass,
+        question_end,
+        has_edns,
+        payload,
+        dnssec_ok,
+    )
 
 
 def check_options(packet: bytes, pos: int, end: int, question_end: int) -> None:
@@ -335,8 +368,15 @@ class UpstreamReply:
     these offsets without another parse.
     """
 
-    __slots__ = ("additional", "additional_count", "ext_rcode", "raw", "rcode", "sections_end",
-                 "truncated")  # fmt: skip
+    __slots__ = (
+        "additional",
+        "additional_count",
+        "ext_rcode",
+        "raw",
+        "rcode",
+        "sections_end",
+        "truncated",
+    )
 
     def __init__(self, raw: bytes, question_len: int) -> None:
         _, flags, _, ancount, nscount, arcount = HEADER.unpack_from(raw)
@@ -392,11 +432,17 @@ def client_reply(reply: UpstreamReply, query: Query, limit: int, opt: bytes) -> 
     raw = reply.raw
     flags = (raw[2] << 8) | raw[3]
     additional = reply.additional_count + (1 if opt else 0)
-    out = b"".join((
-        query.packet[0:2], raw[2:10], additional.to_bytes(2, "big"),
-        query.packet[HEADER_LEN : query.question_end],
-        raw[query.question_end : reply.sections_end], reply.additional, opt,
-    ))  # fmt: skip
+    out = b"".join(
+        (
+            query.packet[0:2],
+            raw[2:10],
+            additional.to_bytes(2, "big"),
+            query.packet[HEADER_LEN : query.question_end],
+            raw[query.question_end : reply.sections_end],
+            reply.additional,
+            opt,
+        )
+    )
     if len(out) <= limit:
         return out
     return truncated_reply(query, flags, opt)
@@ -404,8 +450,9 @@ def client_reply(reply: UpstreamReply, query: Query, limit: int, opt: bytes) -> 
 
 def truncated_reply(query: Query, flags: int, opt: bytes) -> bytes:
     """Header, question and OPT only, with TC=1: the client retries over TCP."""
-    header = HEADER.pack((query.packet[0] << 8) | query.packet[1], flags | TC | QR, 1, 0, 0,
-                         1 if opt else 0)  # fmt: skip
+    header = HEADER.pack(
+        (query.packet[0] << 8) | query.packet[1], flags | TC | QR, 1, 0, 0, 1 if opt else 0
+    )
     return header + query.packet[HEADER_LEN : query.question_end] + opt
 
 

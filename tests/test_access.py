@@ -6,8 +6,10 @@ import pytest
 
 from resolver.access import ClientAccess
 
-ALLOW = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "192.168.1.0/24", "::1/128",
-                                          "fc00::/7", "203.0.113.7/32")]  # fmt: skip
+ALLOW = [
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "192.168.1.0/24", "::1/128", "fc00::/7", "203.0.113.7/32")
+]
 
 
 @pytest.mark.parametrize(

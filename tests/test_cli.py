@@ -8,32 +8,23 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from shipped import shipped_configs
 
 from resolver import __version__
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG_KEYS = {"listen", "upstream", "clients", "blocking", "limits", "log"}
 
 
 def dnswarden(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "resolver", *args], cwd=cwd or ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
-
-
-def shipped_configs() -> list[Path]:
-    """Every YAML file in the repository that is a dnswarden config (not a list or a manifest)."""
-    found = []
-    for path in sorted(ROOT.rglob("*.yaml")):
-        if any(part.startswith(".") for part in path.relative_to(ROOT).parts):
-            continue
-        if "blocklists" in path.parts or "fixtures" in path.parts:
-            continue
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(data, dict) and set(data) & CONFIG_KEYS and set(data) <= CONFIG_KEYS:
-            found.append(path)
-    return found
+    return subprocess.run(
+        [sys.executable, "-m", "resolver", *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_the_repository_ships_configs() -> None:

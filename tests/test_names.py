@@ -120,6 +120,8 @@ def test_normalise_returns_both_forms(text: str, canonical: str) -> None:
         (b"\x03abc", "abc."),
         (b"\xc0\x0c", "\\192\\012"),
         (b"\x03www\xc0\x0c", "www.\\192\\012"),
+        (b"\x03www\x05", "www.\\005"),
+        (b"\x01a\x20", "a.\\032"),
         (b"\x05ab", "\\005ab"),
         (b"\x01a\x00junk", "a.\\000junk"),
         (b"\x40" + b"a" * 64 + b"\x00", "@" + "a" * 64 + "\\000"),
@@ -211,3 +213,55 @@ def test_label_offsets(wire_name: bytes, offsets: list[int]) -> None:
 def test_label_offsets_rejects_malformed(wire_name: bytes, message: str) -> None:
     with pytest.raises(BadName, match=message):
         label_offsets(wire_name)
+
+
+def escaped(label: bytes) -> str:
+    """RFC 1035 presentation escapes, byte by byte, written separately from the code under test."""
+    out = []
+    for byte in label:
+        if byte in b'.\\"':
+            out.append("\\" + chr(byte))
+        elif 0x21 <= byte <= 0x7E:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return "".join(out)
+
+
+# Names on both sides of `to_text`'s fast path (plain labels of at most 32 octets).
+@pytest.mark.parametrize(
+    "labels",
+    [
+        [b"h1", b"tiktok", b"com"],
+        [b"a" * 32, b"com"],
+        [b"a" * 33, b"com"],
+        [b"x", b"a" * 33],  # length byte 0x21 is '!'
+        [b"x", b"a" * 34],  # length byte 0x22 is '"'
+        [b"x", b"a" * 46],  # length byte 0x2e is '.'
+        [b"a" * 63, b"b" * 32],
+        [b"x" * 32] * 7,
+        [b"!#$%&'()*+,-/:;<=>?@[]^_`{|}~", b"AZaz09"],
+        [b"www", b"a.b", b"com"],
+        [b"www", b'a"b', b"com"],
+        [b"www", b"a\\b", b"com"],
+        [b"sp ace", b"com"],
+        [b"tab\t", b"com"],
+        [b"\x01", b"\x20", b"\x21"],
+        [b"del\x7f", b"com"],
+        [b"hi\x80", b"com"],
+        [b"\x00", b"com"],
+        [b"\x3f" * 33, b"com"],
+    ],
+)
+def test_to_text_fast_and_slow_paths_agree(labels: list[bytes]) -> None:
+    assert to_text(wire(*labels)) == ".".join(escaped(label) for label in labels)
+
+
+_EDGE_BYTES = st.sampled_from(b'az09-_.\\" !~\x00\x01\x1f\x20\x21\x22\x2e\x3f\x7e\x7f\x80\xff')
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=40) | st.lists(_EDGE_BYTES, min_size=1,
+       max_size=40).map(bytes), min_size=0, max_size=6))  # fmt: skip
+def test_to_text_matches_reference(labels: list[bytes]) -> None:
+    assert to_text(wire(*labels)) == (".".join(escaped(label) for label in labels) or ".")

@@ -42,17 +42,37 @@ LONG_NAME = "3f" + "61" * 63
 MALFORMED = [
     ("empty", "", Drop, "short_header"),
     ("short header", "1234 0100 0001", Drop, "short_header"),
-    ("response bit set", "1234 8100 0001 0000 0000 0000" + WWW_EXAMPLE_COM + A_IN, Drop,
-     "is_response"),
-    ("opcode STATUS", "1234 1100 0001 0000 0000 0000" + WWW_EXAMPLE_COM + A_IN,
-     NotImplementedOpcode, "opcode"),
+    (
+        "response bit set",
+        "1234 8100 0001 0000 0000 0000" + WWW_EXAMPLE_COM + A_IN,
+        Drop,
+        "is_response",
+    ),
+    (
+        "opcode STATUS",
+        "1234 1100 0001 0000 0000 0000" + WWW_EXAMPLE_COM + A_IN,
+        NotImplementedOpcode,
+        "opcode",
+    ),
     ("no question", "1234 0100 0000 0000 0000 0000", FormError, "qdcount"),
-    ("two questions", "1234 0100 0002 0000 0000 0000" + (WWW_EXAMPLE_COM + A_IN) * 2, FormError,
-     "qdcount"),
-    ("answer in a query", "1234 0100 0001 0001 0000 0000" + WWW_EXAMPLE_COM + A_IN, FormError,
-     "records_in_query"),
-    ("too many additional", "1234 0100 0001 0000 0000 0005" + WWW_EXAMPLE_COM + A_IN, FormError,
-     "arcount"),
+    (
+        "two questions",
+        "1234 0100 0002 0000 0000 0000" + (WWW_EXAMPLE_COM + A_IN) * 2,
+        FormError,
+        "qdcount",
+    ),
+    (
+        "answer in a query",
+        "1234 0100 0001 0001 0000 0000" + WWW_EXAMPLE_COM + A_IN,
+        FormError,
+        "records_in_query",
+    ),
+    (
+        "too many additional",
+        "1234 0100 0001 0000 0000 0005" + WWW_EXAMPLE_COM + A_IN,
+        FormError,
+        "arcount",
+    ),
     ("label of 64", HEADER + "40" + "61" * 64 + "00" + A_IN, FormError, "bad_label"),
     ("label type 10", HEADER + "80 61 00" + A_IN, FormError, "bad_label"),
     ("pointer in question", HEADER + "c00c" + A_IN, FormError, "compressed_question"),
@@ -60,25 +80,51 @@ MALFORMED = [
     ("name cut short", HEADER + "03 7777", FormError, "truncated"),
     ("no type and class", HEADER + WWW_EXAMPLE_COM + "00", FormError, "truncated"),
     ("trailing junk", HEADER + WWW_EXAMPLE_COM + A_IN + "00", FormError, "trailing_junk"),
-    ("two OPT records", "1234 0100 0001 0000 0000 0002" + WWW_EXAMPLE_COM + A_IN
-     + OPT_4096_DO * 2, FormError, "multiple_opt"),
-    ("OPT owner not root", HEADER_AR1 + WWW_EXAMPLE_COM + A_IN
-     + "01 61 00 0029 1000 00 00 0000 0000", FormError, "opt_owner"),
-    ("OPT option overruns", HEADER_AR1 + WWW_EXAMPLE_COM + A_IN
-     + "00 0029 1000 00 00 0000 0006 000a 0008 0102", FormError, "bad_edns_option"),
-    ("OPT rdata overruns message", HEADER_AR1 + WWW_EXAMPLE_COM + A_IN
-     + "00 0029 1000 00 00 0000 0010 000a", FormError, "truncated"),
-    ("additional name points forwards", HEADER_AR1 + WWW_EXAMPLE_COM + A_IN
-     + "c0ff 0001 0001 00000000 0000", FormError, "bad_pointer"),
-    ("EDNS version 1", HEADER_AR1 + WWW_EXAMPLE_COM + A_IN + "00 0029 1000 00 01 0000 0000",
-     BadVersion, "badvers"),
-]  # fmt: skip
+    (
+        "two OPT records",
+        "1234 0100 0001 0000 0000 0002" + WWW_EXAMPLE_COM + A_IN + OPT_4096_DO * 2,
+        FormError,
+        "multiple_opt",
+    ),
+    (
+        "OPT owner not root",
+        HEADER_AR1 + WWW_EXAMPLE_COM + A_IN + "01 61 00 0029 1000 00 00 0000 0000",
+        FormError,
+        "opt_owner",
+    ),
+    (
+        "OPT option overruns",
+        HEADER_AR1 + WWW_EXAMPLE_COM + A_IN + "00 0029 1000 00 00 0000 0006 000a 0008 0102",
+        FormError,
+        "bad_edns_option",
+    ),
+    (
+        "OPT rdata overruns message",
+        HEADER_AR1 + WWW_EXAMPLE_COM + A_IN + "00 0029 1000 00 00 0000 0010 000a",
+        FormError,
+        "truncated",
+    ),
+    (
+        "additional name points forwards",
+        HEADER_AR1 + WWW_EXAMPLE_COM + A_IN + "c0ff 0001 0001 00000000 0000",
+        FormError,
+        "bad_pointer",
+    ),
+    (
+        "EDNS version 1",
+        HEADER_AR1 + WWW_EXAMPLE_COM + A_IN + "00 0029 1000 00 01 0000 0000",
+        BadVersion,
+        "badvers",
+    ),
+]
 
 
-@pytest.mark.parametrize(("case", "hexstr", "error", "reason"), MALFORMED,
-                         ids=[c[0] for c in MALFORMED])  # fmt: skip
-def test_malformed_queries_raise_typed_errors(case: str, hexstr: str, error: type[WireError],
-                                              reason: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("case", "hexstr", "error", "reason"), MALFORMED, ids=[c[0] for c in MALFORMED]
+)
+def test_malformed_queries_raise_typed_errors(
+    case: str, hexstr: str, error: type[WireError], reason: str
+) -> None:
     with pytest.raises(error) as raised:
         parse_query(wire(hexstr))
     assert raised.value.reason == reason
@@ -96,14 +142,27 @@ def test_errors_after_the_question_remember_where_it_ends() -> None:
     [
         (VALID, WWW_EXAMPLE_COM, 1, False, 512, False),
         (VALID_EDNS, WWW_EXAMPLE_COM, 1, True, 4096, True),
-        (wire(HEADER + "03 575757 07 4578414d504c45 03 434f4d 00 0041 0001"), WWW_EXAMPLE_COM, 65,
-         False, 512, False),
-        (wire(HEADER_AR1 + "00" + "0002 0001" + "00 0029 0100 00 00 0000 0000"), "00", 2, True,
-         512, False),  # root query; a payload below 512 counts as 512
+        (
+            wire(HEADER + "03 575757 07 4578414d504c45 03 434f4d 00 0041 0001"),
+            WWW_EXAMPLE_COM,
+            65,
+            False,
+            512,
+            False,
+        ),
+        (
+            wire(HEADER_AR1 + "00" + "0002 0001" + "00 0029 0100 00 00 0000 0000"),
+            "00",
+            2,
+            True,
+            512,
+            False,
+        ),  # root query; a payload below 512 counts as 512
     ],
-)  # fmt: skip
-def test_valid_queries_are_located(packet: bytes, qname: str, qtype: int, has_edns: bool,
-                                   payload: int, dnssec_ok: bool) -> None:  # fmt: skip
+)
+def test_valid_queries_are_located(
+    packet: bytes, qname: str, qtype: int, has_edns: bool, payload: int, dnssec_ok: bool
+) -> None:
     query = parse_query(packet)
     assert query.qname == wire(qname)
     assert query.qtype == qtype
@@ -114,9 +173,14 @@ def test_valid_queries_are_located(packet: bytes, qname: str, qtype: int, has_ed
 
 
 def test_queries_from_an_independent_client_parse() -> None:
-    made = dns.message.make_query("WwW.TikTok.CoM.", "HTTPS", use_edns=0, payload=1400,
-                                  want_dnssec=True,
-                                  options=[dns.edns.ECSOption("192.0.2.0", 24)])  # fmt: skip
+    made = dns.message.make_query(
+        "WwW.TikTok.CoM.",
+        "HTTPS",
+        use_edns=0,
+        payload=1400,
+        want_dnssec=True,
+        options=[dns.edns.ECSOption("192.0.2.0", 24)],
+    )
     query = parse_query(made.to_wire())
     assert query.qname == b"\x03www\x06tiktok\x03com\x00"
     assert query.question[:4] == b"\x03WwW"
@@ -174,10 +238,14 @@ def test_read_name_follows_backward_pointers_and_lowercases() -> None:
 
 
 def test_upstream_query_has_our_opt_and_drops_the_clients() -> None:
-    made = dns.message.make_query("www.example.com", "A", use_edns=0, payload=4096,
-                                  want_dnssec=True,
-                                  options=[dns.edns.ECSOption("192.0.2.0", 24),
-                                           dns.edns.CookieOption(b"12345678", b"")])  # fmt: skip
+    made = dns.message.make_query(
+        "www.example.com",
+        "A",
+        use_edns=0,
+        payload=4096,
+        want_dnssec=True,
+        options=[dns.edns.ECSOption("192.0.2.0", 24), dns.edns.CookieOption(b"12345678", b"")],
+    )
     query = parse_query(made.to_wire())
     sent = dns.message.from_wire(upstream_query(query, 0xBEEF))
     assert sent.id == 0xBEEF
@@ -187,15 +255,19 @@ def test_upstream_query_has_our_opt_and_drops_the_clients() -> None:
     assert sent.question == made.question
 
 
-def answer_for(query_wire: bytes, reply_id: int, *, records: int = 1, tc: bool = False,
-               edns: bool = True) -> bytes:  # fmt: skip
+def answer_for(
+    query_wire: bytes, reply_id: int, *, records: int = 1, tc: bool = False, edns: bool = True
+) -> bytes:
     request = dnslib.DNSRecord.parse(query_wire)
     reply = request.reply()
     reply.header.id = reply_id
     reply.header.tc = int(tc)
     for i in range(records):
-        reply.add_answer(dnslib.RR(request.q.qname, dnslib.QTYPE.A,
-                                   rdata=dnslib.A(f"192.0.2.{i % 250}"), ttl=300))  # fmt: skip
+        reply.add_answer(
+            dnslib.RR(
+                request.q.qname, dnslib.QTYPE.A, rdata=dnslib.A(f"192.0.2.{i % 250}"), ttl=300
+            )
+        )
     reply.add_auth(dnslib.RR("example.com", dnslib.QTYPE.NS, rdata=dnslib.NS("ns.example.com")))
     if edns:
         reply.add_ar(dnslib.EDNS0(udp_len=1232))

@@ -9,7 +9,8 @@ every query it received and every reply it sent.
 What it does for a query is a `Behaviour`, chosen per upstream and overridable per name subtree
 (the nearest listed ancestor of the query name wins), so one pair of upstreams can serve many
 scenarios at once: tests pick a scenario by picking a name. Answers come from a small in-memory
-`Zone`; it is test code, so dnspython builds every reply.
+`Zone`; it is test code, so dnspython builds every reply. Given a server certificate (see
+`make_test_pki`), it also serves DNS over TLS on a port of its own (`tls_port`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import functools
 import random
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Self
 
 import dns.exception
@@ -284,10 +290,13 @@ class FakeUpstream:
         by_name: Mapping[str, Behaviour] | None = None,
         host: str = LOCALHOST,
         seed: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.zone = zone if zone is not None else default_zone()
         self.host = host
         self.port = 0
+        self.tls_port = 0
+        self._tls = tls
         self._default = behaviour
         self._by_name: dict[dns.name.Name, Behaviour] = {}
         for name, rule in (by_name or {}).items():
@@ -392,11 +401,23 @@ class FakeUpstream:
             lambda: _UdpProtocol(self), sock=udp_sock
         )
         server = await asyncio.start_server(self._serve_tcp, sock=tcp_sock)
+        tls_server = None
+        if self._tls is not None:
+            tls_server = await asyncio.start_server(
+                functools.partial(self._serve_tcp, transport="tls"),
+                self.host,
+                0,
+                ssl=self._tls,
+                ssl_handshake_timeout=_START_TIMEOUT,
+            )
+            self.tls_port = tls_server.sockets[0].getsockname()[1]
         self._ready.set()
         try:
             await self._stopping.wait()
         finally:
             server.close()
+            if tls_server is not None:
+                tls_server.close()
             self._udp.close()
             for task in list(self._tasks):
                 task.cancel()
@@ -445,7 +466,11 @@ class FakeUpstream:
             item.replies.append(packet)
             self._udp.sendto(packet, peer)
 
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve_tcp(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: str = "tcp"
+    ) -> None:
+        """One TCP (or TLS) connection: every query on it answered concurrently, as RFC 7766
+        allows, so a client pipelining queries sees them answered out of order."""
         peer = writer.get_extra_info("peername")
         task = asyncio.current_task()
         if task is not None:
@@ -455,10 +480,10 @@ class FakeUpstream:
                 prefix = await asyncio.wait_for(reader.readexactly(2), _TCP_READ_TIMEOUT)
                 size = struct.unpack("!H", prefix)[0]
                 wire = await asyncio.wait_for(reader.readexactly(size), _TCP_READ_TIMEOUT)
-                item = self._record(wire, "tcp", peer)
+                item = self._record(wire, transport, peer)
                 if item.message is not None and item.message.question:
                     self._spawn(self._answer_tcp(item, writer))
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         except Exception as exc:
             self.errors.append(exc)
@@ -581,3 +606,48 @@ def _send_from_other_port(host: str, packet: bytes, peer: tuple[str, int]) -> No
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.bind((host, 0))
         sock.sendto(packet, peer)
+
+
+@dataclass(frozen=True)
+class TestPki:
+    """A throw-away CA and one server certificate signed by it, as PEM files."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    ca: Path
+    cert: Path
+    key: Path
+    name: str
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def make_test_pki(directory: Path, name: str = "dns.test") -> TestPki | None:
+    """Make a CA and a certificate for `name` with the `openssl` command line (the project does
+    not depend on `cryptography`); None when openssl is not installed, for tests to skip."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.pem", "server.key",
+                                                         "server.csr", "server.pem"))  # fmt: skip
+    extensions = directory / "server.ext"
+    extensions.write_text(
+        f"subjectAltName=DNS:{name}\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid,issuer\n"
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    commands = [
+        [openssl, "req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
+         "-subj", "/CN=dnswarden test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+        [openssl, "req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={name}"],
+        [openssl, "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
+         "-out", cert, "-days", "2", "-extfile", extensions],
+    ]  # fmt: skip
+    for command in commands:
+        subprocess.run([str(part) for part in command], check=True, capture_output=True, timeout=30)
+    return TestPki(ca, cert, key, name)

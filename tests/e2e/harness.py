@@ -141,6 +141,8 @@ def make_config(
             "tcp_inflight_per_connection": 100,
         },
         "log": {"level": "info", "allowed_queries": False},
+        # Port 0: servers of one test run never fight over the default 9153.
+        "metrics": {"listen": "127.0.0.1:0"},
     }
 
 

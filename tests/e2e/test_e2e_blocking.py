@@ -157,7 +157,7 @@ def test_blocked_query_is_audited(server: ServerProcess) -> None:
     event = server.wait_for_event(matches)
     assert event is not None, f"no blocked event for {name}"
     assert event.get("qtype") == "AAAA"
-    assert event.get("list") == "tiktok"
+    assert event.get("entry") == "tiktok"
     assert event.get("answer") == "null_ip"
     assert "127.0.0.1" in str(event.get("client"))
     assert "timestamp" in event

@@ -279,6 +279,7 @@ def test_client_without_edns_gets_tc_over_udp_and_full_over_tcp(
 ) -> None:
     name = fresh_name(scenario)
     sent = query(name, rdtype)
+    since = time.monotonic()
     wire = exchange(sent.to_wire(), server.address, "udp")
     assert wire is not None
     assert len(wire) <= 512
@@ -288,7 +289,6 @@ def test_client_without_edns_gets_tc_over_udp_and_full_over_tcp(
     assert question_bytes(wire) == question_bytes(sent.to_wire())
     assert truncated.edns == -1
 
-    since = time.monotonic()
     sent.id ^= 0x0101
     tcp_wire, full = ask(sent, server.address, "tcp")
     assert full.id == sent.id

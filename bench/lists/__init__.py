@@ -1,0 +1,1 @@
+"""`python -m bench.lists`: blocklists at scale (issue 5); see bench/lists/README.md."""

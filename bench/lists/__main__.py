@@ -1,0 +1,5 @@
+import sys
+
+from bench.lists.run import main
+
+sys.exit(main())

@@ -1,0 +1,267 @@
+"""How each server under test (and nsd, the upstream) is configured: text and argv, no I/O.
+
+Every server gets the same blocklist, the same upstream (nsd on loopback) and its own loopback
+port, and is configured the way an operator of that server would block a list: dnsmasq with
+`address=/name/0.0.0.0`, unbound with `local-zone: "name." always_null`, dnsdist with a
+`SuffixMatchNode` and `SpoofAction`, dnswarden with the list file itself.  Caches are on (and
+sized alike) where the server has one; dnswarden's cache, when this checkout has one, runs with
+its defaults, and while it has none its cached rows say so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.gen import ZONE
+
+HOST = "127.0.0.1"
+"""The only address the benchmark ever listens on or sends to."""
+
+CACHE_ENTRIES = 10_000
+MAX_FORWARDED = 10_000
+"""Concurrent upstream queries: dnswarden's `limits.max_inflight` default, given to dnsmasq too
+(its own default of 150 would measure drops, not speed)."""
+
+SINKHOLE = "0.0.0.0"
+PEERS = ("dnsmasq", "unbound", "dnsdist")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """One server to start: its argv and the files to write first (name -> text)."""
+
+    name: str
+    kind: str
+    argv: tuple[str, ...]
+    port: int
+    files: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def nsd_spec(workdir: Path, port: int, zone_file: str) -> ServerSpec:
+    """nsd in the foreground, one server process, no database, no remote control, no privileges
+    dropped (it runs from the temp dir) and no transfers configured, so it never sends.
+
+    Response rate limiting is off: nsd's default (200 qps per wildcard or name) would make the
+    upstream, not the server under test, the limit of every forwarded workload."""
+    conf = "\n".join(
+        [
+            "server:",
+            f"  ip-address: {HOST}@{port}",
+            f"  port: {port}",
+            "  do-ip6: no",
+            "  server-count: 1",
+            "  reuseport: no",
+            '  username: ""',
+            '  chroot: ""',
+            f'  zonesdir: "{workdir}"',
+            '  database: ""',
+            f'  pidfile: "{workdir}/nsd.pid"',
+            f'  xfrdfile: "{workdir}/nsd-xfrd.state"',
+            f'  zonelistfile: "{workdir}/nsd-zone.list"',
+            f'  logfile: "{workdir}/nsd.log"',
+            "  verbosity: 0",
+            "  hide-version: yes",
+            "  tcp-count: 200",
+            "  rrl-ratelimit: 0",
+            "  rrl-whitelist-ratelimit: 0",
+            "remote-control:",
+            "  control-enable: no",
+            "zone:",
+            f"  name: {ZONE}",
+            f'  zonefile: "{zone_file}"',
+            "",
+        ]
+    )
+    path = workdir / "nsd.conf"
+    return ServerSpec(
+        name="nsd",
+        kind="nsd",
+        argv=("nsd", "-d", "-c", str(path)),
+        port=port,
+        files={str(path): conf},
+    )
+
+
+def dnswarden_config(
+    port: int,
+    upstream_port: int,
+    blocklist: str,
+    level: str = "warning",
+    metrics: bool = False,
+) -> dict[str, Any]:
+    """The YAML config as a dict: one loopback listener, nsd as the only upstream, the list.
+
+    `metrics` off unless asked: the HTTP endpoint would take the fixed port 9153, and it is not
+    what is measured.
+    """
+    config: dict[str, Any] = {
+        "listen": [f"{HOST}:{port}"],
+        "upstream": {"servers": [f"{HOST}:{upstream_port}"], "timeout": "1.5s", "deadline": "4s"},
+        "clients": {"allow": ["127.0.0.0/8"]},
+        "blocking": {"lists": [blocklist], "answer": "null_ip"},
+        "log": {"level": level},
+    }
+    if not metrics:
+        config["metrics"] = {"enabled": False}
+    return config
+
+
+def dnswarden_spec(
+    workdir: Path,
+    name: str,
+    port: int,
+    upstream_port: int,
+    blocklist: str,
+    python: str,
+    level: str = "warning",
+    workers: int | None = None,
+    metrics_key: bool = True,
+) -> ServerSpec:
+    """`python -m resolver serve -c FILE [--workers N]` from this checkout (the caller sets
+    PYTHONPATH); `--workers` only when asked, so a checkout without the flag still runs."""
+    config = dnswarden_config(port, upstream_port, blocklist, level)
+    if not metrics_key:
+        config.pop("metrics", None)
+    path = workdir / f"{name}.yaml"
+    return ServerSpec(
+        name=name,
+        kind="dnswarden",
+        argv=(
+            python,
+            "-m",
+            "resolver",
+            "serve",
+            "-c",
+            str(path),
+            *(("--workers", str(workers)) if workers is not None else ()),
+        ),
+        port=port,
+        files={str(path): yaml.safe_dump(config, sort_keys=False)},
+    )
+
+
+def dnsmasq_block_lines(domains: Iterable[str]) -> Iterable[str]:
+    for domain in domains:
+        yield f"address=/{domain}/{SINKHOLE}"
+
+
+def dnsmasq_spec(workdir: Path, port: int, upstream_port: int, block_conf: str) -> ServerSpec:
+    """dnsmasq in the foreground: no /etc/hosts, no resolv.conf, nsd as its only server."""
+    argv = (
+        "dnsmasq",
+        "--keep-in-foreground",
+        "--log-facility=-",
+        "--no-hosts",
+        "--no-resolv",
+        "--no-poll",
+        "--bind-interfaces",
+        f"--listen-address={HOST}",
+        f"--port={port}",
+        f"--server={HOST}#{upstream_port}",
+        f"--cache-size={CACHE_ENTRIES}",
+        f"--dns-forward-max={MAX_FORWARDED}",
+        f"--pid-file={workdir}/dnsmasq-{port}.pid",
+        "--user=root",
+        f"--conf-file={block_conf}",
+    )
+    return ServerSpec(name="dnsmasq", kind="dnsmasq", argv=argv, port=port)
+
+
+def unbound_block_lines(domains: Iterable[str]) -> Iterable[str]:
+    for domain in domains:
+        yield f'  local-zone: "{domain}." always_null'
+
+
+def unbound_spec(workdir: Path, port: int, upstream_port: int, block_conf: str) -> ServerSpec:
+    """unbound with one thread, no validator, forwarding everything to nsd.
+
+    `test.` is one of unbound's default local zones (RFC 6761), so it is released with
+    `nodefault`; `do-not-query-localhost: no` lets it forward to nsd on 127.0.0.1.
+    """
+    conf = "\n".join(
+        [
+            "server:",
+            f"  interface: {HOST}",
+            f"  port: {port}",
+            "  do-ip6: no",
+            "  num-threads: 1",
+            "  so-reuseport: no",
+            '  username: ""',
+            '  chroot: ""',
+            f'  directory: "{workdir}"',
+            '  pidfile: ""',
+            "  use-syslog: no",
+            '  logfile: ""',
+            "  verbosity: 0",
+            '  module-config: "iterator"',
+            "  access-control: 127.0.0.0/8 allow",
+            "  do-not-query-localhost: no",
+            "  qname-minimisation: no",
+            "  prefetch: no",
+            "  msg-cache-size: 64m",
+            "  rrset-cache-size: 128m",
+            "  outgoing-range: 8192",
+            "  num-queries-per-thread: 4096",
+            '  local-zone: "test." nodefault',
+            f'  include: "{block_conf}"',
+            "remote-control:",
+            "  control-enable: no",
+            "forward-zone:",
+            '  name: "."',
+            f"  forward-addr: {HOST}@{upstream_port}",
+            "",
+        ]
+    )
+    path = workdir / f"unbound-{port}.conf"
+    return ServerSpec(
+        name="unbound",
+        kind="unbound",
+        argv=("unbound", "-d", "-c", str(path)),
+        port=port,
+        files={str(path): conf},
+    )
+
+
+def dnsdist_spec(workdir: Path, port: int, upstream_port: int, blocklist: str) -> ServerSpec:
+    """dnsdist with one listener, one backend socket, one TCP worker and a packet cache.
+
+    Security polling (a DNS query to the outside world) is switched off: the benchmark only
+    ever talks to loopback.  The backend is forced up, so no health-check race at start.
+    """
+    conf = "\n".join(
+        [
+            'setSecurityPollSuffix("")',
+            f'setLocal("{HOST}:{port}", {{reusePort=false}})',
+            'setACL({"127.0.0.0/8"})',
+            "setMaxTCPClientThreads(1)",
+            f'newServer({{address="{HOST}:{upstream_port}", name="nsd", sockets=1,'
+            f' checkName="{ZONE}.", checkType="SOA", mustResolve=true}})',
+            "getServer(0):setUp()",
+            f"pc = newPacketCache({CACHE_ENTRIES * 10}, {{maxTTL=86400, minTTL=0}})",
+            'getPool(""):setCache(pc)',
+            "blocked = newSuffixMatchNode()",
+            f"for line in io.lines({json.dumps(blocklist)}) do blocked:add(line) end",
+            f'addAction(SuffixMatchNodeRule(blocked, true), SpoofAction("{SINKHOLE}"))',
+            "",
+        ]
+    )
+    path = workdir / f"dnsdist-{port}.conf"
+    return ServerSpec(
+        name="dnsdist",
+        kind="dnsdist",
+        argv=("dnsdist", "--supervised", "--disable-syslog", "-C", str(path)),
+        port=port,
+        files={str(path): conf},
+    )
+
+
+def pinned(argv: Sequence[str], cpus: str) -> tuple[str, ...]:
+    """`taskset` execs the command, so the PID we get is the server's own."""
+    return ("taskset", "-c", cpus, *argv)

@@ -1,0 +1,528 @@
+"""The answer cache: upstream replies kept as wire bytes, served by patching, never re-parsed.
+
+A reply is walked once, when it is stored: the offset of every TTL is noted and each TTL is
+normalised (top bit set counts as 0, RFC 2181; never above the entry's lifetime). A hit then copies
+the stored bytes, writes the remaining TTLs at those offsets and hands the result to
+`wire.client_reply`, exactly as a forwarded reply is handed over: the client's ID and question
+bytes (its letter case), its EDNS treatment and its UDP size limit all come from that one function.
+Compression pointers in the stored records point into the question, which has the same length in
+every query that maps to the same key, so the bytes stay valid whatever case the client used.
+
+What is kept, and for how long:
+
+- positive answers for min(TTL over the answer section), clamped to `min_ttl`..`max_ttl`;
+- NXDOMAIN and NODATA for min(SOA TTL, SOA MINIMUM) when the authority section has a SOA, capped
+  by `negative_max_ttl`, and not at all without one (RFC 2308 5). NXDOMAIN is kept per name (it
+  answers every type), NODATA per name and type;
+- never a truncated reply, SERVFAIL, REFUSED or any other error rcode, nor a reply of more than
+  `MAX_RECORDS` records;
+- resolution failures, as a bare marker for `failure_ttl`, doubling while they repeat up to
+  `MAX_FAILURE_TTL` (RFC 9520): an outage must not turn into a retry storm;
+- expired entries for `max_stale_age` more, to be served stale (RFC 8767) only when upstreams fail
+  or are too slow.
+
+Pure: the caller passes `now` (monotonic seconds) to every method; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Final
+
+from resolver.config import CacheConfig
+from resolver.inspection import Findings
+from resolver.wire import (
+    AA,
+    CD,
+    HEADER,
+    HEADER_LEN,
+    NOERROR,
+    NXDOMAIN,
+    RR_FIXED,
+    TYPE_SOA,
+    FormError,
+    Query,
+    UpstreamReply,
+    client_reply,
+    skip_name,
+)
+
+CacheKey = tuple[bytes, int, int, bool, int]
+"""(qname in lowercase wire form, qtype, qclass, DO, CD bit): the in-flight merge key too."""
+
+NXDOMAIN_TYPE: Final = -1
+"""The qtype slot of a per-name NXDOMAIN entry: no real type is negative."""
+
+MAX_FAILURE_TTL: Final = 300.0
+"""RFC 9520 3.2: a resolution failure is never cached for more than five minutes."""
+
+FAILURE_FORGET: Final = 3.0
+"""A failure that recurs within this many times its last backoff doubles the backoff."""
+
+MAX_FAILURES: Final = 10000
+"""Failure markers are tiny, but a flood of failing names must not grow them without bound."""
+
+ENTRY_OVERHEAD: Final = 300
+"""Bytes charged per entry on top of its wire bytes (key, object, offsets), so the byte cap
+tracks memory even when answers are small."""
+
+MAX_RECORDS: Final = 256
+"""Replies with more records than this are not cached: real answers are far smaller, and a
+hostile 64 KB reply of thousands of records must not cost a long walk to store and patch."""
+
+PROTECTED_SHARE: Final = 0.8
+PREFETCH_MIN_HITS: Final = 3
+PREFETCH_FRACTION: Final = 0.1
+PREFETCH_MIN_TTL: Final = 10
+
+_TTL: Final = struct.Struct(">I")
+_CLEAR_AA: Final = ~(AA >> 8) & 0xFF
+_STALE: Final = -1
+
+
+def cache_key(query: Query) -> CacheKey:
+    return (query.qname, query.qtype, query.qclass, query.dnssec_ok, query.flags & CD)
+
+
+class CachedReply(UpstreamReply):
+    """A stored answer dressed as an `UpstreamReply`, so `client_reply` serves it unchanged.
+
+    Built from fields the cache located when it stored the reply: no parse on a hit.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self, raw: bytes, additional: bytes, additional_count: int, rcode: int, ext_rcode: int
+    ) -> None:
+        self.raw = raw
+        self.sections_end = len(raw)
+        self.additional = additional
+        self.additional_count = additional_count
+        self.rcode = rcode
+        self.ext_rcode = ext_rcode
+        self.truncated = False
+
+
+class Entry:
+    """One cached answer, and its place in the cache's bookkeeping.
+
+    `head` is the reply up to the end of the authority section (header, question, answer,
+    authority) and `additional` its additional records without the OPT; `*_offsets` locate the
+    TTLs in each and `*_ttls` hold their normalised values. `findings` is what response
+    inspection found in the answer (names to check against the asking client's policy), or None.
+    """
+
+    __slots__ = (
+        "additional",
+        "additional_count",
+        "additional_offsets",
+        "additional_ttls",
+        "expires",
+        "ext_rcode",
+        "findings",
+        "head",
+        "head_offsets",
+        "head_ttls",
+        "hits",
+        "key",
+        "memo",
+        "negative",
+        "prefetching",
+        "protected",
+        "rcode",
+        "size",
+        "stale_until",
+        "stored",
+        "ttl",
+    )
+
+    def __init__(
+        self,
+        key: CacheKey,
+        head: bytes,
+        additional: bytes,
+        additional_count: int,
+        offsets: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]],
+        rcode: int,
+        ext_rcode: int,
+        ttl: int,
+        negative: bool,
+        now: float,
+        stale_window: float,
+        findings: Findings | None,
+    ) -> None:
+        self.key = key
+        self.head = head
+        self.additional = additional
+        self.additional_count = additional_count
+        self.head_offsets, self.head_ttls, self.additional_offsets, self.additional_ttls = offsets
+        self.rcode = rcode
+        self.ext_rcode = ext_rcode
+        self.ttl = ttl
+        self.negative = negative
+        self.stored = now
+        self.expires = now + ttl
+        self.stale_until = self.expires + stale_window
+        self.findings = findings
+        self.hits = 0
+        self.prefetching = False
+        self.protected = False
+        self.size = len(head) + len(additional) + len(key[0]) + ENTRY_OVERHEAD
+        # (age or _STALE, stale TTL, patched head, patched additional): hits within one second
+        # share one patched copy, so a hot name costs a lookup and a join, not a TTL rewrite.
+        self.memo: tuple[int, int, bytes, bytes] | None = None
+
+    def fresh(self, now: float) -> bool:
+        return now < self.expires
+
+    @property
+    def nxdomain(self) -> bool:
+        return self.rcode == NXDOMAIN
+
+
+class Cache:
+    """Answers by key, bounded by entries and bytes, with a segmented LRU (SLRU).
+
+    Why segmented: a random-subdomain flood (`<random>.victim.example`, each name asked once)
+    would, in a plain LRU, push every useful answer out. Here a new entry enters the probation
+    segment; only a hit moves it to the protected segment (at most `PROTECTED_SHARE` of the cap),
+    and eviction takes probation's least recently used entry first. One-shot names therefore only
+    ever displace each other, while names that clients actually ask again stay. Admission on a
+    second miss would also resist the flood but makes every name pay two upstream round trips;
+    SLRU costs nothing extra for names asked once.
+    """
+
+    def __init__(self, config: CacheConfig) -> None:
+        self._probation: OrderedDict[CacheKey, Entry] = OrderedDict()
+        self._protected: OrderedDict[CacheKey, Entry] = OrderedDict()
+        self._failures: OrderedDict[CacheKey, tuple[float, float, int]] = OrderedDict()
+        self._nxdomains = 0
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.stale_served = 0
+        self.prefetches = 0
+        self.failures_cached = 0
+        self.configure(config)
+
+    def configure(self, config: CacheConfig) -> None:
+        """Apply new limits (start-up and reload); shrinking evicts at once."""
+        self.config = config
+        self.enabled = config.enabled
+        self._stale_window = config.max_stale_age if config.serve_stale else 0.0
+        self._protected_entries = max(1, int(config.max_entries * PROTECTED_SHARE))
+        self._protected_bytes = int(config.max_bytes * PROTECTED_SHARE)
+        self._protected_size = sum(e.size for e in self._protected.values())
+        if not config.enabled:
+            self.flush()
+        self._shrink()
+
+    def __len__(self) -> int:
+        return len(self._probation) + len(self._protected)
+
+    def __iter__(self) -> Iterator[Entry]:
+        yield from self._probation.values()
+        yield from self._protected.values()
+
+    def stats(self) -> dict[str, int]:
+        """Counters for the metrics view."""
+        return {
+            "entries": len(self),
+            "bytes": self.bytes,
+            "hits": self.hits,
+            "misses": self.misses,
+            "evictions": self.evictions,
+            "stale_served": self.stale_served,
+            "prefetches": self.prefetches,
+            "failures": len(self._failures),
+        }
+
+    def flush(self) -> int:
+        """Forget every answer and failure (operator command); returns how many answers."""
+        count = len(self)
+        self._probation.clear()
+        self._protected.clear()
+        self._failures.clear()
+        self._nxdomains = 0
+        self.bytes = 0
+        self._protected_size = 0
+        return count
+
+    # --- lookup -------------------------------------------------------------------------------
+
+    def lookup(self, key: CacheKey, now: float) -> Entry | None:
+        """The entry for `key`: fresh, or expired but still within the stale window (check
+        `entry.fresh(now)`); None when there is neither. A fresh entry counts as a hit and is
+        promoted; anything else counts as a miss."""
+        entry = self._get(key, now)
+        if (entry is None or now >= entry.expires) and self._nxdomains:
+            nx = self._get((key[0], NXDOMAIN_TYPE, key[2], key[3], key[4]), now)
+            if nx is not None and (entry is None or now < nx.expires):
+                entry = nx
+        if entry is None or now >= entry.expires:
+            self.misses += 1
+            return entry
+        self.hits += 1
+        entry.hits += 1
+        self._touch(entry)
+        return entry
+
+    def _get(self, key: CacheKey, now: float) -> Entry | None:
+        entry = self._protected.get(key) or self._probation.get(key)
+        if entry is not None and now >= entry.stale_until:
+            self._remove(entry)
+            return None
+        return entry
+
+    def _touch(self, entry: Entry) -> None:
+        if entry.protected:
+            self._protected.move_to_end(entry.key)
+            return
+        del self._probation[entry.key]
+        entry.protected = True
+        self._protected[entry.key] = entry
+        self._protected_size += entry.size
+        protected = self._protected
+        while len(protected) > self._protected_entries or (
+            self._protected_size > self._protected_bytes and len(protected) > 1
+        ):
+            _, demoted = protected.popitem(last=False)
+            demoted.protected = False
+            self._protected_size -= demoted.size
+            self._probation[demoted.key] = demoted
+
+    # --- serving ------------------------------------------------------------------------------
+
+    def answer(
+        self, entry: Entry, query: Query, limit: int, opt: bytes, now: float, stale: bool = False
+    ) -> bytes:
+        """`entry` as the answer to `query`: remaining TTLs (or `stale_answer_ttl` when `stale`),
+        the client's ID, question and `opt`, truncated to `limit` like any forwarded reply."""
+        if stale:
+            self.stale_served += 1
+            age = _STALE
+            stale_ttl = self.config.stale_answer_ttl
+        else:
+            age = int(now - entry.stored)
+            stale_ttl = 0
+        memo = entry.memo
+        if memo is None or memo[0] != age or memo[1] != stale_ttl:
+            head = _patch(entry.head, entry.head_offsets, entry.head_ttls, age, stale_ttl)
+            additional = entry.additional
+            if entry.additional_offsets:
+                additional = _patch(
+                    additional, entry.additional_offsets, entry.additional_ttls, age, stale_ttl
+                )
+            memo = entry.memo = (age, stale_ttl, head, additional)
+        head = memo[2]
+        if (head[2] ^ query.packet[2]) & 0x01:  # RD is the client's
+            patched = bytearray(head)
+            patched[2] ^= 0x01
+            head = bytes(patched)
+        reply = CachedReply(head, memo[3], entry.additional_count, entry.rcode, entry.ext_rcode)
+        return client_reply(reply, query, limit, opt)
+
+    def prefetch_due(self, entry: Entry, now: float) -> bool:
+        """True once per entry when it is hot (`PREFETCH_MIN_HITS` hits) and within the last
+        `PREFETCH_FRACTION` of its lifetime: refresh it now, before clients see a miss."""
+        if (
+            entry.prefetching
+            or entry.hits < PREFETCH_MIN_HITS
+            or entry.ttl < PREFETCH_MIN_TTL
+            or not self.config.prefetch
+            or entry.expires - now > entry.ttl * PREFETCH_FRACTION
+        ):
+            return False
+        entry.prefetching = True
+        self.prefetches += 1
+        return True
+
+    # --- storing ------------------------------------------------------------------------------
+
+    def store(
+        self, key: CacheKey, reply: UpstreamReply, now: float, findings: Findings | None = None
+    ) -> Entry | None:
+        """Keep `reply` (which matched the query behind `key`) if it is cacheable; the entry,
+        or None when the reply may not be cached."""
+        if not self.enabled:
+            return None
+        try:
+            made = self._entry(key, reply, now, findings)
+        except (FormError, struct.error, IndexError):
+            return None
+        if made is None:
+            return None
+        self._failures.pop(key, None)
+        old = self._protected.get(made.key) or self._probation.get(made.key)
+        if old is not None:
+            made.protected = old.protected
+            self._remove(old)
+        if made.size > self.config.max_bytes:
+            return None
+        if made.protected:
+            self._protected[made.key] = made
+            self._protected_size += made.size
+        else:
+            self._probation[made.key] = made
+        self.bytes += made.size
+        if made.key[1] == NXDOMAIN_TYPE:
+            self._nxdomains += 1
+        self._shrink()
+        return made
+
+    def _entry(
+        self, key: CacheKey, reply: UpstreamReply, now: float, findings: Findings | None
+    ) -> Entry | None:
+        raw = reply.raw
+        rcode = reply.rcode
+        if reply.truncated or rcode not in (NOERROR, NXDOMAIN):
+            return None
+        ancount, nscount = HEADER.unpack_from(raw)[3:5]
+        if ancount + nscount + reply.additional_count > MAX_RECORDS:
+            return None
+        config = self.config
+        question_end = HEADER_LEN + len(key[0]) + 4
+        pos = question_end
+        end = reply.sections_end
+        offsets: list[int] = []
+        originals: list[int] = []
+        answer_min: int | None = None
+        negative: int | None = None
+        for index in range(ancount + nscount):
+            pos = skip_name(raw, pos)
+            rtype, _, ttl, rdlength = RR_FIXED.unpack_from(raw, pos)
+            if ttl & 0x80000000:
+                ttl = 0
+            offsets.append(pos + 4)
+            originals.append(ttl)
+            pos += 10 + rdlength
+            if pos > end:
+                raise FormError("truncated")
+            if index < ancount:
+                answer_min = ttl if answer_min is None else min(answer_min, ttl)
+            elif rtype == TYPE_SOA and rdlength >= 22 and negative is None:
+                (minimum,) = _TTL.unpack_from(raw, pos - 4)
+                negative = min(ttl, minimum & 0x7FFFFFFF)
+        is_negative = rcode == NXDOMAIN or answer_min is None
+        if not is_negative and answer_min is not None:
+            ttl = min(max(answer_min, config.min_ttl), config.max_ttl)
+            floor = config.min_ttl
+        elif negative is not None:
+            # A CNAME chain ending in NXDOMAIN lives no longer than its links either.
+            ttl = min(negative, config.negative_max_ttl, answer_min or negative)
+            floor = 0
+        else:
+            return None  # negative without a SOA: RFC 2308 5 says do not cache
+        if ttl <= 0:
+            return None
+        if rcode == NXDOMAIN and not ancount:
+            key = (key[0], NXDOMAIN_TYPE, key[2], key[3], key[4])
+        head = bytearray(raw[:end])
+        head[2] &= _CLEAR_AA  # a cached answer is never authoritative
+        head_ttls = tuple(min(max(t, floor), ttl) for t in originals)
+        for offset, value in zip(offsets, head_ttls, strict=True):
+            _TTL.pack_into(head, offset, value)
+        additional = bytearray(reply.additional)
+        add_offsets: list[int] = []
+        add_ttls: list[int] = []
+        pos = 0
+        for _ in range(reply.additional_count):
+            pos = skip_name(additional, pos)
+            _, _, value, rdlength = RR_FIXED.unpack_from(additional, pos)
+            value = min(max(0 if value & 0x80000000 else value, floor), ttl)
+            _TTL.pack_into(additional, pos + 4, value)
+            add_offsets.append(pos + 4)
+            add_ttls.append(value)
+            pos += 10 + rdlength
+        return Entry(
+            key,
+            bytes(head),
+            bytes(additional),
+            reply.additional_count,
+            (tuple(offsets), head_ttls, tuple(add_offsets), tuple(add_ttls)),
+            rcode,
+            reply.ext_rcode,
+            ttl,
+            is_negative,
+            now,
+            self._stale_window,
+            findings,
+        )
+
+    # --- failures (RFC 9520) ------------------------------------------------------------------
+
+    def fail(self, key: CacheKey, now: float, ede: int) -> float:
+        """Remember that resolving `key` failed; returns how long the failure is now cached.
+        A failure recurring soon after the last one doubles the time, up to five minutes."""
+        if not self.enabled:
+            return 0.0
+        failures = self._failures
+        previous = failures.pop(key, None)
+        backoff = self.config.failure_ttl
+        if previous is not None:
+            until, last, _ = previous
+            if now < until + last * FAILURE_FORGET:
+                backoff = min(last * 2, MAX_FAILURE_TTL)
+        backoff = min(backoff, MAX_FAILURE_TTL)
+        if backoff <= 0:
+            return 0.0
+        failures[key] = (now + backoff, backoff, ede)
+        self.failures_cached += 1
+        while len(failures) > MAX_FAILURES:
+            failures.popitem(last=False)
+        return backoff
+
+    def failure(self, key: CacheKey, now: float) -> int | None:
+        """The EDE of a failure still cached for `key`, or None."""
+        found = self._failures.get(key)
+        if found is None or now >= found[0]:
+            return None
+        return found[2]
+
+    # --- bounds -------------------------------------------------------------------------------
+
+    def _remove(self, entry: Entry) -> None:
+        if entry.protected:
+            del self._protected[entry.key]
+            self._protected_size -= entry.size
+        else:
+            del self._probation[entry.key]
+        self.bytes -= entry.size
+        if entry.key[1] == NXDOMAIN_TYPE:
+            self._nxdomains -= 1
+
+    def _shrink(self) -> None:
+        config = self.config
+        while len(self) > config.max_entries or self.bytes > config.max_bytes:
+            victims = self._probation if self._probation else self._protected
+            _, entry = victims.popitem(last=False)
+            if entry.protected:
+                self._protected_size -= entry.size
+            self.bytes -= entry.size
+            if entry.key[1] == NXDOMAIN_TYPE:
+                self._nxdomains -= 1
+            self.evictions += 1
+
+
+def _patch(
+    data: bytes, offsets: tuple[int, ...], ttls: tuple[int, ...], age: int, stale: int
+) -> bytes:
+    """`data` with each TTL at `offsets` reduced by `age` seconds (never below 0), or set to
+    `stale` when serving a stale answer."""
+    if not offsets:
+        return data
+    out = bytearray(data)
+    pack = _TTL.pack_into
+    if age == _STALE:
+        for offset in offsets:
+            pack(out, offset, stale)
+    elif age > 0:
+        for offset, ttl in zip(offsets, ttls, strict=True):
+            pack(out, offset, ttl - age if ttl > age else 0)
+    else:
+        return data
+    return bytes(out)

@@ -1,0 +1,126 @@
+"""`--workers 2`: two processes on one port, supervised, with their counters added up."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+
+import dns.message
+import pytest
+from fake_upstream import FakeUpstream
+from harness import ServerFactory, ServerProcess, make_config, parse_hostport, query
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def workers_server(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream]
+) -> ServerProcess:
+    return launch(make_config([upstreams[1].address]), "workers", ["--workers", "2"])
+
+
+def worker_pids(server: ServerProcess) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == server.pid:
+            children.append(int(entry))
+    return sorted(children)
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    host, port = parse_hostport(server.startup["metrics"])
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+        body = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith(name + "{") or line.startswith(name + " ")
+    )
+
+
+def blocked_from_many_ports(server: ServerProcess, count: int) -> None:
+    """Each query from its own socket, so SO_REUSEPORT spreads them over the workers."""
+    for i in range(count):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(3.0)
+            sock.sendto(query(f"w{i}.tiktok.com.").to_wire(), server.address)
+            reply = dns.message.from_wire(sock.recvfrom(65535)[0])
+            assert [rr.to_text() for rrset in reply.answer for rr in rrset] == ["0.0.0.0"]
+
+
+def test_one_startup_line_for_two_workers(workers_server: ServerProcess) -> None:
+    assert workers_server.startup["workers"] == 2
+    assert len(worker_pids(workers_server)) == 2
+
+
+def test_counters_are_added_up_across_workers(workers_server: ServerProcess) -> None:
+    before = metric(workers_server, "dnswarden_blocked_total")
+    blocked_from_many_ports(workers_server, 40)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if metric(workers_server, "dnswarden_blocked_total") == before + 40:
+            break
+        time.sleep(0.3)
+    assert metric(workers_server, "dnswarden_blocked_total") == before + 40
+
+
+def test_a_dead_worker_is_restarted_and_counted(workers_server: ServerProcess) -> None:
+    victim = worker_pids(workers_server)[0]
+    os.kill(victim, signal.SIGKILL)
+    event = workers_server.wait_for_event(lambda e: e.get("event") == "worker_died", 5)
+    assert event is not None and event["exit_code"] == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = worker_pids(workers_server)
+        if len(pids) == 2 and victim not in pids:
+            break
+        time.sleep(0.2)
+    assert len(worker_pids(workers_server)) == 2 and victim not in worker_pids(workers_server)
+    blocked_from_many_ports(workers_server, 10)  # both workers answer again
+
+
+def ready(server: ServerProcess) -> bool:
+    host, port = parse_hostport(server.startup["metrics"])
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def test_reload_reaches_every_worker(workers_server: ServerProcess) -> None:
+    deadline = time.monotonic() + 10
+    while not ready(workers_server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    seen = len([e for e in workers_server.events if e.get("event") == "reloaded"])
+    os.kill(workers_server.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if len([e for e in workers_server.events if e.get("event") == "reloaded"]) >= seen + 2:
+            break
+        time.sleep(0.2)
+    assert len([e for e in workers_server.events if e.get("event") == "reloaded"]) == seen + 2
+
+
+def test_stop_ends_every_worker(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream]
+) -> None:
+    server = launch(make_config([upstreams[1].address]), "workers-stop", ["--workers", "2"])
+    pids = worker_pids(server)
+    assert len(pids) == 2
+    assert server.stop() == 0
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}")
+    shutdown = [e for e in server.events if e.get("event") == "shutdown"]
+    assert len(shutdown) == 1

@@ -1,0 +1,340 @@
+"""The query path with a scripted upstream pool and an injected clock: which step answers, in
+which order, synchronously or not, and what the cache and the audit log make of it."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import struct
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+
+from resolver.audit import AuditLog
+from resolver.cache import Cache
+from resolver.config import parse_config
+from resolver.edns import EdeCode
+from resolver.inspection import Findings
+from resolver.pipeline import QueryPipeline
+from resolver.state import ResolverState, build_state
+from resolver.stats import Stats
+from resolver.upstream import Resolved, StillWaiting, UpstreamFailure
+from resolver.wire import HEADER_LEN, Query, UpstreamReply, parse_query
+
+CLIENT = "127.0.0.1"
+CONFIG = """
+listen: ["127.0.0.1:0"]
+upstream: {{servers: ["127.0.0.1:5399"], timeout: 0.5s, deadline: 2s}}
+clients: {{allow: [127.0.0.0/8]}}
+blocking: {{lists: [tiktok{extra}], ttl: 42s}}
+cache: {{client_timeout: 0.7s, stale_answer_ttl: 30s}}
+inspection: {{cname: true, rebinding: true, rebinding_allow: [gov.internal]}}
+"""
+
+
+def state_for(tmp_path: Path | None = None, extra_list: Sequence[str] = ()) -> ResolverState:
+    extra = ""
+    if tmp_path is not None and extra_list:
+        path = tmp_path / "local.txt"
+        path.write_text("\n".join(extra_list) + "\n")
+        extra = f", {path}"
+    return build_state(parse_config(CONFIG.format(extra=extra), "<test>"), None)
+
+
+class ScriptedPool:
+    """Stands in for `UpstreamPool`: answers from `records` (name → records, or an rcode, or
+    "fail"/"slow"), and calls the hooks the way the real pool does."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, Any] = {}
+        self.calls: list[tuple[str, float | None]] = []
+        self.refreshed: list[bytes] = []
+        self.after_reply: Callable[[Query, UpstreamReply], Findings | None] | None = None
+        self.after_failure: Callable[[Query, UpstreamFailure], None] | None = None
+
+    def reply_for(self, query: Query) -> UpstreamReply:
+        message = dns.message.from_wire(query.packet)
+        name = message.question[0].name.to_text().lower()
+        script = self.records.get(name, [])
+        response = dns.message.make_response(message, recursion_available=True)
+        if isinstance(script, int):
+            response.set_rcode(script)
+            response.authority.append(
+                dns.rrset.from_text(
+                    "example.org.", 3600, "IN", "SOA", "ns.example.org. a.example.org. 1 2 3 4 60"
+                )
+            )
+        for line in script if isinstance(script, list) else ():
+            owner, ttl, rdclass, rdtype, rdata = line.split(maxsplit=4)
+            response.answer.append(dns.rrset.from_text(owner, int(ttl), rdclass, rdtype, rdata))
+        return UpstreamReply(response.to_wire(), query.question_end - HEADER_LEN)
+
+    async def resolve(self, query: Query, patience: float | None = None) -> Resolved:
+        name = dns.message.from_wire(query.packet).question[0].name.to_text().lower()
+        self.calls.append((name, patience))
+        script = self.records.get(name)
+        if script == "fail":
+            failure = UpstreamFailure(EdeCode.NO_REACHABLE_AUTHORITY, "no upstream answered")
+            assert self.after_failure is not None
+            self.after_failure(query, failure)
+            raise failure
+        if script == "slow":
+            assert patience is not None
+            await asyncio.sleep(patience)
+            raise StillWaiting
+        reply = self.reply_for(query)
+        assert self.after_reply is not None
+        return Resolved(reply, self.after_reply(query, reply))
+
+    def refresh(self, query: Query) -> bool:
+        self.refreshed.append(query.qname)
+        return True
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Env:
+    def __init__(self, state: ResolverState | None = None) -> None:
+        self.state = state or state_for()
+        self.pool = ScriptedPool()
+        self.stats = Stats()
+        self.log = io.StringIO()
+        self.audit = AuditLog(self.log, "info", fold_window=0)
+        self.clock = Clock()
+        self.cache = Cache(self.state.config.cache)
+        self.pipeline = QueryPipeline(
+            self.state,
+            self.pool,
+            self.stats,
+            self.audit,
+            self.cache,
+            self.clock,  # type: ignore[arg-type]
+        )
+
+    def ask(
+        self, name: str, rdtype: str = "A", *, edns: bool = True, sync: bool | None = None
+    ) -> dns.message.Message:
+        message = dns.message.make_query(name, rdtype, use_edns=0 if edns else None)
+        outcome = self.pipeline.handle(message.to_wire(), CLIENT, True)
+        is_sync = isinstance(outcome, bytes)
+        if sync is not None:
+            assert is_sync == sync, f"expected {'a' if sync else 'no'} synchronous answer"
+        if not is_sync:
+            outcome = asyncio.run(outcome)  # type: ignore[arg-type]
+        assert isinstance(outcome, bytes)
+        reply = dns.message.from_wire(outcome)
+        assert reply.id == message.id
+        return reply
+
+    def results(self) -> dict[str, int]:
+        return {k: v for k, v in self.stats.results().items() if v}
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.log.getvalue().splitlines() if line]
+        return [e for e in lines if e.get("event") == name]
+
+
+def rdata(reply: dns.message.Message) -> list[str]:
+    return [rd.to_text() for rrset in reply.answer for rd in rrset]
+
+
+def ede(reply: dns.message.Message) -> list[tuple[int, str | None]]:
+    return [(int(o.code), o.text) for o in reply.options if isinstance(o, dns.edns.EDEOption)]
+
+
+# --- the cache step -------------------------------------------------------------------------
+
+
+def test_a_cache_hit_is_answered_synchronously() -> None:
+    env = Env()
+    env.pool.records["www.example.org."] = ["www.example.org. 300 IN A 192.0.2.1"]
+    first = env.ask("www.example.org.", sync=False)
+    env.clock.now += 100
+    second = env.ask("WwW.eXample.org.", sync=True)
+    assert rdata(first) == rdata(second) == ["192.0.2.1"]
+    assert second.question[0].name.to_text() == "WwW.eXample.org."
+    assert [rrset.ttl for rrset in second.answer] == [200]
+    assert len(env.pool.calls) == 1
+    assert env.results() == {"answered": 1, "cached": 1}
+    assert env.cache.stats()["hits"] == 1
+
+
+def test_the_cache_is_off_when_disabled() -> None:
+    env = Env()
+    env.cache.configure(env.cache.config.__class__(enabled=False))
+    env.pool.records["www.example.org."] = ["www.example.org. 300 IN A 192.0.2.1"]
+    env.ask("www.example.org.", sync=False)
+    env.ask("www.example.org.", sync=False)
+    assert len(env.pool.calls) == 2
+
+
+def test_policy_comes_before_the_cache(tmp_path: Path) -> None:
+    env = Env()
+    env.pool.records["www.example.org."] = ["www.example.org. 300 IN A 192.0.2.1"]
+    env.ask("www.example.org.")
+    allowed = env.state
+    env.pipeline.state = state_for(tmp_path, ["example.org"])  # a new ban, by reload
+    blocked = env.ask("www.example.org.", sync=True)
+    assert rdata(blocked) == ["0.0.0.0"]
+    env.pipeline.state = allowed  # lifted: the cached answer is back at once
+    assert rdata(env.ask("www.example.org.", sync=True)) == ["192.0.2.1"]
+    assert env.results() == {"answered": 1, "blocked": 1, "cached": 1}
+
+
+# --- serve-stale and failures ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("script", "code", "rcode"),
+    [
+        (["www.example.org. 60 IN A 192.0.2.1"], EdeCode.STALE_ANSWER, dns.rcode.NOERROR),
+        (dns.rcode.NXDOMAIN, EdeCode.STALE_NXDOMAIN_ANSWER, dns.rcode.NXDOMAIN),
+    ],
+)
+def test_stale_answer_when_upstreams_fail(script: Any, code: int, rcode: int) -> None:
+    env = Env()
+    env.pool.records["www.example.org."] = script
+    env.ask("www.example.org.")
+    env.clock.now += 3600  # long expired, well within max_stale_age
+    env.pool.records["www.example.org."] = "fail"
+    stale = env.ask("www.example.org.", sync=False)
+    assert stale.rcode() == rcode
+    assert [code_ for code_, _ in ede(stale)] == [code]
+    assert {rrset.ttl for rrset in (*stale.answer, *stale.authority)} == {30}
+    # the failure is cached (RFC 9520): the next client gets the stale answer at once
+    env.clock.now += 1
+    again = env.ask("www.example.org.", sync=True)
+    assert [code_ for code_, _ in ede(again)] == [code]
+    assert len(env.pool.calls) == 2
+    assert env.results() == {"answered": 1, "stale": 2}
+    assert env.cache.stats()["stale_served"] == 2
+
+
+def test_stale_answer_without_edns_carries_no_opt() -> None:
+    env = Env()
+    env.pool.records["www.example.org."] = ["www.example.org. 60 IN A 192.0.2.1"]
+    env.ask("www.example.org.", edns=False)
+    env.clock.now += 120
+    env.pool.records["www.example.org."] = "fail"
+    stale = env.ask("www.example.org.", edns=False)
+    assert stale.edns == -1 and rdata(stale) == ["192.0.2.1"]
+
+
+def test_stale_answer_when_the_upstream_is_too_slow() -> None:
+    env = Env()
+    env.pool.records["www.example.org."] = ["www.example.org. 60 IN A 192.0.2.1"]
+    env.ask("www.example.org.")
+    assert env.pool.calls[-1] == ("www.example.org.", None)  # nothing to fall back on: no limit
+    env.clock.now += 120
+    env.pool.records["www.example.org."] = "slow"
+    started = time.monotonic()
+    stale = env.ask("www.example.org.")
+    assert time.monotonic() - started < 1.5
+    assert env.pool.calls[-1] == ("www.example.org.", 0.7)  # cache.client_timeout
+    assert [c for c, _ in ede(stale)] == [EdeCode.STALE_ANSWER]
+
+
+def test_a_cached_failure_without_stale_data_is_servfail_at_once() -> None:
+    env = Env()
+    env.pool.records["down.example.org."] = "fail"
+    first = env.ask("down.example.org.", sync=False)
+    second = env.ask("down.example.org.", sync=True)
+    assert first.rcode() == second.rcode() == dns.rcode.SERVFAIL
+    assert [c for c, _ in ede(second)] == [EdeCode.NO_REACHABLE_AUTHORITY]
+    assert len(env.pool.calls) == 1
+    env.clock.now += 6  # past failure_ttl (5 s): tried again
+    env.ask("down.example.org.", sync=False)
+    assert len(env.pool.calls) == 2
+
+
+def test_hot_entries_are_prefetched() -> None:
+    env = Env()
+    env.pool.records["www.example.org."] = ["www.example.org. 100 IN A 192.0.2.1"]
+    env.ask("www.example.org.")
+    for _ in range(3):
+        env.ask("www.example.org.", sync=True)
+    assert env.pool.refreshed == []
+    env.clock.now += 95
+    env.ask("www.example.org.", sync=True)
+    assert env.pool.refreshed == [b"\x03www\x07example\x03org\x00"]
+
+
+# --- response inspection --------------------------------------------------------------------
+
+
+def test_cname_cloaking_into_tiktok_is_blocked_audited_and_stays_blocked_from_cache() -> None:
+    env = Env()
+    env.pool.records["cdn.innocent.example."] = [
+        "cdn.innocent.example. 300 IN CNAME edge.tiktokv.com.",
+        "edge.tiktokv.com. 300 IN A 192.0.2.77",
+    ]
+    first = env.ask("cdn.innocent.example.", sync=False)
+    assert rdata(first) == ["0.0.0.0"]
+    assert ede(first) == [
+        (EdeCode.FORGED_ANSWER, "blocked by list tiktok via CNAME edge.tiktokv.com")
+    ]
+    second = env.ask("cdn.innocent.example.", sync=True)
+    assert rdata(second) == ["0.0.0.0"]
+    events = env.events("blocked")
+    assert [e.get("cname") for e in events] == ["edge.tiktokv.com"] * 2
+    assert events[0]["qname"] == "cdn.innocent.example" and events[0]["entry"] == "tiktok"
+    assert env.results() == {"blocked": 2}
+    assert len(env.pool.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "address", "blocked"),
+    [
+        ("printer.example.org.", "10.1.2.3", True),
+        ("printer.gov.internal.", "10.1.2.3", False),
+        ("www.example.org.", "192.0.2.8", False),
+    ],
+)
+def test_rebinding(name: str, address: str, blocked: bool) -> None:
+    env = Env()
+    env.pool.records[name] = [f"{name} 300 IN A {address}"]
+    reply = env.ask(name)
+    assert rdata(reply) == (["0.0.0.0"] if blocked else [address])
+    assert len(env.cache) == (0 if blocked else 1)  # a blocked answer is never cached
+    if blocked:
+        (event,) = env.events("blocked")
+        assert (event["entry"], event["rule"]) == ("rebinding", address)
+
+
+@pytest.mark.parametrize("first_octet", [10, 192])
+def test_a_hostile_64k_reply_does_not_stall_the_loop(first_octet: int) -> None:
+    """Inspecting a 64 KB reply of 3000 records costs milliseconds, and it is not cached."""
+    env = Env()
+    qname = b"\x06victim\x07example\x00"
+    query_wire = struct.pack(">HHHHHH", 1, 0x0100, 1, 0, 0, 0) + qname + b"\x00\x01\x00\x01"
+    count = 3000
+    records = b"".join(
+        bytes((4,)) + f"{i:04x}".encode() + b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4)
+        + bytes((first_octet, 0, i >> 8, i & 0xFF))
+        for i in range(count)
+    )  # fmt: skip
+    wire = struct.pack(">HHHHHH", 1, 0x8180, 1, count, 0, 0) + query_wire[12:] + records
+    assert len(wire) > 60_000
+    parsed = parse_query(query_wire)
+    started = time.perf_counter()
+    reply = UpstreamReply(wire, parsed.question_end - HEADER_LEN)
+    findings = env.pipeline._after_reply(parsed, reply)
+    elapsed = time.perf_counter() - started
+    assert findings is not None and (findings.ip_block is None) == (first_octet != 10)
+    assert len(env.cache) == 0
+    assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms"
