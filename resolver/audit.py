@@ -112,6 +112,30 @@ def read_key(key_file: str | None, key_env: str | None) -> bytes | None:
     return None
 
 
+QUERY_DRIVEN_EVENTS = frozenset({"blocked", "query", "upstream_failed", "internal_error"})
+OPERATOR_EVENTS_PER_SECOND = 20.0
+
+
+class _TokenBucket:
+    """At most `rate` tokens a second, never more than one second's worth banked."""
+
+    __slots__ = ("rate", "refilled", "tokens")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.refilled = now
+
+    def take(self, now: float) -> bool:
+        tokens = min(self.tokens + (now - self.refilled) * self.rate, self.rate)
+        self.refilled = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        return False
+
+
 def _fallback(value: object) -> str:
     return str(value)
 
@@ -323,9 +347,8 @@ class AuditLog:
         self._clock = clock
         self._fold_window = float(fold_window)
         self._folds: dict[tuple[str, bytes, object], _Fold] = {}
-        self._rate = float(max_events_per_second)
-        self._tokens = self._rate
-        self._refilled = clock()
+        self._query_bucket = _TokenBucket(float(max_events_per_second), clock())
+        self._operator_bucket = _TokenBucket(OPERATOR_EVENTS_PER_SECOND, clock())
         self._dropped: dict[str, int] = {}
         self._reported = float("-inf")
         self._file = _RotatingFile(file, file_max_bytes, file_backups) if file else None
@@ -483,19 +506,20 @@ class AuditLog:
     def _event(self, level: str, event: str, fields: dict[str, Any]) -> None:
         if "client" in fields:
             fields["client"] = self._client(fields["client"])
-        self._emit(level, event, fields, self._clock())
+        operator = event not in QUERY_DRIVEN_EVENTS
+        self._emit(level, event, fields, self._clock(), operator)
 
-    def _emit(self, level: str, event: str, fields: dict[str, Any], now: float) -> bool:
-        """Write one event if the token bucket has a token, else count it as dropped."""
-        tokens = self._tokens + (now - self._refilled) * self._rate
-        self._refilled = now
-        if tokens > self._rate:
-            tokens = self._rate
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
+    def _emit(self, level: str, event: str, fields: dict[str, Any], now: float,
+              operator: bool = False) -> bool:  # fmt: skip
+        """Write one event if its token bucket has a token, else count it as dropped.
+
+        Events that traffic drives (blocks, queries, upstream failures, internal errors) share
+        `max_events_per_second`; operator events (start-up, reloads, lapsing policies...) have a
+        budget of their own, so a flood of blocks can never hide a reload."""
+        bucket = self._operator_bucket if operator else self._query_bucket
+        if bucket.take(now):
             self._write[level](event, fields=fields)
             return True
-        self._tokens = tokens
         self.dropped_total += 1
         self._dropped[event] = self._dropped.get(event, 0) + 1
         return False

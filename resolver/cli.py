@@ -58,9 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         metavar="N",
-        default="1",
         help="worker processes sharing the listeners (SO_REUSEPORT), or `auto` for one per CPU "
-        "(default 1: a single process)",
+        "(default: the config's `workers`, 1 unless set)",
     )
     serve.add_argument("--worker-report-fd", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
@@ -164,7 +163,27 @@ def check(path: str) -> int:
         f"{path}: ok ({state.policy.domain_count} blocked domains from "
         f"{len(state.list_sizes)} lists, {len(config.listen)} listeners)"
     )
+    for name, report in state.list_reports.items():
+        if report.kind != "catalogue":
+            print(f"  {name}: {_list_summary(report)}")
+    for warning in state.warnings:
+        print(f"  {warning}")
     return EXIT_OK
+
+
+def _list_summary(report: Any) -> str:
+    """One line per operator list for `check`: entries, format (and why), what was left out."""
+    parts = [f"{report.entries} entries", report.format or "?"]
+    if report.detected:
+        parts[-1] += f" (auto: {report.detected})"
+    if report.duplicates:
+        parts.append(f"{report.duplicates} duplicates")
+    if report.invalid:
+        parts.append(f"{report.invalid} invalid lines")
+    parts.extend(f"{count} skipped: {reason}" for reason, count in report.skipped.items())
+    if report.note:
+        parts.append(report.note)
+    return ", ".join(parts)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -174,15 +193,15 @@ def serve(args: argparse.Namespace) -> int:
         return with_overrides(load_config(path), listen=listen, upstreams=upstreams)
 
     try:
-        workers = worker_count(args.workers)
-    except ValueError as error:
-        print(f"dnswarden serve: --workers: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
-    try:
         config = load()
         state = build_state(config, read_resolv_conf())
     except (ConfigError, ListError) as error:
         return _problems(error)
+    try:
+        workers = worker_count(str(args.workers or config.workers))
+    except ValueError as error:
+        print(f"dnswarden serve: --workers: {error}", file=sys.stderr)
+        return EXIT_CANNOT_START
     worker = None
     if args.worker_report_fd is not None:
         from resolver.service import WorkerLink

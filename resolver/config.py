@@ -429,6 +429,7 @@ class Config:
     sources: tuple[SourceConfig, ...] = ()
     allow: tuple[str, ...] = ()
     state_dir: str = field(default_factory=default_state_dir)
+    workers: int | str = 1  # worker processes, or "auto" (one per CPU)
 
     def list_source(self, name: str) -> SourceConfig | None:
         """The source called `name`, or None for a catalogue id or a path.
@@ -613,6 +614,10 @@ sources: {}
 # Sources whose entries are allowed for everyone, whatever blocks them. None by
 # default.
 allow: []
+
+# Worker processes sharing the listeners (SO_REUSEPORT), each with its own event
+# loop; `auto` is one per CPU. `dnswarden serve --workers N` overrides it.
+workers: 1
 
 # Where last-good copies of downloaded lists and compiled lists are kept; created
 # by the server. Default: $XDG_STATE_HOME/dnswarden, else ~/.local/state/dnswarden.
@@ -1376,6 +1381,7 @@ class _Parser:
             sources=sources,
             allow=allow,
             state_dir=self.state_dir(top),
+            workers=self.value(top, "workers", "", _workers, 1),
         )
         return None if self.problems else config
 
@@ -2396,6 +2402,14 @@ def _endpoint_text(raw: object) -> Endpoint:
     if not isinstance(raw, str):
         raise ValueError(f'expected an address such as "127.0.0.1:53", got {_describe(raw)}')
     return parse_endpoint(raw)
+
+
+def _workers(raw: object) -> int | str:
+    if raw == "auto":
+        return "auto"
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= 256:
+        raise ValueError("expected a number of worker processes from 1 to 256, or auto")
+    return raw
 
 
 def _nonempty_text(raw: object) -> str:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from resolver.catalogue import ListError, catalogue_ids, load_entry
 from resolver.compiled import (
@@ -43,7 +43,7 @@ from resolver.compiled import (
 from resolver.config import all_lists
 from resolver.fetch import FetchError, FetchResult, SourceStore, fetch
 from resolver.formats import ParsedRules, broken, parse_rules
-from resolver.matcher import BlockRule, DomainMatcher
+from resolver.matcher import BlockRule, DomainMatcher, Matcher
 from resolver.names import BadName, normalise
 
 __all__ = [
@@ -298,14 +298,6 @@ GIL for seconds."""
 
 CHILD_TIMEOUT = 900.0
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-class Matcher(Protocol):
-    """What the policy needs of a list: `DomainMatcher`, `CompiledMatcher`, `AllowFiltered`."""
-
-    def lookup(self, qname: bytes) -> tuple[BlockRule, int] | None: ...
-
-    def __len__(self) -> int: ...
 
 
 class AllowFiltered:

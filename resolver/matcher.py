@@ -25,10 +25,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from resolver.names import BadName, from_text, to_text
 
-__all__ = ["ANSWER_OVERRIDES", "BlockRule", "DomainMatcher"]
+__all__ = ["ANSWER_OVERRIDES", "BlockRule", "DomainMatcher", "Matcher"]
 
 ANSWER_OVERRIDES = frozenset({"null_ip", "nxdomain", "nodata", "refused"})
 """Answer modes a single rule may force. ``ip`` needs addresses, so it is list-wide only."""
@@ -171,3 +172,11 @@ class DomainMatcher:
                         return rule, pos
             pos = nxt
         return None
+
+
+class Matcher(Protocol):
+    """What the policy needs of a list: `DomainMatcher`, `CompiledMatcher`, `AllowFiltered`."""
+
+    def lookup(self, qname: bytes) -> tuple[BlockRule, int] | None: ...
+
+    def __len__(self) -> int: ...

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from resolver.config import Config, ExemptRule, GroupConfig, PolicyConfig
-from resolver.matcher import BlockRule, DomainMatcher
+from resolver.matcher import BlockRule, DomainMatcher, Matcher
 from resolver.names import from_text
 
 DEFAULT_GROUP = "default"
@@ -92,7 +92,7 @@ class Binding:
     """One list bound to a group: always (baseline, group lists) or through a dated policy."""
 
     entry: str
-    matcher: DomainMatcher
+    matcher: Matcher
     policy: str | None
     reference: str | None
     valid_from: float | None
@@ -239,7 +239,7 @@ def _timestamp(value: object) -> float | None:
 
 
 def build_engine(
-    config: Config, matchers: Mapping[str, tuple[str, DomainMatcher]], domain_count: int
+    config: Config, matchers: Mapping[str, tuple[str, Matcher]], domain_count: int
 ) -> PolicyEngine:
     """Compile `config` against loaded lists: `matchers` maps each configured list item (id or
     path) to its name and matcher."""

@@ -325,6 +325,9 @@ async def serve(
             loop=event_loop_name(),
         )
     if worker is None or worker.index == 0:
+        for name, report in state.list_reports.items():
+            if report.kind != "catalogue":
+                audit.info("list_loaded", list=name, **report.fields())
         for warning in state.warnings[:MAX_STARTUP_WARNINGS]:
             audit.warning("list_line_skipped", problem=warning)
         if len(state.warnings) > MAX_STARTUP_WARNINGS:

@@ -205,42 +205,45 @@ class Supervisor:
         finally:
             for sock in probes:
                 sock.close()
-        fields: dict[str, object] = {"listeners": [str(e) for e in listen]}
-        if config.metrics.enabled:
-            health = HealthServer(Metrics(self.total, self), self.ready, _token(config))
-            host, port = await health.start(config.metrics.listen.host, config.metrics.listen.port)
-            fields["metrics"] = str(Endpoint(host, port))
-        self.audit.info(
-            "startup",
-            version=__version__,
-            config=config.source,
-            **fields,
-            workers=self.count,
-            upstreams=[str(e) for e in state.upstreams],
-            blocked_domains=state.policy.domain_count,
-            lists=dict(state.list_sizes),
-            groups=sorted(state.policy.groups),
-            policies=[p.name for p in config.policies],
-            loop="supervisor",
-        )
-        del state  # the workers hold the lists; the supervisor needs none
+        # Handlers before the start-up line: whoever reads it may signal us at once.
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._signal_all, signal.SIGHUP)
         loop.add_signal_handler(signal.SIGUSR1, self._signal_all, signal.SIGUSR1)
-        watchers = [loop.create_task(self._watch(w, listen)) for w in self.workers]
-        ticker = loop.create_task(_every(1.0, self.audit.tick))
+        tasks: list[asyncio.Task[None]] = []
         try:
+            fields: dict[str, object] = {"listeners": [str(e) for e in listen]}
+            if config.metrics.enabled:
+                health = HealthServer(Metrics(self.total, self), self.ready, _token(config))
+                host, port = await health.start(
+                    config.metrics.listen.host, config.metrics.listen.port
+                )
+                fields["metrics"] = str(Endpoint(host, port))
+            self.audit.info(
+                "startup",
+                version=__version__,
+                config=config.source,
+                **fields,
+                workers=self.count,
+                upstreams=[str(e) for e in state.upstreams],
+                blocked_domains=state.policy.domain_count,
+                lists=dict(state.list_sizes),
+                groups=sorted(state.policy.groups),
+                policies=[p.name for p in config.policies],
+                loop="supervisor",
+            )
+            del state  # the workers hold the lists; the supervisor needs none
+            tasks = [loop.create_task(self._watch(w, listen)) for w in self.workers]
+            tasks.append(loop.create_task(_every(1.0, self.audit.tick)))
             await stop.wait()
         finally:
             self.stopping = True
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(signum)
-            ticker.cancel()
             await self._stop_workers()
-            for watcher in watchers:
-                watcher.cancel()
+            for task in tasks:
+                task.cancel()
             if health is not None:
                 await health.stop()
             self._refresh_total()

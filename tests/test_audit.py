@@ -17,7 +17,13 @@ import dns.message
 import dns.name
 import pytest
 
-from resolver.audit import FOLD_KEYS, AuditLog, pseudonym, truncate_address
+from resolver.audit import (
+    FOLD_KEYS,
+    OPERATOR_EVENTS_PER_SECOND,
+    AuditLog,
+    pseudonym,
+    truncate_address,
+)
 from resolver.wire import Query, parse_query
 
 KEY = b"k" * 32
@@ -438,26 +444,42 @@ def test_idle_time_does_not_bank_more_than_one_second_of_events() -> None:
     assert len(blocks(stream)) == 100
 
 
-def test_cap_covers_every_event_and_reports_once_a_second() -> None:
+def test_traffic_events_share_the_cap_and_report_once_a_second() -> None:
     log, stream, clock = make(max_events_per_second=5)
-    for index in range(20):
-        log.info("note", index=index)
+    for _ in range(20):
         log.warning("upstream_failed")
+        log.error("internal_error")
     log.tick()
     log.tick()  # a second tick in the same second must not add a report line
-    log.error("reload_failed")
-    log.tick()
     written = events(stream.getvalue())
     assert len(written) == 5 + 1
     [report] = [e for e in written if e["event"] == "audit_suppressed"]
     assert report["dropped"] == 35
-    assert report["events"] == {"note": 17, "upstream_failed": 18}
+    assert report["events"] == {"upstream_failed": 17, "internal_error": 18}
     clock.now += 1.0
     log.tick()
+    after = events(stream.getvalue())
+    assert [e["event"] for e in after].count("audit_suppressed") == 1  # nothing new dropped
+
+
+def test_operator_events_have_their_own_budget() -> None:
+    """A flood of blocks must never hide a reload, and operator events are bounded too."""
+    log, stream, _ = make(max_events_per_second=5)
+    for index in range(1000):
+        log.blocked("192.0.2.7", query(f"n{index}.tiktok.com."), Decision())
+    log.info("reloaded", lists={"tiktok": 35})
+    log.error("reload_failed", problems=["x.yaml:3: listen: bad"])
+    for index in range(100):
+        log.info("note", index=index)
+    log.tick()
     written = events(stream.getvalue())
-    # The refilled bucket does not bring the dropped error back; its drop is reported now.
-    assert written[-1]["event"] == "audit_suppressed"
-    assert written[-1]["events"] == {"reload_failed": 1}
+    names = [e["event"] for e in written]
+    assert names.count("blocked") == 5
+    assert "reloaded" in names and "reload_failed" in names
+    assert names.count("note") == OPERATOR_EVENTS_PER_SECOND - 2
+    [report] = [e for e in written if e["event"] == "audit_suppressed"]
+    assert report["events"]["blocked"] == 995
+    assert report["events"]["note"] == 100 - (OPERATOR_EVENTS_PER_SECOND - 2)
 
 
 # File output and rotation --------------------------------------------------------------------

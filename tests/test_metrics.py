@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dnswarden.json"
-DOC = ROOT / "docs" / "observability.md"
+DOC = ROOT / "README.md"  # its Observability section documents every metric
 
 Labels = tuple[tuple[str, str], ...]
 
