@@ -16,6 +16,18 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _MEMO_LIMIT = 65536
 
 
+def client_address(client: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a client string names: zone id dropped, IPv4-mapped IPv6 as IPv4; None for
+    anything that is not an address."""
+    try:
+        address = ipaddress.ip_address(client.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 class ClientAccess:
     __slots__ = ("_memo", "_prefixes")
 
@@ -36,12 +48,9 @@ class ClientAccess:
         return allowed
 
     def _check(self, client: str) -> bool:
-        try:
-            address = ipaddress.ip_address(client.partition("%")[0])
-        except ValueError:
+        address = client_address(client)
+        if address is None:
             return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         bits = address.max_prefixlen
         value = int(address)
         for prefixlen, networks in self._prefixes[address.version].items():

@@ -562,12 +562,9 @@ def from_parsed(
     return CompiledMatcher(b"".join(compile_rules(parsed, list_name, meta)))
 
 
-def compile_job(job: Mapping[str, Any]) -> dict[str, Any]:
-    """Parse the job's files and write the compiled list: what the compile child runs.
-
-    Returns the parse report; ``problems`` is non-empty when the list is broken or unreadable,
-    and nothing is written then. Pure apart from reading the files and writing ``job["out"]``.
-    """
+def parse_job(job: Mapping[str, Any]) -> tuple[ParsedRules, list[str], dict[str, Any]]:
+    """Parse a compile job's files: the rules, the problems that make the list unusable
+    (unreadable files, a broken list; empty when it is good) and the parse report."""
     parsed: ParsedRules | None = None
     problems: list[str] = []
     labels = job.get("label", {})
@@ -593,6 +590,16 @@ def compile_job(job: Mapping[str, Any]) -> dict[str, Any]:
     summary: dict[str, Any] = parsed.summary()
     summary["errors"] = list(parsed.errors)
     summary["problems"] = problems
+    return parsed, problems, summary
+
+
+def compile_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Parse the job's files and write the compiled list: what the compile child runs.
+
+    Returns the parse report; ``problems`` is non-empty when the list is broken or unreadable,
+    and nothing is written then. Pure apart from reading the files and writing ``job["out"]``.
+    """
+    parsed, problems, summary = parse_job(job)
     if not problems:
         meta = {**job.get("meta", {}), "report": summary}
         out = Path(job["out"])

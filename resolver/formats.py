@@ -74,8 +74,10 @@ MAX_ERROR_RATIO = 0.05
 MAX_REGEX_LENGTH = 256
 _DETECT_LINES = 2000
 
-_SINKS = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1"})
-_HOSTS_BOILERPLATE = frozenset(
+# Addresses that mean "block" in a hosts file; any other address maps a name somewhere real.
+SINK_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1"})
+# Standard entries of a system hosts file, kept in many published hosts-format lists.
+HOSTS_BOILERPLATE = frozenset(
     {
         "localhost",
         "localhost.localdomain",
@@ -91,7 +93,7 @@ _HOSTS_BOILERPLATE = frozenset(
         "0.0.0.0",
     }
 )
-_BOILERPLATE_BYTES = frozenset(name.encode() for name in _HOSTS_BOILERPLATE)
+_BOILERPLATE_BYTES = frozenset(name.encode() for name in HOSTS_BOILERPLATE)
 
 # The bulk check: bytes a clean name line may hold, and what makes a line need a closer look.
 _NAME_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-_.\n"
@@ -284,7 +286,7 @@ def _line_kind(line: str) -> str | None:
     if len(line) > 2 and line.startswith("/") and line.endswith("/"):
         return "regex"
     first = line.split(None, 1)[0]
-    if first in _SINKS or _is_address(first):
+    if first in SINK_ADDRESSES or is_address(first):
         return "hosts"
     return "domains"
 
@@ -292,7 +294,7 @@ def _line_kind(line: str) -> str | None:
 # ----- helpers ----------------------------------------------------------------------------------
 
 
-def _is_address(text: str) -> bool:
+def is_address(text: str) -> bool:
     """True for an IPv4/IPv6 literal; the cheap pre-check keeps million-line lists fast."""
     if ":" not in text and not text.replace(".", "").isdigit():
         return False
@@ -303,7 +305,7 @@ def _is_address(text: str) -> bool:
     return True
 
 
-def _show(text: str) -> str:
+def show(text: str) -> str:
     return ascii(text if len(text) <= 80 else text[:80] + "...")
 
 
@@ -335,7 +337,7 @@ def _add_pattern(
         parsed.add(name, flags | bits)
         return
     if not parent:
-        parsed.bad(line_no, f"{_show(text)}: a wildcard at the top would match every name")
+        parsed.bad(line_no, f"{show(text)}: a wildcard at the top would match every name")
         return
     if first == "*":
         flags = FLAG_ALLOW_BELOW if allow else FLAG_BELOW | FLAG_WILD
@@ -420,7 +422,7 @@ def _walk_regex(
 def _add_regex(parsed: ParsedRules, line_no: int, pattern: str, *, allow: bool) -> None:
     problem = check_regex(pattern)
     if problem:
-        parsed.bad(line_no, f"{_show(pattern)}: {problem}")
+        parsed.bad(line_no, f"{show(pattern)}: {problem}")
         return
     if any(rule.pattern == pattern and rule.allow == allow for rule in parsed.regexes):
         parsed.duplicates += 1
@@ -441,24 +443,24 @@ def _domains_line(parsed: ParsedRules, line_no: int, raw: str) -> None:
 
 
 def _hosts_fields(parsed: ParsedRules, line_no: int, fields: list[str]) -> None:
-    if fields[0] in _SINKS or _is_address(fields[0]):
+    if fields[0] in SINK_ADDRESSES or is_address(fields[0]):
         if len(fields) == 1:
-            parsed.bad(line_no, f"{_show(fields[0])} is an address, not a domain name")
+            parsed.bad(line_no, f"{show(fields[0])} is an address, not a domain name")
             return
-        if all(host.lower() in _HOSTS_BOILERPLATE for host in fields[1:]):
+        if all(host.lower() in HOSTS_BOILERPLATE for host in fields[1:]):
             return
-        if fields[0] not in _SINKS:
+        if fields[0] not in SINK_ADDRESSES:
             parsed.bad(
                 line_no,
-                f"hosts line maps to {_show(fields[0])}; only 0.0.0.0, 127.0.0.1, :: and ::1 "
+                f"hosts line maps to {show(fields[0])}; only 0.0.0.0, 127.0.0.1, :: and ::1 "
                 "mean 'block'",
             )
             return
         for host in fields[1:]:
-            if host.lower() in _HOSTS_BOILERPLATE:
+            if host.lower() in HOSTS_BOILERPLATE:
                 continue
-            if _is_address(host):
-                parsed.bad(line_no, f"{_show(host)} is an address, not a domain name")
+            if is_address(host):
+                parsed.bad(line_no, f"{show(host)} is an address, not a domain name")
                 continue
             try:
                 _, name = _name(host, allow_wildcard=False)
@@ -468,7 +470,7 @@ def _hosts_fields(parsed: ParsedRules, line_no: int, fields: list[str]) -> None:
             parsed.add(name, SUBTREE)
         return
     if len(fields) > 1:
-        parsed.bad(line_no, f"expected one domain per line, got {_show(' '.join(fields))}")
+        parsed.bad(line_no, f"expected one domain per line, got {show(' '.join(fields))}")
         return
     _add_pattern(parsed, line_no, fields[0], allow=False, answer=None, exact=False)
 
@@ -498,7 +500,7 @@ def _adblock_line(parsed: ParsedRules, line_no: int, raw: str) -> None:
         modifiers = body[end + 1 :]
         if modifiers and not (modifiers.startswith("$") and _modifiers_ok(parsed, modifiers)):
             if not modifiers.startswith("$"):
-                parsed.bad(line_no, f"{_show(line)}: text after the closing '/' of a regex")
+                parsed.bad(line_no, f"{show(line)}: text after the closing '/' of a regex")
             return
         _add_regex(parsed, line_no, body[1:end], allow=allow)
         return
@@ -510,7 +512,7 @@ def _adblock_line(parsed: ParsedRules, line_no: int, raw: str) -> None:
         if "/" in body:
             parsed.skip("URL rule (path or scheme)")
             return
-        parsed.bad(line_no, f"{_show(line)}: not an adblock DNS rule")
+        parsed.bad(line_no, f"{show(line)}: not an adblock DNS rule")
         return
     anchor, name, _caret, modifiers = match.groups()
     if modifiers is not None and not _modifiers_ok(parsed, "$" + modifiers):
@@ -615,7 +617,7 @@ def _rpz_line(parsed: ParsedRules, state: _RpzState, line_no: int, line: str) ->
             return
         else:
             parsed.rule_lines += 1
-            parsed.bad(line_no, f"{_show(fields[0])}: directive not supported here")
+            parsed.bad(line_no, f"{show(fields[0])}: directive not supported here")
         return
     fields = line.split()
     if line[0] in " \t":
@@ -648,7 +650,7 @@ def _rpz_line(parsed: ParsedRules, state: _RpzState, line_no: int, line: str) ->
             parsed.skip(f"{rtype} record at the zone apex")
             return
         if not owner.endswith("." + apex):
-            parsed.bad(line_no, f"{_show(owner)} is outside the zone {apex!r}")
+            parsed.bad(line_no, f"{show(owner)} is outside the zone {apex!r}")
             return
         owner = owner[: -len(apex) - 1]
     if owner.rsplit(".", 1)[-1] in _RPZ_TRIGGERS:

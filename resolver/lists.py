@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import ipaddress
 import json
 import os
 import re
@@ -39,10 +38,17 @@ from resolver.compiled import (
     compile_rules,
     from_parsed,
     open_compiled,
+    parse_job,
 )
 from resolver.config import all_lists
 from resolver.fetch import FetchError, FetchResult, SourceStore, fetch
-from resolver.formats import ParsedRules, broken, parse_rules
+from resolver.formats import (
+    HOSTS_BOILERPLATE,
+    SINK_ADDRESSES,
+    ParsedRules,
+    is_address,
+    show,
+)
 from resolver.matcher import BlockRule, DomainMatcher, Matcher
 from resolver.names import BadName, normalise
 
@@ -67,27 +73,6 @@ __all__ = [
     "refresh_source",
     "size_changes",
 ]
-
-# Addresses that mean "block" in a hosts file; any other address maps a name somewhere real.
-_SINK_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1"})
-
-# Standard entries of a system hosts file, kept in many published hosts-format lists.
-_HOSTS_BOILERPLATE = frozenset(
-    {
-        "localhost",
-        "localhost.localdomain",
-        "local",
-        "broadcasthost",
-        "ip6-localhost",
-        "ip6-loopback",
-        "ip6-localnet",
-        "ip6-mcastprefix",
-        "ip6-allnodes",
-        "ip6-allrouters",
-        "ip6-allhosts",
-        "0.0.0.0",
-    }
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,21 +102,6 @@ class BlockingSet:
     matcher: DomainMatcher
     sizes: dict[str, int]
     warnings: tuple[str, ...] = ()
-
-
-def _is_address(text: str) -> bool:
-    """True for an IPv4/IPv6 literal; the cheap pre-check keeps million-line lists fast."""
-    if ":" not in text and not text.replace(".", "").isdigit():
-        return False
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _show(text: str) -> str:
-    return ascii(text if len(text) <= 80 else text[:80] + "...")
 
 
 def parse_domain_list(text: str, source: str, name: str, *, max_errors: int = 100) -> ParsedList:
@@ -177,29 +147,29 @@ def parse_domain_list(text: str, source: str, name: str, *, max_errors: int = 10
         if not line:
             continue
         fields = line.split()
-        if fields[0] in _SINK_ADDRESSES or _is_address(fields[0]):
+        if fields[0] in SINK_ADDRESSES or is_address(fields[0]):
             if len(fields) == 1:
-                bad(line_no, f"{_show(fields[0])} is an address, not a domain name")
+                bad(line_no, f"{show(fields[0])} is an address, not a domain name")
                 continue
-            if all(host.lower() in _HOSTS_BOILERPLATE for host in fields[1:]):
+            if all(host.lower() in HOSTS_BOILERPLATE for host in fields[1:]):
                 continue
-            if fields[0] not in _SINK_ADDRESSES:
+            if fields[0] not in SINK_ADDRESSES:
                 bad(
                     line_no,
-                    f"hosts line maps to {_show(fields[0])}; only 0.0.0.0, 127.0.0.1, :: and ::1 "
+                    f"hosts line maps to {show(fields[0])}; only 0.0.0.0, 127.0.0.1, :: and ::1 "
                     "mean 'block'",
                 )
                 continue
             for host in fields[1:]:
-                if host.lower() in _HOSTS_BOILERPLATE:
+                if host.lower() in HOSTS_BOILERPLATE:
                     continue
-                if _is_address(host):
-                    bad(line_no, f"{_show(host)} is an address, not a domain name")
+                if is_address(host):
+                    bad(line_no, f"{show(host)} is an address, not a domain name")
                     continue
                 accept(line_no, host, allow_wildcard=False)
             continue
         if len(fields) > 1:
-            bad(line_no, f"expected one domain per line, got {_show(line)}")
+            bad(line_no, f"expected one domain per line, got {show(line)}")
             continue
         accept(line_no, fields[0], allow_wildcard=True)
 
@@ -569,31 +539,9 @@ class ListLoader:
 
     def _in_memory(self, job: dict[str, Any]) -> CompiledMatcher:
         """Parse here: small lists, or no state directory to write a compiled file to."""
-        parsed: ParsedRules | None = None
-        problems: list[str] = []
-        for name in job["files"]:
-            try:
-                data = Path(name).read_bytes()
-            except OSError as exc:
-                problems.append(f"{name}: cannot read list file ({exc.strerror or exc})")
-                continue
-            parsed = parse_rules(
-                data,
-                job["label"].get(name, name),
-                job["format"],
-                max_errors=job["max_errors"],
-                max_regex=job["max_regex"],
-                into=parsed,
-            )
+        parsed, problems, summary = parse_job(job)
         if problems:
             raise ListError(problems)
-        if parsed is None:
-            parsed = ParsedRules(source=job["name"], format=job["format"])
-        reason = broken(parsed, job["max_errors"])
-        if reason:
-            raise ListError([*parsed.errors, reason])
-        summary = parsed.summary()
-        summary["errors"] = list(parsed.errors)
         meta = {**job["meta"], "report": summary}
         return CompiledMatcher(b"".join(compile_rules(parsed, job["name"], meta)))
 

@@ -19,6 +19,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from resolver.access import client_address
 from resolver.config import Config, ExemptRule, GroupConfig, PolicyConfig
 from resolver.matcher import BlockRule, DomainMatcher, Matcher
 from resolver.names import from_text
@@ -168,12 +169,9 @@ class PolicyEngine:
         return group
 
     def _longest_prefix(self, client: str) -> Group | None:
-        try:
-            address = ipaddress.ip_address(client.partition("%")[0])
-        except ValueError:
+        address = client_address(client)
+        if address is None:
             return None
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
         bits = address.max_prefixlen
         value = int(address)
         for length, networks in self._prefixes[address.version]:

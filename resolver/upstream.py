@@ -614,14 +614,7 @@ class UpstreamPool:
             except OSError:
                 self._stats.count("upstream.icmp_error")
                 continue
-            data = bytes(buffer[:size])
-            if not reply_matches(data, query_id, query):
-                self._stats.count("upstream.mismatch")
-                continue
-            try:
-                waiter.set_result(UpstreamReply(data, query.question_end - HEADER_LEN))
-            except FormError:
-                waiter.set_exception(_BadReply())
+            _deliver(waiter, bytes(buffer[:size]), query_id, query, self._stats)
 
     async def _exchange_tcp(
         self, server: UpstreamServer, query: Query, timeout: float
@@ -742,14 +735,7 @@ class _Stream:
                     self._stats.count("upstream.mismatch")
                     continue
                 waiter, query = found
-                query_id = (data[0] << 8) | data[1]
-                if not reply_matches(data, query_id, query):
-                    self._stats.count("upstream.mismatch")
-                    continue
-                try:
-                    waiter.set_result(UpstreamReply(data, query.question_end - HEADER_LEN))
-                except FormError:
-                    waiter.set_exception(_BadReply())
+                _deliver(waiter, data, (data[0] << 8) | data[1], query, self._stats)
         except (OSError, EOFError):
             pass
         finally:
@@ -793,6 +779,20 @@ def _fail(shared: asyncio.Future[Resolved], failure: UpstreamFailure) -> None:
     if not shared.done():
         shared.set_exception(failure)
         shared.exception()  # retrieved here, so a lone query leaves no warning behind
+
+
+def _deliver(
+    waiter: asyncio.Future[UpstreamReply], data: bytes, query_id: int, query: Query, stats: Stats
+) -> None:
+    """Settle `waiter` with `data` if it is the reply to `query` (RFC 5452); anything else is
+    counted and ignored, and the wait goes on."""
+    if not reply_matches(data, query_id, query):
+        stats.count("upstream.mismatch")
+        return
+    try:
+        waiter.set_result(UpstreamReply(data, query.question_end - HEADER_LEN))
+    except FormError:
+        waiter.set_exception(_BadReply())
 
 
 def _expire(waiter: asyncio.Future[UpstreamReply]) -> None:
