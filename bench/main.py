@@ -46,6 +46,7 @@ WORKLOADS = ("blocked", "cached", "unique", "mix", "tcp")
 SERVERS = ("dnswarden", *peers.PEERS)
 OURS = "dnswarden"
 INFO_VARIANT = "dnswarden-info"
+NOSTATS_VARIANT = "dnswarden-nostats"  # recording off: what the metrics cost (bench/nostats.py)
 DNSPERF_TIMEOUT = 2
 MAX_CLIENTS, MAX_OUTSTANDING = 8, 150
 """150 in flight saturates any one-core server on loopback and still fits the kernel's default
@@ -299,8 +300,9 @@ class Bench:
             return peers.dnsdist_spec(d, port, up, listfile)
         level = "info" if server == INFO_VARIANT else "warning"
         workers = workers_of(server)
+        module = "bench.nostats" if server == NOSTATS_VARIANT else "resolver"
         return peers.dnswarden_spec(
-            d, server, port, up, listfile, self.python, level, workers, self.metrics_key
+            d, server, port, up, listfile, self.python, level, workers, self.metrics_key, module
         )
 
     def cpus_for(self, server: str) -> str:
@@ -507,6 +509,8 @@ class Bench:
             extra = [f"{OURS}-w{n}" for n in self.args.workers]
             if workload == "blocked" and not self.args.no_info_row:
                 extra.insert(0, INFO_VARIANT)
+            if workload in ("blocked", "cached"):
+                extra.insert(0, NOSTATS_VARIANT)
             chosen[at:at] = extra
         return chosen
 

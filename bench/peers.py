@@ -123,6 +123,7 @@ def dnswarden_spec(
     level: str = "warning",
     workers: int | None = None,
     metrics_key: bool = True,
+    module: str = "resolver",
 ) -> ServerSpec:
     """`python -m resolver serve -c FILE [--workers N]` from this checkout (the caller sets
     PYTHONPATH); `--workers` only when asked, so a checkout without the flag still runs."""
@@ -136,7 +137,7 @@ def dnswarden_spec(
         argv=(
             python,
             "-m",
-            "resolver",
+            module,
             "serve",
             "-c",
             str(path),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -500,3 +501,20 @@ def test_dnswarden_argv_passes_workers_only_when_asked(workers: int | None, tmp_
     assert ("--workers" in spec.argv) == (workers is not None)
     if workers is not None:
         assert spec.argv[-2:] == ("--workers", "2")
+
+
+def test_nostats_row_runs_the_same_server_with_recording_off(tmp_path: Path) -> None:
+    spec = peers.dnswarden_spec(
+        tmp_path, "dnswarden-nostats", 5300, 5301, "/l.txt", "python3", module="bench.nostats"
+    )
+    assert spec.argv[1:4] == ("-m", "bench.nostats", "serve")
+    probe = (
+        "import bench.nostats\n"
+        "from resolver.stats import Stats\n"
+        "s = Stats(); s.query('udp', 1, 'blocked', 0.001); s.count('x')\n"
+        "assert s.results()['blocked'] == 0 and not s.counts, 'still recording'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
+                            timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr

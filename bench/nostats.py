@@ -1,0 +1,23 @@
+"""`python -m bench.nostats serve ...`: dnswarden with every `Stats` recording call a no-op.
+
+Only for the benchmark's `dnswarden-nostats` row, which shows what the metrics cost on the hot
+path (issue 4 asks for under 5% of qps): the same server, the same config, nothing recorded.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from resolver import stats
+from resolver.cli import main
+
+
+def _ignore(*_args: object, **_kwargs: object) -> None:
+    return None
+
+
+for _name in ("count", "query", "rcode", "blocked", "upstream"):
+    setattr(stats.Stats, _name, _ignore)
+
+if __name__ == "__main__":
+    sys.exit(main())
