@@ -308,6 +308,7 @@ class ListReport:
     skipped: Mapping[str, int] = field(default_factory=dict)
     cached: bool = False  # served from the compiled cache, nothing parsed
     note: str = ""
+    fetched: bool = True  # False for a feed with no good copy yet: it blocks nothing so far
 
     def fields(self) -> dict[str, object]:
         out: dict[str, object] = {"entries": self.entries, "kind": self.kind}
@@ -501,7 +502,8 @@ class ListLoader:
         if spec.kind == "url" and not files:
             empty = from_parsed(ParsedRules(source=spec.name, format=spec.format), spec.name)
             note = "no copy fetched yet; blocking nothing from this list until a fetch succeeds"
-            return empty, ListReport(spec.name, spec.kind, location, 0, note=note), []
+            report = ListReport(spec.name, spec.kind, location, 0, note=note, fetched=False)
+            return empty, report, []
         limits = (self.max_bad_lines, regex_budget)
         fingerprint = _fingerprint(spec, self.stamps(spec), limits)
         labels = {str(path): str(path) for path in files}

@@ -111,12 +111,15 @@ class Service:
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         healthy = [str(e) for e in self.pool.healthy]
+        # A feed without any good copy yet enforces nothing: not ready until it has one.
+        missing = [n for n, report in self.state.list_reports.items() if not report.fetched]
         detail: dict[str, object] = {
             "listeners": self.started,
             "lists": dict(self.state.list_sizes),
+            "lists_missing": missing,
             "healthy_upstreams": healthy,
         }
-        return self.started and bool(healthy), detail
+        return self.started and bool(healthy) and not missing, detail
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -404,6 +407,7 @@ class WorkerReporter:
             "policies": list(service.policies()),
             "cache": service.cache(),
             "build": dict(service.build()),
+            "ready": service.ready()[0],
         }
         self.transport.write(encode_report({"ready": True, "stats": service.stats, "view": view}))
 

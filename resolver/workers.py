@@ -146,7 +146,11 @@ class Supervisor:
         return {**self._first("build", {}), "workers": str(self.count)}
 
     def ready(self) -> tuple[bool, dict[str, object]]:
-        alive = [w.index for w in self.workers if w.ready.is_set() and _running(w)]
+        alive = [
+            w.index
+            for w in self.workers
+            if w.ready.is_set() and _running(w) and w.report.get("view", {}).get("ready", True)
+        ]
         healthy = [name for name, up in self.upstream_health().items() if up]
         detail: dict[str, object] = {"workers_ready": alive, "healthy_upstreams": healthy}
         return len(alive) == self.count and bool(healthy), detail

@@ -278,3 +278,19 @@ def test_shipped_rules_and_dashboard_use_names_the_server_exports(observed: Serv
     used = {name for expr in shipped_expressions() for name in METRIC_NAME.findall(expr)}
     assert len(used) > 15
     assert used - available == set()
+
+
+def test_not_ready_while_a_feed_has_no_copy(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream], workdir: Path
+) -> None:
+    """A configured feed that was never fetched enforces nothing: /readyz must say so."""
+    config = make_config([upstreams[1].address], lists=["feed"])
+    # Nothing listens on loopback port 1: every fetch fails at once, so no copy ever arrives.
+    config["sources"] = {"feed": {"url": "https://127.0.0.1:1/feed.txt", "refresh": "1h"}}
+    config["state_dir"] = str(workdir / "feed-state")
+    server = launch(config, "feed-missing")
+    status, body, _ = fetch(server, "/readyz", token=None)
+    detail = json.loads(body)
+    assert status == 503
+    assert detail["lists_missing"] == ["feed"]
+    assert detail["healthy_upstreams"]  # the upstream is fine: the list is what is missing
