@@ -371,13 +371,7 @@ class Bench:
         assert self.data is not None
         duration = self.args.duration
         argv = [
-            "dnsperf",
-            "-s",
-            HOST,
-            "-p",
-            str(port),
-            "-d",
-            str(self.data.dir / file),
+            *self.dnsperf_argv(port, file),
             "-l",
             f"{duration:g}",
             "-t",
@@ -405,16 +399,14 @@ class Bench:
         wanted = per_second * self.args.duration
         return max(1, int(wanted // self.data.lines[file]) + 1)
 
-    def prime(self, port: int, file: str) -> None:
+    def dnsperf_argv(self, port: int, file: str) -> list[str]:
+        """dnsperf aimed at our loopback server, reading one of the generated query files."""
         assert self.data is not None
+        return ["dnsperf", "-s", HOST, "-p", str(port), "-d", str(self.data.dir / file)]
+
+    def prime(self, port: int, file: str) -> None:
         argv = [
-            "dnsperf",
-            "-s",
-            HOST,
-            "-p",
-            str(port),
-            "-d",
-            str(self.data.dir / file),
+            *self.dnsperf_argv(port, file),
             "-n",
             "1",
             "-l",

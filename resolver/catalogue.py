@@ -80,8 +80,10 @@ class ListError(Exception):
     operator can jump to it. Library code raises this; only the CLI decides the exit code.
     """
 
-    def __init__(self, problems: Iterable[str]) -> None:
+    def __init__(self, problems: Iterable[str], failed_lists: Iterable[str] = ()) -> None:
         self.problems: tuple[str, ...] = tuple(problems)
+        # Names of the lists that could not be loaded, for the refresh-failure metric.
+        self.failed_lists: tuple[str, ...] = tuple(failed_lists)
         super().__init__("\n".join(self.problems))
 
 

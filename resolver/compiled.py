@@ -26,7 +26,7 @@ entry whatever the list size, so a lookup costs the same for a thousand names as
 Label wildcards (``v*.x.com``) and regex rules are few; they live in the JSON header and are
 matched in memory.
 
-`compile_rules` and `CompiledMatcher` are pure (bytes in, bytes out); `write_compiled` and
+`compile_rules` and `CompiledMatcher` are pure (bytes in, bytes out); `write_atomic` and
 `open_compiled` are the thin file shell.
 """
 
@@ -42,7 +42,7 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,7 @@ __all__ = [
     "from_parsed",
     "name_hash",
     "open_compiled",
-    "write_compiled",
+    "write_atomic",
 ]
 
 MAGIC = b"DWLC0001"
@@ -531,8 +531,9 @@ class _RegexSet:
         return None
 
 
-def write_compiled(path: Path, chunks: list[bytes]) -> None:
-    """Write atomically: a process that maps the old file keeps reading the old inode."""
+def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write atomically (a temporary file renamed over `path`): a process that maps the old file
+    keeps reading the old inode, and a crash never leaves half a list behind."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temporary.open("wb") as out:
@@ -604,7 +605,7 @@ def compile_job(job: Mapping[str, Any]) -> dict[str, Any]:
         meta = {**job.get("meta", {}), "report": summary}
         out = Path(job["out"])
         out.parent.mkdir(parents=True, exist_ok=True)
-        write_compiled(out, compile_rules(parsed, job["name"], meta))
+        write_atomic(out, compile_rules(parsed, job["name"], meta))
     return summary
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from resolver import __version__
+from resolver.compiled import write_atomic
 
 __all__ = [
     "FetchError",
@@ -248,37 +249,25 @@ class SourceStore:
     def write_candidate(self, name: str, body: bytes) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         path = self.candidate_path(name)
-        _write_atomic(path, body)
+        write_atomic(path, [body])
         return path
 
     def promote(self, name: str, meta: dict[str, Any]) -> None:
         """Make the candidate the last good copy, then its sidecar (a crash between the two
         leaves a body whose sidecar digest does not match; the loader then recompiles)."""
         os.replace(self.candidate_path(name), self.body_path(name))
-        _write_atomic(self.meta_path(name), json.dumps(meta, indent=1).encode())
+        write_atomic(self.meta_path(name), [json.dumps(meta, indent=1).encode()])
 
     def touch(self, name: str, **changes: Any) -> None:
         """Update the sidecar only: a 304, or when and why an attempt failed."""
         self.directory.mkdir(parents=True, exist_ok=True)
         meta = self.meta(name)
         meta.update(changes)
-        _write_atomic(self.meta_path(name), json.dumps(meta, indent=1).encode())
+        write_atomic(self.meta_path(name), [json.dumps(meta, indent=1).encode()])
 
     def discard_candidate(self, name: str) -> None:
         with contextlib.suppress(OSError):
             self.candidate_path(name).unlink()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def sha256_file(path: Path) -> str:

@@ -628,9 +628,7 @@ def load_lists(config: Any, *, state_dir: str | None = None) -> LoadedLists:
         sizes[name] = size
         reports[name] = report
     if problems:
-        error = ListError(problems)
-        error.failed_lists = tuple(failed)  # type: ignore[attr-defined]
-        raise error
+        raise ListError(problems, failed)
     allows = [loaded[item][1] for item in loaded if item in allow_names]
     if allows:
         loaded = {

@@ -227,7 +227,7 @@ class Service:
                 config, state = prepared
         except (ConfigError, ListError) as error:
             self.stats.count("reload.failed")
-            for name in getattr(error, "failed_lists", ()):
+            for name in error.failed_lists if isinstance(error, ListError) else ():
                 self.list_failures[name] = self.list_failures.get(name, 0) + 1
             self.audit.error("reload_failed", problems=[str(p) for p in error.problems])
             return

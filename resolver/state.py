@@ -48,7 +48,7 @@ def build_state(config: Config, resolv_conf: str | None = None) -> ResolverState
     big operator lists are compiled in a child process and memory-mapped (`resolver.lists`).
     """
     loaded = load_lists(config)
-    allow = set(getattr(config, "allow", ()))
+    allow = set(config.allow)
     matchers = dict(loaded.matchers)
     sizes = dict(loaded.sizes)
     blocked = sum(sizes[name] for item, (name, _) in matchers.items() if item not in allow)

@@ -18,7 +18,7 @@ from resolver.compiled import (
     from_parsed,
     name_hash,
     open_compiled,
-    write_compiled,
+    write_atomic,
 )
 from resolver.formats import ParsedRules, parse_rules
 from resolver.matcher import BlockRule, DomainMatcher
@@ -220,7 +220,7 @@ def _parsed(count: int) -> ParsedRules:
 def test_write_and_map(tmp_path: Path) -> None:
     parsed = _parsed(5000)
     path = tmp_path / "big.dwl"
-    write_compiled(path, compile_rules(parsed, "big", {"fingerprint": "abc"}))
+    write_atomic(path, compile_rules(parsed, "big", {"fingerprint": "abc"}))
     mapped = open_compiled(path)
     assert mapped.list_name == "big" and mapped.meta == {"fingerprint": "abc"}
     assert len(mapped) == 5002
@@ -233,9 +233,9 @@ def test_write_and_map(tmp_path: Path) -> None:
 
 def test_replacing_the_file_keeps_the_old_mapping_valid(tmp_path: Path) -> None:
     path = tmp_path / "l.dwl"
-    write_compiled(path, compile_rules(parse_rules(b"old.test\n", "l", "domains"), "l"))
+    write_atomic(path, compile_rules(parse_rules(b"old.test\n", "l", "domains"), "l"))
     old = open_compiled(path)
-    write_compiled(path, compile_rules(parse_rules(b"new.test\n", "l", "domains"), "l"))
+    write_atomic(path, compile_rules(parse_rules(b"new.test\n", "l", "domains"), "l"))
     assert hit(old, "old.test") is not None and hit(old, "new.test") is None
     assert hit(open_compiled(path), "new.test") is not None
 
