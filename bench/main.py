@@ -5,7 +5,8 @@ the list is measured up to its first correct answer), primed when the workload n
 by dnsperf on core 1 at full speed for `--duration` seconds, then at a fixed rate for the same
 time for latency, and stopped; its peak RSS is read before it stops.  nsd, the authoritative
 upstream of every server, runs for the whole benchmark.  The table, dnswarden's ratio to each
-peer and issue 7's targets are printed; the raw results are written as JSON.
+peer and to the bare-loop ceiling (bench/bare.py), and issue 7's targets are printed; the raw
+results are written as JSON.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import gen, peers, procs, results
-from bench.peers import HOST, ServerSpec
+from bench.peers import BARE, HOST, ServerSpec
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLS = {
@@ -43,7 +44,9 @@ TOOLS = {
 
 POLICY_RC = "#!/bin/sh\n# bench/run: no service starts while it installs packages\nexit 101\n"
 WORKLOADS = ("blocked", "cached", "unique", "mix", "tcp")
-SERVERS = ("dnswarden", *peers.PEERS)
+SERVERS = ("dnswarden", *peers.PEERS, BARE)
+BARE_WORKLOADS = ("blocked", "cached", "unique", "mix")
+"""bench/bare.py has no TCP, and its start-up with a big list says nothing about dnswarden."""
 OURS = "dnswarden"
 INFO_VARIANT = "dnswarden-info"
 NOSTATS_VARIANT = "dnswarden-nostats"  # recording off: what the metrics cost (bench/nostats.py)
@@ -298,6 +301,8 @@ class Bench:
             return peers.unbound_spec(d, port, up, str(d / f"unbound-{prefix}block.conf"))
         if server == "dnsdist":
             return peers.dnsdist_spec(d, port, up, listfile)
+        if server == BARE:
+            return peers.bare_spec(port, up, listfile, self.python)
         level = "info" if server == INFO_VARIANT else "warning"
         workers = workers_of(server)
         module = "bench.nostats" if server == NOSTATS_VARIANT else "resolver"
@@ -316,7 +321,7 @@ class Bench:
         assert self.data is not None
         for path, text in spec.files.items():
             Path(path).write_text(text)
-        env = self.env if spec.kind == "dnswarden" else None
+        env = self.env if spec.kind in peers.PYTHON_KINDS else None
         began = time.monotonic()
         proc = self.sup.start(
             peers.pinned(spec.argv, cpus), cwd=self.workdir, log=self.log(spec.name), env=env
@@ -495,7 +500,7 @@ class Bench:
         )
 
     def servers_for(self, workload: str) -> list[str]:
-        chosen = list(self.args.servers)
+        chosen = [s for s in self.args.servers if s != BARE or workload in BARE_WORKLOADS]
         if OURS in chosen:
             at = chosen.index(OURS) + 1
             extra = [f"{OURS}-w{n}" for n in self.args.workers]
@@ -532,6 +537,12 @@ class Bench:
             )
             row.extra["log_tail"] = tail
         self.record(row)
+
+
+def ratio_columns(servers: Sequence[str]) -> list[str]:
+    """The servers dnswarden's qps is divided by: the chosen peers, then the bare-loop ceiling
+    (so `dnswarden / bare-loop` is how close dnswarden comes to what CPython reaches here)."""
+    return [name for name in (*peers.PEERS, BARE) if name in servers]
 
 
 def workers_of(server: str) -> int | None:
@@ -587,7 +598,7 @@ def estimate_seconds(args: argparse.Namespace, variants: int) -> float:
 
 
 def report(bench: Bench, meta: dict[str, Any], out: Path) -> None:
-    peer_names = [p for p in peers.PEERS if p in bench.args.servers]
+    peer_names = ratio_columns(bench.args.servers)
     ours = [s for s in {row.server for row in bench.rows} if s.startswith(OURS)]
     print()
     print(results.render_table(bench.rows))

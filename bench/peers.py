@@ -30,6 +30,10 @@ MAX_FORWARDED = 10_000
 
 SINKHOLE = "0.0.0.0"
 PEERS = ("dnsmasq", "unbound", "dnsdist")
+BARE = "bare-loop"
+"""Not a peer: a bare CPython loop (bench/bare.py), the ceiling dnswarden is compared with."""
+PYTHON_KINDS = ("dnswarden", BARE)
+"""Servers run from this checkout with its PYTHONPATH."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +150,23 @@ def dnswarden_spec(
         port=port,
         files={str(path): yaml.safe_dump(config, sort_keys=False)},
     )
+
+
+def bare_spec(port: int, upstream_port: int, blocklist: str, python: str) -> ServerSpec:
+    """`python -m bench.bare`: the bare-loop ceiling (no resolver; see bench/bare.py), reading
+    the same list file as dnswarden, forwarding to the same nsd (the caller sets PYTHONPATH)."""
+    argv = (
+        python,
+        "-m",
+        "bench.bare",
+        "--listen",
+        f"{HOST}:{port}",
+        "--upstream",
+        f"{HOST}:{upstream_port}",
+        "--blocklist",
+        blocklist,
+    )
+    return ServerSpec(name=BARE, kind=BARE, argv=argv, port=port)
 
 
 def dnsmasq_block_lines(domains: Iterable[str]) -> Iterable[str]:

@@ -36,8 +36,6 @@ from resolver.inspection import Findings
 from resolver.wire import (
     AA,
     CD,
-    HEADER,
-    HEADER_LEN,
     NOERROR,
     NXDOMAIN,
     RR_FIXED,
@@ -99,6 +97,7 @@ class CachedReply(UpstreamReply):
     ) -> None:
         self.raw = raw
         self.sections_end = len(raw)
+        self.records = []  # not needed: a hit is served as stored, never parsed again
         self.additional = additional
         self.additional_count = additional_count
         self.rcode = rcode
@@ -381,31 +380,26 @@ class Cache:
         rcode = reply.rcode
         if reply.truncated or rcode not in (NOERROR, NXDOMAIN):
             return None
-        ancount, nscount = HEADER.unpack_from(raw)[3:5]
-        if ancount + nscount + reply.additional_count > MAX_RECORDS:
+        if len(reply.records) + reply.additional_count > MAX_RECORDS:
             return None
+        ancount = (raw[6] << 8) | raw[7]
         config = self.config
-        question_end = HEADER_LEN + len(key[0]) + 4
-        pos = question_end
         end = reply.sections_end
         offsets: list[int] = []
         originals: list[int] = []
         answer_min: int | None = None
         negative: int | None = None
-        for index in range(ancount + nscount):
-            pos = skip_name(raw, pos)
-            rtype, _, ttl, rdlength = RR_FIXED.unpack_from(raw, pos)
+        unpack = RR_FIXED.unpack_from
+        for index, at in enumerate(reply.records):
+            rtype, _, ttl, rdlength = unpack(raw, at)
             if ttl & 0x80000000:
                 ttl = 0
-            offsets.append(pos + 4)
+            offsets.append(at + 4)
             originals.append(ttl)
-            pos += 10 + rdlength
-            if pos > end:
-                raise FormError("truncated")
             if index < ancount:
-                answer_min = ttl if answer_min is None else min(answer_min, ttl)
+                answer_min = ttl if answer_min is None or ttl < answer_min else answer_min
             elif rtype == TYPE_SOA and rdlength >= 22 and negative is None:
-                (minimum,) = _TTL.unpack_from(raw, pos - 4)
+                (minimum,) = _TTL.unpack_from(raw, at + 6 + rdlength)
                 negative = min(ttl, minimum & 0x7FFFFFFF)
         is_negative = rcode == NXDOMAIN or answer_min is None
         if not is_negative and answer_min is not None:
@@ -423,9 +417,11 @@ class Cache:
             key = (key[0], NXDOMAIN_TYPE, key[2], key[3], key[4])
         head = bytearray(raw[:end])
         head[2] &= _CLEAR_AA  # a cached answer is never authoritative
-        head_ttls = tuple(min(max(t, floor), ttl) for t in originals)
-        for offset, value in zip(offsets, head_ttls, strict=True):
-            _TTL.pack_into(head, offset, value)
+        head_ttls = originals
+        if originals and (min(originals) < floor or max(originals) > ttl):
+            head_ttls = [min(max(t, floor), ttl) for t in originals]
+            for offset, value in zip(offsets, head_ttls, strict=True):
+                _TTL.pack_into(head, offset, value)
         additional = bytearray(reply.additional)
         add_offsets: list[int] = []
         add_ttls: list[int] = []
@@ -443,7 +439,7 @@ class Cache:
             bytes(head),
             bytes(additional),
             reply.additional_count,
-            (tuple(offsets), head_ttls, tuple(add_offsets), tuple(add_ttls)),
+            (tuple(offsets), tuple(head_ttls), tuple(add_offsets), tuple(add_ttls)),
             rcode,
             reply.ext_rcode,
             ttl,

@@ -107,7 +107,7 @@ class Endpoint:
 
     @property
     def family(self) -> int:
-        return ipaddress.ip_address(self.host).version
+        return 6 if ":" in self.host else 4  # `host` is always a normalised IP address
 
     def __str__(self) -> str:
         if self.family == 6:
@@ -141,7 +141,7 @@ class UpstreamServer:
 
     @property
     def family(self) -> int:
-        return ipaddress.ip_address(self.host).version
+        return 6 if ":" in self.host else 4  # `host` is always a normalised IP address
 
     @property
     def endpoint(self) -> Endpoint:

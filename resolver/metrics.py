@@ -98,8 +98,8 @@ FAMILIES: Final = {
            "Queries that shared an identical query already in flight upstream."),
         _f("upstream_tcp_retries", "counter", (),
            "Truncated upstream replies retried over TCP."),
-        _f("upstream_icmp_errors", "counter", (),
-           "ICMP errors received on upstream sockets (ignored, the query keeps waiting)."),
+        _f("upstream_receive_errors", "counter", (),
+           "Errors reading an upstream UDP socket (ignored, the query keeps waiting)."),
         _f("cache_entries", "gauge", (), "Answers held in the cache."),
         _f("cache_bytes", "gauge", (), "Bytes held by cached answers."),
         _f("cache_hits", "counter", (), "Queries answered from the cache."),
@@ -148,12 +148,12 @@ _EXACT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "upstream.mismatch": ("upstream_mismatched_replies", ()),
     "upstream.merged": ("upstream_merged_queries", ()),
     "upstream.tcp_retry": ("upstream_tcp_retries", ()),
-    "upstream.icmp_error": ("upstream_icmp_errors", ()),
+    "upstream.receive_error": ("upstream_receive_errors", ()),
 }
 # Series present from the first scrape, so `rate()` and ratios in alerts never see a gap.
 _ALWAYS: Final = (
     "reload.ok", "reload.failed", "internal_error", "upstream.mismatch", "upstream.merged",
-    "upstream.tcp_retry", "upstream.icmp_error", "tcp.accepted", "tcp.rejected",
+    "upstream.tcp_retry", "upstream.receive_error", "tcp.accepted", "tcp.rejected",
     "tcp.idle_closed", "tcp.stalled", "udp.send_error", "udp.receive_error", "dropped.overload",
 )  # fmt: skip
 

@@ -4,17 +4,20 @@
     → metrics/audit
 
 `handle` runs the steps that need no I/O and returns their answer at once: blocked and refused
-queries never leave this function, and neither does a cache hit (no coroutine, no task: it is
-the hot path for every popular name). Only a query that must go upstream becomes a coroutine.
+queries never leave this function, and neither does a cache hit (the hot path for every popular
+name). A query that must go upstream returns `FORWARDED`; steps 6-8 then run from a callback
+when the shared upstream exchange settles, and hand the answer to the shell's `reply_to`. No
+step creates a task or a coroutine: per query, they cost more than the whole answer to a block.
 Each step is a small named unit elsewhere; here is only their order and why.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 from resolver import answers
 from resolver.audit import AuditLog
@@ -25,7 +28,7 @@ from resolver.names import to_text
 from resolver.policy import Action, Decision
 from resolver.state import ResolverState
 from resolver.stats import Stats
-from resolver.upstream import Overloaded, StillWaiting, UpstreamFailure, UpstreamPool
+from resolver.upstream import Overloaded, Resolved, UpstreamFailure, UpstreamPool
 from resolver.wire import (
     BADVERS,
     FORMERR,
@@ -39,7 +42,16 @@ from resolver.wire import (
     udp_limit,
 )
 
-Outcome = bytes | None | Coroutine[Any, Any, bytes | None]
+
+class Forwarded:
+    """The type of `FORWARDED`: `handle`'s answer for a query that went upstream."""
+
+    __slots__ = ()
+
+
+FORWARDED: Final = Forwarded()
+Outcome = bytes | Forwarded | None
+ReplyTo = Callable[[bytes | None], None]
 
 _ERROR_RESULTS = {FORMERR: "formerr", NOTIMP: "notimp", BADVERS: "badvers"}
 _STALE_TEXT = b"stale answer: upstreams unavailable"
@@ -50,6 +62,31 @@ _FAILURE_TEXT = "upstream failure cached (RFC 9520)"
 def _plain_opt(dnssec_ok: bool, ext_rcode: int) -> bytes:
     """Our OPT without an EDE: a handful of distinct values, built once each."""
     return opt_record(dnssec_ok, ext_rcode=ext_rcode)
+
+
+class _Waiting:
+    """A client whose query went upstream, until its reply (or a stale answer) is sent."""
+
+    __slots__ = ("answered", "client", "over_udp", "patience", "query", "reply_to", "stale",
+                 "started")  # fmt: skip
+
+    def __init__(
+        self,
+        query: Query,
+        client: str,
+        over_udp: bool,
+        started: float,
+        stale: Entry | None,
+        reply_to: ReplyTo,
+    ) -> None:
+        self.query = query
+        self.client = client
+        self.over_udp = over_udp
+        self.started = started
+        self.stale = stale
+        self.reply_to = reply_to
+        self.answered = False
+        self.patience: asyncio.TimerHandle | None = None
 
 
 class QueryPipeline:
@@ -84,9 +121,9 @@ class QueryPipeline:
         self.inspector = Inspector(state.config.inspection)
         self._state = state
 
-    def handle(self, packet: bytes, client: str, over_udp: bool) -> Outcome:
-        """Answer `packet` from `client`: reply bytes, None (send nothing), or a coroutine that
-        produces one of those after going upstream."""
+    def handle(self, packet: bytes, client: str, over_udp: bool, reply_to: ReplyTo) -> Outcome:
+        """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
+        query went upstream, and `reply_to` gets the reply bytes (or None) later, once."""
         started = time.perf_counter()
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
@@ -130,30 +167,76 @@ class QueryPipeline:
                 return self._done(query, over_udp, "servfail", reply, started)
             stale = entry
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
-        return self._forward(query, client, over_udp, started, stale)
+        return self._forward(query, client, over_udp, started, stale, reply_to)
 
-    async def _forward(
-        self, query: Query, client: str, over_udp: bool, started: float, stale: Entry | None
-    ) -> bytes | None:
+    def _forward(
+        self,
+        query: Query,
+        client: str,
+        over_udp: bool,
+        started: float,
+        stale: Entry | None,
+        reply_to: ReplyTo,
+    ) -> Outcome:
         # 5. Upstream: the strategy's order across the zone's upstreams within the deadline,
         #    merged with identical queries already in flight. With a stale entry to fall back
         #    on, a client waits at most cache.client_timeout (RFC 8767); the exchange goes on.
-        state = self._state
-        patience = state.config.cache.client_timeout if stale is not None else None
         try:
-            reply, findings = await self.upstreams.resolve(query, patience)
-        except StillWaiting:
-            return self._stale(query, client, over_udp, started, stale)
-        except UpstreamFailure as failure:
-            if stale is not None:
-                return self._stale(query, client, over_udp, started, stale)
-            out = answers.servfail(query, failure.ede, failure.text)
-            return self._done(query, over_udp, "servfail", out, started)
+            shared = self.upstreams.begin(query)
         except Overloaded:
             self.stats.count("dropped.overload")
             if stale is not None:
                 return self._stale(query, client, over_udp, started, stale)
             return self._done(query, over_udp, "dropped", None, started)
+        waiting = _Waiting(query, client, over_udp, started, stale, reply_to)
+        if stale is not None:
+            waiting.patience = shared.get_loop().call_later(
+                self._state.config.cache.client_timeout, self._impatient, waiting
+            )
+        shared.add_done_callback(functools.partial(self._upstream_done, waiting))
+        return FORWARDED
+
+    def _upstream_done(self, waiting: _Waiting, shared: asyncio.Future[Resolved]) -> None:
+        self._answer_later(waiting, self._from_upstream, waiting, shared)
+
+    def _impatient(self, waiting: _Waiting) -> None:
+        """The client waited cache.client_timeout: its stale answer now (RFC 8767)."""
+        q = waiting
+        self._answer_later(q, self._stale, q.query, q.client, q.over_udp, q.started, q.stale)
+
+    def _answer_later(
+        self, waiting: _Waiting, answer: Callable[..., bytes | None], *args: Any
+    ) -> None:
+        """Send a forwarded query's answer, once, whichever comes first (reply or patience)."""
+        if waiting.answered:
+            return
+        waiting.answered = True
+        if waiting.patience is not None:
+            waiting.patience.cancel()
+        try:
+            reply = answer(*args)
+        except Exception as error:  # a bug must cost one query, never the server
+            self.internal_error(error)
+            reply = None
+        waiting.reply_to(reply)
+
+    def _from_upstream(self, waiting: _Waiting, shared: asyncio.Future[Resolved]) -> bytes | None:
+        query, client, over_udp, started = (
+            waiting.query, waiting.client, waiting.over_udp, waiting.started
+        )  # fmt: skip
+        failure = (
+            UpstreamFailure(EdeCode.NETWORK_ERROR, "query abandoned")
+            if shared.cancelled()
+            else shared.exception()
+        )
+        if failure is not None:
+            if not isinstance(failure, UpstreamFailure):
+                raise failure
+            if waiting.stale is not None:
+                return self._stale(query, client, over_udp, started, waiting.stale)
+            out = answers.servfail(query, failure.ede, failure.text)
+            return self._done(query, over_udp, "servfail", out, started)
+        reply, findings = shared.result()
         state = self._state
         # 6. Response inspection: a CNAME chain or owner name in the answer that this client's
         #    policy blocks, an address in a response-IP network, or a private address for a
@@ -164,12 +247,16 @@ class QueryPipeline:
             if block is not None:
                 return self._blocked(state, query, client, block, over_udp, started)
         # 7. Reply: the client's ID, question and EDNS back, cut to what it can receive.
-        opt = opt_record(query.dnssec_ok, ext_rcode=reply.ext_rcode) if query.has_edns else b""
+        opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
         out = client_reply(reply, query, udp_limit(query) if over_udp else TCP_MAX_MESSAGE, opt)
         # 8. Metrics/audit: allowed queries are logged only when the operator asks for it.
         if self.audit.allowed_queries:
             self.audit.allowed(client, query, reply.rcode)
         return self._done(query, over_udp, "answered", out, started)
+
+    def internal_error(self, error: BaseException) -> None:
+        self.stats.count("internal_error")
+        self.audit.error("internal_error", error=repr(error)[:300])
 
     def _cached(
         self,

@@ -3,7 +3,8 @@
 UDP is read with `recvfrom_into` into one reusable buffer from a reader callback, draining up to
 `UDP_BATCH` datagrams per wake-up: stock asyncio's datagram transport allocates a 256 KiB buffer
 for every `recvfrom`, which on glibc can mean an mmap/munmap per packet. Answers that need no
-upstream go straight back with `sendto`, without creating a task.
+upstream go straight back with `sendto`; a query that goes upstream is answered from a callback
+when its reply comes (no task either way).
 
 TCP follows RFC 7766: length-prefixed messages, pipelined queries answered concurrently in any
 order, a cap on open connections and on queries in flight per connection, an idle timeout, and a
@@ -15,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import socket
-from collections.abc import Coroutine
 from typing import Any
 
 from resolver.audit import AuditLog
 from resolver.config import Endpoint, LimitsConfig
-from resolver.pipeline import QueryPipeline
+from resolver.pipeline import FORWARDED, QueryPipeline
 from resolver.stats import Stats
 
 UDP_BATCH = 64
@@ -44,7 +45,8 @@ class Listeners:
         self.udp: list[UdpListener] = []
         self.tcp_servers: list[asyncio.Server] = []
         self.connections: set[TcpConnection] = set()
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.forwarded = 0
+        """Queries gone upstream whose reply is still to be sent: stop() gives them a grace."""
         self.bound: list[Endpoint] = []
 
     async def start(
@@ -71,34 +73,21 @@ class Listeners:
             raise OSError(errno.EADDRNOTAVAIL, "no listener could be bound")
         return self.bound
 
-    def spawn(self, pending: Coroutine[Any, Any, bytes | None], deliver: Any) -> None:
-        task = self.loop.create_task(self._settle(pending, deliver))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _settle(self, pending: Coroutine[Any, Any, bytes | None], deliver: Any) -> None:
-        try:
-            reply = await pending
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # a bug must cost one query, never the server
-            self.internal_error(error)
-            reply = None
-        deliver(reply)
-
     def internal_error(self, error: BaseException) -> None:
-        self.stats.count("internal_error")
-        self.audit.error("internal_error", error=repr(error)[:300])
+        self.pipeline.internal_error(error)
 
     async def stop(self, grace: float = 1.0) -> None:
+        """Stop taking queries, give those gone upstream `grace` seconds to be answered, then
+        close everything."""
         for listener in self.udp:
-            listener.close()
+            listener.pause()
         for server in self.tcp_servers:
             server.close()
-        if self.tasks:
-            await asyncio.wait(list(self.tasks), timeout=grace)
-        for task in list(self.tasks):
-            task.cancel()
+        deadline = self.loop.time() + grace
+        while self.forwarded > 0 and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for listener in self.udp:
+            listener.close()
         for connection in list(self.connections):
             connection.close()
         for server in self.tcp_servers:
@@ -152,18 +141,27 @@ class UdpListener:
         self.sock = sock
         self.listeners = listeners
         self._view = memoryview(bytearray(65535))
+        self.reading = False
 
     def start(self) -> None:
         self.listeners.loop.add_reader(self.sock.fileno(), self._on_readable)
+        self.reading = True
+
+    def pause(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.listeners.loop.remove_reader(self.sock.fileno())
 
     def close(self) -> None:
-        self.listeners.loop.remove_reader(self.sock.fileno())
+        self.pause()
         self.sock.close()
 
     def _on_readable(self) -> None:
         receive = self.sock.recvfrom_into
         view = self._view
-        handle = self.listeners.pipeline.handle
+        listeners = self.listeners
+        handle = listeners.pipeline.handle
+        reply_later = self._reply_later
         for _ in range(UDP_BATCH):
             try:
                 size, address = receive(view)
@@ -173,16 +171,21 @@ class UdpListener:
                 self.listeners.stats.count("udp.receive_error")
                 return
             try:
-                outcome = handle(view[:size].tobytes(), address[0], True)
+                outcome = handle(
+                    view[:size].tobytes(), address[0], True, functools.partial(reply_later, address)
+                )
             except Exception as error:
-                self.listeners.internal_error(error)
-                continue
-            if outcome is None:
+                listeners.internal_error(error)
                 continue
             if outcome.__class__ is bytes:
                 self.send(outcome, address)  # type: ignore[arg-type]
-            else:
-                self.listeners.spawn(outcome, lambda reply, to=address: self.send(reply, to))  # type: ignore[arg-type]
+            elif outcome is FORWARDED:
+                listeners.forwarded += 1
+
+    def _reply_later(self, address: Any, reply: bytes | None) -> None:
+        self.listeners.forwarded -= 1
+        if self.sock.fileno() >= 0:
+            self.send(reply, address)
 
     def send(self, reply: bytes | None, address: Any) -> None:
         if reply is None:
@@ -251,21 +254,20 @@ class TcpConnection(asyncio.Protocol):
     def _answer(self, message: bytes) -> None:
         listeners = self.listeners
         try:
-            outcome = listeners.pipeline.handle(message, self.client, False)
+            outcome = listeners.pipeline.handle(message, self.client, False, self._deliver)
         except Exception as error:
             listeners.internal_error(error)
             return
-        if outcome is None:
-            return
         if outcome.__class__ is bytes:
             self._write(outcome)  # type: ignore[arg-type]
-            return
-        self.pending += 1
-        if self.pending >= listeners.limits.tcp_inflight_per_connection:
-            self._pause_reading()
-        listeners.spawn(outcome, self._deliver)  # type: ignore[arg-type]
+        elif outcome is FORWARDED:
+            listeners.forwarded += 1
+            self.pending += 1
+            if self.pending >= listeners.limits.tcp_inflight_per_connection:
+                self._pause_reading()
 
     def _deliver(self, reply: bytes | None) -> None:
+        self.listeners.forwarded -= 1
         self.pending -= 1
         if self.closed:
             return

@@ -1,10 +1,9 @@
 """Forwarding to upstream resolvers: spoofing-resistant exchanges, strategies, health and merging.
 
-Transports. `udp://`: every attempt uses a fresh random ID (`secrets`) from a fresh socket, so a
-fresh random source port (RFC 5452); the socket is connected, so the kernel drops datagrams from
-any other address and port, and `wire.reply_matches` drops the rest that do not carry our ID, QR
-and question. A mismatch is counted and waiting goes on until the per-try timeout: one junk packet
-must not end a query. ICMP errors do not end it either. A truncated reply is retried over TCP.
+Transports. `udp://`: every attempt uses a fresh random ID from a fresh socket, so a fresh random
+source port (RFC 5452), and accepts only a reply from the upstream's address and port with our ID,
+QR bit and question (`resolver.datagrams`, which runs these exchanges on callbacks, with no task).
+A truncated reply is retried over TCP.
 `tcp://` and `tls://` (DNS over TLS, RFC 7858): one persistent connection per upstream, shared by
 pipelined queries told apart by ID (RFC 7766 6.2.1), closed after `STREAM_IDLE_TIMEOUT` without
 queries; TLS verifies the certificate and its name (`#name` in the URL) against the system store
@@ -20,25 +19,27 @@ only after the healthy ones (the most recently healthy first, since the probe it
 is broken), and probed in the background with `. IN NS` every `probe_interval`, one probe at a
 time, until it answers. The whole query is bounded by a deadline.
 
-Sharing. Identical queries in flight (name, type, class, DO, CD) share one upstream exchange, which
-runs as its own task: a client that stops waiting (the pipeline serves it a stale answer) does not
-stop the exchange, whose answer then refreshes the cache through `after_reply`.
+Sharing. Identical queries in flight (name, type, class, DO, CD) share one upstream exchange (a
+`_Walk` through the plan, settling one future): a client that stops waiting (the pipeline serves
+it a stale answer) does not stop the exchange, whose answer then refreshes the cache through
+`after_reply`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import secrets
-import socket
 import ssl
-from collections.abc import Callable, Container, Iterable, Sequence
+from collections.abc import Callable, Container, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from resolver.audit import AuditLog
 from resolver.cache import CacheKey, cache_key
 from resolver.config import Config, Endpoint, Strategy, UpstreamServer, ZoneConfig
+from resolver.datagrams import BadReply, UdpExchanges
 from resolver.edns import EdeCode
 from resolver.inspection import Findings
 from resolver.names import from_text
@@ -86,14 +87,6 @@ class Overloaded(Exception):
     """Too many queries in flight upstream: the new one is dropped (the client will retry)."""
 
 
-class StillWaiting(Exception):
-    """The caller's patience ran out; the exchange goes on and will refresh the cache."""
-
-
-class _BadReply(Exception):
-    pass
-
-
 class _StreamClosed(Exception):
     """The persistent connection closed before our reply came."""
 
@@ -102,6 +95,15 @@ class _Failed(Exception):
     def __init__(self, ede: int) -> None:
         super().__init__(ede)
         self.ede = ede
+
+
+_ATTEMPT_ERRORS = (OSError, EOFError, BadReply, _StreamClosed, FormError)
+"""What ends one attempt at one upstream (TimeoutError is an OSError) and moves to the next."""
+T = TypeVar("T")
+
+
+def _abandoned() -> UpstreamFailure:
+    return UpstreamFailure(EdeCode.NETWORK_ERROR, "query abandoned")
 
 
 class Resolved(NamedTuple):
@@ -153,6 +155,34 @@ class Upstream:
         self.stream: _Stream | None = None
 
 
+class _Walk:
+    """One shared exchange going through its plan of upstreams, one attempt at a time."""
+
+    __slots__ = (
+        "deadline", "ede", "index", "key", "plan", "query", "shared", "started", "timeout",
+        "upstream",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        key: CacheKey,
+        query: Query,
+        shared: asyncio.Future[Resolved],
+        plan: list[Upstream],
+        deadline: float,
+    ) -> None:
+        self.key = key
+        self.query = query
+        self.shared = shared
+        self.plan = plan
+        self.deadline = deadline
+        self.index = 0
+        self.ede = EdeCode.NO_REACHABLE_AUTHORITY
+        self.upstream = plan[0] if plan else None
+        self.started = 0.0
+        self.timeout = 0.0
+
+
 class _Route:
     __slots__ = ("strategy", "upstreams")
 
@@ -189,7 +219,7 @@ class UpstreamPool:
         self._audit = audit
         self._random = rng or random.Random()
         self._inflight: dict[CacheKey, asyncio.Future[Resolved]] = {}
-        self._buffer = bytearray(65535)
+        self._udp = UdpExchanges(self._loop, stats)
         self._upstreams: dict[UpstreamServer, Upstream] = {}
         self._last_logged: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -265,24 +295,20 @@ class UpstreamPool:
 
     # --- resolving ----------------------------------------------------------------------------
 
-    async def resolve(self, query: Query, patience: float | None = None) -> Resolved:
-        """An upstream reply for `query`, shared with identical queries already in flight.
+    def begin(self, query: Query) -> asyncio.Future[Resolved]:
+        """The upstream exchange for `query`: joined when an identical one is in flight, else
+        started. Raises `Overloaded` at `max_inflight`.
 
-        With `patience`, raise `StillWaiting` after that many seconds instead of waiting for
-        the deadline; the exchange itself carries on.
+        The future is shared by every client of the exchange, so callers add a done callback
+        or shield it, and never cancel it: a client that stops waiting (the pipeline serves it
+        a stale answer) does not stop the exchange, whose answer then refreshes the cache.
         """
         key = cache_key(query)
         shared = self._inflight.get(key)
         if shared is not None:
             self._stats.count("upstream.merged")
-        else:
-            shared = self._start(key, query)
-        if patience is None:
-            return await asyncio.shield(shared)
-        try:
-            return await asyncio.wait_for(asyncio.shield(shared), patience)
-        except TimeoutError:
-            raise StillWaiting from None
+            return shared
+        return self._start(key, query)
 
     def refresh(self, query: Query) -> bool:
         """Resolve `query` in the background (prefetch, stale refresh): its answer reaches the
@@ -311,42 +337,21 @@ class UpstreamPool:
             raise Overloaded
         shared: asyncio.Future[Resolved] = self._loop.create_future()
         self._inflight[key] = shared
-        self._spawn(self._run(key, query, shared))
+        route = self._route_for(query.qname)
+        walk = _Walk(key, query, shared, self._plan(route), self._loop.time() + self.deadline)
+        if route.strategy is Strategy.PARALLEL and len(walk.plan) > 1:
+            walk.index = 2
+            race = self._spawn(self._race(walk.plan[0], walk.plan[1], query, walk.deadline))
+            race.add_done_callback(functools.partial(self._raced, walk))
+        else:
+            self._next(walk)
         return shared
 
-    def _spawn(self, coroutine: object) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = self._loop.create_task(coroutine)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = self._loop.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
-
-    async def _run(self, key: CacheKey, query: Query, shared: asyncio.Future[Resolved]) -> None:
-        try:
-            reply = await self._try_upstreams(query)
-        except UpstreamFailure as failure:
-            self._settle(key, shared)
-            if self.after_failure is not None:
-                self.after_failure(query, failure)
-            _fail(shared, failure)
-            return
-        except BaseException:
-            self._settle(key, shared)
-            _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "query abandoned"))
-            raise
-        self._settle(key, shared)
-        findings = None
-        if self.after_reply is not None:
-            try:
-                findings = self.after_reply(query, reply)
-            except Exception:
-                self._stats.count("internal_error")
-                _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error"))
-                return
-        shared.set_result(Resolved(reply, findings))
-
-    def _settle(self, key: CacheKey, shared: asyncio.Future[Resolved]) -> None:
-        if self._inflight.get(key) is shared:
-            del self._inflight[key]
 
     def _route_for(self, qname: bytes) -> _Route:
         """The longest configured zone containing `qname`: one dict lookup per label."""
@@ -362,40 +367,159 @@ class UpstreamPool:
 
     def plan(self, qname: bytes) -> list[Upstream]:
         """The upstreams a query for `qname` tries, in order."""
-        route = self._route_for(qname)
-        healthy = [u for u in route.upstreams if not u.down]
-        down = sorted((u for u in route.upstreams if u.down), key=lambda u: -u.last_ok)
+        return self._plan(self._route_for(qname))
+
+    def _plan(self, route: _Route) -> list[Upstream]:
+        upstreams = route.upstreams
+        if len(upstreams) == 1 and not upstreams[0].down:
+            return [upstreams[0]]
+        healthy = [u for u in upstreams if not u.down]
+        down = sorted((u for u in upstreams if u.down), key=lambda u: -u.last_ok)
         if route.strategy is not Strategy.FAILOVER and len(healthy) > 1:
             healthy.sort(key=_speed)
             if route.strategy is Strategy.FASTEST and self._random.random() < EXPLORE:
                 healthy.insert(0, healthy.pop(self._random.randrange(1, len(healthy))))
         return healthy + down
 
-    async def _try_upstreams(self, query: Query) -> UpstreamReply:
+    # --- one exchange walking its plan: callbacks, no task for UDP ----------------------------
+
+    def _next(self, walk: _Walk) -> None:
+        """Try the walk's next upstream within its deadline, or end it with a failure."""
         loop = self._loop
-        deadline = loop.time() + self.deadline
-        plan = self.plan(query.qname)
-        ede = EdeCode.NO_REACHABLE_AUTHORITY
-        start = 0
-        if self._route_for(query.qname).strategy is Strategy.PARALLEL and len(plan) > 1:
-            start = 2
-            try:
-                return await self._race(plan[0], plan[1], query, deadline)
-            except _Failed as failed:
-                ede = max(ede, failed.ede)
-        for upstream in plan[start:]:
-            if deadline - loop.time() <= 0:
+        plan = walk.plan
+        while walk.index < len(plan):
+            remaining = walk.deadline - loop.time()
+            if remaining <= 0:
                 break
-            try:
-                return await self._attempt(upstream, query, deadline)
-            except _Failed as failed:
-                ede = max(ede, failed.ede)
-        raise UpstreamFailure(
-            ede,
+            upstream = plan[walk.index]
+            walk.index += 1
+            walk.upstream = upstream
+            walk.timeout = timeout = min(self.timeout, remaining)
+            walk.started = loop.time()
+            if upstream.server.protocol == "udp":
+                try:
+                    self._udp.send(upstream.server, walk.query, timeout, self._udp_ended, walk)
+                except OSError as error:
+                    walk.ede = max(walk.ede, self._attempt_failed(upstream, error, walk.query))
+                    continue
+                return
+            exchange = self._spawn(self._exchange(upstream, walk.query, timeout, walk.deadline))
+            exchange.add_done_callback(functools.partial(self._task_ended, walk))
+            return
+        text = (
             "no upstream answered"
-            if ede == EdeCode.NO_REACHABLE_AUTHORITY
-            else "upstream network error",
+            if walk.ede == EdeCode.NO_REACHABLE_AUTHORITY
+            else "upstream network error"
         )
+        self._walk_failed(walk, UpstreamFailure(walk.ede, text))
+
+    def _udp_ended(
+        self, reply: UpstreamReply | None, error: BaseException | None, walk: _Walk
+    ) -> None:
+        if reply is None:
+            assert error is not None
+            walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
+            self._next(walk)
+        elif reply.truncated:
+            self._stats.count("upstream.tcp_retry")
+            server = walk.upstream.server
+            retry = self._spawn(
+                self._exchange_tcp(server, walk.query, walk.deadline - self._loop.time())
+            )
+            retry.add_done_callback(functools.partial(self._task_ended, walk))
+        else:
+            self._replied(walk, reply)
+
+    def _task_ended(self, walk: _Walk, task: asyncio.Task[UpstreamReply]) -> None:
+        if task.cancelled():
+            self._walk_failed(walk, _abandoned(), hook=False)
+            return
+        error = task.exception()
+        if error is None:
+            self._replied(walk, task.result())
+        elif isinstance(error, _ATTEMPT_ERRORS):
+            walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
+            self._next(walk)
+        else:
+            self._stats.count("internal_error")
+            self._walk_failed(walk, _abandoned(), hook=False)
+
+    def _raced(self, walk: _Walk, race: asyncio.Task[UpstreamReply]) -> None:
+        if race.cancelled():
+            self._walk_failed(walk, _abandoned(), hook=False)
+            return
+        error = race.exception()
+        if error is None:
+            self._walk_succeeded(walk, race.result())
+        elif isinstance(error, _Failed):
+            walk.ede = max(walk.ede, error.ede)
+            self._next(walk)
+        else:
+            self._stats.count("internal_error")
+            self._walk_failed(walk, _abandoned(), hook=False)
+
+    def _replied(self, walk: _Walk, reply: UpstreamReply) -> None:
+        if self._judge(walk.upstream, reply, walk.query, walk.started):
+            self._walk_succeeded(walk, reply)
+        else:
+            walk.ede = max(walk.ede, EdeCode.NO_REACHABLE_AUTHORITY)
+            self._next(walk)
+
+    def _walk_succeeded(self, walk: _Walk, reply: UpstreamReply) -> None:
+        shared = walk.shared
+        self._settle(walk.key, shared)
+        findings = None
+        if self.after_reply is not None:
+            try:
+                findings = self.after_reply(walk.query, reply)
+            except Exception:
+                self._stats.count("internal_error")
+                _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error"))
+                return
+        if not shared.done():
+            shared.set_result(Resolved(reply, findings))
+
+    def _walk_failed(self, walk: _Walk, failure: UpstreamFailure, hook: bool = True) -> None:
+        self._settle(walk.key, walk.shared)
+        if hook and self.after_failure is not None:
+            self.after_failure(walk.query, failure)
+        _fail(walk.shared, failure)
+
+    def _settle(self, key: CacheKey, shared: asyncio.Future[Resolved]) -> None:
+        if self._inflight.get(key) is shared:
+            del self._inflight[key]
+
+    # --- attempts: bookkeeping shared by every transport --------------------------------------
+
+    def _judge(
+        self, upstream: Upstream, reply: UpstreamReply, query: Query, started: float
+    ) -> bool:
+        """Whether `reply` ends the query (SERVFAIL and REFUSED try the next upstream), with
+        the upstream's health and latency updated either way."""
+        if reply.rcode == SERVFAIL or reply.rcode == REFUSED:
+            self._failed(upstream, "servfail" if reply.rcode == SERVFAIL else "refused", query)
+            return False
+        now = self._loop.time()
+        elapsed = now - started
+        self._stats.upstream(upstream.label, "ok", elapsed)
+        self._observe(upstream, elapsed)
+        upstream.last_ok = now
+        upstream.fails = 0
+        if upstream.down:
+            self._mark_up(upstream)
+        return True
+
+    def _attempt_failed(self, upstream: Upstream, error: BaseException, query: Query) -> int:
+        """Count a failed attempt; the EDE it stands for."""
+        if isinstance(error, TimeoutError):
+            self._failed(upstream, "timeout", query, self.timeout)
+            return EdeCode.NO_REACHABLE_AUTHORITY
+        reason = "bad_reply" if isinstance(error, BadReply | FormError) else "error"
+        if isinstance(error, ssl.SSLError):
+            self._stats.count("upstream.tls_error")
+            self._log(upstream, "tls_error", None, detail=str(error)[:200])
+        self._failed(upstream, reason, query, self.timeout)
+        return EdeCode.NETWORK_ERROR
 
     async def _race(
         self, first: Upstream, second: Upstream, query: Query, deadline: float
@@ -424,38 +548,22 @@ class UpstreamPool:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _attempt(self, upstream: Upstream, query: Query, deadline: float) -> UpstreamReply:
-        """One try at one upstream, with its bookkeeping; raises `_Failed` with an EDE."""
+        """One try at one upstream inside a race; raises `_Failed` with an EDE."""
         loop = self._loop
         timeout = min(self.timeout, deadline - loop.time())
         started = loop.time()
         try:
             reply = await self._exchange(upstream, query, timeout, deadline)
-        except TimeoutError:
-            self._failed(upstream, "timeout", query, timeout)
-            raise _Failed(EdeCode.NO_REACHABLE_AUTHORITY) from None
-        except (OSError, EOFError, _BadReply, _StreamClosed, FormError) as error:
-            reason = "bad_reply" if isinstance(error, _BadReply | FormError) else "error"
-            if isinstance(error, ssl.SSLError):
-                self._stats.count("upstream.tls_error")
-                self._log(upstream, "tls_error", None, detail=str(error)[:200])
-            self._failed(upstream, reason, query, self.timeout)
-            raise _Failed(EdeCode.NETWORK_ERROR) from None
         except asyncio.CancelledError:
-            # Lost a race: it took at least this long, which the latency average should know.
+            # Lost the race: it took at least this long, which the latency average should know.
             elapsed = loop.time() - started
             if upstream.rtt is None or elapsed > upstream.rtt:
                 self._observe(upstream, elapsed)
             raise
-        if reply.rcode == SERVFAIL or reply.rcode == REFUSED:
-            self._failed(upstream, "servfail" if reply.rcode == SERVFAIL else "refused", query)
+        except _ATTEMPT_ERRORS as error:
+            raise _Failed(self._attempt_failed(upstream, error, query)) from None
+        if not self._judge(upstream, reply, query, started):
             raise _Failed(EdeCode.NO_REACHABLE_AUTHORITY)
-        elapsed = loop.time() - started
-        self._stats.upstream(upstream.label, "ok", elapsed)
-        self._observe(upstream, elapsed)
-        upstream.last_ok = loop.time()
-        upstream.fails = 0
-        if upstream.down:
-            self._mark_up(upstream)
         return reply
 
     async def _exchange(
@@ -543,7 +651,7 @@ class UpstreamPool:
                     upstream, PROBE_QUERY, self.timeout, loop.time() + self.timeout
                 )
                 ok = reply.rcode != SERVFAIL and reply.rcode != REFUSED
-            except (TimeoutError, OSError, EOFError, _BadReply, _StreamClosed, FormError):
+            except (TimeoutError, OSError, EOFError, BadReply, _StreamClosed, FormError):
                 ok = False
             self._stats.count("upstream.probe_ok" if ok else "upstream.probe_failed")
             if ok and upstream.down:
@@ -562,8 +670,13 @@ class UpstreamPool:
             upstream.stream = None
 
     async def close(self) -> None:
-        """Stop probes and background exchanges and close every connection (shutdown)."""
+        """Stop probes and exchanges, close every socket and connection, and fail every query
+        still waiting (shutdown)."""
         self._closed = True
+        self._udp.close()
+        for shared in list(self._inflight.values()):
+            _fail(shared, _abandoned())
+        self._inflight.clear()
         tasks = list(self._tasks)
         for upstream in self._upstreams.values():
             if upstream.stream is not None:
@@ -578,43 +691,13 @@ class UpstreamPool:
     async def _exchange_udp(
         self, server: UpstreamServer, query: Query, timeout: float
     ) -> UpstreamReply:
-        loop = self._loop
-        query_id = secrets.randbits(16)
-        family = socket.AF_INET6 if server.family == 6 else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
+        """A UDP exchange awaited (races, probes); the hot path uses `_udp` with callbacks."""
+        waiter: asyncio.Future[UpstreamReply] = self._loop.create_future()
+        exchange = self._udp.send(server, query, timeout, _settle_waiter, waiter)
         try:
-            sock.setblocking(False)
-            sock.connect((server.host, server.port))
-            waiter: asyncio.Future[UpstreamReply] = loop.create_future()
-            fd = sock.fileno()
-            loop.add_reader(fd, self._on_datagram, sock, waiter, query_id, query)
-            timer = loop.call_later(timeout, _expire, waiter)
-            try:
-                sock.send(upstream_query(query, query_id))
-                return await waiter
-            finally:
-                timer.cancel()
-                loop.remove_reader(fd)
+            return await waiter
         finally:
-            sock.close()
-
-    def _on_datagram(
-        self,
-        sock: socket.socket,
-        waiter: asyncio.Future[UpstreamReply],
-        query_id: int,
-        query: Query,
-    ) -> None:
-        buffer = self._buffer
-        while not waiter.done():
-            try:
-                size = sock.recv_into(buffer)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self._stats.count("upstream.icmp_error")
-                continue
-            _deliver(waiter, bytes(buffer[:size]), query_id, query, self._stats)
+            self._udp.cancel(exchange)
 
     async def _exchange_tcp(
         self, server: UpstreamServer, query: Query, timeout: float
@@ -792,9 +875,15 @@ def _deliver(
     try:
         waiter.set_result(UpstreamReply(data, query.question_end - HEADER_LEN))
     except FormError:
-        waiter.set_exception(_BadReply())
+        waiter.set_exception(BadReply())
 
 
-def _expire(waiter: asyncio.Future[UpstreamReply]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
+def _settle_waiter(
+    reply: UpstreamReply | None, error: BaseException | None, waiter: asyncio.Future[UpstreamReply]
+) -> None:
+    if waiter.done():
+        return
+    if reply is not None:
+        waiter.set_result(reply)
+    else:
+        waiter.set_exception(error or TimeoutError())

@@ -374,6 +374,7 @@ class UpstreamReply:
         "ext_rcode",
         "raw",
         "rcode",
+        "records",
         "sections_end",
         "truncated",
     )
@@ -382,8 +383,17 @@ class UpstreamReply:
         _, flags, _, ancount, nscount, arcount = HEADER.unpack_from(raw)
         size = len(raw)
         pos = HEADER_LEN + question_len
+        records: list[int] = []
         for _ in range(ancount + nscount):
-            pos = _skip_record(raw, pos, size)
+            pos = skip_name(raw, pos)
+            if pos + 10 > size:
+                raise FormError("truncated")
+            records.append(pos)
+            pos += 10 + ((raw[pos + 8] << 8) | raw[pos + 9])
+            if pos > size:
+                raise FormError("truncated")
+        self.records = records
+        """Where each answer and authority record's type field is, after its owner name."""
         self.sections_end = pos
         kept: list[bytes] = []
         ext_rcode = 0
@@ -413,16 +423,6 @@ class UpstreamReply:
         self.additional = b"".join(kept)
         self.additional_count = len(kept)
         self.ext_rcode = ext_rcode
-
-
-def _skip_record(message: bytes, pos: int, size: int) -> int:
-    pos = skip_name(message, pos)
-    if pos + 10 > size:
-        raise FormError("truncated")
-    pos += 10 + ((message[pos + 8] << 8) | message[pos + 9])
-    if pos > size:
-        raise FormError("truncated")
-    return pos
 
 
 def client_reply(reply: UpstreamReply, query: Query, limit: int, opt: bytes) -> bytes:

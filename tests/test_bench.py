@@ -518,3 +518,286 @@ def test_nostats_row_runs_the_same_server_with_recording_off(tmp_path: Path) -> 
     result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
                             timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+# bare (bench/bare.py, the bare-loop ceiling)
+
+bare = _bench("bare")
+procs = _bench("procs")
+
+QUERY_A = "1234 0100 0001 0000 0000 0000 01 61 07 6578616d706c65 00 0001 0001"
+"""a.example. A, ID 0x1234, RD: the question ends at byte 27."""
+
+
+def _label_name(*lengths: int) -> str:
+    return "".join(f"{n:02x}" + "61" * n for n in lengths) + "00"
+
+
+@pytest.mark.parametrize(
+    ("hexdata", "expected"),
+    [
+        (QUERY_A, 27),
+        (QUERY_A + " 00 0029 04d0 0000 0000 0000", 27),  # an OPT after the question
+        ("abcd 0000 0001 0000 0000 0000 00 0001 0001", 17),  # the root name
+        ("1234 0100 0001 0000 0000 0000" + _label_name(63, 63, 63, 61) + "0001 0001", 12 + 259),
+        ("1234 0100 0001 0000 0000 0000" + _label_name(63, 63, 63, 62) + "0001 0001", 0),
+        ("1234 8180 0001 0000 0000 0000 01 61 07 6578616d706c65 00 0001 0001", 0),  # a response
+        ("1234 0100 0002 0000 0000 0000 01 61 07 6578616d706c65 00 0001 0001", 0),
+        ("1234 0100 0000 0000 0000 0000 01 61 07 6578616d706c65 00 0001 0001", 0),
+        ("1234 0100 0001 0000 0000 0000 01 61 07 6578616d706c65 00 0001", 0),  # no class
+        ("1234 0100 0001 0000 0000 0000 01 61 07 6578616d706c", 0),  # name cut short
+        ("1234 0100 0001 0000 0000 0000 40" + "61" * 64 + "00 0001 0001", 0),  # label of 64
+        ("1234 0100 0001 0000 0000 0000 01 61 c00c 0001 0001", 0),  # a compression pointer
+        ("1234 0100 0001 0000 00", 0),
+        ("", 0),
+    ],
+)
+def test_bare_question_end_accepts_only_one_sane_question(hexdata: str, expected: int) -> None:
+    assert bare.question_end(bytes.fromhex(hexdata)) == expected
+
+
+def _wire(name: str) -> bytes:
+    return dns.name.from_text(name).to_wire()
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("tiktok.com.", True),
+        ("www.tiktok.com.", True),
+        ("a.b.c.tiktok.com.", True),
+        ("nottiktok.com.", False),
+        ("tiktok.com.evil.", False),
+        ("com.", False),
+        (".", False),
+        ("deep.only.example.", True),
+        ("only.example.", False),
+    ],
+)
+def test_bare_suffix_walk_blocks_listed_names_and_their_subdomains(name: str, expected) -> None:
+    listed = bare.wire_names("tiktok.com\ndeep.only.example\n")
+    assert bare.is_blocked(_wire(name), listed) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("TikTok.COM.\n", {"tiktok.com."}),
+        ("# a comment\n\na.example  # why\n", {"a.example."}),
+        ("bad..name\n" + "x" * 64 + ".example\nok.example\n", {"ok.example."}),
+        (".\n\n#\n", set()),
+        ("é.example\n", set()),
+        (".".join(["a" * 63] * 4) + "\n", set()),
+    ],
+)
+def test_bare_blocklist_is_lowercased_wire_names(text: str, expected: set[str]) -> None:
+    assert bare.wire_names(text) == {_wire(name) for name in expected}
+
+
+@pytest.mark.parametrize(
+    ("query", "reply"),
+    [
+        (
+            QUERY_A,
+            "1234 8180 0001 0001 0000 0000 01 61 07 6578616d706c65 00 0001 0001"
+            " c00c 0001 0001 0000003c 0004 00000000",
+        ),
+        (
+            "beef 0000 0001 0000 0000 0000 01 41 07 6578616d706c65 00 001c 0001",
+            "beef 8080 0001 0000 0000 0000 01 41 07 6578616d706c65 00 001c 0001",
+        ),
+    ],
+)
+def test_bare_blocked_reply_is_built_from_the_query(query: str, reply: str) -> None:
+    packet = bytes.fromhex(query)
+    built = bare.blocked_reply(packet, bare.question_end(packet))
+    assert built == bytes.fromhex(reply)
+    assert dns.message.from_wire(packet).is_response(dns.message.from_wire(built))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:5300", ("127.0.0.1", 5300)),
+        ("127.1.2.3:53", ("127.1.2.3", 53)),
+        ("10.0.0.1:53", None),
+        ("0.0.0.0:53", None),
+        ("[::1]:53", None),
+        ("127.0.0.1:0", None),
+        ("127.0.0.1:70000", None),
+        ("127.0.0.1", None),
+        ("localhost:53", None),
+    ],
+)
+def test_bare_listens_and_forwards_on_ipv4_loopback_only(text: str, expected) -> None:
+    if expected is None:
+        with pytest.raises(ValueError):
+            bare.loopback(text)
+    else:
+        assert bare.loopback(text) == expected
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--upstream"])
+def test_bare_cli_refuses_other_addresses(flag: str, tmp_path: Path, capsys) -> None:
+    argv = {"--listen": "127.0.0.1:5300", "--upstream": "127.0.0.1:5301"}
+    argv[flag] = "192.0.2.1:53"
+    with pytest.raises(SystemExit) as stop:
+        bare.main([*(x for item in argv.items() for x in item), "--blocklist", str(tmp_path)])
+    assert stop.value.code == 2
+    assert "loopback" in capsys.readouterr().err
+
+
+def _bench_with_data(tmp_path: Path, argv: list[str]):
+    listfile = tmp_path / "blocklist.txt"
+    listfile.write_text("blocked.example\n")
+    data = main.Data(tmp_path, {}, listfile, None, "blocked.example", "a.bench.test", "198.18.0.0")
+    bench = main.Bench(main.parse_args(argv), tmp_path, None)
+    bench.data, bench.nsd_port = data, 5301
+    return bench
+
+
+@pytest.mark.parametrize("workload", [*main.WORKLOADS, "startup"])
+def test_bare_row_runs_by_default_except_tcp_and_startup(workload: str, tmp_path: Path) -> None:
+    chosen = _bench_with_data(tmp_path, []).servers_for(workload)
+    assert (main.BARE in chosen) == (workload in ("blocked", "cached", "unique", "mix"))
+    assert "dnswarden" in chosen
+    without = _bench_with_data(tmp_path, ["--servers", "dnswarden", "unbound"])
+    assert main.BARE not in without.servers_for(workload)
+
+
+def test_bare_row_gets_the_same_list_and_upstream_as_dnswarden(tmp_path: Path) -> None:
+    bench = _bench_with_data(tmp_path, ["--servers", "bare-loop"])
+    spec, ours = bench.spec(main.BARE), bench.spec("dnswarden")
+    assert spec.argv[:3] == (sys.executable, "-m", "bench.bare")
+    assert spec.kind in peers.PYTHON_KINDS and spec.name == main.BARE
+    flags = dict(zip(spec.argv[3::2], spec.argv[4::2], strict=True))
+    config = yaml.safe_load(next(iter(ours.files.values())))
+    assert flags["--listen"] == f"127.0.0.1:{spec.port}"
+    assert [flags["--upstream"]] == config["upstream"]["servers"] == ["127.0.0.1:5301"]
+    assert [flags["--blocklist"]] == config["blocking"]["lists"]
+    assert bench.cpus_for(main.BARE) == "0"
+
+
+def test_bare_loop_argv_is_loopback_only(tmp_path: Path) -> None:
+    spec = peers.bare_spec(5304, 5300, str(tmp_path / "b.txt"), "python3")
+    words = [w for w in spec.argv if w.count(".") == 3]
+    assert words == ["127.0.0.1:5304", "127.0.0.1:5300"]
+
+
+@pytest.mark.parametrize(
+    ("servers", "expected"),
+    [
+        (list(main.SERVERS), ["dnsmasq", "unbound", "dnsdist", "bare-loop"]),
+        (["dnswarden", "bare-loop", "unbound"], ["unbound", "bare-loop"]),
+        (["dnswarden"], []),
+    ],
+)
+def test_ratio_columns_end_with_the_bare_loop(servers: list[str], expected: list[str]) -> None:
+    assert main.ratio_columns(servers) == expected
+
+
+def test_ratio_table_shows_dnswarden_over_the_bare_loop() -> None:
+    rows = [
+        _row("unique", "dnswarden", 30.0),
+        _row("unique", "unbound", 20.0),
+        _row("unique", "bare-loop", 40.0),
+        _row("blocked", "dnswarden", 10.0),
+        _row("blocked", "bare-loop", 40.0),
+    ]
+    columns = main.ratio_columns(["dnswarden", "unbound", "bare-loop"])
+    table = results.ratios(rows, "dnswarden", columns)
+    assert table == {"unique": {"unbound": 1.5, "bare-loop": 0.75}, "blocked": {"bare-loop": 0.25}}
+    lines = results.render_ratios(table, "dnswarden", columns).splitlines()
+    assert lines[0].split("|")[2:4] == [" dnswarden / unbound ", " dnswarden / bare-loop "]
+    assert "0.75x" in lines[2] and "0.25x" in lines[3]
+
+
+class FakeUpstream:
+    """A loopback UDP upstream in a thread: before each right answer (192.0.2.7) it sends a reply
+    with the wrong ID and one from another port, both saying 203.0.113.9, which must be ignored."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.other.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.seen: list[tuple[str, int, int]] = []  # (name, message ID, source port)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _answer(self, query, address: str, qid: int) -> bytes:
+        import dns.rrset
+
+        reply = dns.message.make_response(query)
+        reply.id = qid
+        reply.answer.append(dns.rrset.from_text(query.question[0].name, 300, "IN", "A", address))
+        return reply.to_wire()
+
+    def _run(self) -> None:
+        import time
+
+        deadline = time.monotonic() + 60
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            try:
+                data, source = self.sock.recvfrom(4096)
+            except TimeoutError:
+                continue
+            query = dns.message.from_wire(data)
+            self.seen.append((query.question[0].name.to_text(), query.id, source[1]))
+            self.sock.sendto(self._answer(query, "203.0.113.9", query.id ^ 0x5A5A), source)
+            self.other.sendto(self._answer(query, "203.0.113.9", query.id), source)
+            self.sock.sendto(self._answer(query, "192.0.2.7", query.id), source)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+        self.other.close()
+
+
+def _ask(port: int, name: str) -> tuple[int, list[str]]:
+    import dns.query
+
+    query = dns.message.make_query(name, "A")
+    reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
+    return query.id, [item.address for rrset in reply.answer for item in rrset]
+
+
+def test_bare_loop_sinkholes_forwards_with_fresh_ports_and_caches(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    listfile = tmp_path / "blocklist.txt"
+    listfile.write_text("# test\nblocked.example\n")
+    upstream = FakeUpstream()
+    port = procs.free_port()
+    argv = [sys.executable, "-m", "bench.bare", "--listen", f"127.0.0.1:{port}",
+            "--upstream", f"127.0.0.1:{upstream.port}", "--blocklist", str(listfile)]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with (tmp_path / "bare.log").open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while procs.query(port, "www.blocked.example") is None:
+            assert proc.poll() is None and time.monotonic() < deadline, "bare loop never answered"
+            time.sleep(0.05)
+        assert _ask(port, "WWW.Blocked.Example")[1] == ["0.0.0.0"]
+        asked = [_ask(port, f"n{i}.fwd.test") for i in range(3)]
+        assert [addresses for _, addresses in asked] == [["192.0.2.7"]] * 3
+        assert _ask(port, "N1.fwd.TEST")[1] == ["192.0.2.7"]
+        assert [name for name, _, _ in upstream.seen] == [f"n{i}.fwd.test." for i in range(3)]
+        assert len({source for _, _, source in upstream.seen}) > 1
+        assert [qid for _, qid, _ in upstream.seen] != [qid for qid, _ in asked]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+        upstream.close()

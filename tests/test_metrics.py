@@ -190,7 +190,7 @@ def test_upstream_queries_latency_and_health() -> None:
         ("upstream.mismatch", "dnswarden_upstream_mismatched_replies_total", ()),
         ("upstream.merged", "dnswarden_upstream_merged_queries_total", ()),
         ("upstream.tcp_retry", "dnswarden_upstream_tcp_retries_total", ()),
-        ("upstream.icmp_error", "dnswarden_upstream_icmp_errors_total", ()),
+        ("upstream.receive_error", "dnswarden_upstream_receive_errors_total", ()),
         ("tcp.accepted", "dnswarden_tcp_connections_total", (("event", "accepted"),)),
         ("tcp.stalled", "dnswarden_tcp_connections_total", (("event", "stalled"),)),
         ("udp.send_error", "dnswarden_udp_errors_total", (("event", "send_error"),)),

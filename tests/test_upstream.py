@@ -37,7 +37,6 @@ from resolver.stats import Stats
 from resolver.upstream import (
     Overloaded,
     PoolOptions,
-    StillWaiting,
     UpstreamFailure,
     UpstreamPool,
 )
@@ -215,7 +214,7 @@ def test_failover_past_a_silent_upstream(fakes: list[FakeUpstream]) -> None:
     async def scenario() -> UpstreamReply:
         pool = env.pool([udp(fakes[0]), udp(fakes[1])], timeout=0.2)
         try:
-            return (await pool.resolve(make(fresh()))).reply
+            return (await pool.begin(make(fresh()))).reply
         finally:
             await pool.close()
 
@@ -231,7 +230,7 @@ def test_every_upstream_failing_is_an_upstream_failure(fakes: list[FakeUpstream]
     async def scenario() -> None:
         pool = Env().pool([udp(fakes[0]), udp(fakes[1])], timeout=0.1, deadline=1.0)
         try:
-            await pool.resolve(make(fresh()))
+            await pool.begin(make(fresh()))
         finally:
             await pool.close()
 
@@ -250,7 +249,7 @@ def test_max_fails_marks_down_and_the_probe_brings_it_back(fakes: list[FakeUpstr
         pool = env.pool([server, udp(fakes[1])], timeout=0.15, max_fails=2, probe_interval=0.1)
         try:
             for _ in range(2):
-                await pool.resolve(make(fresh()))
+                await pool.begin(make(fresh()))
             went_down = not pool.health()[str(server)]
             await asyncio.sleep(0.8)  # a few silent probes
             fake.set_behaviour(ANSWER)
@@ -282,7 +281,7 @@ def test_fastest_prefers_the_fast_upstream(fakes: list[FakeUpstream]) -> None:
         pool = Env().pool([udp(slow), udp(fast)], strategy=Strategy.FASTEST)
         try:
             for _ in range(20):
-                await pool.resolve(make(fresh()))
+                await pool.begin(make(fresh()))
         finally:
             await pool.close()
 
@@ -301,7 +300,7 @@ def test_parallel_races_two_and_the_first_good_answer_wins(fakes: list[FakeUpstr
         pool = env.pool([udp(silent), udp(good)], timeout=1.0, strategy=Strategy.PARALLEL)
         try:
             started = time.monotonic()
-            await pool.resolve(make(name))
+            await pool.begin(make(name))
             return time.monotonic() - started
         finally:
             await pool.close()
@@ -311,7 +310,7 @@ def test_parallel_races_two_and_the_first_good_answer_wins(fakes: list[FakeUpstr
     assert (str(udp(silent)), "timeout") not in env.stats.upstreams  # the loser was cancelled
 
 
-def test_patience_runs_out_but_the_exchange_goes_on(fakes: list[FakeUpstream]) -> None:
+def test_a_client_that_stops_waiting_leaves_the_exchange_on(fakes: list[FakeUpstream]) -> None:
     fakes[0].set_behaviour(Behaviour(delay=0.3))
     env = Env()
     seen: list[Query] = []
@@ -322,12 +321,12 @@ def test_patience_runs_out_but_the_exchange_goes_on(fakes: list[FakeUpstream]) -
         query = make(fresh())
         try:
             try:
-                await pool.resolve(query, patience=0.05)
-            except StillWaiting:
+                await asyncio.wait_for(asyncio.shield(pool.begin(query)), 0.05)
+            except TimeoutError:
                 gave_up = True
             else:
                 gave_up = False
-            merged = await pool.resolve(query)  # joins the exchange still in flight
+            merged = await pool.begin(query)  # joins the exchange still in flight
             return gave_up, bool(addresses(merged.reply))
         finally:
             await pool.close()
@@ -365,10 +364,10 @@ def test_overloaded_when_max_inflight_is_reached(fakes: list[FakeUpstream]) -> N
         env = Env()
         pool = UpstreamPool([udp(fakes[0])], 0.5, 1.0, 1, env.stats, env.audit)
         try:
-            first = asyncio.ensure_future(pool.resolve(make(fresh())))
+            first = asyncio.ensure_future(pool.begin(make(fresh())))
             await asyncio.sleep(0)
             with pytest.raises(Overloaded):
-                await pool.resolve(make(fresh()))
+                await pool.begin(make(fresh()))
             await first
         finally:
             await pool.close()
@@ -385,7 +384,7 @@ def test_failures_reach_the_failure_hook(fakes: list[FakeUpstream]) -> None:
         pool.after_failure = lambda query, failure: failed.append(failure.ede)
         try:
             with pytest.raises(UpstreamFailure):
-                await pool.resolve(make(fresh()))
+                await pool.begin(make(fresh()))
         finally:
             await pool.close()
 
@@ -407,8 +406,8 @@ def test_tcp_connection_is_reused_and_pipelined(fakes: list[FakeUpstream]) -> No
         pool = Env().pool([tcp(fake)])
         try:
             for _ in range(3):
-                await pool.resolve(make(fresh()))
-            replies = await asyncio.gather(*(pool.resolve(make(fresh())) for _ in range(20)))
+                await pool.begin(make(fresh()))
+            replies = await asyncio.gather(*(pool.begin(make(fresh())) for _ in range(20)))
             assert all(addresses(r.reply) == [WILD] for r in replies)
             state = pool.upstream(tcp(fake))
             assert state is not None and state.stream is not None
@@ -430,9 +429,9 @@ def test_idle_connection_is_closed(
     async def scenario() -> int:
         pool = Env().pool([tcp(fakes[0])])
         try:
-            await pool.resolve(make(fresh()))
+            await pool.begin(make(fresh()))
             await asyncio.sleep(0.3)
-            await pool.resolve(make(fresh()))
+            await pool.begin(make(fresh()))
             state = pool.upstream(tcp(fakes[0]))
             assert state is not None and state.stream is not None
             return state.stream.connections
@@ -452,9 +451,9 @@ def test_a_reused_connection_closed_under_a_query_is_retried_once(
     async def scenario() -> int:
         pool = Env().pool([tcp(fake)], timeout=1.0)
         try:
-            await pool.resolve(make(fresh()))
+            await pool.begin(make(fresh()))
             with pytest.raises(UpstreamFailure):
-                await pool.resolve(make(name))
+                await pool.begin(make(name))
             state = pool.upstream(tcp(fake))
             assert state is not None and state.stream is not None
             return state.stream.connections
@@ -485,8 +484,8 @@ def test_dns_over_tls(pki: Any, tls_name: str, use_ca: bool, ok: bool) -> None:
         async def scenario() -> UpstreamReply:
             pool = env.pool([server], timeout=2.0, ca_file=str(pki.ca) if use_ca else None)
             try:
-                first = await pool.resolve(make(fresh()))
-                await pool.resolve(make(fresh()))
+                first = await pool.begin(make(fresh()))
+                await pool.begin(make(fresh()))
                 return first.reply
             finally:
                 await pool.close()

@@ -27,6 +27,7 @@ from harness import (
     ede,
     exchange,
     fresh_name,
+    make_config,
     mixed_case,
     query,
     question_bytes,
@@ -341,3 +342,28 @@ def test_identical_inflight_queries_share_one_upstream_query(
         assert addresses(reply) == [WILD_ADDRESS]
     assert len(upstreams[0].queries(name, since=since)) == upstream_queries
     assert time.monotonic() - since >= SLOW_DELAY
+
+
+def test_stopping_answers_the_queries_already_upstream(
+    launch: Callable[..., ServerProcess], upstreams: Upstreams
+) -> None:
+    """SIGTERM while queries wait on a slow upstream: they are answered before the exit."""
+    server = launch(make_config([upstreams[0].address]), "draining")
+    sent = {transport: query(fresh_name("slow"), "A") for transport in ("udp", "tcp")}
+    replies: dict[str, bytes | None] = {}
+
+    def ask_one(transport: str) -> None:
+        replies[transport] = exchange(sent[transport].to_wire(), server.address, transport)
+
+    threads = [threading.Thread(target=ask_one, args=(t,)) for t in sent]
+    for thread in threads:
+        thread.start()
+    time.sleep(SLOW_DELAY / 3)  # both are now waiting on the upstream
+    assert server.stop() == 0
+    for thread in threads:
+        thread.join(5)
+    for transport, message in sent.items():
+        wire = replies.get(transport)
+        assert wire is not None, f"{transport}: no answer before the server exited"
+        reply = dns.message.from_wire(wire)
+        assert reply.id == message.id and addresses(reply) == [WILD_ADDRESS]
