@@ -342,7 +342,7 @@ class UpstreamPool:
         if route.strategy is Strategy.PARALLEL and len(walk.plan) > 1:
             walk.index = 2
             race = self._spawn(self._race(walk.plan[0], walk.plan[1], query, walk.deadline))
-            race.add_done_callback(functools.partial(self._raced, walk))
+            race.add_done_callback(functools.partial(self._task_ended, walk, True))
         else:
             self._next(walk)
         return shared
@@ -404,7 +404,7 @@ class UpstreamPool:
                     continue
                 return
             exchange = self._spawn(self._exchange(upstream, walk.query, timeout, walk.deadline))
-            exchange.add_done_callback(functools.partial(self._task_ended, walk))
+            exchange.add_done_callback(functools.partial(self._task_ended, walk, False))
             return
         text = (
             "no upstream answered"
@@ -426,33 +426,29 @@ class UpstreamPool:
             retry = self._spawn(
                 self._exchange_tcp(server, walk.query, walk.deadline - self._loop.time())
             )
-            retry.add_done_callback(functools.partial(self._task_ended, walk))
+            retry.add_done_callback(functools.partial(self._task_ended, walk, False))
         else:
             self._replied(walk, reply)
 
-    def _task_ended(self, walk: _Walk, task: asyncio.Task[UpstreamReply]) -> None:
+    def _task_ended(
+        self, walk: _Walk, judged: bool, task: asyncio.Task[UpstreamReply]
+    ) -> None:
+        """A task working for the walk ended: an exchange (TCP, TLS, the TCP retry after TC), or
+        a race whose reply `_attempt` has already `judged`."""
         if task.cancelled():
             self._walk_failed(walk, _abandoned(), hook=False)
             return
         error = task.exception()
         if error is None:
-            self._replied(walk, task.result())
-        elif isinstance(error, _ATTEMPT_ERRORS):
-            walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
-            self._next(walk)
-        else:
-            self._stats.count("internal_error")
-            self._walk_failed(walk, _abandoned(), hook=False)
-
-    def _raced(self, walk: _Walk, race: asyncio.Task[UpstreamReply]) -> None:
-        if race.cancelled():
-            self._walk_failed(walk, _abandoned(), hook=False)
-            return
-        error = race.exception()
-        if error is None:
-            self._walk_succeeded(walk, race.result())
+            if judged:
+                self._walk_succeeded(walk, task.result())
+            else:
+                self._replied(walk, task.result())
         elif isinstance(error, _Failed):
             walk.ede = max(walk.ede, error.ede)
+            self._next(walk)
+        elif isinstance(error, _ATTEMPT_ERRORS):
+            walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
             self._next(walk)
         else:
             self._stats.count("internal_error")
