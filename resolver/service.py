@@ -9,6 +9,7 @@ import datetime
 import gc
 import os
 import platform
+import resource
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +20,7 @@ from resolver import __version__, lists
 from resolver.audit import AuditLog, read_key
 from resolver.cache import Cache
 from resolver.catalogue import ListError
-from resolver.config import Config, ConfigError
+from resolver.config import Config, ConfigError, LimitsConfig
 from resolver.httpd import HealthServer
 from resolver.metrics import Metrics
 from resolver.pipeline import QueryPipeline
@@ -125,9 +126,14 @@ class Service:
 
     async def start(self, worker: WorkerLink | None = None) -> dict[str, object]:
         config = self.state.config
+        open_files = raise_open_files_limit(config.limits)
+        if open_files < open_files_needed(config.limits):
+            self.audit.warning("open_files_limit", limit=open_files,
+                               needed=open_files_needed(config.limits))  # fmt: skip
         bound = await self.listeners.start(config.listen, reuse_port=worker is not None)
         self.started = True
-        fields: dict[str, object] = {"listeners": [str(e) for e in bound]}
+        fields: dict[str, object] = {"listeners": [str(e) for e in bound],
+                                     "open_files": open_files}  # fmt: skip
         if config.metrics.enabled and worker is None:  # the supervisor serves workers' metrics
             token = None
             if config.metrics.token_file:
@@ -296,6 +302,34 @@ class WorkerLink:
 
     index: int
     report_fd: int
+
+
+OPEN_FILES_HEADROOM = 1024
+"""Descriptors beyond upstream sockets and client connections: listeners, lists, logs, TCP and
+TLS upstream connections, the metrics server."""
+
+
+def open_files_needed(limits: LimitsConfig) -> int:
+    """Every upstream query in flight holds a socket of its own (a fresh source port each), and
+    every client TCP connection one more."""
+    return limits.max_inflight + limits.tcp_connections + OPEN_FILES_HEADROOM
+
+
+def raise_open_files_limit(limits: LimitsConfig) -> int:
+    """Lift the soft RLIMIT_NOFILE towards `open_files_needed` (never above the hard limit,
+    which only root may raise): many shells start services with a soft limit of 1,024, and a
+    socket() that fails counts against the upstream's health. The soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = open_files_needed(limits)
+    if hard != resource.RLIM_INFINITY:
+        wanted = min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (OSError, ValueError):  # a platform cap below the hard limit (macOS)
+            return soft
+        soft = wanted
+    return soft
 
 
 async def serve(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import signal
 import time
 import tomllib
@@ -106,6 +107,26 @@ def test_startup_event(launch: ServerFactory, upstreams: tuple[FakeUpstream, Fak
     assert event["version"] == "0.1.0"
     assert "timestamp" in event
     assert str(event.get("config", "")).endswith("dnswarden.yaml")
+
+
+def test_a_low_open_files_limit_is_raised(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream]
+) -> None:
+    """Started from a shell with `ulimit -n 256`, the server lifts its own soft limit so every
+    upstream query in flight can have its socket (here: 500 + 50 + headroom)."""
+    config = make_config([upstreams[0].address])
+    config["limits"] |= {"max_inflight": 500, "tcp_connections": 50}
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 2000:
+        pytest.skip(f"the hard limit ({hard}) leaves nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))  # inherited by the server
+    try:
+        server = launch(config, "nofile")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    limits = Path(f"/proc/{server.pid}/limits").read_text()
+    line = next(row for row in limits.splitlines() if row.startswith("Max open files"))
+    assert int(line.split()[3]) == server.startup["open_files"] == 500 + 50 + 1024
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
