@@ -304,6 +304,8 @@ class WorkerLink:
     report_fd: int
 
 
+YOUNG_GC_THRESHOLD = 20_000
+"""Allocations between collections of the youngest generation (CPython's default: 700)."""
 OPEN_FILES_HEADROOM = 1024
 """Descriptors beyond upstream sockets and client connections: listeners, lists, logs, TCP and
 TLS upstream connections, the metrics server."""
@@ -374,8 +376,12 @@ async def serve(
     # What start-up built lives as long as the process: keep it out of the cyclic GC's full
     # collections, which otherwise pause the loop for tens of ms under load (issue 5 asks for
     # no reply slower than 50 ms while lists reload).
+    # Every query allocates short-lived containers and makes no cycles: a larger young
+    # generation lets them die before a collection looks at them (3% of a forwarded query's
+    # instructions under callgrind, with a few thousand cached answers; more with a full cache).
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
