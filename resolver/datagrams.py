@@ -97,7 +97,6 @@ class UdpExchanges:
         self._pending: dict[int, UdpExchange] = {}
         self._timeouts: list[tuple[float, int]] = []
         self._sweep: asyncio.TimerHandle | None = None
-        self._sweep_at = 0.0
         self._buffer = bytearray(_RECEIVE_SIZE)
         self.random_id = RandomIds()
         epoll = getattr(select, "epoll", None)
@@ -134,7 +133,7 @@ class UdpExchanges:
             sock.close()
             raise
         heapq.heappush(self._timeouts, (exchange.expires, exchange.fd))
-        if self._sweep is None or exchange.expires < self._sweep_at:
+        if self._sweep is None or exchange.expires < self._sweep.when():
             self._arm(exchange.expires)
         return exchange
 
@@ -233,5 +232,4 @@ class UdpExchanges:
     def _arm(self, when: float) -> None:
         if self._sweep is not None:
             self._sweep.cancel()
-        self._sweep_at = when
         self._sweep = self._loop.call_at(when, self._expire)

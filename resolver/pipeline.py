@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from resolver import answers
 from resolver.audit import AuditLog
-from resolver.cache import Cache, Entry, cache_key
+from resolver.cache import Cache, CacheKey, Entry, cache_key
 from resolver.edns import EdeCode, opt_record
 from resolver.inspection import Findings, Inspector, ResponseBlock, verdict
 from resolver.names import to_text
@@ -296,7 +296,9 @@ class QueryPipeline:
         assert entry is not None and self.cache is not None
         return self._cached(self._state, self.cache, query, client, entry, over_udp, started, True)
 
-    def _after_reply(self, query: Query, reply: UpstreamReply) -> Findings | None:
+    def _after_reply(
+        self, query: Query, key: CacheKey, reply: UpstreamReply
+    ) -> Findings | None:
         """Once per upstream answer: inspect it, then cache it unless a client-independent
         rule (response IP, rebinding) blocks it. Answers whose names a policy might block are
         cached with those names, and every hit checks them against the asking client."""
@@ -305,13 +307,13 @@ class QueryPipeline:
             return findings
         cache = self.cache
         if cache is not None and cache.enabled:
-            cache.store(cache_key(query), reply, self.clock(), findings)
+            cache.store(key, reply, self.clock(), findings)
         return findings
 
-    def _after_failure(self, query: Query, failure: UpstreamFailure) -> None:
+    def _after_failure(self, query: Query, key: CacheKey, failure: UpstreamFailure) -> None:
         cache = self.cache
         if cache is not None and cache.enabled:
-            cache.fail(cache_key(query), self.clock(), failure.ede)
+            cache.fail(key, self.clock(), failure.ede)
 
     def _blocked(
         self,

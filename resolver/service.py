@@ -126,10 +126,10 @@ class Service:
 
     async def start(self, worker: WorkerLink | None = None) -> dict[str, object]:
         config = self.state.config
-        open_files = raise_open_files_limit(config.limits)
-        if open_files < open_files_needed(config.limits):
-            self.audit.warning("open_files_limit", limit=open_files,
-                               needed=open_files_needed(config.limits))  # fmt: skip
+        needed = open_files_needed(config.limits)
+        open_files = raise_open_files_limit(needed)
+        if open_files < needed:
+            self.audit.warning("open_files_limit", limit=open_files, needed=needed)
         bound = await self.listeners.start(config.listen, reuse_port=worker is not None)
         self.started = True
         fields: dict[str, object] = {"listeners": [str(e) for e in bound],
@@ -317,14 +317,12 @@ def open_files_needed(limits: LimitsConfig) -> int:
     return limits.max_inflight + limits.tcp_connections + OPEN_FILES_HEADROOM
 
 
-def raise_open_files_limit(limits: LimitsConfig) -> int:
-    """Lift the soft RLIMIT_NOFILE towards `open_files_needed` (never above the hard limit,
-    which only root may raise): many shells start services with a soft limit of 1,024, and a
+def raise_open_files_limit(needed: int) -> int:
+    """Lift the soft RLIMIT_NOFILE towards `needed` (never above the hard limit, which only
+    root may raise): many shells start services with a soft limit of 1,024, and a
     socket() that fails counts against the upstream's health. The soft limit now in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = open_files_needed(limits)
-    if hard != resource.RLIM_INFINITY:
-        wanted = min(wanted, hard)
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
     if soft != resource.RLIM_INFINITY and soft < wanted:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))

@@ -113,8 +113,9 @@ class Resolved(NamedTuple):
     findings: Findings | None
 
 
-ReplyHook = Callable[[Query, UpstreamReply], Findings | None]
-FailureHook = Callable[[Query, UpstreamFailure], None]
+ReplyHook = Callable[[Query, CacheKey, UpstreamReply], Findings | None]
+FailureHook = Callable[[Query, CacheKey, UpstreamFailure], None]
+"""Hooks get the exchange's key (`cache.cache_key` of the query) so no caller computes it again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +468,7 @@ class UpstreamPool:
         findings = None
         if self.after_reply is not None:
             try:
-                findings = self.after_reply(walk.query, reply)
+                findings = self.after_reply(walk.query, walk.key, reply)
             except Exception:
                 self._stats.count("internal_error")
                 _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error"))
@@ -478,7 +479,7 @@ class UpstreamPool:
     def _walk_failed(self, walk: _Walk, failure: UpstreamFailure, hook: bool = True) -> None:
         self._settle(walk.key, walk.shared)
         if hook and self.after_failure is not None:
-            self.after_failure(walk.query, failure)
+            self.after_failure(walk.query, walk.key, failure)
         _fail(walk.shared, failure)
 
     def _settle(self, key: CacheKey, shared: asyncio.Future[Resolved]) -> None:

@@ -20,7 +20,7 @@ import dns.rrset
 import pytest
 
 from resolver.audit import AuditLog
-from resolver.cache import Cache
+from resolver.cache import Cache, CacheKey, cache_key
 from resolver.config import parse_config
 from resolver.edns import EdeCode
 from resolver.inspection import Findings
@@ -58,8 +58,8 @@ class ScriptedPool:
         self.records: dict[str, Any] = {}
         self.calls: list[str] = []
         self.refreshed: list[bytes] = []
-        self.after_reply: Callable[[Query, UpstreamReply], Findings | None] | None = None
-        self.after_failure: Callable[[Query, UpstreamFailure], None] | None = None
+        self.after_reply: Callable[[Query, CacheKey, UpstreamReply], Findings | None] | None = None
+        self.after_failure: Callable[[Query, CacheKey, UpstreamFailure], None] | None = None
 
     def reply_for(self, query: Query) -> UpstreamReply:
         message = dns.message.from_wire(query.packet)
@@ -86,12 +86,12 @@ class ScriptedPool:
         if script == "fail":
             failure = UpstreamFailure(EdeCode.NO_REACHABLE_AUTHORITY, "no upstream answered")
             assert self.after_failure is not None
-            self.after_failure(query, failure)
+            self.after_failure(query, cache_key(query), failure)
             shared.set_exception(failure)
         elif script != "slow":  # "slow" never answers while the test waits
             reply = self.reply_for(query)
             assert self.after_reply is not None
-            shared.set_result(Resolved(reply, self.after_reply(query, reply)))
+            shared.set_result(Resolved(reply, self.after_reply(query, cache_key(query), reply)))
         return shared
 
     def refresh(self, query: Query) -> bool:
@@ -337,7 +337,7 @@ def test_a_hostile_64k_reply_does_not_stall_the_loop(first_octet: int) -> None:
     parsed = parse_query(query_wire)
     started = time.perf_counter()
     reply = UpstreamReply(wire, parsed.question_end - HEADER_LEN)
-    findings = env.pipeline._after_reply(parsed, reply)
+    findings = env.pipeline._after_reply(parsed, cache_key(parsed), reply)
     elapsed = time.perf_counter() - started
     assert findings is not None and (findings.ip_block is None) == (first_octet != 10)
     assert len(env.cache) == 0

@@ -31,7 +31,7 @@ def test_open_files_limit_is_raised_towards_what_the_limits_need(
     calls: list[tuple[Any, ...]] = []
     monkeypatch.setattr(service.resource, "getrlimit", lambda _which: (soft, hard))
     monkeypatch.setattr(service.resource, "setrlimit", lambda *args: calls.append(args))
-    assert service.raise_open_files_limit(LimitsConfig()) == result
+    assert service.raise_open_files_limit(NEEDED) == result
     expected = [] if set_to is None else [(resource.RLIMIT_NOFILE, (set_to, hard))]
     assert calls == expected
 
@@ -42,7 +42,7 @@ def test_a_refused_raise_keeps_the_old_limit(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setattr(service.resource, "getrlimit", lambda _which: (256, 1_048_576))
     monkeypatch.setattr(service.resource, "setrlimit", refuse)
-    assert service.raise_open_files_limit(LimitsConfig()) == 256
+    assert service.raise_open_files_limit(NEEDED) == 256
 
 
 def test_needed_grows_with_the_limits() -> None:

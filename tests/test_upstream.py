@@ -317,7 +317,7 @@ def test_a_client_that_stops_waiting_leaves_the_exchange_on(fakes: list[FakeUpst
 
     async def scenario() -> tuple[bool, bool]:
         pool = env.pool([udp(fakes[0])])
-        pool.after_reply = lambda query, reply: seen.append(query)  # type: ignore[func-returns-value]
+        pool.after_reply = lambda query, key, reply: seen.append(query)  # type: ignore[func-returns-value]
         query = make(fresh())
         try:
             try:
@@ -343,7 +343,7 @@ def test_refresh_runs_in_the_background_once(fakes: list[FakeUpstream]) -> None:
 
     async def scenario() -> tuple[bool, bool]:
         pool = Env().pool([udp(fakes[0])])
-        pool.after_reply = lambda query, reply: stored.append(query.qname)  # type: ignore[func-returns-value]
+        pool.after_reply = lambda query, key, reply: stored.append(query.qname)  # type: ignore[func-returns-value]
         query = make(fresh())
         try:
             first = pool.refresh(query)
@@ -381,7 +381,7 @@ def test_failures_reach_the_failure_hook(fakes: list[FakeUpstream]) -> None:
 
     async def scenario() -> None:
         pool = Env().pool([udp(fakes[0])], timeout=0.1, deadline=0.3)
-        pool.after_failure = lambda query, failure: failed.append(failure.ede)
+        pool.after_failure = lambda query, key, failure: failed.append(failure.ede)
         try:
             with pytest.raises(UpstreamFailure):
                 await pool.begin(make(fresh()))
