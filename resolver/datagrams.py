@@ -96,7 +96,9 @@ class UdpExchanges:
         self._stats = stats
         self._pending: dict[int, UdpExchange] = {}
         self._timeouts: list[tuple[float, int]] = []
-        self._sweep: asyncio.TimerHandle | None = None
+        # uvloop hands back a plain Handle, without when(), for a delay under a millisecond.
+        self._sweep: asyncio.Handle | None = None
+        self._sweep_at = 0.0
         self._buffer = bytearray(_RECEIVE_SIZE)
         self.random_id = RandomIds()
         epoll = getattr(select, "epoll", None)
@@ -133,7 +135,7 @@ class UdpExchanges:
             sock.close()
             raise
         heapq.heappush(self._timeouts, (exchange.expires, exchange.fd))
-        if self._sweep is None or exchange.expires < self._sweep.when():
+        if self._sweep is None or exchange.expires < self._sweep_at:
             self._arm(exchange.expires)
         return exchange
 
@@ -233,3 +235,4 @@ class UdpExchanges:
         if self._sweep is not None:
             self._sweep.cancel()
         self._sweep = self._loop.call_at(when, self._expire)
+        self._sweep_at = when

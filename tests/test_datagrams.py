@@ -38,11 +38,32 @@ def answer(sent: bytes, *, query_id: int | None = None, tail: bytes = b"") -> by
     return header + sent[HEADER_LEN:question_end] + ANSWER_RECORD + tail
 
 
+try:
+    import uvloop
+except ImportError:  # the `speed` extra is optional
+    uvloop = None
+
+LOOPS = {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop if uvloop else None}
+_loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+
+
+@pytest.fixture(autouse=True, params=sorted(LOOPS))
+def event_loop_kind(request: pytest.FixtureRequest) -> str:
+    """Every test runs on both loops the server may use: they differ in what they hand back."""
+    global _loop_factory
+    factory = LOOPS[request.param]
+    if factory is None:
+        pytest.skip("uvloop is not installed")
+    _loop_factory = factory
+    return str(request.param)
+
+
 def run(factory: Callable[[], Awaitable[T]], limit: float = 10.0) -> T:
     async def bounded() -> T:
         return await asyncio.wait_for(factory(), limit)
 
-    return asyncio.run(bounded())
+    with asyncio.Runner(loop_factory=_loop_factory) as runner:
+        return runner.run(bounded())
 
 
 class Upstream:
@@ -55,8 +76,15 @@ class Upstream:
         self.server = UpstreamServer("udp", "127.0.0.1", self.sock.getsockname()[1])
 
     async def receive(self) -> tuple[bytes, Any]:
+        """The next datagram (uvloop has no `sock_recvfrom`, so wait for readability)."""
         loop = asyncio.get_running_loop()
-        return await loop.sock_recvfrom(self.sock, 65535)
+        readable = loop.create_future()
+        loop.add_reader(self.sock.fileno(), readable.set_result, None)
+        try:
+            await readable
+        finally:
+            loop.remove_reader(self.sock.fileno())
+        return self.sock.recvfrom(65535)
 
     def close(self) -> None:
         self.sock.close()
@@ -196,6 +224,27 @@ def test_an_earlier_deadline_is_not_held_up_by_a_later_one() -> None:
             exchanges.close()
 
     assert run(scenario) < 0.5
+
+
+def test_a_deadline_under_a_millisecond_then_another_send() -> None:
+    """uvloop turns a timer due within a millisecond into a plain Handle (no `when()`): the
+    next send must still work, and both exchanges must still time out."""
+
+    async def scenario() -> list[Any]:
+        exchanges = UdpExchanges(asyncio.get_running_loop(), Stats())
+        upstream = Upstream()
+        first, second = Outcomes(), Outcomes()
+        try:
+            exchanges.send(upstream.server, query(), 0.0001, first)
+            exchanges.send(upstream.server, query(), 0.05, second)
+            await asyncio.wait_for(second.event.wait(), 2.0)
+            await asyncio.wait_for(first.event.wait(), 2.0)
+            return [type(error) for _, error, _ in first.seen + second.seen]
+        finally:
+            upstream.close()
+            exchanges.close()
+
+    assert run(scenario) == [TimeoutError, TimeoutError]
 
 
 def test_a_matching_but_malformed_reply_is_a_bad_reply() -> None:
