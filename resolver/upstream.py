@@ -388,24 +388,28 @@ class UpstreamPool:
         """Try the walk's next upstream within its deadline, or end it with a failure."""
         loop = self._loop
         plan = walk.plan
-        while walk.index < len(plan):
-            remaining = walk.deadline - loop.time()
-            if remaining <= 0:
-                break
-            upstream = plan[walk.index]
-            walk.index += 1
-            walk.upstream = upstream
-            walk.timeout = timeout = min(self.timeout, remaining)
-            walk.started = loop.time()
-            if upstream.server.protocol == "udp":
-                try:
-                    self._udp.send(upstream.server, walk.query, timeout, self._udp_ended, walk)
-                except OSError as error:
-                    walk.ede = max(walk.ede, self._attempt_failed(upstream, error, walk.query))
-                    continue
+        try:
+            while walk.index < len(plan):
+                remaining = walk.deadline - loop.time()
+                if remaining <= 0:
+                    break
+                upstream = plan[walk.index]
+                walk.index += 1
+                walk.upstream = upstream
+                walk.timeout = timeout = min(self.timeout, remaining)
+                walk.started = loop.time()
+                if upstream.server.protocol == "udp":
+                    try:
+                        self._udp.send(upstream.server, walk.query, timeout, self._udp_ended, walk)
+                    except OSError as error:
+                        walk.ede = max(walk.ede, self._attempt_failed(upstream, error, walk.query))
+                        continue
+                    return
+                exchange = self._spawn(self._exchange(upstream, walk.query, timeout, walk.deadline))
+                exchange.add_done_callback(functools.partial(self._task_ended, walk, False))
                 return
-            exchange = self._spawn(self._exchange(upstream, walk.query, timeout, walk.deadline))
-            exchange.add_done_callback(functools.partial(self._task_ended, walk, False))
+        except Exception:
+            self._broken(walk)
             return
         text = (
             "no upstream answered"
@@ -414,22 +418,32 @@ class UpstreamPool:
         )
         self._walk_failed(walk, UpstreamFailure(walk.ede, text))
 
+    def _broken(self, walk: _Walk) -> None:
+        """A bug met this walk: fail it rather than leave it in flight for good, where every
+        identical query would join it."""
+        self._stats.count("internal_error")
+        if not walk.shared.done():
+            self._walk_failed(walk, _abandoned(), hook=False)
+
     def _udp_ended(
         self, reply: UpstreamReply | None, error: BaseException | None, walk: _Walk
     ) -> None:
-        if reply is None:
-            assert error is not None
-            walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
-            self._next(walk)
-        elif reply.truncated:
-            self._stats.count("upstream.tcp_retry")
-            server = walk.upstream.server
-            retry = self._spawn(
-                self._exchange_tcp(server, walk.query, walk.deadline - self._loop.time())
-            )
-            retry.add_done_callback(functools.partial(self._task_ended, walk, False))
-        else:
-            self._replied(walk, reply)
+        try:
+            if reply is None:
+                assert error is not None
+                walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
+                self._next(walk)
+            elif reply.truncated:
+                self._stats.count("upstream.tcp_retry")
+                server = walk.upstream.server
+                retry = self._spawn(
+                    self._exchange_tcp(server, walk.query, walk.deadline - self._loop.time())
+                )
+                retry.add_done_callback(functools.partial(self._task_ended, walk, False))
+            else:
+                self._replied(walk, reply)
+        except Exception:
+            self._broken(walk)
 
     def _task_ended(
         self, walk: _Walk, judged: bool, task: asyncio.Task[UpstreamReply]
@@ -452,8 +466,7 @@ class UpstreamPool:
             walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
             self._next(walk)
         else:
-            self._stats.count("internal_error")
-            self._walk_failed(walk, _abandoned(), hook=False)
+            self._broken(walk)
 
     def _replied(self, walk: _Walk, reply: UpstreamReply) -> None:
         if self._judge(walk.upstream, reply, walk.query, walk.started):

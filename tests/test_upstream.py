@@ -392,6 +392,43 @@ def test_failures_reach_the_failure_hook(fakes: list[FakeUpstream]) -> None:
     assert failed == [EdeCode.NO_REACHABLE_AUTHORITY]
 
 
+@pytest.mark.parametrize("broken", ["sending", "judging the reply"])
+def test_a_bug_fails_the_walk_and_frees_its_key(fakes: list[FakeUpstream], broken: str) -> None:
+    """A bug inside a walk's callbacks (no task around them to catch it) costs that query a
+    failure and is counted; the walk must not stay in flight, where every identical query
+    would join it and wait forever."""
+
+    async def scenario() -> tuple[str, list[str]]:
+        env = Env()
+        pool = env.pool([udp(fakes[0])])
+        calls = {"n": 0}
+
+        def bug_once(real: Callable[..., Any]) -> Callable[..., Any]:
+            def step(*args: Any) -> Any:
+                calls["n"] += 1
+                if calls["n"] == 1:
+                    raise RuntimeError("bug")
+                return real(*args)
+
+            return step
+
+        if broken == "sending":
+            pool._udp.send = bug_once(pool._udp.send)  # type: ignore[method-assign]
+        else:
+            pool._judge = bug_once(pool._judge)  # type: ignore[method-assign]
+        name = fresh()
+        try:
+            with pytest.raises(UpstreamFailure) as failed:
+                await asyncio.wait_for(pool.begin(make(name)), 2.0)
+            again = await asyncio.wait_for(pool.begin(make(name)), 2.0)
+        finally:
+            await pool.close()
+        assert env.stats.counts["internal_error"] == 1
+        return failed.value.text, addresses(again.reply)
+
+    assert run(scenario) == ("query abandoned", [WILD])
+
+
 # --- persistent streams ---------------------------------------------------------------------
 
 
