@@ -10,7 +10,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from resolver.workers import worker_count
 EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_CANNOT_START = 2
+EVENT_LOOP_VARIABLE = "DNSWARDEN_EVENT_LOOP"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the resolver (embedded default config unless -c is given)",
-        description="Run the resolver until SIGINT or SIGTERM; SIGHUP reloads config and lists.",
+        description="Run the resolver until SIGINT or SIGTERM; SIGHUP reloads config and lists. "
+        "It runs on uvloop when installed (the `speed` extra), else on the stock asyncio loop; "
+        f"{EVENT_LOOP_VARIABLE}=asyncio or =uvloop in the environment forces one.",
     )
     serve.add_argument("-c", "--config", metavar="FILE", help="YAML config file")
     serve.add_argument(
@@ -202,6 +205,11 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"dnswarden serve: --workers: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
+    try:
+        run = event_loop_runner(os.environ.get(EVENT_LOOP_VARIABLE, ""))
+    except ValueError as error:
+        print(f"dnswarden serve: {error}", file=sys.stderr)
+        return EXIT_CANNOT_START
     worker = None
     if args.worker_report_fd is not None:
         from resolver.service import WorkerLink
@@ -223,7 +231,7 @@ def serve(args: argparse.Namespace) -> int:
         main = run_service(state, load, audit, worker)
     pid_file = _write_pid_file(args.pid_file, config) if worker is None else None
     try:
-        _run(main)
+        run(main)
     except (OSError, TimeoutError) as error:
         audit.error("startup_failed", error=str(error) or type(error).__name__)
         print(f"dnswarden: cannot start: {error or type(error).__name__}", file=sys.stderr)
@@ -393,11 +401,22 @@ def export(fmt: str, group: str, origin: str | None, path: str | None, output: s
     return EXIT_OK
 
 
-def _run(main: Any) -> None:
-    """uvloop when installed (the `speed` extra), else the stock asyncio loop."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
+def event_loop_runner(choice: str) -> Callable[[Coroutine[Any, Any, None]], None]:
+    """How to run the service: uvloop when installed (the `speed` extra), else the stock asyncio
+    loop. `choice` (the environment's DNSWARDEN_EVENT_LOOP) can force either: to test both, or
+    to get round a uvloop problem without reinstalling. ValueError for anything else, or for
+    uvloop when it is not installed."""
+    if choice not in ("", "auto", "asyncio", "uvloop"):
+        raise ValueError(f"{EVENT_LOOP_VARIABLE}={choice!r}: expected auto, asyncio or uvloop")
+    if choice != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ValueError(
+                    f"{EVENT_LOOP_VARIABLE}=uvloop, but uvloop is not installed "
+                    "(pip install 'dnswarden[speed]')"
+                ) from None
+        else:
+            return uvloop.run  # type: ignore[no-any-return]
+    return asyncio.run

@@ -7,7 +7,7 @@ than by reconfiguring anything, and use fresh names so no test sees another's tr
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +64,15 @@ def launch(workdir: Path) -> Iterator[ServerFactory]:
     started: list[ServerProcess] = []
 
     def start(
-        config: dict[str, Any], name: str = "dnswarden", extra_args: Iterable[str] = ()
+        config: dict[str, Any],
+        name: str = "dnswarden",
+        extra_args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> ServerProcess:
         directory = workdir / f"{name}-{len(started)}"
         directory.mkdir()
         path = write_config(directory, config)
-        server = ServerProcess(path, directory, extra_args)
+        server = ServerProcess(path, directory, extra_args, env)
         started.append(server)
         return server.start()
 

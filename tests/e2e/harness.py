@@ -104,9 +104,9 @@ def mixed_case(name: str) -> str:
     return "".join(c.upper() if i % 2 else c.lower() for i, c in enumerate(name))
 
 
-def server_env() -> dict[str, str]:
+def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a child process that imports `resolver` from this checkout."""
-    env = dict(os.environ)
+    env = dict(os.environ) | dict(extra or {})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -170,10 +170,17 @@ class ServerProcess:
     listening addresses (port 0 resolved), or raises with whatever the process printed.
     """
 
-    def __init__(self, config: Path, cwd: Path, extra_args: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        config: Path,
+        cwd: Path,
+        extra_args: Iterable[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.config = config
         self.cwd = cwd
         self.extra_args = list(extra_args)
+        self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
@@ -193,7 +200,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "resolver", "serve", "-c", str(self.config), *self.extra_args],
             cwd=self.cwd,
-            env=server_env(),
+            env=server_env(self.env),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -293,12 +300,14 @@ class ServerProcess:
         return self.proc.returncode
 
 
-def run_cli(*args: str, cwd: Path, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 20.0, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m resolver ARGS` to completion (for `check`, `--version`)."""
     return subprocess.run(
         [sys.executable, "-m", "resolver", *args],
         cwd=cwd,
-        env=server_env(),
+        env=server_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,

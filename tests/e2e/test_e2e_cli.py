@@ -129,6 +129,40 @@ def test_a_low_open_files_limit_is_raised(
     assert int(line.split()[3]) == server.startup["open_files"] == 500 + 50 + 1024
 
 
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_either_event_loop_serves(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream], loop: str
+) -> None:
+    """Production runs on uvloop (the `speed` extra, installed with the tests too), and falls
+    back to the stock asyncio loop without it; DNSWARDEN_EVENT_LOOP forces either. Both must
+    block, forward and cache: the two loops differ in details (uvloop's timer handles, its
+    missing `sock_recvfrom`) that only running on each shows."""
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    server = launch(
+        make_config([upstreams[0].address]), f"loop-{loop}", env={"DNSWARDEN_EVENT_LOOP": loop}
+    )
+    assert server.startup["loop"] == loop
+    name = fresh_name()
+    seen = []
+    for qname in ("tiktok.com.", name, name):
+        _, reply = ask(query(qname, "A"), server.address)
+        seen.append((reply.rcode(), [rd.to_text() for rrset in reply.answer for rd in rrset]))
+    assert seen == [
+        (dns.rcode.NOERROR, ["0.0.0.0"]),
+        (dns.rcode.NOERROR, ["192.0.2.99"]),
+        (dns.rcode.NOERROR, ["192.0.2.99"]),
+    ]
+    assert len(upstreams[0].queries(name)) == 1  # the second came from the cache
+
+
+def test_an_unknown_event_loop_is_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path, make_config(["127.0.0.1:1"]))
+    result = run_cli("serve", "-c", str(config), cwd=tmp_path, env={"DNSWARDEN_EVENT_LOOP": "trio"})
+    assert result.returncode == 2
+    assert "DNSWARDEN_EVENT_LOOP='trio'" in result.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_stops_cleanly(
     launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream], sig: int
