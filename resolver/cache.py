@@ -112,6 +112,10 @@ class Entry:
     authority) and `additional` its additional records without the OPT; `*_offsets` locate the
     TTLs in each and `*_ttls` hold their normalised values. `findings` is what response
     inspection found in the answer (names to check against the asking client's policy), or None.
+
+    Those byte copies and offsets are made on the first hit (`lay_out`), not when the reply is
+    stored: most entries are names asked once, which never get a hit. Until then `reply` holds
+    the upstream's reply as it came.
     """
 
     __slots__ = (
@@ -122,6 +126,7 @@ class Entry:
         "expires",
         "ext_rcode",
         "findings",
+        "floor",
         "head",
         "head_offsets",
         "head_ttls",
@@ -132,6 +137,7 @@ class Entry:
         "prefetching",
         "protected",
         "rcode",
+        "reply",
         "size",
         "stale_until",
         "stored",
@@ -141,26 +147,27 @@ class Entry:
     def __init__(
         self,
         key: CacheKey,
-        head: bytes,
-        additional: bytes,
-        additional_count: int,
-        offsets: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]],
-        rcode: int,
-        ext_rcode: int,
+        reply: UpstreamReply,
         ttl: int,
+        floor: int,
         negative: bool,
         now: float,
         stale_window: float,
         findings: Findings | None,
     ) -> None:
         self.key = key
-        self.head = head
-        self.additional = additional
-        self.additional_count = additional_count
-        self.head_offsets, self.head_ttls, self.additional_offsets, self.additional_ttls = offsets
-        self.rcode = rcode
-        self.ext_rcode = ext_rcode
+        self.reply: UpstreamReply | None = reply
+        self.head = b""
+        self.additional = b""
+        self.head_offsets: tuple[int, ...] = ()
+        self.head_ttls: tuple[int, ...] = ()
+        self.additional_offsets: tuple[int, ...] = ()
+        self.additional_ttls: tuple[int, ...] = ()
+        self.additional_count = reply.additional_count
+        self.rcode = reply.rcode
+        self.ext_rcode = reply.ext_rcode
         self.ttl = ttl
+        self.floor = floor
         self.negative = negative
         self.stored = now
         self.expires = now + ttl
@@ -169,7 +176,8 @@ class Entry:
         self.hits = 0
         self.prefetching = False
         self.protected = False
-        self.size = len(head) + len(additional) + len(key[0]) + ENTRY_OVERHEAD
+        size = reply.sections_end + len(reply.additional) + len(key[0]) + ENTRY_OVERHEAD
+        self.size = size
         # (age or _STALE, stale TTL, patched head, patched additional): hits within one second
         # share one patched copy, so a hot name costs a lookup and a join, not a TTL rewrite.
         self.memo: tuple[int, int, bytes, bytes] | None = None
@@ -180,6 +188,44 @@ class Entry:
     @property
     def nxdomain(self) -> bool:
         return self.rcode == NXDOMAIN
+
+    def lay_out(self) -> None:
+        """Copy the stored reply's bytes and note its TTLs, each normalised: a set top bit counts
+        as 0 (RFC 2181 8), and none is below `floor` or above the entry's lifetime."""
+        reply = self.reply
+        if reply is None:
+            return
+        raw = reply.raw
+        ttl, floor = self.ttl, self.floor
+        head = bytearray(raw[: reply.sections_end])
+        head[2] &= _CLEAR_AA  # a cached answer is never authoritative
+        self.head_offsets, self.head_ttls = _normalise(head, [at + 4 for at in reply.records],
+                                                       floor, ttl)  # fmt: skip
+        additional = bytearray(reply.additional)
+        offsets: list[int] = []
+        pos = 0
+        for _ in range(reply.additional_count):
+            pos = skip_name(additional, pos)
+            offsets.append(pos + 4)
+            pos += 10 + ((additional[pos + 8] << 8) | additional[pos + 9])
+        self.additional_offsets, self.additional_ttls = _normalise(additional, offsets, floor,
+                                                                   ttl)  # fmt: skip
+        self.head = bytes(head)
+        self.additional = bytes(additional)
+        self.reply = None
+
+
+def _normalise(
+    data: bytearray, offsets: list[int], floor: int, ttl: int
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Rewrite the TTL at each offset into floor..ttl; (offsets, the values written)."""
+    values: list[int] = []
+    for offset in offsets:
+        (value,) = _TTL.unpack_from(data, offset)
+        value = min(max(0 if value & 0x80000000 else value, floor), ttl)
+        _TTL.pack_into(data, offset, value)
+        values.append(value)
+    return tuple(offsets), tuple(values)
 
 
 class Cache:
@@ -310,6 +356,7 @@ class Cache:
             stale_ttl = 0
         memo = entry.memo
         if memo is None or memo[0] != age or memo[1] != stale_ttl:
+            entry.lay_out()
             head = _patch(entry.head, entry.head_offsets, entry.head_ttls, age, stale_ttl)
             additional = entry.additional
             if entry.additional_offsets:
@@ -370,84 +417,57 @@ class Cache:
         self.bytes += made.size
         if made.key[1] == NXDOMAIN_TYPE:
             self._nxdomains += 1
-        self._shrink()
+        config = self.config
+        if (
+            self.bytes > config.max_bytes
+            or len(self._probation) + len(self._protected) > config.max_entries
+        ):
+            self._shrink()
         return made
 
     def _entry(
         self, key: CacheKey, reply: UpstreamReply, now: float, findings: Findings | None
     ) -> Entry | None:
-        raw = reply.raw
+        """The entry `reply` makes, or None when it may not be cached. Reads only the TTLs that
+        decide its lifetime; the rest waits for a hit (`Entry.lay_out`)."""
         rcode = reply.rcode
         if reply.truncated or rcode not in (NOERROR, NXDOMAIN):
             return None
-        if len(reply.records) + reply.additional_count > MAX_RECORDS:
+        records = reply.records
+        if len(records) + reply.additional_count > MAX_RECORDS:
             return None
+        raw = reply.raw
         ancount = (raw[6] << 8) | raw[7]
         config = self.config
-        end = reply.sections_end
-        offsets: list[int] = []
-        originals: list[int] = []
+        read = _TTL.unpack_from
         answer_min: int | None = None
-        negative: int | None = None
-        unpack = RR_FIXED.unpack_from
-        for index, at in enumerate(reply.records):
-            rtype, _, ttl, rdlength = unpack(raw, at)
+        for at in records[:ancount]:
+            (ttl,) = read(raw, at + 4)
             if ttl & 0x80000000:
                 ttl = 0
-            offsets.append(at + 4)
-            originals.append(ttl)
-            if index < ancount:
-                answer_min = ttl if answer_min is None or ttl < answer_min else answer_min
-            elif rtype == TYPE_SOA and rdlength >= 22 and negative is None:
-                (minimum,) = _TTL.unpack_from(raw, at + 6 + rdlength)
-                negative = min(ttl, minimum & 0x7FFFFFFF)
-        is_negative = rcode == NXDOMAIN or answer_min is None
-        if not is_negative and answer_min is not None:
+            if answer_min is None or ttl < answer_min:
+                answer_min = ttl
+        if rcode == NOERROR and answer_min is not None:
             ttl = min(max(answer_min, config.min_ttl), config.max_ttl)
-            floor = config.min_ttl
-        elif negative is not None:
-            # A CNAME chain ending in NXDOMAIN lives no longer than its links either.
-            ttl = min(negative, config.negative_max_ttl, answer_min or negative)
-            floor = 0
-        else:
+            if ttl <= 0:
+                return None
+            return Entry(key, reply, ttl, config.min_ttl, False, now, self._stale_window, findings)
+        negative: int | None = None
+        for at in records[ancount:]:
+            rtype, _, ttl, rdlength = RR_FIXED.unpack_from(raw, at)
+            if rtype == TYPE_SOA and rdlength >= 22:
+                (minimum,) = read(raw, at + 6 + rdlength)
+                negative = min(0 if ttl & 0x80000000 else ttl, minimum & 0x7FFFFFFF)
+                break
+        if negative is None:
             return None  # negative without a SOA: RFC 2308 5 says do not cache
+        # A CNAME chain ending in NXDOMAIN lives no longer than its links either.
+        ttl = min(negative, config.negative_max_ttl, answer_min or negative)
         if ttl <= 0:
             return None
         if rcode == NXDOMAIN and not ancount:
             key = (key[0], NXDOMAIN_TYPE, key[2], key[3], key[4])
-        head = bytearray(raw[:end])
-        head[2] &= _CLEAR_AA  # a cached answer is never authoritative
-        head_ttls = originals
-        if originals and (min(originals) < floor or max(originals) > ttl):
-            head_ttls = [min(max(t, floor), ttl) for t in originals]
-            for offset, value in zip(offsets, head_ttls, strict=True):
-                _TTL.pack_into(head, offset, value)
-        additional = bytearray(reply.additional)
-        add_offsets: list[int] = []
-        add_ttls: list[int] = []
-        pos = 0
-        for _ in range(reply.additional_count):
-            pos = skip_name(additional, pos)
-            _, _, value, rdlength = RR_FIXED.unpack_from(additional, pos)
-            value = min(max(0 if value & 0x80000000 else value, floor), ttl)
-            _TTL.pack_into(additional, pos + 4, value)
-            add_offsets.append(pos + 4)
-            add_ttls.append(value)
-            pos += 10 + rdlength
-        return Entry(
-            key,
-            bytes(head),
-            bytes(additional),
-            reply.additional_count,
-            (tuple(offsets), tuple(head_ttls), tuple(add_offsets), tuple(add_ttls)),
-            rcode,
-            reply.ext_rcode,
-            ttl,
-            is_negative,
-            now,
-            self._stale_window,
-            findings,
-        )
+        return Entry(key, reply, ttl, 0, True, now, self._stale_window, findings)
 
     # --- failures (RFC 9520) ------------------------------------------------------------------
 

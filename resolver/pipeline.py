@@ -150,6 +150,7 @@ class QueryPipeline:
         #    against this client's policy like a forwarded answer's (step 6). While upstreams are
         #    known to fail (a cached failure), a stale entry or SERVFAIL is answered at once.
         stale: Entry | None = None
+        key: CacheKey | None = None
         cache = self.cache
         if cache is not None and cache.enabled:
             key = cache_key(query)
@@ -167,11 +168,12 @@ class QueryPipeline:
                 return self._done(query, over_udp, "servfail", reply, started)
             stale = entry
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
-        return self._forward(query, client, over_udp, started, stale, reply_to)
+        return self._forward(query, key, client, over_udp, started, stale, reply_to)
 
     def _forward(
         self,
         query: Query,
+        key: CacheKey | None,
         client: str,
         over_udp: bool,
         started: float,
@@ -182,7 +184,7 @@ class QueryPipeline:
         #    merged with identical queries already in flight. With a stale entry to fall back
         #    on, a client waits at most cache.client_timeout (RFC 8767); the exchange goes on.
         try:
-            shared = self.upstreams.begin(query)
+            shared = self.upstreams.begin(query, key)
         except Overloaded:
             self.stats.count("dropped.overload")
             if stale is not None:

@@ -296,15 +296,17 @@ class UpstreamPool:
 
     # --- resolving ----------------------------------------------------------------------------
 
-    def begin(self, query: Query) -> asyncio.Future[Resolved]:
-        """The upstream exchange for `query`: joined when an identical one is in flight, else
-        started. Raises `Overloaded` at `max_inflight`.
+    def begin(self, query: Query, key: CacheKey | None = None) -> asyncio.Future[Resolved]:
+        """The upstream exchange for `query` (whose `cache_key` is `key`, when the caller has it
+        already): joined when an identical one is in flight, else started. Raises `Overloaded`
+        at `max_inflight`.
 
         The future is shared by every client of the exchange, so callers add a done callback
         or shield it, and never cancel it: a client that stops waiting (the pipeline serves it
         a stale answer) does not stop the exchange, whose answer then refreshes the cache.
         """
-        key = cache_key(query)
+        if key is None:
+            key = cache_key(query)
         shared = self._inflight.get(key)
         if shared is not None:
             self._stats.count("upstream.merged")

@@ -146,8 +146,15 @@ def test_positive_ttl(
     message, query = make_query()
     lines = [f"www.example.org. {t} IN A 192.0.2.{i}" for i, t in enumerate(answer_ttls, 1)]
     reply = _with_raw_ttls(make_reply(message, lines), message, answer_ttls)
-    entry = Cache(config(min_ttl=min_ttl, max_ttl=max_ttl)).store(cache_key(query), reply, 0.0)
+    cache = Cache(config(min_ttl=min_ttl, max_ttl=max_ttl))
+    entry = cache.store(cache_key(query), reply, 0.0)
     assert (entry.ttl if entry is not None else None) == expected
+    if expected is not None:  # every record is served within min_ttl..the entry's lifetime
+        normalised = [min(max(0 if t & 0x80000000 else t, min_ttl), expected) for t in answer_ttls]
+        hit = cache.lookup(cache_key(query), 0.5)
+        assert hit is not None
+        wire = cache.answer(hit, query, TCP_MAX_MESSAGE, b"", 0.5)
+        assert ttls(dns.message.from_wire(wire, one_rr_per_rrset=True)) == normalised
 
 
 def _with_raw_ttls(

@@ -78,7 +78,7 @@ class ScriptedPool:
             response.answer.append(dns.rrset.from_text(owner, int(ttl), rdclass, rdtype, rdata))
         return UpstreamReply(response.to_wire(), query.question_end - HEADER_LEN)
 
-    def begin(self, query: Query) -> asyncio.Future[Resolved]:
+    def begin(self, query: Query, key: Any = None) -> asyncio.Future[Resolved]:
         name = dns.message.from_wire(query.packet).question[0].name.to_text().lower()
         self.calls.append(name)
         shared: asyncio.Future[Resolved] = asyncio.get_running_loop().create_future()
