@@ -124,6 +124,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=[],
         help="also run dnswarden with `--workers N` for each N (server on cores 0..N-1)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="rounds per workload, every server once per round in turn; the table shows each "
+        "server's median row and a ratio is the median of the per-round ratios (default 1)",
+    )
     parser.add_argument("--no-info-row", action="store_true", help="skip the log level info row")
     parser.add_argument("--no-install", action="store_true", help="never call apt-get")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temp dir (debugging)")
@@ -136,6 +144,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--duration must be in (0, 600]")
     if not 0 < args.rate <= 100_000:
         parser.error("--rate must be in (0, 100000]")
+    if not 1 <= args.repeat <= 9:
+        parser.error("--repeat must be in 1..9")
     return args
 
 
@@ -425,8 +435,8 @@ class Bench:
 
     # rows
 
-    def measure(self, workload: Workload, server: str) -> results.Row:
-        row = results.Row(workload=workload.name, server=server)
+    def measure(self, workload: Workload, server: str, round_: int = 0) -> results.Row:
+        row = results.Row(workload=workload.name, server=server, round=round_)
         row.extra["loadavg_before"] = loadavg()
         spec = self.spec(server)
         if spec.kind == OURS and not self.has_cache and workload.prime_file:
@@ -489,11 +499,14 @@ class Bench:
 
     def record(self, row: results.Row) -> None:
         self.rows.append(row)
+        where = f"  {row.workload:8} {row.server:16}"
+        if self.args.repeat > 1:
+            where += f" round {row.round + 1}"
         if row.error:
-            print(f"  {row.workload:8} {row.server:16} error: {row.error}", flush=True)
+            print(f"{where} error: {row.error}", flush=True)
             return
         print(
-            f"  {row.workload:8} {row.server:16} qps {fmt(row.qps, 0):>9}  "
+            f"{where} qps {fmt(row.qps, 0):>9}  "
             f"p99@rate {fmt(row.p99_ms, 3):>7} ms  lost {row.lost}  "
             f"rss {fmt(row.rss_mb, 1)} MB  start {fmt(row.start_s, 2)} s",
             flush=True,
@@ -518,18 +531,26 @@ class Bench:
             self.probe_dnswarden_config()
         table = workloads()
         for name in self.args.workloads:
-            for server in self.servers_for(name):
-                self.guarded(lambda w=table[name], s=server: self.measure(w, s), name, server)
+            for round_ in range(self.args.repeat):
+                for server in self.servers_for(name):
+                    self.guarded(
+                        lambda w=table[name], s=server, r=round_: self.measure(w, s, r),
+                        name,
+                        server,
+                        round_,
+                    )
         if self.data.big_blocklist is not None:
             for server in self.servers_for("startup"):
                 self.guarded(lambda s=server: self.measure_big(s), "startup", server)
 
-    def guarded(self, step: Callable[[], results.Row], workload: str, server: str) -> None:
+    def guarded(
+        self, step: Callable[[], results.Row], workload: str, server: str, round_: int = 0
+    ) -> None:
         """A failing row is recorded with its error and the run goes on to the next."""
         try:
             row = step()
         except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as error:
-            row = results.Row(workload=workload, server=server, error=str(error)[:200])
+            row = results.Row(workload, server, round=round_, error=str(error)[:200])
             tail = (
                 self.log(server).read_text(errors="replace")[-600:]
                 if (self.log(server).exists())
@@ -589,7 +610,7 @@ def fmt(value: float | None, digits: int) -> str:
 def estimate_seconds(args: argparse.Namespace, variants: int) -> float:
     """Rough wall time on the 2-core machine: data generation, two runs plus start, priming and
     settling per row, and the big-list start-ups (1-2 minutes each for 2M names)."""
-    rows = len(args.workloads) * (len(args.servers) + len(args.workers)) + variants
+    rows = args.repeat * (len(args.workloads) * (len(args.servers) + len(args.workers)) + variants)
     per_row = 2 * (args.duration + 1) + 6
     big_share = args.big_list_size / 2_000_000
     generation = 15 + 2 * args.duration + 100 * big_share
@@ -600,8 +621,11 @@ def estimate_seconds(args: argparse.Namespace, variants: int) -> float:
 def report(bench: Bench, meta: dict[str, Any], out: Path) -> None:
     peer_names = ratio_columns(bench.args.servers)
     ours = [s for s in {row.server for row in bench.rows} if s.startswith(OURS)]
+    medians = results.median_rows(bench.rows)
     print()
-    print(results.render_table(bench.rows))
+    if bench.args.repeat > 1:
+        print(f"median of {bench.args.repeat} rounds per row:")
+    print(results.render_table(medians))
     print()
     ratio_json: dict[str, Any] = {}
     for variant in sorted(ours):
@@ -630,6 +654,7 @@ def report(bench: Bench, meta: dict[str, Any], out: Path) -> None:
     payload = {
         "meta": meta,
         "rows": [row.as_json() for row in bench.rows],
+        "medians": [row.as_json() for row in medians],
         "ratios": ratio_json,
         "targets": targets,
     }
@@ -656,6 +681,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "dnswarden_loop": "uvloop" if uvloop else "asyncio",
         "dnswarden_cache": bench.has_cache,
         "duration_s": args.duration,
+        "repeat": args.repeat,
         "rate_qps": args.rate,
         "list_size": args.list_size,
         "big_list_size": args.big_list_size,

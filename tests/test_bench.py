@@ -407,6 +407,43 @@ def test_ratios_only_where_both_sides_measured() -> None:
     assert "0.50x" in text and "2.00x" in text and "| -" in text
 
 
+def test_with_rounds_a_ratio_is_the_median_of_the_per_round_ratios() -> None:
+    """Rounds pair rows measured close in time: round 2's slow peer must not be compared with
+    round 1's fast dnswarden. (The ratio of the medians would be 100/150, not 0.8.)"""
+    rows = [
+        _row("blocked", "dnswarden", 100.0, round=0),
+        _row("blocked", "dnsmasq", 200.0, round=0),
+        _row("blocked", "dnswarden", 90.0, round=1),
+        _row("blocked", "dnsmasq", 100.0, round=1),
+        _row("blocked", "dnswarden", 120.0, round=2),
+        _row("blocked", "dnsmasq", 150.0, round=2),
+        _row("cached", "dnswarden", 50.0, round=0),
+        _row("cached", "dnsmasq", 100.0, round=0),
+        _row("cached", "dnswarden", 80.0, round=1),
+        _row("cached", "dnsmasq", None, round=1, error="boom"),  # its round is left out
+    ]
+    table = results.ratios(rows, "dnswarden", ["dnsmasq"])
+    assert table == {"blocked": {"dnsmasq": pytest.approx(0.8)}, "cached": {"dnsmasq": 0.5}}
+
+
+def test_median_rows_keep_the_median_run_of_each_server_in_order() -> None:
+    rows = [
+        _row("blocked", "dnswarden", 100.0, round=0, p99_ms=0.3),
+        _row("blocked", "dnsmasq", 200.0, round=0),
+        _row("blocked", "dnswarden", 300.0, round=1, p99_ms=0.9),
+        _row("blocked", "dnsmasq", None, round=1, error="boom"),
+        _row("blocked", "dnswarden", 200.0, round=2, p99_ms=0.5),
+        _row("blocked", "unbound", None, round=0, error="no unbound"),
+    ]
+    chosen = results.median_rows(rows)
+    assert [(r.server, r.qps, r.round) for r in chosen] == [
+        ("dnswarden", 200.0, 2),
+        ("dnsmasq", 200.0, 0),  # the failed round does not count
+        ("unbound", None, 0),  # nothing measured: the error row stays visible
+    ]
+    assert results.check_targets(rows, "dnswarden")[-1].endswith("0.500 ms, met")
+
+
 @pytest.mark.parametrize(
     ("ours", "peer", "expected"),
     [
@@ -450,7 +487,11 @@ def test_quick_shortens_runs_and_drops_the_big_list(argv, duration: float, big: 
     assert args.big_list_size == big
 
 
-@pytest.mark.parametrize("argv", [["--duration", "0"], ["--rate", "0"], ["--workloads", "x"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--duration", "0"], ["--rate", "0"], ["--workloads", "x"], ["--repeat", "0"],
+     ["--repeat", "10"]],
+)  # fmt: skip
 def test_bad_arguments_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit):
         main.parse_args(argv)
