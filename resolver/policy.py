@@ -10,6 +10,11 @@ Cost per query: the client's group is a longest-prefix match over per-prefix-len
 group, in precedence order — policies (in config order), the group's own lists, then the
 `blocking.lists` every client gets — independent of the number of rules. Exemptions are looked
 up only when something would block. Pure: `now` is passed in as Unix seconds.
+
+What those lookups found is remembered per group and name (`Group.hits`, at most
+`HITS_MEMO_LIMIT` names, emptied when full): lists only change by a reload, which builds new
+groups, and most queries repeat a name asked recently (every cache hit does). Whether a policy is
+in force and whether an exemption applies are still judged per query: they depend on `now`.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from resolver.access import client_address
 from resolver.config import Config, ExemptRule, GroupConfig, PolicyConfig
@@ -28,6 +33,8 @@ DEFAULT_GROUP = "default"
 REFUSE = "refuse"
 BASELINE = "blocking.lists"
 _MEMO_LIMIT = 65536
+HITS_MEMO_LIMIT = 8192
+_NO_HITS: tuple[tuple[Binding, tuple[BlockRule, int]], ...] = ()
 
 
 class Action(enum.Enum):
@@ -115,6 +122,10 @@ class Group:
     bindings: tuple[Binding, ...]
     exemptions: Exemptions
     allow: Decision
+    hits: dict[bytes, tuple[tuple[Binding, tuple[BlockRule, int]], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """qname -> the bindings whose list matches it, with the hit: see the module's docstring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +196,20 @@ class PolicyEngine:
         group = self.group_of(client)
         if group is None:
             return _REFUSE_NO_GROUP
-        for binding in group.bindings:
-            hit = binding.matcher.lookup(qname)
-            if hit is None or not binding.in_force(now):
+        memo = group.hits
+        hits = memo.get(qname)
+        if hits is None:
+            found = []
+            for binding in group.bindings:
+                hit = binding.matcher.lookup(qname)
+                if hit is not None:
+                    found.append((binding, hit))
+            hits = tuple(found) if found else _NO_HITS
+            if len(memo) >= HITS_MEMO_LIMIT:
+                memo.clear()
+            memo[qname] = hits
+        for binding, hit in hits:
+            if not binding.in_force(now):
                 continue
             if group.exemptions and group.exemptions.match(qname) is not None:
                 return group.allow

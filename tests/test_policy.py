@@ -9,7 +9,7 @@ import pytest
 from resolver.config import parse_config
 from resolver.matcher import BlockRule, DomainMatcher
 from resolver.names import from_text
-from resolver.policy import Action, PolicyEngine, build_engine
+from resolver.policy import HITS_MEMO_LIMIT, Action, PolicyEngine, build_engine
 
 BELGIAN_CASE = """
 clients: {allow: [10.0.0.0/8, "fd00::/8"], default_group: refuse}
@@ -118,6 +118,31 @@ def test_decide(
     assert decision.action is action
     assert decision.group == group
     assert (decision.policy, decision.entry, decision.rule) == (policy, entry, rule)
+
+
+def test_one_engine_answers_every_case_alike_when_names_repeat() -> None:
+    """One engine remembers what each list matched per group and name: asking again (the same
+    name at another time, inside and outside a policy's window) must decide exactly as a fresh
+    engine does, every time."""
+    engine = engine_for(BELGIAN_CASE)
+    expected = [case[3:] for case in CASES]
+    for order in (CASES, CASES[::-1], CASES):
+        got = {}
+        for client, name, when, *_ in order:
+            decision = engine.decide(client, from_text(name), 1, at(when))
+            got[(client, name, when)] = (decision.action, decision.group, decision.policy,
+                                         decision.entry, decision.rule)  # fmt: skip
+        assert [got[case[:3]] for case in CASES] == expected
+
+
+def test_remembered_names_are_bounded() -> None:
+    engine = engine_for(BELGIAN_CASE)
+    officials = engine.groups["officials"]
+    for i in range(HITS_MEMO_LIMIT + 10):
+        engine.decide("10.20.1.1", from_text(f"n{i}.example.org"), 1, at(IN_FORCE))
+    assert 0 < len(officials.hits) <= HITS_MEMO_LIMIT
+    blocked = engine.decide("10.20.1.1", from_text("www.tiktok.com"), 1, at(IN_FORCE))
+    assert blocked.action is Action.BLOCK
 
 
 def test_block_carries_reference_window_answer_and_ttl() -> None:
