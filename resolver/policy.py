@@ -69,7 +69,7 @@ class Decision:
 class Exemptions:
     """Allow rules: a domain exempts itself and its subdomains, `=name` only that name."""
 
-    __slots__ = ("_exact", "_suffixes")
+    __slots__ = ("_exact", "_suffixes", "active")
 
     def __init__(self, rules: Iterable[ExemptRule]) -> None:
         self._suffixes = DomainMatcher()
@@ -79,9 +79,11 @@ class Exemptions:
                 self._exact.setdefault(from_text(rule.pattern), "=" + rule.pattern)
             else:
                 self._suffixes.add(rule.pattern, BlockRule("exempt", rule.pattern))
+        # An attribute, not __bool__: every block asks, and a Python-level call costs more.
+        self.active = bool(self._exact) or len(self._suffixes) > 0
 
     def __bool__(self) -> bool:
-        return bool(self._exact) or len(self._suffixes) > 0
+        return self.active
 
     def match(self, qname: bytes) -> str | None:
         """The exemption covering `qname` (as written in the config), or None."""
@@ -211,9 +213,9 @@ class PolicyEngine:
         for binding, hit in hits:
             if not binding.in_force(now):
                 continue
-            if group.exemptions and group.exemptions.match(qname) is not None:
+            if group.exemptions.active and group.exemptions.match(qname) is not None:
                 return group.allow
-            if binding.exemptions and binding.exemptions.match(qname) is not None:
+            if binding.exemptions.active and binding.exemptions.match(qname) is not None:
                 continue
             rule, zone_offset = hit
             return Decision(
