@@ -1,7 +1,8 @@
 """The answer cache: upstream replies kept as wire bytes, served by patching, never re-parsed.
 
-A reply is walked once, when it is stored: the offset of every TTL is noted and each TTL is
-normalised (top bit set counts as 0, RFC 2181; never above the entry's lifetime). A hit then copies
+Storing a reply reads only the TTLs that decide its lifetime. Its first hit walks it once: the
+offset of every TTL is noted and each TTL is normalised (top bit set counts as 0, RFC 2181; never
+above the entry's lifetime), so names asked once never pay for that. A hit then copies
 the stored bytes, writes the remaining TTLs at those offsets and hands the result to
 `wire.client_reply`, exactly as a forwarded reply is handed over: the client's ID and question
 bytes (its letter case), its EDNS treatment and its UDP size limit all come from that one function.
@@ -176,8 +177,7 @@ class Entry:
         self.hits = 0
         self.prefetching = False
         self.protected = False
-        size = reply.sections_end + len(reply.additional) + len(key[0]) + ENTRY_OVERHEAD
-        self.size = size
+        self.size = reply.sections_end + len(reply.additional) + len(key[0]) + ENTRY_OVERHEAD
         # (age or _STALE, stale TTL, patched head, patched additional): hits within one second
         # share one patched copy, so a hot name costs a lookup and a join, not a TTL rewrite.
         self.memo: tuple[int, int, bytes, bytes] | None = None
@@ -199,17 +199,16 @@ class Entry:
         ttl, floor = self.ttl, self.floor
         head = bytearray(raw[: reply.sections_end])
         head[2] &= _CLEAR_AA  # a cached answer is never authoritative
-        self.head_offsets, self.head_ttls = _normalise(head, [at + 4 for at in reply.records],
-                                                       floor, ttl)  # fmt: skip
+        offsets = [at + 4 for at in reply.records]
+        self.head_offsets, self.head_ttls = _normalise(head, offsets, floor, ttl)
         additional = bytearray(reply.additional)
-        offsets: list[int] = []
+        offsets = []
         pos = 0
         for _ in range(reply.additional_count):
             pos = skip_name(additional, pos)
             offsets.append(pos + 4)
             pos += 10 + ((additional[pos + 8] << 8) | additional[pos + 9])
-        self.additional_offsets, self.additional_ttls = _normalise(additional, offsets, floor,
-                                                                   ttl)  # fmt: skip
+        self.additional_offsets, self.additional_ttls = _normalise(additional, offsets, floor, ttl)
         self.head = bytes(head)
         self.additional = bytes(additional)
         self.reply = None
