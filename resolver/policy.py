@@ -11,10 +11,10 @@ group, in precedence order — policies (in config order), the group's own lists
 `blocking.lists` every client gets — independent of the number of rules. Exemptions are looked
 up only when something would block. Pure: `now` is passed in as Unix seconds.
 
-What those lookups found is remembered per group and name (`Group.hits`, at most
-`HITS_MEMO_LIMIT` names, emptied when full): lists only change by a reload, which builds new
-groups, and most queries repeat a name asked recently (every cache hit does). Whether a policy is
-in force and whether an exemption applies are still judged per query: they depend on `now`.
+What those lookups found is remembered per group and name (at most `HITS_MEMO_LIMIT` pairs over
+all groups, emptied when full): lists only change by a reload, which builds a new engine, and most
+queries repeat a name asked recently (every cache hit does). Whether a policy is in force and
+whether an exemption applies are still judged per query: they depend on `now`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from resolver.access import client_address
 from resolver.config import Config, ExemptRule, GroupConfig, PolicyConfig
@@ -33,8 +33,7 @@ DEFAULT_GROUP = "default"
 REFUSE = "refuse"
 BASELINE = "blocking.lists"
 _MEMO_LIMIT = 65536
-HITS_MEMO_LIMIT = 8192
-_NO_HITS: tuple[tuple[Binding, tuple[BlockRule, int]], ...] = ()
+HITS_MEMO_LIMIT = 16384
 
 
 class Action(enum.Enum):
@@ -117,6 +116,10 @@ class Binding:
         )
 
 
+_Hits = tuple[tuple[Binding, tuple[BlockRule, int]], ...]
+_NO_HITS: _Hits = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Group:
     name: str
@@ -124,10 +127,6 @@ class Group:
     bindings: tuple[Binding, ...]
     exemptions: Exemptions
     allow: Decision
-    hits: dict[bytes, tuple[tuple[Binding, tuple[BlockRule, int]], ...]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
-    """qname -> the bindings whose list matches it, with the hit: see the module's docstring."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +165,8 @@ class PolicyEngine:
         for (version, length), networks in sorted(by_length.items(), key=lambda kv: -kv[0][1]):
             self._prefixes[version].append((length, networks))
         self._memo: dict[str, Group | None] = {}
+        # (group name, qname) -> the bindings whose list matches, with the hit (module docstring)
+        self._hits: dict[tuple[str, bytes], _Hits] = {}
 
     def group_of(self, client: str) -> Group | None:
         """The group whose subnet is the longest prefix of `client`, else the default group."""
@@ -198,8 +199,9 @@ class PolicyEngine:
         group = self.group_of(client)
         if group is None:
             return _REFUSE_NO_GROUP
-        memo = group.hits
-        hits = memo.get(qname)
+        memo = self._hits
+        key = (group.name, qname)
+        hits = memo.get(key)
         if hits is None:
             found = []
             for binding in group.bindings:
@@ -209,7 +211,7 @@ class PolicyEngine:
             hits = tuple(found) if found else _NO_HITS
             if len(memo) >= HITS_MEMO_LIMIT:
                 memo.clear()
-            memo[qname] = hits
+            memo[key] = hits
         for binding, hit in hits:
             if not binding.in_force(now):
                 continue

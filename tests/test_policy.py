@@ -135,12 +135,12 @@ def test_one_engine_answers_every_case_alike_when_names_repeat() -> None:
         assert [got[case[:3]] for case in CASES] == expected
 
 
-def test_remembered_names_are_bounded() -> None:
+def test_remembered_names_are_bounded_over_all_groups() -> None:
     engine = engine_for(BELGIAN_CASE)
-    officials = engine.groups["officials"]
-    for i in range(HITS_MEMO_LIMIT + 10):
-        engine.decide("10.20.1.1", from_text(f"n{i}.example.org"), 1, at(IN_FORCE))
-    assert 0 < len(officials.hits) <= HITS_MEMO_LIMIT
+    for i in range(HITS_MEMO_LIMIT // 2 + 10):
+        for client in ("10.20.1.1", "10.30.1.1"):  # two groups
+            engine.decide(client, from_text(f"n{i}.example.org"), 1, at(IN_FORCE))
+    assert 0 < len(engine._hits) <= HITS_MEMO_LIMIT
     blocked = engine.decide("10.20.1.1", from_text("www.tiktok.com"), 1, at(IN_FORCE))
     assert blocked.action is Action.BLOCK
 
