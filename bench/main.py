@@ -435,8 +435,8 @@ class Bench:
 
     # rows
 
-    def measure(self, workload: Workload, server: str, round_: int = 0) -> results.Row:
-        row = results.Row(workload=workload.name, server=server, round=round_)
+    def measure(self, workload: Workload, server: str) -> results.Row:
+        row = results.Row(workload=workload.name, server=server)
         row.extra["loadavg_before"] = loadavg()
         spec = self.spec(server)
         if spec.kind == OURS and not self.has_cache and workload.prime_file:
@@ -534,10 +534,7 @@ class Bench:
             for round_ in range(self.args.repeat):
                 for server in self.servers_for(name):
                     self.guarded(
-                        lambda w=table[name], s=server, r=round_: self.measure(w, s, r),
-                        name,
-                        server,
-                        round_,
+                        lambda w=table[name], s=server: self.measure(w, s), name, server, round_
                     )
         if self.data.big_blocklist is not None:
             for server in self.servers_for("startup"):
@@ -546,17 +543,19 @@ class Bench:
     def guarded(
         self, step: Callable[[], results.Row], workload: str, server: str, round_: int = 0
     ) -> None:
-        """A failing row is recorded with its error and the run goes on to the next."""
+        """The row of round `round_`; a failing one is recorded with its error and the run goes
+        on to the next."""
         try:
             row = step()
         except (RuntimeError, ValueError, OSError, subprocess.SubprocessError) as error:
-            row = results.Row(workload, server, round=round_, error=str(error)[:200])
+            row = results.Row(workload, server, error=str(error)[:200])
             tail = (
                 self.log(server).read_text(errors="replace")[-600:]
                 if (self.log(server).exists())
                 else ""
             )
             row.extra["log_tail"] = tail
+        row.round = round_
         self.record(row)
 
 

@@ -119,7 +119,7 @@ class UdpExchanges:
     ) -> UdpExchange:
         """Send `query` to `server` from a new socket; `outcome` hears how it ended. Raises
         OSError when the socket cannot be made or the datagram cannot be sent."""
-        family = _socket.AF_INET6 if ":" in server.host else _socket.AF_INET
+        family = _socket.AF_INET6 if server.family == 6 else _socket.AF_INET
         address = (server.host, server.port)
         query_id = self.random_id()
         sock = _socket.socket(family, _socket.SOCK_DGRAM | _NONBLOCK)

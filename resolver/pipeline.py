@@ -28,7 +28,7 @@ from resolver.names import to_text
 from resolver.policy import Action, Decision
 from resolver.state import ResolverState
 from resolver.stats import Stats
-from resolver.upstream import Overloaded, Resolved, UpstreamFailure, UpstreamPool
+from resolver.upstream import Overloaded, Resolved, UpstreamFailure, UpstreamPool, abandoned
 from resolver.wire import (
     BADVERS,
     FORMERR,
@@ -86,7 +86,7 @@ class _Waiting:
         self.stale = stale
         self.reply_to = reply_to
         self.answered = False
-        self.patience: asyncio.TimerHandle | None = None
+        self.patience: asyncio.Handle | None = None  # uvloop: a Handle for tiny delays
 
 
 class QueryPipeline:
@@ -226,11 +226,7 @@ class QueryPipeline:
         query, client, over_udp, started = (
             waiting.query, waiting.client, waiting.over_udp, waiting.started
         )  # fmt: skip
-        failure = (
-            UpstreamFailure(EdeCode.NETWORK_ERROR, "query abandoned")
-            if shared.cancelled()
-            else shared.exception()
-        )
+        failure = abandoned() if shared.cancelled() else shared.exception()
         if failure is not None:
             if not isinstance(failure, UpstreamFailure):
                 raise failure

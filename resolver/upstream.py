@@ -102,7 +102,8 @@ _ATTEMPT_ERRORS = (OSError, EOFError, BadReply, _StreamClosed, FormError)
 T = TypeVar("T")
 
 
-def _abandoned() -> UpstreamFailure:
+def abandoned() -> UpstreamFailure:
+    """The failure of an exchange that ended without an outcome (cancelled, or met a bug)."""
     return UpstreamFailure(EdeCode.NETWORK_ERROR, "query abandoned")
 
 
@@ -160,8 +161,7 @@ class _Walk:
     """One shared exchange going through its plan of upstreams, one attempt at a time."""
 
     __slots__ = (
-        "deadline", "ede", "index", "key", "plan", "query", "shared", "started", "timeout",
-        "upstream",
+        "deadline", "ede", "index", "key", "plan", "query", "shared", "started", "upstream",
     )  # fmt: skip
 
     def __init__(
@@ -181,7 +181,6 @@ class _Walk:
         self.ede = EdeCode.NO_REACHABLE_AUTHORITY
         self.upstream = plan[0] if plan else None
         self.started = 0.0
-        self.timeout = 0.0
 
 
 class _Route:
@@ -398,7 +397,7 @@ class UpstreamPool:
                 upstream = plan[walk.index]
                 walk.index += 1
                 walk.upstream = upstream
-                walk.timeout = timeout = min(self.timeout, remaining)
+                timeout = min(self.timeout, remaining)
                 walk.started = loop.time()
                 if upstream.server.protocol == "udp":
                     try:
@@ -425,7 +424,7 @@ class UpstreamPool:
         identical query would join it."""
         self._stats.count("internal_error")
         if not walk.shared.done():
-            self._walk_failed(walk, _abandoned(), hook=False)
+            self._walk_failed(walk, abandoned(), hook=False)
 
     def _udp_ended(
         self, reply: UpstreamReply | None, error: BaseException | None, walk: _Walk
@@ -453,7 +452,7 @@ class UpstreamPool:
         """A task working for the walk ended: an exchange (TCP, TLS, the TCP retry after TC), or
         a race whose reply `_attempt` has already `judged`."""
         if task.cancelled():
-            self._walk_failed(walk, _abandoned(), hook=False)
+            self._walk_failed(walk, abandoned(), hook=False)
             return
         error = task.exception()
         if error is None:
@@ -687,7 +686,7 @@ class UpstreamPool:
         self._closed = True
         self._udp.close()
         for shared in list(self._inflight.values()):
-            _fail(shared, _abandoned())
+            _fail(shared, abandoned())
         self._inflight.clear()
         tasks = list(self._tasks)
         for upstream in self._upstreams.values():
