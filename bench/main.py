@@ -446,6 +446,7 @@ class Bench:
             if workload.prime_file:
                 self.prime(spec.port, workload.prime_file)
             tag = f"{workload.name}-{server}"
+            cpu_before = procs.cpu_seconds(proc.pid)
             text = self.dnsperf(
                 spec.port,
                 workload.max_file,
@@ -454,8 +455,10 @@ class Bench:
                 rate=None,
                 tag=f"{tag}-max",
             )
+            cpu_after = procs.cpu_seconds(proc.pid)
             stats = results.parse_dnsperf(text)
             row.qps, row.lost, row.sent = stats.qps, stats.lost, stats.sent
+            row.user_us, row.sys_us = results.cpu_per_query(cpu_before, cpu_after, stats.completed)
             row.exhausted = stats.ended_by not in ("", "time limit")
             row.extra["max"] = stats_json(stats)
             time.sleep(SETTLE)
@@ -508,6 +511,7 @@ class Bench:
         print(
             f"{where} qps {fmt(row.qps, 0):>9}  "
             f"p99@rate {fmt(row.p99_ms, 3):>7} ms  lost {row.lost}  "
+            f"cpu {fmt(row.user_us, 1)}+{fmt(row.sys_us, 1)} µs/q  "
             f"rss {fmt(row.rss_mb, 1)} MB  start {fmt(row.start_s, 2)} s",
             flush=True,
         )
@@ -637,6 +641,11 @@ def report(bench: Bench, meta: dict[str, Any], out: Path) -> None:
     print("targets (issue 7):")
     for line in targets:
         print(f"  {line}")
+    budget = results.cpu_budget(bench.rows, OURS, BARE)
+    if budget:
+        print("CPU time per query, median rows (the kernel's share is the system time):")
+        for line in budget:
+            print(f"  {line}")
     print()
     cache = (
         "this checkout has resolver/cache.py, so dnswarden's cached rows use its cache (defaults). "
@@ -656,6 +665,7 @@ def report(bench: Bench, meta: dict[str, Any], out: Path) -> None:
         "medians": [row.as_json() for row in medians],
         "ratios": ratio_json,
         "targets": targets,
+        "cpu_budget": budget,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")

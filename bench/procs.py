@@ -1,4 +1,4 @@
-"""The I/O shell of the benchmark: processes, ports, probes, peak memory.
+"""The I/O shell of the benchmark: processes, ports, probes, peak memory, CPU time.
 
 Every process is started through `Supervisor.start`, which remembers its PID; `stop` sends
 SIGTERM, waits up to five seconds, then SIGKILLs the process group it leads (nsd's and
@@ -154,21 +154,25 @@ def _children_of(pid: int) -> list[int]:
     return kids
 
 
-def peak_rss_mb(pid: int) -> float | None:
-    """VmHWM (peak resident set) of `pid` plus its descendants now alive, in MiB.
-
-    Descendants count because a server that forks workers (dnswarden --workers, dnsmasq's TCP
-    children) uses their memory too; finished children are gone and not counted.
-    """
-    total_kb = 0
-    found = False
+def _family(pid: int) -> list[int]:
+    """`pid` and its descendants now alive: a server that forks workers (dnswarden --workers,
+    dnsmasq's TCP children) uses their memory and CPU too."""
+    found: list[int] = []
     pending = [pid]
-    seen: set[int] = set()
     while pending:
         current = pending.pop()
-        if current in seen:
-            continue
-        seen.add(current)
+        if current not in found:
+            found.append(current)
+            pending.extend(_children_of(current))
+    return found
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM (peak resident set) of `pid` plus its descendants now alive, in MiB; finished
+    children are gone and not counted."""
+    total_kb = 0
+    found = False
+    for current in _family(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
@@ -177,8 +181,29 @@ def peak_rss_mb(pid: int) -> float | None:
             if line.startswith("VmHWM:"):
                 total_kb += int(line.split()[1])
                 found = True
-        pending.extend(_children_of(current))
     return total_kb / 1024 if found else None
+
+
+def cpu_seconds(pid: int) -> tuple[float, float] | None:
+    """(user, system) CPU seconds of `pid` and its descendants now alive, each with what the
+    children it has reaped used (dnsmasq's finished TCP children), or None when `pid` is gone.
+
+    From /proc/PID/stat: utime + cutime, stime + cstime, in clock ticks."""
+    ticks = [0, 0]
+    found = False
+    for current in _family(pid):
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        ticks[0] += int(fields[11]) + int(fields[13])
+        ticks[1] += int(fields[12]) + int(fields[14])
+        found = True
+    if not found:
+        return None
+    per_second = os.sysconf("SC_CLK_TCK")
+    return ticks[0] / per_second, ticks[1] / per_second
 
 
 def run_bounded(argv: Sequence[str], limit: float, supervisor: Supervisor, log: Path) -> str:

@@ -10,6 +10,7 @@ import importlib
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -461,6 +462,82 @@ def test_targets_report_met_and_missed(ours, peer, expected: str) -> None:
     assert lines[0].endswith(expected)
     if ours is not None:
         assert lines[-1].endswith("0.400 ms, met")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "answered", "expected"),
+    [
+        ((1.0, 2.0), (1.5, 2.25), 10_000, (50.0, 25.0)),
+        ((0.0, 0.0), (0.0, 0.01), 100, (0.0, 100.0)),
+        (None, (1.0, 1.0), 10, (None, None)),  # the server was gone before the run
+        ((1.0, 1.0), None, 10, (None, None)),  # ... or after it
+        ((1.0, 1.0), (2.0, 2.0), 0, (None, None)),  # nothing answered: no per-query cost
+    ],
+)
+def test_cpu_per_query_in_microseconds(before, after, answered: int, expected) -> None:
+    user, system = results.cpu_per_query(before, after, answered)
+    assert (user, system) == (
+        pytest.approx(expected[0]) if expected[0] is not None else None,
+        pytest.approx(expected[1]) if expected[1] is not None else None,
+    )
+
+
+def test_cpu_budget_sets_the_time_a_target_allows_beside_what_was_used() -> None:
+    rows = [
+        _row("unique", "unbound", 10_000.0),
+        _row("unique", "dnswarden", 5_000.0, user_us=110.0, sys_us=41.5),
+        _row("unique", "bare-loop", 15_000.0, user_us=20.6, sys_us=36.5),
+        _row("blocked", "dnsmasq", 30_000.0),
+        _row("blocked", "dnswarden", 20_000.0, user_us=30.0, sys_us=12.0),  # no bare row
+        _row("cached", "dnsmasq", 30_000.0),
+        _row("cached", "dnswarden", 20_000.0),  # no CPU reading: no line
+    ]
+    lines = results.cpu_budget(rows, "dnswarden", "bare-loop")
+    assert lines == [
+        "blocked: 0.6x dnsmasq = 18,000 qps leaves 55.6 µs per query; dnswarden used 30.0 "
+        "user + 12.0 system",
+        "unique: 1.2x unbound = 12,000 qps leaves 83.3 µs per query; dnswarden used 110.0 "
+        "user + 41.5 system, bare-loop 20.6 + 36.5",
+    ]
+
+
+def test_table_has_cpu_columns() -> None:
+    text = results.render_table([_row("unique", "dnswarden", 10.0, user_us=108.66, sys_us=41.5)])
+    header, _, line = text.splitlines()
+    assert "user µs/q" in header and "sys µs/q" in header
+    assert "108.7" in line and "41.5" in line
+
+
+_BURN = "import time\nwhile time.process_time() < 0.4: pass\n"
+_BURN_AND_STAY = _BURN + "print('burnt', flush=True)\ntime.sleep(20)\n"
+_FAMILY = f"""
+import subprocess, sys, time
+subprocess.run([sys.executable, "-c", {_BURN!r}])
+print("reaped", flush=True)
+child = subprocess.Popen([sys.executable, "-c", {_BURN_AND_STAY!r}])
+time.sleep(20)
+"""
+
+
+def test_cpu_seconds_count_live_and_reaped_children() -> None:
+    """What the CPU columns read: a server's workers while they run, and children it has
+    already reaped (dnsmasq's TCP children). Each child burns 0.4 s of CPU; the parent none."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _FAMILY], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert parent.stdout is not None
+        assert parent.stdout.readline().strip() == "reaped"
+        reaped = procs.cpu_seconds(parent.pid)
+        assert parent.stdout.readline().strip() == "burnt"
+        both = procs.cpu_seconds(parent.pid)
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=30)
+    assert reaped is not None and both is not None
+    assert 0.4 <= sum(reaped) < 0.8 + 0.3  # the reaped child, plus the parent's start-up
+    assert sum(both) >= sum(reaped) + 0.3  # the live child too (ticks are coarse)
+    assert procs.cpu_seconds(parent.pid) is None
 
 
 def test_row_json_has_no_infinity() -> None:
