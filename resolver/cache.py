@@ -30,7 +30,7 @@ from __future__ import annotations
 import struct
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 from resolver.config import CacheConfig
 from resolver.inspection import Findings
@@ -98,7 +98,7 @@ class CachedReply(UpstreamReply):
     ) -> None:
         self.raw = raw
         self.sections_end = len(raw)
-        self.records = []  # not needed: a hit is served as stored, never parsed again
+        self.records = ()  # not needed: a hit is served as stored, never parsed again
         self.additional = additional
         self.additional_count = additional_count
         self.rcode = rcode
@@ -115,8 +115,11 @@ class Entry:
     inspection found in the answer (names to check against the asking client's policy), or None.
 
     Those byte copies and offsets are made on the first hit (`lay_out`), not when the reply is
-    stored: most entries are names asked once, which never get a hit. Until then `reply` holds
-    the upstream's reply as it came.
+    stored: most entries are names asked once, which never get a hit. Until then `stored_reply`
+    holds what `lay_out` needs of the upstream's reply: its bytes, the end of its authority
+    section, its additional records, then where each of its records is. One tuple of bytes and
+    ints, which the cyclic GC stops tracking at its first look, so the entry is the one object
+    per answer that every later collection walks (not three), however full the cache.
     """
 
     __slots__ = (
@@ -138,10 +141,10 @@ class Entry:
         "prefetching",
         "protected",
         "rcode",
-        "reply",
         "size",
         "stale_until",
         "stored",
+        "stored_reply",
         "ttl",
     )
 
@@ -157,7 +160,9 @@ class Entry:
         findings: Findings | None,
     ) -> None:
         self.key = key
-        self.reply: UpstreamReply | None = reply
+        self.stored_reply: tuple[Any, ...] | None = (
+            reply.raw, reply.sections_end, reply.additional, *reply.records
+        )  # fmt: skip
         self.head = b""
         self.additional = b""
         self.head_offsets: tuple[int, ...] = ()
@@ -192,26 +197,27 @@ class Entry:
     def lay_out(self) -> None:
         """Copy the stored reply's bytes and note its TTLs, each normalised: a set top bit counts
         as 0 (RFC 2181 8), and none is below `floor` or above the entry's lifetime."""
-        reply = self.reply
-        if reply is None:
+        stored = self.stored_reply
+        if stored is None:
             return
-        raw = reply.raw
+        raw, sections_end, additional_records = stored[:3]
+        records = stored[3:]
         ttl, floor = self.ttl, self.floor
-        head = bytearray(raw[: reply.sections_end])
+        head = bytearray(raw[:sections_end])
         head[2] &= _CLEAR_AA  # a cached answer is never authoritative
-        offsets = [at + 4 for at in reply.records]
+        offsets = [at + 4 for at in records]
         self.head_offsets, self.head_ttls = _normalise(head, offsets, floor, ttl)
-        additional = bytearray(reply.additional)
+        additional = bytearray(additional_records)
         offsets = []
         pos = 0
-        for _ in range(reply.additional_count):
+        for _ in range(self.additional_count):
             pos = skip_name(additional, pos)
             offsets.append(pos + 4)
             pos += 10 + ((additional[pos + 8] << 8) | additional[pos + 9])
         self.additional_offsets, self.additional_ttls = _normalise(additional, offsets, floor, ttl)
         self.head = bytes(head)
         self.additional = bytes(additional)
-        self.reply = None
+        self.stored_reply = None
 
 
 def _normalise(

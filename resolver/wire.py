@@ -10,6 +10,7 @@ what the server should answer (`Drop`, `FormError`, `NotImplementedOpcode`, `Bad
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from typing import Final
 
 HEADER: Final = struct.Struct(">HHHHHH")
@@ -392,7 +393,7 @@ class UpstreamReply:
             pos += 10 + ((raw[pos + 8] << 8) | raw[pos + 9])
             if pos > size:
                 raise FormError("truncated")
-        self.records = records
+        self.records: Sequence[int] = records
         """Where each answer and authority record's type field is, after its owner name."""
         self.sections_end = pos
         kept: list[bytes] = []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import datetime
+import gc
 
 import pytest
 
 from resolver.config import parse_config
 from resolver.matcher import BlockRule, DomainMatcher
 from resolver.names import from_text
-from resolver.policy import HITS_MEMO_LIMIT, Action, PolicyEngine, build_engine
+from resolver.policy import UNLISTED_MEMO_LIMIT, Action, PolicyEngine, build_engine
 
 BELGIAN_CASE = """
 clients: {allow: [10.0.0.0/8, "fd00::/8"], default_group: refuse}
@@ -121,8 +122,8 @@ def test_decide(
 
 
 def test_one_engine_answers_every_case_alike_when_names_repeat() -> None:
-    """One engine remembers what each list matched per group and name: asking again (the same
-    name at another time, inside and outside a policy's window) must decide exactly as a fresh
+    """One engine remembers, per group, the names no list matches: asking again (the same name
+    at another time, inside and outside a policy's window) must decide exactly as a fresh
     engine does, every time."""
     engine = engine_for(BELGIAN_CASE)
     expected = [case[3:] for case in CASES]
@@ -137,12 +138,35 @@ def test_one_engine_answers_every_case_alike_when_names_repeat() -> None:
 
 def test_remembered_names_are_bounded_over_all_groups() -> None:
     engine = engine_for(BELGIAN_CASE)
-    for i in range(HITS_MEMO_LIMIT // 2 + 10):
+    for i in range(UNLISTED_MEMO_LIMIT // 2 + 10):
         for client in ("10.20.1.1", "10.30.1.1"):  # two groups
             engine.decide(client, from_text(f"n{i}.example.org"), 1, at(IN_FORCE))
-    assert 0 < len(engine._hits) <= HITS_MEMO_LIMIT
+    remembered = sum(len(names) for names in engine._unlisted.values())
+    assert 0 < remembered <= UNLISTED_MEMO_LIMIT
+    assert remembered == engine._unlisted_count
     blocked = engine.decide("10.20.1.1", from_text("www.tiktok.com"), 1, at(IN_FORCE))
     assert blocked.action is Action.BLOCK
+
+
+def test_new_names_leave_nothing_for_the_cyclic_gc() -> None:
+    """A flood of names never asked before, listed or not, must not leave objects the cyclic GC
+    tracks: each would fill its young generation, whose collections pause the event loop for
+    milliseconds under load (the p99 of issue 7)."""
+    engine = engine_for(BELGIAN_CASE)
+    names = [from_text(f"{prefix}{i}.{zone}") for i in range(2000)
+             for prefix, zone in (("a", "example.org"), ("b", "tiktok.com"))]  # fmt: skip
+    engine.decide("10.20.1.1", names[0], 1, at(IN_FORCE))
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        decisions = [engine.decide("10.20.1.1", name, 1, at(IN_FORCE)) for name in names]
+        after = len(gc.get_objects())
+    finally:
+        gc.enable()
+    assert [d.action for d in decisions[:2]] == [Action.ALLOW, Action.BLOCK]
+    kept = sum(d.action is Action.BLOCK for d in decisions) + 1  # new block decisions, the list
+    assert after - before - kept < 20
 
 
 def test_block_carries_reference_window_answer_and_ttl() -> None:
