@@ -154,34 +154,36 @@ def _children_of(pid: int) -> list[int]:
     return kids
 
 
-def _family(pid: int) -> list[int]:
-    """`pid` and its descendants now alive: a server that forks workers (dnswarden --workers,
-    dnsmasq's TCP children) uses their memory and CPU too."""
-    found: list[int] = []
+def _family_files(pid: int, name: str) -> list[str]:
+    """/proc/N/`name` of `pid` and of each of its descendants now alive (a server that forks
+    workers, dnswarden --workers or dnsmasq's TCP children, uses their memory and CPU too);
+    empty when `pid` is gone."""
+    texts: list[str] = []
+    seen: set[int] = set()
     pending = [pid]
     while pending:
         current = pending.pop()
-        if current not in found:
-            found.append(current)
-            pending.extend(_children_of(current))
-    return found
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            texts.append(Path(f"/proc/{current}/{name}").read_text())
+        except OSError:
+            continue
+        pending.extend(_children_of(current))
+    return texts
 
 
 def peak_rss_mb(pid: int) -> float | None:
     """VmHWM (peak resident set) of `pid` plus its descendants now alive, in MiB; finished
     children are gone and not counted."""
-    total_kb = 0
-    found = False
-    for current in _family(pid):
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmHWM:"):
-                total_kb += int(line.split()[1])
-                found = True
-    return total_kb / 1024 if found else None
+    peaks = [
+        int(line.split()[1])
+        for status in _family_files(pid, "status")
+        for line in status.splitlines()
+        if line.startswith("VmHWM:")
+    ]
+    return sum(peaks) / 1024 if peaks else None
 
 
 def cpu_seconds(pid: int) -> tuple[float, float] | None:
@@ -189,21 +191,16 @@ def cpu_seconds(pid: int) -> tuple[float, float] | None:
     children it has reaped used (dnsmasq's finished TCP children), or None when `pid` is gone.
 
     From /proc/PID/stat: utime + cutime, stime + cstime, in clock ticks."""
-    ticks = [0, 0]
-    found = False
-    for current in _family(pid):
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        ticks[0] += int(fields[11]) + int(fields[13])
-        ticks[1] += int(fields[12]) + int(fields[14])
-        found = True
-    if not found:
+    stats = _family_files(pid, "stat")
+    if not stats:
         return None
+    user = system = 0
+    for stat in stats:
+        fields = stat[stat.rfind(")") + 2 :].split()
+        user += int(fields[11]) + int(fields[13])
+        system += int(fields[12]) + int(fields[14])
     per_second = os.sysconf("SC_CLK_TCK")
-    return ticks[0] / per_second, ticks[1] / per_second
+    return user / per_second, system / per_second
 
 
 def run_bounded(argv: Sequence[str], limit: float, supervisor: Supervisor, log: Path) -> str:
