@@ -264,7 +264,13 @@ class _Sink:
 
 
 class _Fold:
-    """Repeats of one block event inside its window; the first was already written."""
+    """Repeats of one block event inside its window; the first was already written.
+
+    Up to `FOLD_KEYS` of these live for a window each, so the query types are a tuple of ints,
+    not a set: the cyclic GC stops tracking such a tuple at its first look (and never tracks the
+    dict of strings), so a flood of distinct blocks leaves one object per fold for each of its
+    collections to walk, not two.
+    """
 
     __slots__ = ("deadline", "fields", "first_seen", "last_seen", "qtypes", "repeats")
 
@@ -273,7 +279,7 @@ class _Fold:
         self.fields = fields
         self.first_seen = stamp
         self.last_seen = stamp
-        self.qtypes = {qtype}
+        self.qtypes: tuple[int, ...] = (qtype,)
         self.repeats = 0
 
     def summary(self) -> dict[str, Any]:
@@ -437,8 +443,8 @@ class AuditLog:
         if fold is not None:
             fold.repeats += 1
             fold.last_seen = self._lines.timestamp()
-            if len(fold.qtypes) < _MAX_QTYPES:
-                fold.qtypes.add(query.qtype)
+            if query.qtype not in fold.qtypes and len(fold.qtypes) < _MAX_QTYPES:
+                fold.qtypes += (query.qtype,)
             return
         fields: dict[str, Any] = {
             "client": self._client(client),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import io
@@ -385,6 +386,31 @@ def test_fold_table_is_bounded() -> None:
     for _ in range(3):
         log.blocked("192.0.2.7", query(f"n{FOLD_KEYS}.tiktok.com."), Decision())
     assert len(blocks(stream)) == FOLD_KEYS + extra + 3
+
+
+def test_a_fold_leaves_one_object_for_the_cyclic_gc() -> None:
+    """Up to FOLD_KEYS folds live a window each: a flood of distinct blocks must not keep more
+    than the fold itself for the cyclic GC (a set of query types did), which walks each at every
+    collection that pauses the loop. The summaries stay whole (fields, query types)."""
+    log, stream, clock = make(max_events_per_second=10**9)
+    queries = [query(f"n{index}.tiktok.com.") for index in range(300)]
+    for _ in range(2):
+        gc.collect()
+    before = len(gc.get_objects())
+    for asked in queries:
+        log.blocked("192.0.2.7", asked, Decision())
+    for _ in range(2):
+        gc.collect()
+    assert 300 <= len(gc.get_objects()) - before < 330  # the folds; two each would be 600
+    log.blocked("192.0.2.7", query("n7.tiktok.com.", "AAAA"), Decision())
+    log.blocked("192.0.2.7", query("n7.tiktok.com.", "AAAA"), Decision())
+    clock.now += 11
+    log.tick()
+    (summary,) = [e for e in blocks(stream) if "repeated" in e]
+    assert summary.keys() >= BLOCK_FIELDS
+    assert (summary["qname"], summary["qtype"], summary["qtypes"]) == ("n7.tiktok.com", "A",
+                                                                      ["A", "AAAA"])  # fmt: skip
+    assert (summary["repeated"], summary["reference"]) == (2, "Decree 2023/17")
 
 
 # Rate cap ------------------------------------------------------------------------------------
