@@ -250,7 +250,7 @@ class QueryPipeline:
         # 8. Metrics/audit: allowed queries are logged only when the operator asks for it.
         if self.audit.allowed_queries:
             self.audit.allowed(client, query, reply.rcode)
-        return self._done(query, over_udp, "answered", out, started)
+        return self._done(query, over_udp, "answered", out, started, reply.rcode)
 
     def internal_error(self, error: BaseException) -> None:
         self.stats.count("internal_error")
@@ -340,15 +340,22 @@ class QueryPipeline:
         return self._done(query, over_udp, "blocked", reply, started)
 
     def _done(
-        self, query: Query, over_udp: bool, result: str, reply: bytes | None, started: float
+        self,
+        query: Query,
+        over_udp: bool,
+        result: str,
+        reply: bytes | None,
+        started: float,
+        rcode: int | None = None,
     ) -> bytes | None:
-        """8. Metrics: one record per query, whatever path it took."""
+        """8. Metrics: one record per query, whatever path it took. `rcode` is the whole
+        (extended) one when it may not fit the header's four bits: an upstream's."""
         stats = self.stats
         stats.query(
             "udp" if over_udp else "tcp", query.qtype, result, time.perf_counter() - started
         )
         if reply is not None:
-            stats.rcode(reply[3] & 0x0F if len(reply) > 3 else 0)
+            stats.rcode(rcode if rcode is not None else reply[3] & 0x0F if len(reply) > 3 else 0)
         return reply
 
     def _malformed(

@@ -342,3 +342,24 @@ def test_a_hostile_64k_reply_does_not_stall_the_loop(first_octet: int) -> None:
     assert findings is not None and (findings.ip_block is None) == (first_octet != 10)
     assert len(env.cache) == 0
     assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms"
+
+
+# --- metrics --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rcode", "label"),
+    [
+        (dns.rcode.NXDOMAIN, "NXDOMAIN"),
+        (dns.rcode.BADVERS, "BADVERS"),  # 16: extended, 0 in the header's four bits
+        (dns.rcode.BADCOOKIE, "other"),  # 23: 7 in the header's four bits, which is YXRRSET
+    ],
+)
+def test_a_forwarded_answer_is_counted_under_its_whole_rcode(rcode: int, label: str) -> None:
+    """An upstream's extended rcode (RFC 6891: header bits plus the OPT's upper eight) reaches
+    the client whole, and the responses metric counts it whole, not by the header bits alone."""
+    env = Env()
+    env.pool.records["x.example.org."] = rcode
+    reply = env.ask("x.example.org.", sync=False)
+    assert reply.rcode() == rcode
+    assert env.stats.rcodes == {label: 1}
