@@ -355,7 +355,9 @@ class QueryPipeline:
             "udp" if over_udp else "tcp", query.qtype, result, time.perf_counter() - started
         )
         if reply is not None:
-            stats.rcode(rcode if rcode is not None else reply[3] & 0x0F if len(reply) > 3 else 0)
+            if rcode is None:
+                rcode = reply[3] & 0x0F if len(reply) > 3 else 0
+            stats.rcode(rcode)
         return reply
 
     def _malformed(
