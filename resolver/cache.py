@@ -1,13 +1,15 @@
 """The answer cache: upstream replies kept as wire bytes, served by patching, never re-parsed.
 
-Storing a reply reads only the TTLs that decide its lifetime. Its first hit walks it once: the
-offset of every TTL is noted and each TTL is normalised (top bit set counts as 0, RFC 2181; never
-above the entry's lifetime), so names asked once never pay for that. A hit then copies
-the stored bytes, writes the remaining TTLs at those offsets and hands the result to
-`wire.client_reply`, exactly as a forwarded reply is handed over: the client's ID and question
-bytes (its letter case), its EDNS treatment and its UDP size limit all come from that one function.
-Compression pointers in the stored records point into the question, which has the same length in
-every query that maps to the same key, so the bytes stay valid whatever case the client used.
+Storing a reply reads only the TTLs that decide its lifetime, and keeps it as one plain tuple
+(`StoredAnswer`) that the garbage collector soon stops walking. Its first hit makes it an
+`Entry` and walks it once: the offset of every TTL is noted and each TTL is normalised (top bit
+set counts as 0, RFC 2181; never above the entry's lifetime), so names asked once never pay for
+that. A hit then copies the stored bytes, writes the remaining TTLs at those offsets and hands
+the result to `wire.client_reply`, exactly as a forwarded reply is handed over: the client's ID
+and question bytes (its letter case), its EDNS treatment and its UDP size limit all come from
+that one function. Compression pointers in the stored records point into the question, which has
+the same length in every query that maps to the same key, so the bytes stay valid whatever case
+the client used.
 
 What is kept, and for how long:
 
@@ -106,20 +108,32 @@ class CachedReply(UpstreamReply):
         self.truncated = False
 
 
+StoredAnswer = tuple[Any, ...]
+"""An answer no client has asked for since it was stored, as one plain tuple (layout below).
+
+Why not an `Entry`: every object the cyclic GC tracks is walked by each full collection, which
+pauses the event loop. A cache of 100,000 `Entry` objects costs ~40 ms per full collection,
+and with names asked once streaming through, one comes every 25,000 new answers. A tuple of
+bytes, numbers and tuples of those is untracked at its first collection, so the names asked once
+(most of a full cache) cost collections nothing; an answer's first hit makes it an `Entry`.
+"""
+_KEY, _SIZE, _STALE_UNTIL, _LIFETIME = 0, 1, 3, 4
+_RAW = 12
+"""(key, size, expires, stale_until, ttl, floor, negative, stored, findings as (names,
+ip_block) or None, additional_count, rcode, ext_rcode, raw, sections_end, additional, then where
+each answer and authority record is): what `Entry` and `Entry.lay_out` need of the reply."""
+
+
 class Entry:
-    """One cached answer, and its place in the cache's bookkeeping.
+    """One cached answer that has been asked for again, and its place in the bookkeeping.
 
     `head` is the reply up to the end of the authority section (header, question, answer,
     authority) and `additional` its additional records without the OPT; `*_offsets` locate the
     TTLs in each and `*_ttls` hold their normalised values. `findings` is what response
     inspection found in the answer (names to check against the asking client's policy), or None.
 
-    Those byte copies and offsets are made on the first hit (`lay_out`), not when the reply is
-    stored: most entries are names asked once, which never get a hit. Until then `stored_reply`
-    holds what `lay_out` needs of the upstream's reply: its bytes, the end of its authority
-    section, its additional records, then where each of its records is. One tuple of bytes and
-    ints, which the cyclic GC stops tracking at its first look, so the entry is the one object
-    per answer that every later collection walks (not three), however full the cache.
+    Made from a `StoredAnswer` at its first hit (or stale use); the byte copies and offsets are
+    made then too (`lay_out`), never for names asked only once.
     """
 
     __slots__ = (
@@ -144,45 +158,26 @@ class Entry:
         "size",
         "stale_until",
         "stored",
-        "stored_reply",
+        "stored_answer",
         "ttl",
     )
 
-    def __init__(
-        self,
-        key: CacheKey,
-        reply: UpstreamReply,
-        ttl: int,
-        floor: int,
-        negative: bool,
-        now: float,
-        stale_window: float,
-        findings: Findings | None,
-    ) -> None:
-        self.key = key
-        self.stored_reply: tuple[Any, ...] | None = (
-            reply.raw, reply.sections_end, reply.additional, *reply.records
-        )  # fmt: skip
+    def __init__(self, stored: StoredAnswer) -> None:
+        (
+            self.key, self.size, self.expires, self.stale_until, self.ttl, self.floor,
+            self.negative, self.stored, found, self.additional_count, self.rcode, self.ext_rcode,
+        ) = stored[:_RAW]  # fmt: skip
+        self.findings = None if found is None else Findings(*found)
+        self.stored_answer: StoredAnswer | None = stored
         self.head = b""
         self.additional = b""
         self.head_offsets: tuple[int, ...] = ()
         self.head_ttls: tuple[int, ...] = ()
         self.additional_offsets: tuple[int, ...] = ()
         self.additional_ttls: tuple[int, ...] = ()
-        self.additional_count = reply.additional_count
-        self.rcode = reply.rcode
-        self.ext_rcode = reply.ext_rcode
-        self.ttl = ttl
-        self.floor = floor
-        self.negative = negative
-        self.stored = now
-        self.expires = now + ttl
-        self.stale_until = self.expires + stale_window
-        self.findings = findings
         self.hits = 0
         self.prefetching = False
         self.protected = False
-        self.size = reply.sections_end + len(reply.additional) + len(key[0]) + ENTRY_OVERHEAD
         # (age or _STALE, stale TTL, patched head, patched additional): hits within one second
         # share one patched copy, so a hot name costs a lookup and a join, not a TTL rewrite.
         self.memo: tuple[int, int, bytes, bytes] | None = None
@@ -197,11 +192,11 @@ class Entry:
     def lay_out(self) -> None:
         """Copy the stored reply's bytes and note its TTLs, each normalised: a set top bit counts
         as 0 (RFC 2181 8), and none is below `floor` or above the entry's lifetime."""
-        stored = self.stored_reply
+        stored = self.stored_answer
         if stored is None:
             return
-        raw, sections_end, additional_records = stored[:3]
-        records = stored[3:]
+        raw, sections_end, additional_records = stored[_RAW : _RAW + 3]
+        records = stored[_RAW + 3 :]
         ttl, floor = self.ttl, self.floor
         head = bytearray(raw[:sections_end])
         head[2] &= _CLEAR_AA  # a cached answer is never authoritative
@@ -217,7 +212,7 @@ class Entry:
         self.additional_offsets, self.additional_ttls = _normalise(additional, offsets, floor, ttl)
         self.head = bytes(head)
         self.additional = bytes(additional)
-        self.stored_reply = None
+        self.stored_answer = None
 
 
 def _normalise(
@@ -246,7 +241,8 @@ class Cache:
     """
 
     def __init__(self, config: CacheConfig) -> None:
-        self._probation: OrderedDict[CacheKey, Entry] = OrderedDict()
+        # Probation holds answers not asked for again (`StoredAnswer`) and demoted entries.
+        self._probation: OrderedDict[CacheKey, Entry | StoredAnswer] = OrderedDict()
         self._protected: OrderedDict[CacheKey, Entry] = OrderedDict()
         self._failures: OrderedDict[CacheKey, tuple[float, float, int]] = OrderedDict()
         self._nxdomains = 0
@@ -275,7 +271,9 @@ class Cache:
         return len(self._probation) + len(self._protected)
 
     def __iter__(self) -> Iterator[Entry]:
-        yield from self._probation.values()
+        """Every answer, as an `Entry` (made for the purpose where none exists yet)."""
+        for value in self._probation.values():
+            yield Entry(value) if type(value) is tuple else value
         yield from self._protected.values()
 
     def stats(self) -> dict[str, int]:
@@ -321,12 +319,26 @@ class Cache:
         self._touch(entry)
         return entry
 
+    def peek(self, key: CacheKey) -> Entry | None:
+        """The answer kept under `key`, fresh or not, without counting or promoting it (tools,
+        tests)."""
+        value = self._protected.get(key) or self._probation.get(key)
+        return Entry(value) if type(value) is tuple else value
+
     def _get(self, key: CacheKey, now: float) -> Entry | None:
-        entry = self._protected.get(key) or self._probation.get(key)
-        if entry is not None and now >= entry.stale_until:
-            self._remove(entry)
+        value = self._protected.get(key) or self._probation.get(key)
+        if value is None:
             return None
-        return entry
+        if type(value) is tuple:
+            if now >= value[_STALE_UNTIL]:
+                self._discard(value)
+                return None
+            entry = self._probation[key] = Entry(value)  # keeps its place in the LRU order
+            return entry
+        if now >= value.stale_until:
+            self._discard(value)
+            return None
+        return value
 
     def _touch(self, entry: Entry) -> None:
         if entry.protected:
@@ -396,31 +408,33 @@ class Cache:
 
     def store(
         self, key: CacheKey, reply: UpstreamReply, now: float, findings: Findings | None = None
-    ) -> Entry | None:
-        """Keep `reply` (which matched the query behind `key`) if it is cacheable; the entry,
-        or None when the reply may not be cached."""
+    ) -> int | None:
+        """Keep `reply` (which matched the query behind `key`) if it is cacheable; the TTL it is
+        kept for, or None when it may not be cached."""
         if not self.enabled:
             return None
         try:
-            made = self._entry(key, reply, now, findings)
+            made = self._stored(key, reply, now, findings)
         except (FormError, struct.error, IndexError):
             return None
         if made is None:
             return None
         self._failures.pop(key, None)
-        old = self._protected.get(made.key) or self._probation.get(made.key)
+        key, size = made[_KEY], made[_SIZE]
+        old = self._protected.get(key) or self._probation.get(key)
+        protected = type(old) is Entry and old.protected
         if old is not None:
-            made.protected = old.protected
-            self._remove(old)
-        if made.size > self.config.max_bytes:
+            self._discard(old)
+        if size > self.config.max_bytes:
             return None
-        if made.protected:
-            self._protected[made.key] = made
-            self._protected_size += made.size
+        if protected:  # a hot name refreshed (prefetch): it stays protected
+            entry = self._protected[key] = Entry(made)
+            entry.protected = True
+            self._protected_size += size
         else:
-            self._probation[made.key] = made
-        self.bytes += made.size
-        if made.key[1] == NXDOMAIN_TYPE:
+            self._probation[key] = made
+        self.bytes += size
+        if key[1] == NXDOMAIN_TYPE:
             self._nxdomains += 1
         config = self.config
         if (
@@ -428,12 +442,12 @@ class Cache:
             or len(self._probation) + len(self._protected) > config.max_entries
         ):
             self._shrink()
-        return made
+        return made[_LIFETIME]
 
-    def _entry(
+    def _stored(
         self, key: CacheKey, reply: UpstreamReply, now: float, findings: Findings | None
-    ) -> Entry | None:
-        """The entry `reply` makes, or None when it may not be cached. Reads only the TTLs that
+    ) -> StoredAnswer | None:
+        """What `reply` is kept as, or None when it may not be cached. Reads only the TTLs that
         decide its lifetime; the rest waits for a hit (`Entry.lay_out`)."""
         rcode = reply.rcode
         if reply.truncated or rcode not in (NOERROR, NXDOMAIN):
@@ -456,7 +470,7 @@ class Cache:
             ttl = min(max(answer_min, config.min_ttl), config.max_ttl)
             if ttl <= 0:
                 return None
-            return Entry(key, reply, ttl, config.min_ttl, False, now, self._stale_window, findings)
+            return self._answer(key, reply, ttl, config.min_ttl, False, now, findings)
         negative: int | None = None
         for at in records[ancount:]:
             rtype, _, ttl, rdlength = RR_FIXED.unpack_from(raw, at)
@@ -472,7 +486,26 @@ class Cache:
             return None
         if rcode == NXDOMAIN and not ancount:
             key = (key[0], NXDOMAIN_TYPE, key[2], key[3], key[4])
-        return Entry(key, reply, ttl, 0, True, now, self._stale_window, findings)
+        return self._answer(key, reply, ttl, 0, True, now, findings)
+
+    def _answer(
+        self,
+        key: CacheKey,
+        reply: UpstreamReply,
+        ttl: int,
+        floor: int,
+        negative: bool,
+        now: float,
+        findings: Findings | None,
+    ) -> StoredAnswer:
+        expires = now + ttl
+        size = reply.sections_end + len(reply.additional) + len(key[0]) + ENTRY_OVERHEAD
+        found = None if findings is None else (findings.names, findings.ip_block)
+        return (
+            key, size, expires, expires + self._stale_window, ttl, floor, negative, now, found,
+            reply.additional_count, reply.rcode, reply.ext_rcode,
+            reply.raw, reply.sections_end, reply.additional, *reply.records,
+        )  # fmt: skip
 
     # --- failures (RFC 9520) ------------------------------------------------------------------
 
@@ -506,26 +539,34 @@ class Cache:
 
     # --- bounds -------------------------------------------------------------------------------
 
-    def _remove(self, entry: Entry) -> None:
-        if entry.protected:
-            del self._protected[entry.key]
-            self._protected_size -= entry.size
+    def _discard(self, value: Entry | StoredAnswer) -> None:
+        if type(value) is tuple:
+            del self._probation[value[_KEY]]
+        elif value.protected:
+            del self._protected[value.key]
+            self._protected_size -= value.size
         else:
-            del self._probation[entry.key]
-        self.bytes -= entry.size
-        if entry.key[1] == NXDOMAIN_TYPE:
+            del self._probation[value.key]
+        self._forget(value)
+
+    def _forget(self, value: Entry | StoredAnswer) -> None:
+        """Take a value just gone from its segment out of the totals."""
+        if type(value) is tuple:
+            key, size = value[_KEY], value[_SIZE]
+        else:
+            key, size = value.key, value.size
+        self.bytes -= size
+        if key[1] == NXDOMAIN_TYPE:
             self._nxdomains -= 1
 
     def _shrink(self) -> None:
         config = self.config
         while len(self) > config.max_entries or self.bytes > config.max_bytes:
             victims = self._probation if self._probation else self._protected
-            _, entry = victims.popitem(last=False)
-            if entry.protected:
-                self._protected_size -= entry.size
-            self.bytes -= entry.size
-            if entry.key[1] == NXDOMAIN_TYPE:
-                self._nxdomains -= 1
+            _, value = victims.popitem(last=False)
+            if type(value) is Entry and value.protected:
+                self._protected_size -= value.size
+            self._forget(value)
             self.evictions += 1
 
 
