@@ -128,6 +128,9 @@ FAMILIES: Final = {
         _f("internal_errors", "counter", (),
            "Bugs caught around one query; each cost that query its answer."),
         _f("events", "counter", ("event",), "Other counted events, by name."),
+        _f("gc_pause_seconds", "histogram", ("generation",),
+           "Pauses of the cyclic garbage collector, by generation (0 the youngest): every "
+           "query waits through them."),
         _f("build_info", "gauge", ("version", "python", "loop"),
            "Always 1; the labels name the running version, Python and event loop."),
     )
@@ -220,6 +223,8 @@ class StatsCollector:
             out.add("upstream_queries", labels, value)
         for upstream, histogram in sorted(stats.upstream_durations.items()):
             out.histogram("upstream_duration_seconds", (upstream,), histogram)
+        for generation, histogram in sorted(stats.gc_pauses.items()):
+            out.histogram("gc_pause_seconds", (generation,), histogram)
         counts = dict.fromkeys(_ALWAYS, 0)
         counts.update(stats.counts)
         for key, value in sorted(counts.items()):

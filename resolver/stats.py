@@ -43,6 +43,9 @@ OTHER: Final = "other"
 
 UPSTREAM_OUTCOMES: Final = ("ok", "timeout", "servfail", "refused", "bad_reply", "error")
 
+GC_GENERATIONS: Final = (0, 1, 2)
+"""CPython's garbage-collector generations, 0 the youngest; the `generation` label."""
+
 
 class Histogram:
     """Bucket counts (not cumulative: one increment per observation) and their sum.
@@ -82,8 +85,8 @@ class Histogram:
 class Stats:
     """Lives as long as the process, so counters keep their values across reloads."""
 
-    __slots__ = ("blocks", "counts", "durations", "queries", "rcodes", "upstream_durations",
-                 "upstreams")  # fmt: skip
+    __slots__ = ("blocks", "counts", "durations", "gc_pauses", "queries", "rcodes",
+                 "upstream_durations", "upstreams")  # fmt: skip
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
@@ -95,6 +98,7 @@ class Stats:
         self.blocks: dict[tuple[str, str, str, str], int] = {}
         self.upstreams: dict[tuple[str, str], int] = {}
         self.upstream_durations: dict[str, Histogram] = {}
+        self.gc_pauses: dict[str, Histogram] = {str(g): Histogram() for g in GC_GENERATIONS}
 
     def count(self, key: str, amount: int = 1) -> None:
         self.counts[key] += amount
@@ -135,6 +139,11 @@ class Stats:
                 histogram = self.upstream_durations[upstream] = Histogram()
             histogram.observe(seconds)
 
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        """One collection of the cyclic garbage collector, which stopped the event loop (and
+        every query waiting on it) for `seconds`."""
+        self.gc_pauses[str(generation)].observe(seconds)
+
     def merge(self, other: Stats) -> None:
         """Add every counter and histogram of `other` (another worker's report) to these."""
         self.counts.update(other.counts)
@@ -143,7 +152,8 @@ class Stats:
             for key, value in theirs.items():
                 mine[key] = mine.get(key, 0) + value  # type: ignore[index]
         for own, their in ((self.durations, other.durations),
-                           (self.upstream_durations, other.upstream_durations)):
+                           (self.upstream_durations, other.upstream_durations),
+                           (self.gc_pauses, other.gc_pauses)):
             for key, histogram in their.items():
                 target = own.get(key)
                 if target is None:

@@ -442,7 +442,28 @@ def test_median_rows_keep_the_median_run_of_each_server_in_order() -> None:
         ("dnsmasq", 200.0, 0),  # the failed round does not count
         ("unbound", None, 0),  # nothing measured: the error row stays visible
     ]
-    assert results.check_targets(rows, "dnswarden")[-1].endswith("0.500 ms, met")
+    assert results.check_targets(rows, "dnswarden")[-1].endswith(
+        "0.500 ms (rounds: 0.300, 0.900, 0.500), met"
+    )
+
+
+@pytest.mark.parametrize(
+    ("p99s", "expected"),
+    [
+        ((0.2, 2.8, 0.6), "0.600 ms (rounds: 0.200, 2.800, 0.600), met"),  # not the median row's
+        ((1.2, 0.4, 1.1), "1.100 ms (rounds: 1.200, 0.400, 1.100), NOT met"),
+        ((0.9, 1.5), "0.900 ms (rounds: 0.900, 1.500), met"),  # even: the lower middle
+        ((0.7,), "0.700 ms, met"),
+    ],
+)
+def test_p99_target_takes_the_median_of_the_rounds(p99s: tuple[float, ...], expected: str) -> None:
+    rows = [
+        _row("cached", "dnswarden", 100.0 * (i + 1), round=i, p99_ms=p99)
+        for i, p99 in enumerate(p99s)
+    ]
+    rows.append(_row("cached", "dnswarden", None, round=len(p99s), error="boom", p99_ms=0.1))
+    (line,) = [x for x in results.check_targets(rows, "dnswarden") if "p99" in x]
+    assert line == f"cached: dnswarden p99 < 1.0 ms at the fixed rate: {expected}"
 
 
 @pytest.mark.parametrize(

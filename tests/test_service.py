@@ -1,7 +1,9 @@
-"""The service's process set-up that needs no server: how many descriptors it asks for."""
+"""The service's process set-up that needs no server: how many descriptors it asks for, and
+the timing of garbage-collector pauses."""
 
 from __future__ import annotations
 
+import gc
 import resource
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 
 from resolver import service
 from resolver.config import LimitsConfig
+from resolver.stats import Stats
 
 INFINITY = resource.RLIM_INFINITY
 NEEDED = 10000 + 1000 + service.OPEN_FILES_HEADROOM  # the default limits
@@ -49,3 +52,21 @@ def test_needed_grows_with_the_limits() -> None:
     small = LimitsConfig(max_inflight=100, tcp_connections=10)
     assert service.open_files_needed(small) == 110 + service.OPEN_FILES_HEADROOM
     assert service.open_files_needed(LimitsConfig()) == NEEDED
+
+
+def test_gc_pauses_are_timed_per_generation_until_stopped() -> None:
+    stats = Stats()
+    pauses = service.GcPauses(stats)
+    pauses.start()
+    try:
+        gc.collect(0)
+        gc.collect(2)
+        gc.collect(2)
+    finally:
+        pauses.stop()
+    seen = {generation: h.observations for generation, h in stats.gc_pauses.items()}
+    assert seen["0"] >= 1 and seen["2"] >= 2
+    assert stats.gc_pauses["2"].total > 0
+    gc.collect()
+    assert {generation: h.observations for generation, h in stats.gc_pauses.items()} == seen
+    assert pauses not in gc.callbacks

@@ -206,6 +206,7 @@ def test_merge_adds_another_workers_tables_and_survives_pickling() -> None:
     first.blocked("g", "", "tiktok", "null_ip")
     first.upstream("127.0.0.1:53", "ok", 0.01)
     first.count("tcp.accepted")
+    first.gc_pause(0, 0.001)
     for _ in range(2):
         second.query("udp", 1, "blocked", 0.0001)
         second.query("tcp", 28, "answered", 0.03)
@@ -214,6 +215,7 @@ def test_merge_adds_another_workers_tables_and_survives_pickling() -> None:
         second.upstream("127.0.0.1:53", "ok", 0.02)
         second.upstream("[::1]:53", "timeout", None)
         second.count("tcp.accepted")
+        second.gc_pause(2, 0.04)
     first.merge(pickle.loads(pickle.dumps(second)))
     assert first.queries == {("udp", "A", "blocked"): 3, ("tcp", "AAAA", "answered"): 2}
     assert first.rcodes == {"NOERROR": 3}
@@ -225,3 +227,6 @@ def test_merge_adds_another_workers_tables_and_survives_pickling() -> None:
     assert first.upstream_durations["127.0.0.1:53"].observations == 3
     assert first.upstream_durations["127.0.0.1:53"].total == pytest.approx(0.05)
     assert "[::1]:53" not in first.upstream_durations
+    pauses = {generation: h.observations for generation, h in first.gc_pauses.items()}
+    assert pauses == {"0": 1, "1": 0, "2": 2}
+    assert first.gc_pauses["2"].total == pytest.approx(0.08)
