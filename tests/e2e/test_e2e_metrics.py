@@ -143,6 +143,19 @@ def test_counts_match_the_queries_sent(observed: ServerProcess) -> None:
     assert not re.search(r'\b(client|qname|name|ip)="', text)
 
 
+def test_the_servers_garbage_collections_are_timed(observed: ServerProcess) -> None:
+    """Each forwarded answer leaves its cache entry and key for the youngest generation, so
+    1,500 of them (3,000 objects) make it collect at least once: the server's own hook, not
+    this test, must count it."""
+    before, _ = scrape(observed)
+    for _ in range(1500):
+        _, reply = ask(query(fresh_name("gc"), "A"), observed.address)
+        assert reply.answer
+    after, _ = scrape(observed)
+    assert delta(before, after, "dnswarden_gc_pause_seconds_count", generation="0") >= 1
+    assert delta(before, after, "dnswarden_gc_pause_seconds_sum", generation="0") > 0
+
+
 def test_every_family_is_exported_with_its_type(observed: ServerProcess) -> None:
     _, body, _ = fetch(observed, "/metrics")
     found = {f.name: f.type for f in text_string_to_metric_families(body.decode())}
