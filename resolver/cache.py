@@ -215,6 +215,11 @@ class Entry:
         self.stored_answer = None
 
 
+def _as_entry(value: Entry | StoredAnswer) -> Entry:
+    """`value` as an `Entry`: a new one, not kept, for a `StoredAnswer`."""
+    return Entry(value) if type(value) is tuple else value
+
+
 def _normalise(
     data: bytearray, offsets: list[int], floor: int, ttl: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -273,7 +278,7 @@ class Cache:
     def __iter__(self) -> Iterator[Entry]:
         """Every answer, as an `Entry` (made for the purpose where none exists yet)."""
         for value in self._probation.values():
-            yield Entry(value) if type(value) is tuple else value
+            yield _as_entry(value)
         yield from self._protected.values()
 
     def stats(self) -> dict[str, int]:
@@ -323,7 +328,7 @@ class Cache:
         """The answer kept under `key`, fresh or not, without counting or promoting it (tools,
         tests)."""
         value = self._protected.get(key) or self._probation.get(key)
-        return Entry(value) if type(value) is tuple else value
+        return None if value is None else _as_entry(value)
 
     def _get(self, key: CacheKey, now: float) -> Entry | None:
         value = self._protected.get(key) or self._probation.get(key)
