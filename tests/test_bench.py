@@ -486,6 +486,27 @@ def test_targets_report_met_and_missed(ours, peer, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("bare", "expected"),
+    [
+        ((11_000.0, 12_000.0), "0.50x, NOT met (bare-loop 1.15x, short of the target itself)"),
+        ((13_000.0, 12_000.0), "0.50x, NOT met (bare-loop 1.25x)"),  # median of 1.3 and 1.2
+        ((None, None), "0.50x, NOT met"),  # no ceiling measured: nothing said of it
+    ],
+)
+def test_targets_say_what_the_ceiling_reached_against_the_same_peer(bare, expected: str) -> None:
+    rows = []
+    for round_, qps in enumerate(bare):
+        rows += [
+            _row("unique", "unbound", 10_000.0, round=round_),
+            _row("unique", "dnswarden", 5_000.0, round=round_),
+        ]
+        if qps is not None:
+            rows.append(_row("unique", "bare-loop", qps, round=round_))
+    (line,) = [x for x in results.check_targets(rows, "dnswarden", "bare-loop") if "unique" in x]
+    assert line == f"unique: dnswarden >= 1.2x unbound: {expected}"
+
+
+@pytest.mark.parametrize(
     ("before", "after", "answered", "expected"),
     [
         ((1.0, 2.0), (1.5, 2.25), 10_000, (50.0, 25.0)),
