@@ -288,8 +288,8 @@ def check_targets(rows: Sequence[Row], ours: str, ceiling: str | None = None) ->
         line = f"{label}: {value:.2f}x, {verdict}"
         limit = limits.get(target.workload, {}).get(target.peer)
         if limit is not None:
-            line += f" ({ceiling} {limit:.2f}x"
-            line += ", short of the target itself)" if limit < target.factor else ")"
+            short = ", short of the target itself" if limit < target.factor else ""
+            line += f" ({ceiling} {limit:.2f}x{short})"
         lines.append(line)
     for workload in P99_WORKLOADS:
         rounds = [
