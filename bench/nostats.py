@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from resolver import stats
-from resolver.cli import main
+from resolver.commands.cli import main
+from resolver.observe import stats
 
 
 def _ignore(*_args: object, **_kwargs: object) -> None:

@@ -1,5 +1,5 @@
 import sys
 
-from resolver.cli import main
+from resolver.commands.cli import main
 
 sys.exit(main())

@@ -35,8 +35,8 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from resolver.config import CacheConfig
-from resolver.inspection import Findings
-from resolver.wire import (
+from resolver.policy.inspection import Findings
+from resolver.protocol.wire import (
     AA,
     CD,
     NOERROR,

@@ -19,17 +19,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from resolver import answers
-from resolver.audit import AuditLog
 from resolver.cache import Cache, CacheKey, Entry, cache_key
-from resolver.edns import EdeCode, opt_record
-from resolver.inspection import Findings, Inspector, ResponseBlock, verdict
-from resolver.names import to_text
-from resolver.policy import Action, Decision
-from resolver.state import ResolverState
-from resolver.stats import Stats
-from resolver.upstream import Overloaded, Resolved, UpstreamFailure, UpstreamPool, abandoned
-from resolver.wire import (
+from resolver.observe.audit import AuditLog
+from resolver.observe.stats import Stats
+from resolver.policy.engine import Action, Decision
+from resolver.policy.inspection import Findings, Inspector, ResponseBlock, verdict
+from resolver.protocol import answers
+from resolver.protocol.edns import EdeCode, opt_record
+from resolver.protocol.names import to_text
+from resolver.protocol.wire import (
     BADVERS,
     FORMERR,
     NOTIMP,
@@ -41,6 +39,8 @@ from resolver.wire import (
     parse_query,
     udp_limit,
 )
+from resolver.state import ResolverState
+from resolver.upstream.pool import Overloaded, Resolved, UpstreamFailure, UpstreamPool, abandoned
 
 
 class Forwarded:

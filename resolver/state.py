@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from resolver.access import ClientAccess
-from resolver.answers import ANSWER_MODES, IP_MODE, SinkholeAnswer
 from resolver.config import Config, Endpoint, resolve_upstreams
-from resolver.edns import EdeCode
-from resolver.lists import ListReport, load_lists
-from resolver.policy import PolicyEngine, build_engine
+from resolver.lists.loading import ListReport, load_lists
+from resolver.policy.access import ClientAccess
+from resolver.policy.engine import PolicyEngine, build_engine
+from resolver.protocol.answers import ANSWER_MODES, IP_MODE, SinkholeAnswer
+from resolver.protocol.edns import EdeCode
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 
@@ -45,7 +45,7 @@ def build_state(config: Config, resolv_conf: str | None = None) -> ResolverState
     """Build the state for `config`; raises `ListError` naming file and line.
 
     Each list is loaded once, into its own matcher, however many groups and policies use it;
-    big operator lists are compiled in a child process and memory-mapped (`resolver.lists`).
+    big operator lists are compiled in a child process and memory-mapped (`resolver.lists.loading`).
     """
     loaded = load_lists(config)
     allow = set(config.allow)

@@ -670,7 +670,7 @@ def test_nostats_row_runs_the_same_server_with_recording_off(tmp_path: Path) -> 
     assert spec.argv[1:4] == ("-m", "bench.nostats", "serve")
     probe = (
         "import bench.nostats\n"
-        "from resolver.stats import Stats\n"
+        "from resolver.observe.stats import Stats\n"
         "s = Stats(); s.query('udp', 1, 'blocked', 0.001); s.count('x')\n"
         "assert s.results()['blocked'] == 0 and not s.counts, 'still recording'\n"
     )

@@ -24,9 +24,9 @@ from resolver.cache import (
     cache_key,
 )
 from resolver.config import CacheConfig
-from resolver.edns import EdeCode, opt_record
-from resolver.inspection import Findings
-from resolver.wire import (
+from resolver.policy.inspection import Findings
+from resolver.protocol.edns import EdeCode, opt_record
+from resolver.protocol.wire import (
     EDNS_PAYLOAD,
     HEADER_LEN,
     TCP_MAX_MESSAGE,

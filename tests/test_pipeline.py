@@ -19,16 +19,16 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from resolver.audit import AuditLog
 from resolver.cache import Cache, CacheKey, cache_key
 from resolver.config import parse_config
-from resolver.edns import EdeCode
-from resolver.inspection import Findings
+from resolver.observe.audit import AuditLog
+from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, QueryPipeline
+from resolver.policy.inspection import Findings
+from resolver.protocol.edns import EdeCode
+from resolver.protocol.wire import HEADER_LEN, Query, UpstreamReply, parse_query
 from resolver.state import ResolverState, build_state
-from resolver.stats import Stats
-from resolver.upstream import Resolved, UpstreamFailure
-from resolver.wire import HEADER_LEN, Query, UpstreamReply, parse_query
+from resolver.upstream.pool import Resolved, UpstreamFailure
 
 CLIENT = "127.0.0.1"
 CONFIG = """

@@ -4,8 +4,9 @@ One run, on loopback only:
 
 1. generates an N-domain list (default 2,000,000; `bench.gen.blocklist_names`, realistic label
    lengths and depths) and the same list as dnsmasq and unbound configuration;
-2. parse + build: the list compiler exactly as the server runs it (`python -m resolver.lists`,
-   the child process a start or reload spawns), wall time from exec to the compiled file;
+2. parse + build: the list compiler exactly as the server runs it
+   (`python -m resolver.lists.compiled`, the child process a start or reload spawns), wall time
+   from exec to the compiled file;
 3. cold and warm start of `python -m resolver serve`: from exec until a listed name is answered
    0.0.0.0 (warm: the compiled file of step 2's run is reused, nothing is parsed);
 4. resident memory added by the list: VmRSS of the server with the list minus VmRSS of the same
@@ -152,7 +153,7 @@ class Run:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         done = subprocess.run(
-            [self.python, "-m", "resolver.compiled"],
+            [self.python, "-m", "resolver.lists.compiled"],
             input=json.dumps(job).encode(),
             capture_output=True,
             env=env(),
@@ -162,7 +163,9 @@ class Run:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         report = json.loads(done.stdout)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        command = "echo JOB | python -m resolver.compiled  # the compile child of start/reload"
+        command = (
+            "echo JOB | python -m resolver.lists.compiled  # the compile child of start/reload"
+        )
         self.figure("parse + build (wall, incl. interpreter)", wall, "s", command,
                     cpu_seconds=round(cpu, 3), accepted=report["accepted"])  # fmt: skip
         self.figure("compiled file per domain", out.stat().st_size / self.args.size, "B", "ls -l")
@@ -267,10 +270,10 @@ class Run:
     # --- lookups ----------------------------------------------------------------------------
 
     def lookups(self) -> None:
-        from resolver.compiled import from_parsed, open_compiled
-        from resolver.formats import parse_rules
-        from resolver.matcher import BlockRule, DomainMatcher
-        from resolver.names import from_text
+        from resolver.lists.compiled import from_parsed, open_compiled
+        from resolver.lists.formats import parse_rules
+        from resolver.lists.matcher import BlockRule, DomainMatcher
+        from resolver.protocol.names import from_text
 
         thousand = self.names[:1000]
         small = from_parsed(parse_rules("\n".join(thousand).encode(), "k", "domains"), "k")

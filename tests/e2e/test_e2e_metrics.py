@@ -31,7 +31,7 @@ from harness import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolver import __version__
-from resolver.metrics import FAMILIES, sample_names
+from resolver.observe.metrics import FAMILIES, sample_names
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,177 @@
+"""`dnswarden explain`: why a client gets the answer it gets, from the config alone.
+
+An operator asked "why is this blocked for the press office?" needs the whole chain: the client's
+group and the subnet that put it there, every list that matches the name, which of them applies
+at that instant and why the others do not (window, exemption), the legal reference and the answer
+the device will see. This walks the same compiled policy the server uses, so it cannot disagree
+with it. Pure: the config and the instant are passed in.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+from typing import Any
+
+from resolver.lists.catalogue import ListError, catalogue_ids, load_entry
+from resolver.policy.engine import Action, Group
+from resolver.protocol.names import from_text, to_text
+from resolver.protocol.wire import TYPE_NAMES, type_name
+from resolver.state import ResolverState
+
+_TYPE_NUMBERS = {name: number for number, name in TYPE_NAMES.items()}
+
+
+def qtype_number(text: str) -> int:
+    """`A`, `aaaa`, `HTTPS`, `TYPE65` or `65` → the type number; ValueError otherwise."""
+    upper = text.upper()
+    if upper in _TYPE_NUMBERS:
+        return _TYPE_NUMBERS[upper]
+    digits = upper.removeprefix("TYPE")
+    if digits.isdigit() and 0 <= int(digits) <= 65535:
+        return int(digits)
+    raise ValueError(f"unknown query type {text!r}")
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat()
+
+
+def _matching_subnet(group: Group, client: str) -> str | None:
+    address = ipaddress.ip_address(client)
+    containing = [
+        net
+        for net in map(ipaddress.ip_network, group.subnets)
+        if net.version == address.version and address in net
+    ]
+    return str(max(containing, key=lambda net: net.prefixlen)) if containing else None
+
+
+def _entry_info(entry: str) -> dict[str, Any] | None:
+    if entry not in catalogue_ids():
+        return None
+    try:
+        loaded = load_entry(entry)
+    except ListError:
+        return None
+    return {
+        "name": loaded.name,
+        "vendor": loaded.vendor,
+        "dns_coverage": loaded.dns_coverage,
+        "coverage_note": loaded.coverage_note,
+    }
+
+
+def _answer_text(state: ResolverState, mode: str, ttl: int, censored: bool, qtype: int) -> str:
+    ede = "EDE 16 (Censored)" if censored else "EDE 15 (Blocked)"
+    ips = state.config.blocking.ip
+    if mode in ("null_ip", "ip") and qtype in (1, 28):
+        version = 4 if qtype == 1 else 6
+        if mode == "null_ip":
+            addresses = ["0.0.0.0" if version == 4 else "::"]
+        else:
+            addresses = [str(a) for a in ips if a.version == version]
+        if addresses:
+            return f"{type_name(qtype)} {', '.join(addresses)} (TTL {ttl}), EDE 4 (Forged Answer)"
+    if mode == "nxdomain":
+        return f"NXDOMAIN with a SOA (negative TTL {ttl}), {ede}"
+    if mode == "refused":
+        return f"REFUSED, {ede}"
+    return f"NOERROR with no records (NODATA) and a SOA (negative TTL {ttl}), {ede}"
+
+
+def explain(state: ResolverState, name: str, client: str, qtype: int,
+            at: datetime.datetime) -> dict[str, Any]:  # fmt: skip
+    """The full story for `client` asking `name` at `at`, as a JSON-ready dict."""
+    qname = from_text(name)
+    now = at.timestamp()
+    result: dict[str, Any] = {
+        "name": to_text(qname),
+        "qtype": type_name(qtype),
+        "client": client,
+        "at": at.astimezone(datetime.UTC).isoformat(),
+    }
+    if not state.access.allows(client):
+        result.update(
+            action="refuse",
+            group=None,
+            answer="REFUSED, EDE 18 (Prohibited): client not in clients.allow",
+        )
+        return result
+    engine = state.policy
+    group = engine.group_of(client)
+    if group is None:
+        result.update(
+            action="refuse",
+            group=None,
+            answer="REFUSED, EDE 18 (Prohibited): client in no group and "
+            "clients.default_group is refuse",
+        )
+        return result
+    subnet = _matching_subnet(group, client)
+    result["group"] = {
+        "name": group.name,
+        "matched_by": subnet or f"clients.default_group ({group.name})",
+    }
+    decision = engine.decide(client, qname, qtype, now)
+    result["action"] = decision.action.value
+    matches = []
+    for candidate in engine.candidates(group, qname, now):
+        binding = candidate.binding
+        matches.append(
+            {
+                "list": binding.entry,
+                "catalogue": _entry_info(binding.entry),
+                "rule": candidate.rule.pattern,
+                "policy": binding.policy,
+                "reference": binding.reference,
+                "in_force": {"from": _iso(binding.valid_from), "until": _iso(binding.valid_until)},
+                "applies": candidate.applies,
+                "why_not": candidate.why_not or None,
+            }
+        )
+    result["matches"] = matches
+    if decision.action is Action.BLOCK:
+        result["decision"] = {
+            "policy": decision.policy,
+            "list": decision.entry,
+            "rule": decision.rule,
+            "reference": decision.reference,
+            "in_force": {"from": _iso(decision.valid_from), "until": _iso(decision.valid_until)},
+        }
+        result["answer"] = _answer_text(
+            state, decision.answer, decision.ttl, decision.censored, qtype
+        )
+    else:
+        result["answer"] = "forwarded upstream (not blocked)"
+    return result
+
+
+def render_text(result: dict[str, Any]) -> str:
+    lines = [f"{result['name']} {result['qtype']} asked by {result['client']} at {result['at']}"]
+    group = result.get("group")
+    if group:
+        lines.append(f"  group:   {group['name']} (matched by {group['matched_by']})")
+    lines.append(f"  verdict: {result['action'].upper()}")
+    decision = result.get("decision")
+    if decision:
+        by = f"policy {decision['policy']}" if decision["policy"] else "blocking lists"
+        lines.append(f"  by:      {by}, list {decision['list']}, rule {decision['rule']}")
+        if decision["reference"]:
+            lines.append(f"  reference: {decision['reference']}")
+        window = decision["in_force"]
+        if window["from"] or window["until"]:
+            lines.append(
+                f"  in force: {window['from'] or '(open)'} → {window['until'] or '(open)'}"
+            )
+    lines.append(f"  answer:  {result['answer']}")
+    for match in result.get("matches", []):
+        state = "applies" if match["applies"] else f"does not apply: {match['why_not']}"
+        via = f"policy {match['policy']}" if match["policy"] else "always"
+        lines.append(f"  - list {match['list']} rule {match['rule']} ({via}): {state}")
+        info = match["catalogue"]
+        if info and info["dns_coverage"] == "partial":
+            lines.append(f"    partial DNS coverage: {info['coverage_note']}")
+    return "\n".join(lines)

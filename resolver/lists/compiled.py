@@ -1,0 +1,625 @@
+"""A compiled, memory-mapped blocklist: millions of names in ~25 bytes each, shared by processes.
+
+A Python set of two million names costs ~110 bytes per name and is rebuilt by every process that
+needs it. The compiled form is one flat file instead, ~26 bytes per name: the names back to back
+and a small index sorted by a 30-bit hash, used in place through `mmap`, so loading it is
+opening a file, its pages are shared by every process that maps it, and the kernel may drop and
+re-read them like any cache.
+
+Layout (little-endian, every section 8-byte aligned)::
+
+    b"DWLC0001"  u32 meta_len  u32 0  7 x (u64 offset, u64 size)  meta (JSON)  pad
+    filter   u8[2**fbits / 8]   bit (hash mod 2**fbits) set for every entry: ~8 bits per entry
+    buckets  u32[2**bits + 1]   index of the first entry of each hash bucket (top `bits` bits)
+    hashes   u32[n]             crc32(name) >> 2, ascending
+    starts   u32[n]             where each entry's name starts in `names`
+    lengths  u8[n]              its length (names are at most 253 octets)
+    flags    u8[n]              FLAG_* bits and answer code per entry (absent when all equal)
+    names    bytes              the canonical names (ASCII, no final dot), each ending in "\\n"
+
+A lookup hashes each suffix of the query name (one per label, as `DomainMatcher` probes its
+dict). The filter turns away ~88% of the suffixes that are not listed after one byte read (most
+queries are not blocked); the others find their bucket, bisect a handful of entries and compare
+the stored name byte for byte, so a hash collision costs one extra comparison and never blocks
+a wrong name: there are no false positives. Buckets hold ~4 entries and the filter ~8 bits per
+entry whatever the list size, so a lookup costs the same for a thousand names as for millions.
+Label wildcards (``v*.x.com``) and regex rules are few; they live in the JSON header and are
+matched in memory.
+
+`compile_rules` and `CompiledMatcher` are pure (bytes in, bytes out); `write_atomic` and
+`open_compiled` are the thin file shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import mmap
+import os
+import re
+import struct
+import sys
+import zlib
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import accumulate
+from pathlib import Path
+from typing import Any
+from zlib import crc32
+
+from resolver.lists.formats import (
+    FLAG_ALLOW_BELOW,
+    FLAG_ALLOW_SELF,
+    FLAG_BELOW,
+    FLAG_SELF,
+    FLAG_WILD,
+    SUBTREE,
+    ParsedRules,
+    answer_of,
+    broken,
+    parse_rules,
+)
+from resolver.lists.matcher import BlockRule, DomainMatcher
+from resolver.protocol.names import to_text
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "CompiledMatcher",
+    "compile_job",
+    "compile_rules",
+    "from_parsed",
+    "name_hash",
+    "open_compiled",
+    "write_atomic",
+]
+
+MAGIC = b"DWLC0001"
+FORMAT_VERSION = 1
+_SECTIONS = 7
+_PREFIX = struct.Struct(f"<8sII{2 * _SECTIONS}Q")
+_FILTER_BITS_PER_ENTRY = 8
+_NUMPY_FROM = 50_000  # below this, importing numpy costs more than it saves
+_ALIGN = 8
+_BUCKET_LOAD = 4
+_MIN_BITS = 4
+_MAX_BITS = 24
+_ALLOWS = FLAG_ALLOW_SELF | FLAG_ALLOW_BELOW
+# Query bytes that can appear in a listed name; any other byte means no listed name matches.
+_NAME_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789-_."
+_LABEL_CHARS = _NAME_CHARS[:-1]
+# Wire length bytes of labels up to 32 octets become dots in one translate (as in names.to_text).
+_LENGTHS_TO_DOTS = bytes(0x2E if 1 <= b <= 0x20 else b for b in range(256))
+
+
+def name_hash(name: bytes | memoryview) -> int:
+    """The 30-bit hash entries are sorted by: stable across processes and Python versions
+    (unlike `hash()`), fast in C, and small enough that Python sorts the keys at full speed."""
+    return zlib.crc32(name) >> 2
+
+
+def _bits_for(count: int) -> int:
+    bits = _MIN_BITS
+    while bits < _MAX_BITS and (1 << bits) * _BUCKET_LOAD < count:
+        bits += 1
+    return bits
+
+
+def _pad(size: int) -> bytes:
+    return b"\0" * (-size % _ALIGN)
+
+
+def compile_rules(
+    parsed: ParsedRules,
+    list_name: str,
+    meta: Mapping[str, Any] | None = None,
+    *,
+    accelerate: bool = True,
+) -> list[bytes]:
+    """The compiled file's bytes for `parsed`, as chunks to write (or join) in order.
+
+    `meta` is stored in the header as is (the loader keeps the source's fingerprint there).
+    The names are written in whatever order the set yields them and only the small per-entry
+    index (hash, start, length, flags) is sorted, so no name is moved twice. With numpy
+    installed (and `accelerate`), hashing, sorting and the index arrays are vectorised; the
+    result means the same either way.
+    """
+    plain = parsed.plain
+    flagged = parsed.flagged
+    names = list(plain)
+    if flagged:
+        names.extend(name for name in flagged if name not in plain)
+    # One newline after each name: numpy finds the lengths in the joined bytes at C speed,
+    # without another pass over two million Python objects.
+    blob = b"\n".join(names) + b"\n" if names else b""
+    flag_bytes = b""
+    if flagged:
+        get = flagged.get
+        flag_bytes = bytes(get(name, 0) | (SUBTREE if name in plain else 0) for name in names)
+    count = len(names)
+    bits = _bits_for(count)
+    fbits = 6
+    while fbits < 30 and (1 << fbits) < _FILTER_BITS_PER_ENTRY * count:
+        fbits += 1
+    numpy = _numpy() if accelerate and count > _NUMPY_FROM else None
+    build = _index_numpy if numpy is not None else _index_python
+    index = build(names, blob, flag_bytes, bits, fbits)
+    del names
+    bloom, buckets, hashes, starts, lengths, flag_bytes = index
+    header: dict[str, Any] = {
+        "version": FORMAT_VERSION,
+        "list": list_name,
+        "count": count,
+        "bits": bits,
+        "fbits": fbits,
+        "uniform": None if flagged else SUBTREE,
+        "has_allow": bool(
+            (flagged and any(flags & _ALLOWS for flags in flag_bytes))
+            or any(glob.allow for glob in parsed.globs)
+            or any(rule.allow for rule in parsed.regexes)
+        ),
+        "globs": [[glob.pattern, glob.allow, glob.answer] for glob in parsed.globs],
+        "regexes": [[rule.pattern, rule.allow] for rule in parsed.regexes],
+        "meta": dict(meta or {}),
+    }
+    meta_bytes = json.dumps(header, separators=(",", ":")).encode()
+    meta_bytes += b" " * len(_pad(_PREFIX.size + len(meta_bytes)))
+    sections = (bloom, buckets, hashes, starts, lengths, flag_bytes, blob)
+    layout: list[int] = []
+    position = _PREFIX.size + len(meta_bytes)
+    for section in sections:
+        layout += [position, len(section)]
+        position += len(section) + len(_pad(len(section)))
+    chunks = [_PREFIX.pack(MAGIC, len(meta_bytes), 0, *layout), meta_bytes]
+    for section in sections:
+        chunks += [section, _pad(len(section))]
+    return chunks
+
+
+_Index = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+
+
+def _numpy() -> Any:
+    try:
+        import numpy
+    except ImportError:
+        return None
+    return numpy
+
+
+def _index_python(names: list[bytes], blob: bytes, flags: bytes, bits: int, fbits: int) -> _Index:
+    """Filter, buckets, hashes, starts, lengths and flags in hash order, in plain Python."""
+    keys = [crc >> 2 for crc in map(zlib.crc32, names)]
+    order = sorted(range(len(names)), key=keys.__getitem__)
+    lengths = bytes(map(len, names))
+    starts = array("I", accumulate((size + 1 for size in lengths), initial=0))
+    hashes = array("I", map(keys.__getitem__, order))
+    del keys
+    sorted_starts = _u32(map(starts.__getitem__, order))
+    sorted_lengths = bytes(map(lengths.__getitem__, order))
+    sorted_flags = bytes(map(flags.__getitem__, order)) if flags else b""
+    shift = 30 - bits
+    buckets = array("I", (bisect_left(hashes, b << shift) for b in range(1 << bits)))
+    buckets.append(len(hashes))
+    fmask = (1 << fbits) - 1
+    bloom = bytearray(1 << (fbits - 3))
+    for key in hashes:
+        bloom[(key & fmask) >> 3] |= 1 << (key & 7)
+    return (
+        bytes(bloom),
+        _u32(buckets),
+        _u32(hashes),
+        sorted_starts,
+        sorted_lengths,
+        sorted_flags,
+    )
+
+
+def _index_numpy(names: list[bytes], blob: bytes, flags: bytes, bits: int, fbits: int) -> _Index:
+    """The same index as `_index_python`, vectorised with numpy."""
+    np = _numpy()
+    count = len(names)
+    keys = np.fromiter(map(zlib.crc32, names), dtype=np.uint32, count=count) >> np.uint32(2)
+    order = np.argsort(keys, kind="stable")
+    hashes = keys[order]
+    ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0x0A).astype(np.uint32)
+    starts = np.zeros(count, dtype=np.uint32)
+    starts[1:] = ends[:-1] + np.uint32(1)
+    size = (ends - starts).astype(np.uint8)
+    shift = 30 - bits
+    bounds = np.arange(1 << bits, dtype=np.uint64) << np.uint64(shift)
+    buckets = np.append(np.searchsorted(hashes, bounds, side="left"), count).astype(np.uint32)
+    bitmap = np.zeros(1 << fbits, dtype=bool)
+    bitmap[hashes & np.uint32((1 << fbits) - 1)] = True
+    bloom = np.packbits(bitmap, bitorder="little")
+    little = "<u4"
+    sorted_flags = np.frombuffer(flags, dtype=np.uint8)[order].tobytes() if flags else b""
+    return (
+        bloom.tobytes(),
+        buckets.astype(little).tobytes(),
+        hashes.astype(little).tobytes(),
+        starts[order].astype(little).tobytes(),
+        size[order].tobytes(),
+        sorted_flags,
+    )
+
+
+def _u32(values: Any) -> bytes:
+    """Little-endian u32 bytes of an iterable of ints (or an array), built in C."""
+    data = values if isinstance(values, array) else array("I", values)
+    if data.itemsize != 4:  # pragma: no cover - every platform we run on has 4-byte int
+        raise RuntimeError("array('I') is not 32-bit here")
+    if struct.pack("=I", 1) != struct.pack("<I", 1):  # pragma: no cover - big-endian hosts
+        data = array("I", data)
+        data.byteswap()
+    return data.tobytes()
+
+
+_Split = tuple[bytes, list[int], int]
+_last_query: tuple[bytes | None, _Split | None] = (None, None)
+
+
+def _suffixes(qname: bytes) -> _Split | None:
+    """(the name as text, the offset of each label, the first label from which on every label
+    could appear in a listed name), or None for malformed input.
+
+    Text offsets equal wire offsets (each length byte becomes the dot before its label), so
+    ``text[offset:]`` is the suffix starting at wire offset `offset`. A label with a byte no
+    listed name has (a dot, a control byte, upper case) only rules out the suffixes that
+    contain it: ``bad\\001x.tiktok.com`` is still below ``tiktok.com``. The last result is
+    kept: the policy asks every list of a group about the same query object in turn.
+    """
+    global _last_query
+    if _last_query[0] is qname:
+        return _last_query[1]
+    offsets: list[int] = []
+    pos = 0
+    end = len(qname)
+    longest = 0
+    while pos < end:
+        length = qname[pos]
+        if not length:
+            break
+        if length > longest:
+            longest = length
+        offsets.append(pos)
+        pos += 1 + length
+    result: _Split | None = None
+    if pos == end - 1 and offsets and longest <= 63:
+        if longest <= 0x20:
+            text = qname[1:pos].translate(_LENGTHS_TO_DOTS)
+        else:
+            buffer = bytearray(qname[1:pos])
+            for offset in offsets[1:]:
+                buffer[offset - 1] = 0x2E
+            text = bytes(buffer)
+        first = 0
+        # Only a dot or a control byte inside a label can make a suffix look like a listed
+        # name it is not (every other odd byte simply matches nothing).
+        if text.count(b".") != len(offsets) - 1:
+            first = len(offsets)
+            while first:
+                start = offsets[first - 1] + 1
+                if qname[start : start + qname[start - 1]].translate(None, _LABEL_CHARS):
+                    break
+                first -= 1
+        result = (text, offsets, first)
+    _last_query = (qname, result)
+    return result
+
+
+class CompiledMatcher:
+    """A compiled list, in a buffer (bytes or a read-only mmap); `DomainMatcher`'s interface.
+
+    Within one list the most specific listed suffix decides, and an allow rule that covers the
+    name (``@@||x^``, ``rpz-passthru``) beats every block rule of the list, as in AdGuard.
+    Label wildcards and regexes are consulted when no listed name blocks.
+    """
+
+    __slots__ = (
+        "_allow_regex",
+        "_block_regex",
+        "_buckets",
+        "_filter",
+        "_flags",
+        "_fmask",
+        "_globs",
+        "_has_allow",
+        "_hashes",
+        "_keep",
+        "_lengths",
+        "_names",
+        "_regex_rules",
+        "_shift",
+        "_starts",
+        "_uniform",
+        "count",
+        "header",
+        "list_name",
+        "meta",
+    )
+
+    def __init__(self, buffer: bytes | mmap.mmap, keep: object = None) -> None:
+        view = memoryview(buffer)
+        if len(view) < _PREFIX.size:
+            raise ValueError("compiled list is truncated")
+        magic, meta_len, _, *layout = _PREFIX.unpack_from(view, 0)
+        if magic != MAGIC:
+            raise ValueError("not a compiled dnswarden list (bad magic)")
+        spans = [(layout[i], layout[i] + layout[i + 1]) for i in range(0, 2 * _SECTIONS, 2)]
+        if max(end for _, end in spans) > len(view) or _PREFIX.size + meta_len > len(view):
+            raise ValueError("compiled list is truncated")
+        header = json.loads(bytes(view[_PREFIX.size : _PREFIX.size + meta_len]))
+        if header.get("version") != FORMAT_VERSION:
+            raise ValueError(f"compiled list version {header.get('version')} is not supported")
+        bloom, buckets, hashes, starts, lengths, flags, names = (
+            view[start:end] for start, end in spans
+        )
+        self._keep = (buffer, keep)
+        self.header = header
+        self.meta: dict[str, Any] = header.get("meta", {})
+        self.list_name: str = header["list"]
+        self.count: int = header["count"]
+        self._filter = bloom
+        self._fmask = (1 << header["fbits"]) - 1
+        self._buckets = buckets.cast("I")
+        self._hashes = hashes.cast("I")
+        self._starts = starts.cast("I")
+        self._lengths = lengths
+        self._flags = flags
+        self._names = names
+        self._uniform: int | None = header["uniform"]
+        self._has_allow: bool = header["has_allow"]
+        self._shift = 30 - header["bits"]
+        self._globs: tuple[DomainMatcher, DomainMatcher] | None = None
+        if header["globs"]:
+            block, allow = DomainMatcher(), DomainMatcher()
+            for pattern, is_allow, answer in header["globs"]:
+                target = allow if is_allow else block
+                target.add(pattern, BlockRule(self.list_name, pattern, answer))
+            self._globs = (block, allow)
+        self._regex_rules: tuple[tuple[str, bool], ...] = tuple(
+            (pattern, bool(is_allow)) for pattern, is_allow in header["regexes"]
+        )
+        self._block_regex = _RegexSet.of(self._regex_rules, allow=False)
+        self._allow_regex = _RegexSet.of(self._regex_rules, allow=True)
+
+    def __len__(self) -> int:
+        return self.count + len(self.header["globs"]) + len(self._regex_rules)
+
+    def _find(self, suffix: bytes) -> int:
+        """The entry index of `suffix` (exact bytes), or -1."""
+        key = crc32(suffix) >> 2
+        if not self._filter[(key & self._fmask) >> 3] & (1 << (key & 7)):
+            return -1
+        bucket = key >> self._shift
+        hashes = self._hashes
+        index = bisect_left(hashes, key, self._buckets[bucket], self._buckets[bucket + 1])
+        try:
+            while hashes[index] == key:
+                if self._lengths[index] == len(suffix):
+                    start = self._starts[index]
+                    if self._names[start : start + len(suffix)] == suffix:
+                        return index
+                index += 1
+        except IndexError:
+            pass
+        return -1
+
+    def lookup(self, qname: bytes) -> tuple[BlockRule, int] | None:
+        """The rule blocking `qname` (lowercase wire form) and the offset of the blocked zone,
+        or None. Malformed input never raises."""
+        hit = self._walk(qname)
+        if self._has_allow and hit is not _ALLOWED and self._allowed_elsewhere(qname):
+            return None
+        if hit is _ALLOWED:
+            return None
+        if hit is not None:
+            return hit  # type: ignore[return-value]
+        if self._globs is not None:
+            found = self._globs[0].lookup(qname)
+            if found is not None:
+                return found
+        if self._block_regex is not None:
+            index = self._block_regex.search(to_text(qname))
+            if index is not None:
+                pattern = self._regex_rules[index][0]
+                return BlockRule(self.list_name, f"/{pattern}/"), 0
+        return None
+
+    def _walk(self, qname: bytes) -> tuple[BlockRule, int] | object | None:
+        """The most specific listed suffix that blocks, `_ALLOWED` when a listed allow rule
+        covers the name, else None."""
+        split = _suffixes(qname)
+        if split is None or not self.count:
+            return None
+        text, offsets, depth = split
+        uniform = self._uniform
+        find = self._find
+        found: tuple[BlockRule, int] | None = None
+        while depth < len(offsets):
+            offset = offsets[depth]
+            suffix = text[offset:]
+            index = find(suffix)
+            depth += 1
+            if index < 0:
+                continue
+            flags = uniform if uniform is not None else self._flags[index]
+            if depth == 1:
+                blocks, allows = flags & FLAG_SELF, flags & FLAG_ALLOW_SELF
+            else:
+                blocks, allows = flags & FLAG_BELOW, flags & FLAG_ALLOW_BELOW
+            if allows:
+                return _ALLOWED
+            if blocks and found is None:
+                if depth > 1 and flags & FLAG_WILD:
+                    pattern, zone = "*." + suffix.decode(), offsets[depth - 2]
+                else:
+                    pattern, zone = suffix.decode(), offset
+                found = BlockRule(self.list_name, pattern, answer_of(flags)), zone
+                if not self._has_allow:
+                    break
+        return found
+
+    def _allowed_elsewhere(self, qname: bytes) -> bool:
+        """An allow rule among the wildcards or regexes covers `qname`."""
+        if self._globs is not None and self._globs[1].lookup(qname) is not None:
+            return True
+        allow = self._allow_regex
+        return allow is not None and allow.search(to_text(qname)) is not None
+
+    def rules(self) -> Iterator[tuple[str, int]]:
+        """Every listed name with its FLAG_* bits (for export), in hash order."""
+        names = self._names
+        starts = self._starts
+        uniform = self._uniform
+        for index in range(self.count):
+            start = starts[index]
+            name = bytes(names[start : start + self._lengths[index]]).decode()
+            yield name, uniform if uniform is not None else self._flags[index]
+
+    def globs(self) -> list[tuple[str, bool, str | None]]:
+        """The label-wildcard rules: (pattern, allow, answer)."""
+        return [(pattern, bool(allow), answer) for pattern, allow, answer in self.header["globs"]]
+
+    def regexes(self) -> tuple[tuple[str, bool], ...]:
+        """The regex rules: (pattern, allow)."""
+        return self._regex_rules
+
+
+_ALLOWED = object()
+
+
+class _RegexSet:
+    """Several regexes searched as one alternation (one C-level search per query instead of
+    one per rule), with a group around each rule to tell which one matched."""
+
+    __slots__ = ("_groups", "_pattern", "_singles")
+
+    def __init__(self, rules: list[tuple[int, str]]) -> None:
+        self._groups: dict[int, int] = {}
+        parts: list[str] = []
+        group = 1
+        singles = []
+        for index, pattern in rules:
+            compiled = re.compile(pattern)
+            singles.append((index, compiled))
+            self._groups[group] = index
+            parts.append(f"({pattern})")
+            group += 1 + compiled.groups
+        self._singles = tuple(singles)
+        self._pattern: re.Pattern[str] | None
+        try:
+            self._pattern = re.compile("|".join(parts))
+        except re.error:  # e.g. inline global flags, valid only at the start of one pattern
+            self._pattern = None
+
+    @classmethod
+    def of(cls, rules: tuple[tuple[str, bool], ...], allow: bool) -> _RegexSet | None:
+        chosen = [(index, pattern) for index, (pattern, kind) in enumerate(rules) if kind == allow]
+        return cls(chosen) if chosen else None
+
+    def search(self, text: str) -> int | None:
+        """The index (in the list's regex rules) of the first rule that matches, or None."""
+        if self._pattern is not None:
+            match = self._pattern.search(text)
+            return None if match is None else self._groups[match.lastindex or 1]
+        for index, compiled in self._singles:
+            if compiled.search(text):
+                return index
+        return None
+
+
+def write_atomic(path: Path, chunks: Iterable[bytes]) -> None:
+    """Write atomically (a temporary file renamed over `path`): a process that maps the old file
+    keeps reading the old inode, and a crash never leaves half a list behind."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with temporary.open("wb") as out:
+            for chunk in chunks:
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def open_compiled(path: Path) -> CompiledMatcher:
+    """Map a compiled list read-only; raises OSError or ValueError for a missing or bad file."""
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < _PREFIX.size:
+            raise ValueError(f"{path}: compiled list is truncated")
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    return CompiledMatcher(mapped)
+
+
+def from_parsed(
+    parsed: ParsedRules, list_name: str, meta: Mapping[str, Any] | None = None
+) -> CompiledMatcher:
+    """Compile in memory (small lists, tests): the same matcher without a file."""
+    return CompiledMatcher(b"".join(compile_rules(parsed, list_name, meta)))
+
+
+def parse_job(job: Mapping[str, Any]) -> tuple[ParsedRules, list[str], dict[str, Any]]:
+    """Parse a compile job's files: the rules, the problems that make the list unusable
+    (unreadable files, a broken list; empty when it is good) and the parse report."""
+    parsed: ParsedRules | None = None
+    problems: list[str] = []
+    labels = job.get("label", {})
+    for name in job["files"]:
+        try:
+            data = Path(name).read_bytes()
+        except OSError as exc:
+            problems.append(f"{name}: cannot read list file ({exc.strerror or exc})")
+            continue
+        parsed = parse_rules(
+            data,
+            labels.get(name, name),
+            job["format"],
+            max_errors=job["max_errors"],
+            max_regex=job["max_regex"],
+            into=parsed,
+        )
+    if parsed is None:
+        parsed = ParsedRules(source=job["name"], format=job["format"])
+    reason = broken(parsed, job["max_errors"])
+    if reason:
+        problems = [*parsed.errors, reason, *problems]
+    summary: dict[str, Any] = parsed.summary()
+    summary["errors"] = list(parsed.errors)
+    summary["problems"] = problems
+    return parsed, problems, summary
+
+
+def compile_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """Parse the job's files and write the compiled list: what the compile child runs.
+
+    Returns the parse report; ``problems`` is non-empty when the list is broken or unreadable,
+    and nothing is written then. Pure apart from reading the files and writing ``job["out"]``.
+    """
+    parsed, problems, summary = parse_job(job)
+    if not problems:
+        meta = {**job.get("meta", {}), "report": summary}
+        out = Path(job["out"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(out, compile_rules(parsed, job["name"], meta))
+    return summary
+
+
+def _child_main() -> int:
+    """``python -m resolver.lists.compiled``: one compile job, JSON on stdin, report on stdout.
+
+    The child yields the CPU to the server (nice 10): compiling is background work, answering
+    queries is not, and on a small box they share the cores."""
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    job = json.loads(sys.stdin.buffer.read())
+    json.dump(compile_job(job), sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main())

@@ -1,0 +1,558 @@
+"""The audit trail: structured JSON lines on stdout (and optionally a rotated file) for the SIEM.
+
+Every block is an event (who asked, what, under which policy, entry and rule, what we answered),
+as are upstream failures, start-up, reloads and shutdown. Allowed queries are logged only when
+asked for. Three guarantees hold whatever clients send:
+
+- One event is one line of printable ASCII JSON: names go through `names.to_text`, and
+  ``ensure_ascii`` escapes every other character outside space..tilde (C0 controls, DEL, C1
+  controls, U+2028), so no raw control character reaches a terminal, a file or a log shipper.
+- Client privacy: ``raw``, ``truncate`` (IPv4 /24, IPv6 /48) or ``pseudonymise`` (keyed
+  HMAC-SHA256, stable for one key so the SOC can correlate a device's events; a new key changes
+  every pseudonym, which is how pseudonyms are rotated).
+- Bounded volume: identical block events (same client, name, policy) within a window are folded
+  into the first event plus one summary with a count, and a token bucket caps all events at a
+  configured rate; what it drops is counted and reported once a second. The log cannot grow
+  faster than that rate plus one line per second, whatever a flooding device does.
+
+Blocks sit on the hot path, so the structlog chain is a single processor (level, a timestamp
+cached at 1 ms resolution, a pre-built JSON encoder) behind a logger bound once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Protocol, TextIO
+
+import structlog
+
+from resolver.protocol.names import to_text
+from resolver.protocol.wire import Query, type_name
+
+__all__ = [
+    "FOLD_KEYS",
+    "LEVELS",
+    "MIN_KEY_BYTES",
+    "PRIVACY_MODES",
+    "AuditLog",
+    "BlockCause",
+    "pseudonym",
+    "truncate_address",
+]
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}  # fmt: skip
+PRIVACY_MODES = ("raw", "truncate", "pseudonymise")
+# A key shorter than this could be guessed; with it, nobody without the key can map a pseudonym
+# back to an address even though the address space is small enough to enumerate.
+MIN_KEY_BYTES = 16
+# Distinct (client, name, policy) folds held at once; beyond it events are written unfolded and
+# the token bucket alone bounds them.
+FOLD_KEYS = 10_000
+INVALID_CLIENT = "invalid"
+_CLIENT_CACHE = 4096
+_MAX_QTYPES = 16
+_REPORT_INTERVAL = 1.0
+
+
+def _canonical(client: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address behind `client`; an IPv4-mapped IPv6 address is its IPv4 address, so a
+    dual-stack listener does not give one device two identities."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def truncate_address(client: str) -> str:
+    """The client's network: IPv4 /24 (``a.b.c.0/24``), IPv6 /48 (``x:y:z::/48``); anything
+    that is not an address becomes ``invalid`` rather than leaking into a privacy-mode log."""
+    address = _canonical(client)
+    if address is None:
+        return INVALID_CLIENT
+    if address.version == 4:
+        return f"{ipaddress.IPv4Address(int(address) & 0xFFFFFF00)}/24"
+    return f"{ipaddress.IPv6Address(int(address) >> 80 << 80)}/48"
+
+
+def pseudonym(key: bytes, client: str) -> str:
+    """``h:`` and 64 bits of HMAC-SHA256(key, address): stable per key, useless without it.
+
+    The address is canonicalised first, so spellings of one address share a pseudonym;
+    a string that is not an address is hashed as it is (it still must not appear raw).
+    """
+    address = _canonical(client)
+    text = client if address is None else address.compressed
+    digest = hmac.new(key, text.encode("utf-8", "surrogatepass"), hashlib.sha256)
+    return "h:" + digest.hexdigest()[:16]
+
+
+def read_key(key_file: str | None, key_env: str | None) -> bytes | None:
+    """The pseudonymisation key from its file or environment variable (None when neither is
+    set). Read at start-up and at every reload, so a new key takes effect on SIGHUP."""
+    if key_file:
+        with open(key_file, "rb") as handle:
+            return handle.read().strip()
+    if key_env:
+        value = os.environ.get(key_env, "")
+        if not value:
+            raise ValueError(f"environment variable {key_env} is empty or unset")
+        return value.encode()
+    return None
+
+
+QUERY_DRIVEN_EVENTS = frozenset({"blocked", "query", "upstream_failed", "internal_error"})
+OPERATOR_EVENTS_PER_SECOND = 20.0
+
+
+class _TokenBucket:
+    """At most `rate` tokens a second, never more than one second's worth banked."""
+
+    __slots__ = ("rate", "refilled", "tokens")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.refilled = now
+
+    def take(self, now: float) -> bool:
+        tokens = min(self.tokens + (now - self.refilled) * self.rate, self.rate)
+        self.refilled = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return True
+        self.tokens = tokens
+        return False
+
+
+def _fallback(value: object) -> str:
+    return str(value)
+
+
+class _JsonLines:
+    """The whole structlog processor chain in one step: level, timestamp and JSON rendering.
+
+    structlog's stock chain (add_log_level, TimeStamper, JSONRenderer) was most of the cost of a
+    block event: a datetime per call and a new JSON encoder per call (``json.dumps`` with
+    options). Here the encoder is built once and the timestamp string is reused within the same
+    millisecond.
+    """
+
+    def __init__(self) -> None:
+        self._millis = -1
+        self._second = -1
+        self._prefix = ""
+        self.stamp = ""  # the last timestamp handed out: the one on the last line rendered
+        # No circular-reference check (a large share of the encoding cost): the fallback below
+        # catches the RecursionError a (never expected) self-referencing value would cause.
+        encoder = json.JSONEncoder(ensure_ascii=True, check_circular=False, separators=(",", ":"),
+                                   default=_fallback)  # fmt: skip
+        self._encode = encoder.encode
+
+    def timestamp(self) -> str:
+        """UTC, ISO 8601, millisecond resolution: ``2025-01-31T12:00:00.123Z``."""
+        millis = int(time.time() * 1000)
+        if millis != self._millis:
+            self._millis = millis
+            second, fraction = divmod(millis, 1000)
+            if second != self._second:
+                self._second = second
+                self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self.stamp = f"{self._prefix}.{fraction:03d}Z"
+        return self.stamp
+
+    def __call__(self, logger: object, method_name: str, event_dict: dict[str, Any]) -> str:
+        # The fields arrive as one mapping (passing them as keywords would copy them three times
+        # on the way here). The bound context starts every event dict with timestamp, level and
+        # event, so those lead each line, and a caller field of the same name cannot replace them.
+        event_dict.update(event_dict.pop("fields"))
+        event_dict["timestamp"] = self.timestamp()
+        event_dict["level"] = method_name
+        try:
+            return self._encode(event_dict)
+        except Exception:
+            return self._encode({key: _safe_str(value) for key, value in event_dict.items()})
+
+
+def _safe_str(value: object) -> object:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrenderable {type(value).__name__}>"
+
+
+class _RotatingFile:
+    """Append lines to `path`, rotating to ``path.1`` … ``path.N`` before a line would take the
+    file past `max_bytes`, so a line is never split across files (``backups == 0`` truncates).
+
+    Like `logging.handlers.RotatingFileHandler`'s naming, without its per-record LogRecord and
+    stat cost. Write errors (a full disk) are counted, never raised: the audit trail on stdout
+    and the queries being answered must not stop because a file cannot be written.
+    """
+
+    def __init__(self, path: str, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.errors = 0
+        self._file = self._open(truncate=False)
+        self._size = os.fstat(self._file.fileno()).st_size
+
+    def _open(self, truncate: bool) -> TextIO:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if truncate else 0)
+        # Client addresses are personal data: the file is not world-readable.
+        descriptor = os.open(self.path, flags, 0o640)
+        return open(descriptor, "a", encoding="ascii", errors="backslashreplace", newline="\n",
+                    buffering=1)  # fmt: skip
+
+    def write(self, line: str) -> None:
+        """Write one ``\\n``-terminated ASCII line (so its length is its size in bytes)."""
+        try:
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._rotate()
+            self._file.write(line)
+            self._size += len(line)
+        except (OSError, ValueError):
+            self.errors += 1
+
+    def _rotate(self) -> None:
+        self._file.close()
+        try:
+            if self.backups:
+                for index in range(self.backups - 1, 0, -1):
+                    older = f"{self.path}.{index}"
+                    if os.path.exists(older):
+                        os.replace(older, f"{self.path}.{index + 1}")
+                os.replace(self.path, f"{self.path}.1")
+        finally:
+            self._file = self._open(truncate=not self.backups)
+            self._size = os.fstat(self._file.fileno()).st_size
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class _Sink:
+    """What structlog calls the logger: takes a rendered line, writes it everywhere."""
+
+    def __init__(self, stream: TextIO, file: _RotatingFile | None) -> None:
+        self.stream = stream
+        self.file = file
+
+    def msg(self, line: str) -> None:
+        line += "\n"
+        self.stream.write(line)
+        # Flushed per event: the SIEM, and an operator tailing the log, see a block at once.
+        self.stream.flush()
+        if self.file is not None:
+            self.file.write(line)
+
+    info = warning = error = msg
+
+
+class _Fold:
+    """Repeats of one block event inside its window; the first was already written.
+
+    Up to `FOLD_KEYS` of these live for a window each, so the query types are a tuple of ints,
+    not a set: the cyclic GC stops tracking such a tuple at its first look (and never tracks the
+    dict of strings), so a flood of distinct blocks leaves one object per fold for each of its
+    collections to walk, not two.
+    """
+
+    __slots__ = ("deadline", "fields", "first_seen", "last_seen", "qtypes", "repeats")
+
+    def __init__(self, deadline: float, fields: dict[str, Any], stamp: str, qtype: int) -> None:
+        self.deadline = deadline
+        self.fields = fields
+        self.first_seen = stamp
+        self.last_seen = stamp
+        self.qtypes: tuple[int, ...] = (qtype,)
+        self.repeats = 0
+
+    def summary(self) -> dict[str, Any]:
+        fields = dict(self.fields)
+        if len(self.qtypes) > 1:
+            fields["qtypes"] = sorted(type_name(qtype) for qtype in self.qtypes)
+        fields["repeated"] = self.repeats
+        fields["first_seen"] = self.first_seen
+        fields["last_seen"] = self.last_seen
+        return fields
+
+
+class BlockCause(Protocol):
+    """What `AuditLog.blocked` reads from a decision (`policy.Decision` and the response
+    inspection's block both fit); ``cname`` is read when present."""
+
+    @property
+    def group(self) -> str: ...
+    @property
+    def policy(self) -> str | None: ...
+    @property
+    def entry(self) -> str | None: ...
+    @property
+    def rule(self) -> str | None: ...
+    @property
+    def reference(self) -> str | None: ...
+    @property
+    def answer(self) -> str: ...
+
+
+class AuditLog:
+    """The audit trail. One instance per process; not thread-safe (it runs on the event loop).
+
+    `blocked`, `allowed` and `info`/`warning`/`error` may be called at any rate: folding and the
+    rate cap keep the output bounded. The service calls `tick` once a second (it writes the
+    summaries of closed fold windows and the suppression report) and `close` at shutdown.
+    Counters for metrics: `dropped_total` (events the rate cap dropped), `unfolded_total` (block
+    events written without folding because the fold table was full), `file_errors`.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        level: str = "info",
+        allowed_queries: bool = False,
+        *,
+        privacy: str = "raw",
+        key: bytes | None = None,
+        file: str | None = None,
+        file_max_bytes: int = 100 << 20,
+        file_backups: int = 5,
+        fold_window: float = 10.0,
+        max_events_per_second: int = 1000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if level not in LEVELS:
+            raise ValueError(f"unknown log level {level!r}; expected one of {sorted(LEVELS)}")
+        if fold_window < 0:
+            raise ValueError(f"fold_window must be >= 0 (0 turns folding off), not {fold_window}")
+        if max_events_per_second < 1:
+            raise ValueError(f"max_events_per_second must be >= 1, not {max_events_per_second}")
+        if file_max_bytes < 1 or file_backups < 0:
+            raise ValueError("file_max_bytes must be >= 1 and file_backups >= 0")
+        self._check_privacy(privacy, key)
+        self.allowed_queries = allowed_queries
+        # Checked before building an event, so a filtered event costs no name rendering.
+        self.info_enabled = LEVELS[level] <= logging.INFO
+        self._warning_enabled = LEVELS[level] <= logging.WARNING
+        self.dropped_total = 0
+        self.unfolded_total = 0
+        self._clock = clock
+        self._fold_window = float(fold_window)
+        self._folds: dict[tuple[str, bytes, object], _Fold] = {}
+        self._query_bucket = _TokenBucket(float(max_events_per_second), clock())
+        self._operator_bucket = _TokenBucket(OPERATOR_EVENTS_PER_SECOND, clock())
+        self._dropped: dict[str, int] = {}
+        self._reported = float("-inf")
+        self._file = _RotatingFile(file, file_max_bytes, file_backups) if file else None
+        self._sink = _Sink(stream or sys.stdout, self._file)
+        self._lines = _JsonLines()
+        logger: Any = structlog.wrap_logger(
+            self._sink,
+            processors=[self._lines],
+            wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+            context_class=dict,
+        ).bind(timestamp=None, level=None, event=None)  # bound once: no per-call construction
+        self._write: dict[str, Callable[..., Any]] = {
+            "info": logger.info, "warning": logger.warning, "error": logger.error,
+        }  # fmt: skip
+        self._set_privacy(privacy, key)
+
+    # Privacy -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_privacy(privacy: str, key: bytes | None) -> None:
+        if privacy not in PRIVACY_MODES:
+            raise ValueError(f"unknown privacy mode {privacy!r}; expected one of {PRIVACY_MODES}")
+        if privacy == "pseudonymise" and (key is None or len(key) < MIN_KEY_BYTES):
+            raise ValueError(f"privacy 'pseudonymise' needs a key of >= {MIN_KEY_BYTES} bytes")
+
+    def _set_privacy(self, privacy: str, key: bytes | None) -> None:
+        self.privacy = privacy
+        self._key = bytes(key) if privacy == "pseudonymise" and key is not None else None
+        self._clients: dict[str, str] = {}
+
+    def set_privacy(self, privacy: str, key: bytes | None = None) -> None:
+        """Switch mode or key (on reload). Pending folds are summarised first, under the old
+        pseudonyms; every event after this uses the new ones, so a new key rotates them all."""
+        self._check_privacy(privacy, key)
+        self._flush_folds(self._clock())
+        self._set_privacy(privacy, key)
+
+    def key_id(self) -> str | None:
+        """A short one-way fingerprint of the pseudonymisation key, for the startup line: it
+        tells which key made which pseudonyms without revealing the key."""
+        if self._key is None:
+            return None
+        return hashlib.sha256(b"dnswarden audit key id\x00" + self._key).hexdigest()[:12]
+
+    def _client(self, client: object) -> str:
+        text = client if type(client) is str else str(client)
+        if self.privacy == "raw":
+            return text
+        shown = self._clients.get(text)
+        if shown is None:
+            key = self._key
+            shown = truncate_address(text) if key is None else pseudonym(key, text)
+            if len(self._clients) >= _CLIENT_CACHE:
+                self._clients.clear()
+            self._clients[text] = shown
+        return shown
+
+    # Events ------------------------------------------------------------------------------------
+
+    def info(self, event: str, **fields: object) -> None:
+        if self.info_enabled:
+            self._event("info", event, fields)
+
+    def warning(self, event: str, **fields: object) -> None:
+        if self._warning_enabled:
+            self._event("warning", event, fields)
+
+    def error(self, event: str, **fields: object) -> None:
+        self._event("error", event, fields)
+
+    def blocked(self, client: str, query: Query, decision: BlockCause) -> None:
+        """One event per blocked query, folded when the same client repeats it within the window.
+
+        `decision` carries group, policy, entry, rule, reference, answer and, for a block found
+        in an upstream answer's CNAME chain, cname.
+        """
+        if not self.info_enabled:
+            return
+        now = self._clock()
+        folds = self._folds
+        if folds:
+            self._expire(now)
+        policy = decision.policy
+        key = (client, query.qname, policy)
+        fold = folds.get(key)
+        if fold is not None:
+            fold.repeats += 1
+            fold.last_seen = self._lines.timestamp()
+            if query.qtype not in fold.qtypes and len(fold.qtypes) < _MAX_QTYPES:
+                fold.qtypes += (query.qtype,)
+            return
+        fields: dict[str, Any] = {
+            "client": self._client(client),
+            "group": decision.group,
+            "qname": to_text(query.qname),
+            "qtype": type_name(query.qtype),
+            "policy": policy,
+            "entry": decision.entry,
+            "rule": decision.rule,
+            "reference": decision.reference,
+            "answer": decision.answer,
+        }
+        cname = getattr(decision, "cname", None)
+        if cname is not None:
+            fields["cname"] = to_text(cname) if isinstance(cname, bytes) else cname
+        written = self._emit("info", "blocked", fields, now)
+        if self._fold_window:
+            if len(folds) < FOLD_KEYS:
+                # first_seen is exactly the written event's timestamp, so the SOC can pair them.
+                stamp = self._lines.stamp if written else self._lines.timestamp()
+                folds[key] = _Fold(now + self._fold_window, fields, stamp, query.qtype)
+            else:
+                self.unfolded_total += 1
+
+    def allowed(self, client: str, query: Query, rcode: int) -> None:
+        if not self.info_enabled:
+            return
+        self._emit("info", "query", {"client": self._client(client),
+                                     "qname": to_text(query.qname),
+                                     "qtype": type_name(query.qtype), "rcode": rcode},
+                   self._clock())  # fmt: skip
+
+    def upstream_failed(self, upstream: str, reason: str, query: Query) -> None:
+        if not self._warning_enabled:
+            return
+        self._emit("warning", "upstream_failed", {"upstream": upstream, "reason": reason,
+                                                  "qname": to_text(query.qname),
+                                                  "qtype": type_name(query.qtype)},
+                   self._clock())  # fmt: skip
+
+    def tick(self) -> None:
+        """Once a second: summaries of fold windows that have closed, then the suppression
+        report if the rate cap dropped anything since the last one."""
+        now = self._clock()
+        if self._folds:
+            self._expire(now)
+        self._report(now, force=False)
+
+    def close(self) -> None:
+        """Summarise every pending fold, report what was dropped, close the file."""
+        now = self._clock()
+        self._flush_folds(now)
+        self._report(now, force=True)
+        self._sink.stream.flush()
+        if self._file is not None:
+            self._sink.file = None
+            self._file.close()
+
+    @property
+    def file_errors(self) -> int:
+        return self._file.errors if self._file is not None else 0
+
+    # Internals ---------------------------------------------------------------------------------
+
+    def _event(self, level: str, event: str, fields: dict[str, Any]) -> None:
+        if "client" in fields:
+            fields["client"] = self._client(fields["client"])
+        operator = event not in QUERY_DRIVEN_EVENTS
+        self._emit(level, event, fields, self._clock(), operator)
+
+    def _emit(self, level: str, event: str, fields: dict[str, Any], now: float,
+              operator: bool = False) -> bool:  # fmt: skip
+        """Write one event if its token bucket has a token, else count it as dropped.
+
+        Events that traffic drives (blocks, queries, upstream failures, internal errors) share
+        `max_events_per_second`; operator events (start-up, reloads, lapsing policies...) have a
+        budget of their own, so a flood of blocks can never hide a reload."""
+        bucket = self._operator_bucket if operator else self._query_bucket
+        if bucket.take(now):
+            self._write[level](event, fields=fields)
+            return True
+        self.dropped_total += 1
+        self._dropped[event] = self._dropped.get(event, 0) + 1
+        return False
+
+    def _expire(self, now: float) -> None:
+        # All windows have the same length, so insertion order is deadline order.
+        folds = self._folds
+        while folds:
+            key, fold = next(iter(folds.items()))
+            if fold.deadline > now:
+                return
+            del folds[key]
+            if fold.repeats:
+                self._emit("info", "blocked", fold.summary(), now)
+
+    def _flush_folds(self, now: float) -> None:
+        folds, self._folds = self._folds, {}
+        for fold in folds.values():
+            if fold.repeats:
+                self._emit("info", "blocked", fold.summary(), now)
+
+    def _report(self, now: float, force: bool) -> None:
+        """The suppression report, itself exempt from the cap: at most one line a second."""
+        if not self._dropped or (not force and now - self._reported < _REPORT_INTERVAL):
+            return
+        dropped, self._dropped = self._dropped, {}
+        self._reported = now
+        level = "warning" if self._warning_enabled else "error"
+        report = {"dropped": sum(dropped.values()), "events": dropped}
+        self._write[level]("audit_suppressed", fields=report)

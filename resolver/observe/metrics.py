@@ -1,0 +1,290 @@
+"""Prometheus export: read `Stats` and a live view of the service when scraped, never before.
+
+The query path only increments plain dicts in `resolver.observe.stats`; this collector turns them
+into metric families at scrape time, so exporting costs nothing per query. It has a registry of its
+own (the global one would also collect whatever else the process imported).
+
+Every label value comes from a bounded set: results, query types and rcodes are fixed lists in
+`resolver.observe.stats`; group, policy, entry, answer, list and upstream names come from the
+configuration. No client address or query name is ever a label: per-client detail belongs in the
+audit log, where its retention is controlled.
+
+`FAMILIES` is the catalogue of everything this module can export, so tests can check alert rules,
+the dashboard and the documentation against it. Every family is emitted on every scrape, with no
+samples when there is nothing to report, so its name is always visible on /metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.utils import floatToGoString
+
+from resolver.observe.stats import RESULTS, Histogram, Stats
+
+PREFIX: Final = "dnswarden_"
+NONE_LABEL: Final = "none"
+"""Exported for an empty label value: Prometheus treats `label=""` as no label at all."""
+
+Kind = Literal["counter", "gauge", "histogram"]
+
+
+class MetricsView(Protocol):
+    """What the running service knows that `Stats` does not; read once per scrape."""
+
+    def upstream_health(self) -> Mapping[str, bool]: ...  # upstream label -> up
+    def tcp_connections_open(self) -> int: ...
+    def list_entries(self) -> Mapping[str, int]: ...
+    def list_last_refresh(self) -> Mapping[str, float]: ...  # unix time of the last good load
+    def list_refresh_failures(self) -> Mapping[str, int]: ...
+    def policies(self) -> Sequence[tuple[str, bool, float | None]]: ...  # name, active, until
+    def cache(self) -> Mapping[str, int] | None: ...  # entries, bytes, hits, misses, evictions
+    def build(self) -> Mapping[str, str]: ...  # version, python, loop
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One exported metric: `name` is the family name (a counter's samples add `_total`)."""
+
+    name: str
+    kind: Kind
+    labels: tuple[str, ...]
+    help: str
+
+    def sample_names(self) -> tuple[str, ...]:
+        """The series names this family puts on /metrics in the Prometheus text format."""
+        if self.kind == "counter":
+            return (self.name + "_total",)
+        if self.kind == "histogram":
+            return (self.name + "_bucket", self.name + "_sum", self.name + "_count")
+        return (self.name,)
+
+
+def _f(name: str, kind: Kind, labels: tuple[str, ...], help: str) -> Family:
+    return Family(PREFIX + name, kind, labels, help)
+
+
+FAMILIES: Final = {
+    f.name: f
+    for f in (
+        _f("queries", "counter", ("protocol", "qtype", "result"),
+           "Queries answered (or dropped) by protocol, query type and result."),
+        _f("blocked", "counter", ("group", "policy", "entry", "answer"),
+           "Blocked queries by client group, policy (none: blocking.lists or the group's own "
+           "lists), catalogue entry or list, and answer mode."),
+        _f("responses", "counter", ("rcode",), "Responses sent, by response code."),
+        _f("request_duration_seconds", "histogram", ("result",),
+           "Time from receiving a query to having its answer, by result."),
+        _f("upstream_queries", "counter", ("upstream", "outcome"),
+           "Exchanges with each upstream, by outcome (ok, timeout, servfail, refused, "
+           "bad_reply, error)."),
+        _f("upstream_duration_seconds", "histogram", ("upstream",),
+           "Time an upstream took to give a usable answer."),
+        _f("upstream_up", "gauge", ("upstream",),
+           "1 while the upstream is considered healthy, 0 after repeated failures."),
+        _f("upstream_mismatched_replies", "counter", (),
+           "Upstream replies ignored because address, ID, QR bit or question did not match."),
+        _f("upstream_merged_queries", "counter", (),
+           "Queries that shared an identical query already in flight upstream."),
+        _f("upstream_tcp_retries", "counter", (),
+           "Truncated upstream replies retried over TCP."),
+        _f("upstream_receive_errors", "counter", (),
+           "Errors reading an upstream UDP socket (ignored, the query keeps waiting)."),
+        _f("cache_entries", "gauge", (), "Answers held in the cache."),
+        _f("cache_bytes", "gauge", (), "Bytes held by cached answers."),
+        _f("cache_hits", "counter", (), "Queries answered from the cache."),
+        _f("cache_misses", "counter", (), "Cache lookups that found nothing usable."),
+        _f("cache_evictions", "counter", (), "Cached answers evicted to stay within the size cap."),
+        _f("list_entries", "gauge", ("list",), "Domain rules loaded from each block list."),
+        _f("list_last_refresh_timestamp_seconds", "gauge", ("list",),
+           "Unix time of the last successful load of each list."),
+        _f("list_refresh_failures", "counter", ("list",),
+           "Failed attempts to load or refresh each list."),
+        _f("policy_active", "gauge", ("policy",),
+           "1 while the policy's validity window contains now, else 0."),
+        _f("policy_until_timestamp_seconds", "gauge", ("policy",),
+           "Unix time at which the policy lapses (only policies with an end)."),
+        _f("reloads", "counter", ("result",), "Configuration reloads (SIGHUP), by result."),
+        _f("malformed_packets", "counter", ("reason",),
+           "Packets that failed to parse, by reason."),
+        _f("tcp_connections_open", "gauge", (), "Client TCP connections open now."),
+        _f("tcp_connections", "counter", ("event",),
+           "Client TCP connection events: accepted, rejected (over the cap), idle_closed, "
+           "stalled (cut off mid-message)."),
+        _f("udp_errors", "counter", ("event",),
+           "UDP socket errors on the listeners: send_error, receive_error."),
+        _f("dropped", "counter", ("reason",),
+           "Queries dropped without an answer, by reason (overload: too many in flight)."),
+        _f("internal_errors", "counter", (),
+           "Bugs caught around one query; each cost that query its answer."),
+        _f("events", "counter", ("event",), "Other counted events, by name."),
+        _f("gc_pause_seconds", "histogram", ("generation",),
+           "Pauses of the cyclic garbage collector, by generation (0 the youngest): every "
+           "query waits through them."),
+        _f("build_info", "gauge", ("version", "python", "loop"),
+           "Always 1; the labels name the running version, Python and event loop."),
+    )
+}
+
+# Free-form `Stats.count` keys: prefix -> family (the rest of the key is the one label value),
+# and whole keys -> (family, label values). Anything else is exported under `events`.
+_PREFIXED: Final = {
+    "malformed.": "malformed_packets",
+    "tcp.": "tcp_connections",
+    "udp.": "udp_errors",
+    "dropped.": "dropped",
+}
+_EXACT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
+    "reload.ok": ("reloads", ("success",)),
+    "reload.failed": ("reloads", ("failure",)),
+    "internal_error": ("internal_errors", ()),
+    "upstream.mismatch": ("upstream_mismatched_replies", ()),
+    "upstream.merged": ("upstream_merged_queries", ()),
+    "upstream.tcp_retry": ("upstream_tcp_retries", ()),
+    "upstream.receive_error": ("upstream_receive_errors", ()),
+}
+# Series present from the first scrape, so `rate()` and ratios in alerts never see a gap.
+_ALWAYS: Final = (
+    "reload.ok", "reload.failed", "internal_error", "upstream.mismatch", "upstream.merged",
+    "upstream.tcp_retry", "upstream.receive_error", "tcp.accepted", "tcp.rejected",
+    "tcp.idle_closed", "tcp.stalled", "udp.send_error", "udp.receive_error", "dropped.overload",
+)  # fmt: skip
+
+
+def sample_names() -> frozenset[str]:
+    """Every series name this exporter can put on /metrics (text format), for rule checks."""
+    return frozenset(name for family in FAMILIES.values() for name in family.sample_names())
+
+
+def _label(value: str) -> str:
+    return value or NONE_LABEL
+
+
+class _Families:
+    """The families of one scrape, built empty from the catalogue and filled by name."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, Metric] = {}
+        for family in FAMILIES.values():
+            base = family.name
+            labels = list(family.labels)
+            metric: Metric
+            if family.kind == "counter":
+                metric = CounterMetricFamily(base, family.help, labels=labels)
+            elif family.kind == "gauge":
+                metric = GaugeMetricFamily(base, family.help, labels=labels)
+            else:
+                metric = HistogramMetricFamily(base, family.help, labels=labels)
+            self.metrics[base[len(PREFIX) :]] = metric
+
+    def add(self, name: str, labels: Sequence[str], value: float) -> None:
+        self.metrics[name].add_metric(list(labels), value)  # type: ignore[attr-defined]
+
+    def histogram(self, name: str, labels: Sequence[str], histogram: Histogram) -> None:
+        buckets = [(floatToGoString(bound), count) for bound, count in histogram.cumulative()]
+        metric = self.metrics[name]
+        metric.add_metric(list(labels), buckets, histogram.total)  # type: ignore[attr-defined]
+
+
+class StatsCollector:
+    """The prometheus_client custom collector: everything is read inside `collect`."""
+
+    def __init__(self, stats: Stats, view: MetricsView) -> None:
+        self.stats = stats
+        self.view = view
+
+    def collect(self) -> Iterator[Metric]:
+        out = _Families()
+        self._stats(out)
+        self._view(out)
+        yield from out.metrics.values()
+
+    def _stats(self, out: _Families) -> None:
+        stats = self.stats
+        for labels, value in sorted(stats.queries.items()):
+            out.add("queries", labels, value)
+        for (group, policy, entry, answer), value in _merged_blocks(stats.blocks):
+            out.add("blocked", (group, policy, entry, answer), value)
+        for rcode, value in sorted(stats.rcodes.items()):
+            out.add("responses", (rcode,), value)
+        for result in RESULTS:
+            out.histogram("request_duration_seconds", (result,), stats.durations[result])
+        for labels, value in sorted(stats.upstreams.items()):
+            out.add("upstream_queries", labels, value)
+        for upstream, histogram in sorted(stats.upstream_durations.items()):
+            out.histogram("upstream_duration_seconds", (upstream,), histogram)
+        for generation, histogram in sorted(stats.gc_pauses.items()):
+            out.histogram("gc_pause_seconds", (generation,), histogram)
+        counts = dict.fromkeys(_ALWAYS, 0)
+        counts.update(stats.counts)
+        for key, value in sorted(counts.items()):
+            family, labels = _count_family(key)
+            out.add(family, labels, value)
+
+    def _view(self, out: _Families) -> None:
+        view = self.view
+        for upstream, up in sorted(view.upstream_health().items()):
+            out.add("upstream_up", (upstream,), 1.0 if up else 0.0)
+        out.add("tcp_connections_open", (), view.tcp_connections_open())
+        for name, size in sorted(view.list_entries().items()):
+            out.add("list_entries", (name,), size)
+        for name, when in sorted(view.list_last_refresh().items()):
+            out.add("list_last_refresh_timestamp_seconds", (name,), when)
+        for name, failures in sorted(view.list_refresh_failures().items()):
+            out.add("list_refresh_failures", (name,), failures)
+        for name, active, until in view.policies():
+            out.add("policy_active", (name,), 1.0 if active else 0.0)
+            if until is not None:
+                out.add("policy_until_timestamp_seconds", (name,), until)
+        cache = view.cache()
+        if cache is not None:
+            for key in ("entries", "bytes", "hits", "misses", "evictions"):
+                out.add("cache_" + key, (), cache.get(key, 0))
+        build = view.build()
+        out.add("build_info", tuple(build.get(k, "") for k in ("version", "python", "loop")), 1)
+
+
+def _merged_blocks(
+    blocks: Mapping[tuple[str, str, str, str], int],
+) -> list[tuple[tuple[str, str, str, str], int]]:
+    """Blocks with empty labels shown as "none"; keys that then coincide are summed."""
+    merged: dict[tuple[str, str, str, str], int] = {}
+    for key, value in blocks.items():
+        shown = (_label(key[0]), _label(key[1]), _label(key[2]), _label(key[3]))
+        merged[shown] = merged.get(shown, 0) + value
+    return sorted(merged.items())
+
+
+def _count_family(key: str) -> tuple[str, tuple[str, ...]]:
+    exact = _EXACT.get(key)
+    if exact is not None:
+        return exact
+    for prefix, family in _PREFIXED.items():
+        if key.startswith(prefix):
+            return family, (key[len(prefix) :],)
+    return "events", (key,)
+
+
+class Metrics:
+    """The /metrics body: the Prometheus text format, or OpenMetrics when the scraper asks."""
+
+    def __init__(self, stats: Stats, view: MetricsView) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StatsCollector(stats, view))  # type: ignore[arg-type]
+        # process_start_time_seconds, CPU and memory: a restart shows up even between scrapes.
+        ProcessCollector(registry=self.registry)
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """(body, content type) for a scrape whose Accept header is `accept`."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type

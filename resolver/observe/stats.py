@@ -1,0 +1,176 @@
+"""Every outcome counter in one place, so metrics and the shutdown summary read one table.
+
+The hot path only ever touches this module: a dict increment on a short key, and for durations
+a bisect into fixed buckets. Nothing here formats, exports or locks; `observe.metrics` reads these
+tables when Prometheus scrapes, so the cost of exporting is paid per scrape, not per query.
+
+Every label is drawn from a bounded set, so the tables cannot grow with traffic: query types and
+rcodes outside a fixed list become "other", results are the fixed `RESULTS`, and group, policy,
+entry, answer and upstream come from the configuration. Never a client address or a name.
+
+`count` keeps the free-form keys older callers use: why a packet was malformed
+(`malformed.<reason>`), what upstreams and connections did (`upstream.<event>`, `tcp.<event>`,
+`udp.<event>`), `dropped.<reason>`, `reload.ok|failed` and `internal_error`.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import Counter
+from typing import Final
+
+RESULTS: Final = ("answered", "blocked", "refused", "cached", "stale", "servfail", "formerr",
+                  "notimp", "badvers", "dropped")  # fmt: skip
+"""What became of a query; the `result` label. `answered` means forwarded and answered."""
+
+DURATION_BUCKETS: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                           0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # fmt: skip
+"""Upper bounds in seconds. A sinkhole answer takes tens of microseconds, a forwarded one
+milliseconds to seconds; the default Prometheus buckets start at 5 ms and would lump every
+blocked answer into one bucket."""
+
+QTYPE_LABELS: Final = {1: "A", 28: "AAAA", 65: "HTTPS", 64: "SVCB", 255: "ANY", 15: "MX",
+                       16: "TXT", 5: "CNAME", 2: "NS", 12: "PTR", 6: "SOA", 33: "SRV", 43: "DS",
+                       48: "DNSKEY"}  # fmt: skip
+"""The query types worth a series of their own; every other type is `other`."""
+
+RCODE_LABELS: Final = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+                       5: "REFUSED", 6: "YXDOMAIN", 7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH",
+                       10: "NOTZONE", 16: "BADVERS"}  # fmt: skip
+"""Response codes by name (RFC 1035, 2136, 6891); any other value is `other`."""
+
+OTHER: Final = "other"
+
+UPSTREAM_OUTCOMES: Final = ("ok", "timeout", "servfail", "refused", "bad_reply", "error")
+
+GC_GENERATIONS: Final = (0, 1, 2)
+"""CPython's garbage-collector generations, 0 the youngest; the `generation` label."""
+
+
+class Histogram:
+    """Bucket counts (not cumulative: one increment per observation) and their sum.
+
+    `counts[i]` counts observations in (bounds[i-1], bounds[i]]; the last slot is +Inf. Kept
+    non-cumulative so an observation costs one bisect and two additions; the exporter sums.
+    """
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DURATION_BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        self.total += seconds
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """(upper bound, observations at or below it) per bucket, +Inf last, as exported."""
+        running = 0
+        out: list[tuple[float, int]] = []
+        for bound, count in zip((*DURATION_BUCKETS, float("inf")), self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+    @property
+    def observations(self) -> int:
+        return sum(self.counts)
+
+    def merge(self, other: Histogram) -> None:
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.total += other.total
+
+
+class Stats:
+    """Lives as long as the process, so counters keep their values across reloads."""
+
+    __slots__ = ("blocks", "counts", "durations", "gc_pauses", "queries", "rcodes",
+                 "upstream_durations", "upstreams")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.queries: dict[tuple[str, str, str], int] = {}
+        # One histogram per result from the start, so every series exists from the first
+        # scrape (ratios in alerts need no `or vector(0)`) and an unknown result fails loudly.
+        self.durations: dict[str, Histogram] = {result: Histogram() for result in RESULTS}
+        self.rcodes: dict[str, int] = {}
+        self.blocks: dict[tuple[str, str, str, str], int] = {}
+        self.upstreams: dict[tuple[str, str], int] = {}
+        self.upstream_durations: dict[str, Histogram] = {}
+        self.gc_pauses: dict[str, Histogram] = {str(g): Histogram() for g in GC_GENERATIONS}
+
+    def count(self, key: str, amount: int = 1) -> None:
+        self.counts[key] += amount
+
+    def query(self, protocol: str, qtype: int, result: str, seconds: float) -> None:
+        """One query finished: `protocol` "udp"/"tcp", `result` one of `RESULTS` (anything else
+        raises KeyError: a typo must show up in tests, not as a new series), `seconds` from
+        receipt to answer."""
+        histogram = self.durations[result]
+        histogram.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        histogram.total += seconds
+        key = (protocol, QTYPE_LABELS.get(qtype, OTHER), result)
+        queries = self.queries
+        queries[key] = queries.get(key, 0) + 1
+
+    def rcode(self, rcode: int) -> None:
+        """One response sent with this (extended) rcode."""
+        label = RCODE_LABELS.get(rcode, OTHER)
+        rcodes = self.rcodes
+        rcodes[label] = rcodes.get(label, 0) + 1
+
+    def blocked(self, group: str, policy: str, entry: str, answer: str) -> None:
+        """One blocked query and the decision's bounded labels; `policy` is "" for a block from
+        `blocking.lists` or a group's own lists (exported as "none")."""
+        key = (group, policy, entry, answer)
+        blocks = self.blocks
+        blocks[key] = blocks.get(key, 0) + 1
+
+    def upstream(self, upstream: str, outcome: str, seconds: float | None) -> None:
+        """One exchange with `upstream` ("ip:port"), its outcome (`UPSTREAM_OUTCOMES`) and, when
+        known, how long it took."""
+        key = (upstream, outcome)
+        upstreams = self.upstreams
+        upstreams[key] = upstreams.get(key, 0) + 1
+        if seconds is not None:
+            histogram = self.upstream_durations.get(upstream)
+            if histogram is None:
+                histogram = self.upstream_durations[upstream] = Histogram()
+            histogram.observe(seconds)
+
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        """One collection of the cyclic garbage collector, which stopped the event loop (and
+        every query waiting on it) for `seconds`."""
+        self.gc_pauses[str(generation)].observe(seconds)
+
+    def merge(self, other: Stats) -> None:
+        """Add every counter and histogram of `other` (another worker's report) to these."""
+        self.counts.update(other.counts)
+        for mine, theirs in ((self.queries, other.queries), (self.rcodes, other.rcodes),
+                             (self.blocks, other.blocks), (self.upstreams, other.upstreams)):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value  # type: ignore[index]
+        for own, their in ((self.durations, other.durations),
+                           (self.upstream_durations, other.upstream_durations),
+                           (self.gc_pauses, other.gc_pauses)):
+            for key, histogram in their.items():
+                target = own.get(key)
+                if target is None:
+                    target = own[key] = Histogram()
+                target.merge(histogram)
+
+    def results(self) -> dict[str, int]:
+        """Queries per result over all protocols and types (every result, zeros included)."""
+        totals = dict.fromkeys(RESULTS, 0)
+        for (_, _, result), value in self.queries.items():
+            totals[result] += value
+        return totals
+
+    def snapshot(self) -> dict[str, int]:
+        """The free-form counters plus `query.<result>` totals, for the shutdown summary."""
+        merged = dict(self.counts)
+        for result, value in self.results().items():
+            if value:
+                merged["query." + result] = value
+        return dict(sorted(merged.items()))

@@ -1,0 +1,329 @@
+"""Who is blocked from what, when, and on whose authority: groups, dated policies, exemptions.
+
+Government bans are scoped and dated (Belgium's 2023 TikTok ban covered federal officials' work
+phones, "for a preliminary six months"), so a block is not a property of a name alone. `decide`
+answers for one client, one name and one instant, and returns a `Decision` that carries its
+cause: the group, the policy, the list or catalogue entry, the rule and the reference.
+
+Cost per query: the client's group is a longest-prefix match over per-prefix-length maps
+(memoised), independent of the number of groups; then one O(labels) lookup per list bound to that
+group, in precedence order — policies (in config order), the group's own lists, then the
+`blocking.lists` every client gets — independent of the number of rules. Exemptions are looked
+up only when something would block. Pure: `now` is passed in as Unix seconds.
+
+A name that no list of a group matches is remembered for that group (at most
+`UNLISTED_MEMO_LIMIT` names over all groups, forgotten all at once when full): lists only change
+by a reload, which builds a new engine, and most queries repeat an allowed name asked recently
+(every cache hit does). Only those: the memo is a set of `bytes` per group, which the cyclic GC
+never tracks, so a flood of new names (unique subdomains, the benchmark's 200,000 blocked names)
+does not fill the young generation and pause the loop for milliseconds. A listed name is looked
+up again each time (a few microseconds), and whether a policy is in force and whether an
+exemption applies are judged per query anyway: they depend on `now`.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from resolver.config import Config, ExemptRule, GroupConfig, PolicyConfig
+from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
+from resolver.policy.access import client_address
+from resolver.protocol.names import from_text
+
+DEFAULT_GROUP = "default"
+REFUSE = "refuse"
+BASELINE = "blocking.lists"
+_MEMO_LIMIT = 65536
+UNLISTED_MEMO_LIMIT = 16384
+
+
+class Action(enum.Enum):
+    ALLOW = "allow"
+    BLOCK = "block"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one query, and exactly why."""
+
+    action: Action
+    group: str
+    policy: str | None = None  # None: blocked by blocking.lists or the group's own lists
+    entry: str | None = None  # the list or catalogue entry that matched
+    rule: str | None = None  # the pattern that matched
+    reference: str | None = None  # the mandate, when a policy carries one
+    answer: str = ""  # answer mode for a block: the rule's, else the policy's, else the global one
+    ttl: int = 0
+    zone_offset: int = 0  # where the blocked zone starts inside the wire qname
+    valid_from: float | None = None
+    valid_until: float | None = None
+    reason: str = ""  # for REFUSE, and for explain output
+
+    @property
+    def censored(self) -> bool:
+        """A block mandated by an authority other than the operator (RFC 8914 EDE 16)."""
+        return self.reference is not None
+
+
+class Exemptions:
+    """Allow rules: a domain exempts itself and its subdomains, `=name` only that name."""
+
+    __slots__ = ("_exact", "_suffixes", "active")
+
+    def __init__(self, rules: Iterable[ExemptRule]) -> None:
+        self._suffixes = DomainMatcher()
+        self._exact: dict[bytes, str] = {}
+        for rule in rules:
+            if rule.exact:
+                self._exact.setdefault(from_text(rule.pattern), "=" + rule.pattern)
+            else:
+                self._suffixes.add(rule.pattern, BlockRule("exempt", rule.pattern))
+        # An attribute, not __bool__: every block asks, and a Python-level call costs more.
+        self.active = bool(self._exact) or len(self._suffixes) > 0
+
+    def __bool__(self) -> bool:
+        return self.active
+
+    def match(self, qname: bytes) -> str | None:
+        """The exemption covering `qname` (as written in the config), or None."""
+        exact = self._exact.get(qname)
+        if exact is not None:
+            return exact
+        hit = self._suffixes.lookup(qname)
+        return hit[0].pattern if hit is not None else None
+
+
+NO_EXEMPTIONS = Exemptions(())
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """One list bound to a group: always (baseline, group lists) or through a dated policy."""
+
+    entry: str
+    matcher: Matcher
+    policy: str | None
+    reference: str | None
+    valid_from: float | None
+    valid_until: float | None
+    answer: str
+    ttl: int
+    exemptions: Exemptions
+
+    def in_force(self, now: float) -> bool:
+        return (self.valid_from is None or self.valid_from <= now) and (
+            self.valid_until is None or now < self.valid_until
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    name: str
+    subnets: tuple[str, ...]
+    bindings: tuple[Binding, ...]
+    exemptions: Exemptions
+    allow: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A list that matches the name, and why it does or does not block (for `explain`)."""
+
+    binding: Binding
+    rule: BlockRule
+    zone_offset: int
+    applies: bool
+    why_not: str
+
+
+class PolicyEngine:
+    """The compiled policy: immutable once built, swapped whole on reload."""
+
+    def __init__(
+        self,
+        groups: Sequence[Group],
+        default_group: str,
+        policies: Sequence[PolicyConfig],
+        domain_count: int,
+    ) -> None:
+        self.groups = {group.name: group for group in groups}
+        self.default = self.groups.get(default_group)  # None: refuse clients in no group
+        self.policies = tuple(policies)
+        self.domain_count = domain_count
+        self._prefixes: dict[int, list[tuple[int, dict[int, Group]]]] = {4: [], 6: []}
+        by_length: dict[tuple[int, int], dict[int, Group]] = {}
+        for group in groups:
+            for text in group.subnets:
+                net = ipaddress.ip_network(text)
+                by_length.setdefault((net.version, net.prefixlen), {})[int(net.network_address)] = (
+                    group
+                )
+        for (version, length), networks in sorted(by_length.items(), key=lambda kv: -kv[0][1]):
+            self._prefixes[version].append((length, networks))
+        self._memo: dict[str, Group | None] = {}
+        # Per group, names no list of it matches (module docstring); `_unlisted_count` in all.
+        self._unlisted: dict[str, set[bytes]] = {group.name: set() for group in groups}
+        self._unlisted_count = 0
+
+    def group_of(self, client: str) -> Group | None:
+        """The group whose subnet is the longest prefix of `client`, else the default group."""
+        try:
+            return self._memo[client]
+        except KeyError:
+            pass
+        group = self._longest_prefix(client)
+        if group is None:
+            group = self.default
+        if len(self._memo) >= _MEMO_LIMIT:
+            self._memo.clear()
+        self._memo[client] = group
+        return group
+
+    def _longest_prefix(self, client: str) -> Group | None:
+        address = client_address(client)
+        if address is None:
+            return None
+        bits = address.max_prefixlen
+        value = int(address)
+        for length, networks in self._prefixes[address.version]:
+            group = networks.get(value >> (bits - length) << (bits - length))
+            if group is not None:
+                return group
+        return None
+
+    def decide(self, client: str, qname: bytes, qtype: int, now: float) -> Decision:
+        """The decision for `client` asking `qname` (lowercase wire form) of type `qtype`."""
+        group = self.group_of(client)
+        if group is None:
+            return _REFUSE_NO_GROUP
+        unlisted = self._unlisted[group.name]
+        if qname in unlisted:
+            return group.allow
+        listed = False
+        for binding in group.bindings:
+            hit = binding.matcher.lookup(qname)
+            if hit is None:
+                continue
+            listed = True
+            if not binding.in_force(now):
+                continue
+            if group.exemptions.active and group.exemptions.match(qname) is not None:
+                return group.allow
+            if binding.exemptions.active and binding.exemptions.match(qname) is not None:
+                continue
+            rule, zone_offset = hit
+            return Decision(
+                Action.BLOCK,
+                group.name,
+                binding.policy,
+                binding.entry,
+                rule.pattern,
+                binding.reference,
+                rule.answer or binding.answer,
+                binding.ttl,
+                zone_offset,
+                binding.valid_from,
+                binding.valid_until,
+            )
+        if not listed:
+            if self._unlisted_count >= UNLISTED_MEMO_LIMIT:
+                for names in self._unlisted.values():
+                    names.clear()
+                self._unlisted_count = 0
+            unlisted.add(qname)
+            self._unlisted_count += 1
+        return group.allow
+
+    def candidates(self, group: Group, qname: bytes, now: float) -> list[Candidate]:
+        """Every list of `group` that matches `qname`, with why each applies or not: the slow,
+        complete view behind `dnswarden explain`."""
+        found = []
+        group_exempt = group.exemptions.match(qname) if group.exemptions else None
+        for binding in group.bindings:
+            hit = binding.matcher.lookup(qname)
+            if hit is None:
+                continue
+            why_not = ""
+            if not binding.in_force(now):
+                why_not = "policy not in force at that time"
+            elif group_exempt is not None:
+                why_not = f"exempt for group {group.name} by {group_exempt}"
+            elif binding.exemptions and (rule := binding.exemptions.match(qname)) is not None:
+                why_not = f"exempt from policy {binding.policy} by {rule}"
+            found.append(Candidate(binding, hit[0], hit[1], not why_not, why_not))
+        return found
+
+
+_REFUSE_NO_GROUP = Decision(Action.REFUSE, "", reason="client in no group")
+
+
+def _timestamp(value: object) -> float | None:
+    return None if value is None else value.timestamp()  # type: ignore[attr-defined]
+
+
+def build_engine(
+    config: Config, matchers: Mapping[str, tuple[str, Matcher]], domain_count: int
+) -> PolicyEngine:
+    """Compile `config` against loaded lists: `matchers` maps each configured list item (id or
+    path) to its name and matcher."""
+    blocking = config.blocking
+
+    def always(item: str) -> Binding:
+        name, matcher = matchers[item]
+        return Binding(
+            name,
+            matcher,
+            None,
+            None,
+            None,
+            None,
+            blocking.answer.value,
+            blocking.ttl,
+            NO_EXEMPTIONS,
+        )
+
+    baseline = tuple(always(item) for item in blocking.lists)
+    policy_bindings: dict[str, tuple[Binding, ...]] = {}
+    for policy in config.policies:
+        exemptions = Exemptions(policy.exempt) if policy.exempt else NO_EXEMPTIONS
+        policy_bindings[policy.name] = tuple(
+            Binding(
+                matchers[item][0],
+                matchers[item][1],
+                policy.name,
+                policy.reference,
+                _timestamp(policy.valid_from),
+                _timestamp(policy.valid_until),
+                (policy.answer or blocking.answer).value,
+                blocking.ttl if policy.ttl is None else policy.ttl,
+                exemptions,
+            )
+            for item in policy.block
+        )
+    configured: list[GroupConfig] = list(config.groups)
+    if not any(g.name == DEFAULT_GROUP for g in configured):
+        configured.append(GroupConfig(name=DEFAULT_GROUP))
+    groups = []
+    for group in configured:
+        own = tuple(always(item) for item in group.block)
+        from_policies = tuple(
+            binding
+            for policy in config.policies
+            if group.name in policy.groups
+            for binding in policy_bindings[policy.name]
+        )
+        groups.append(
+            Group(
+                name=group.name,
+                subnets=tuple(str(net) for net in group.subnets),
+                bindings=from_policies + own + baseline,
+                exemptions=Exemptions(group.exempt) if group.exempt else NO_EXEMPTIONS,
+                allow=Decision(Action.ALLOW, group.name),
+            )
+        )
+    default = config.clients.default_group
+    return PolicyEngine(groups, "" if default == REFUSE else default, config.policies, domain_count)

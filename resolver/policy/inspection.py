@@ -1,0 +1,261 @@
+"""Response inspection: what a forwarded answer reveals that its question did not.
+
+A banned app can hide behind a name nobody listed: `cdn.innocent.example CNAME x.tiktokv.com`
+("CNAME cloaking"). Policy judged only the question, so the answer is checked too, in two steps:
+
+1. `Inspector.extract`, once per upstream reply: walk the answer section, collect every owner name
+   and CNAME/DNAME target other than the question name, and apply the client-independent rules
+   (response-IP networks, rebinding protection). The result, `Findings`, is None for the common
+   answer that cannot match anything (all owners are the question, no rules apply), so a cached
+   entry costs nothing more on a hit.
+2. `verdict`, per client (forwarded answers and cache hits alike): each collected name goes
+   through the client's policy; the first one blocked blocks the answer.
+
+The work is bounded whatever the upstream sends: at most `MAX_RECORDS` answer records are looked
+at and at most `MAX_NAMES` names collected, each decompressed with `wire.read_name`'s hop cap, so a
+hostile 64 KB reply with thousands of records costs a few hundred record headers, no more. An
+answer longer than that is judged by its first `MAX_RECORDS` records: CNAME chains come first.
+
+Pure: values in, values out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from resolver.config import BlockingConfig, InspectionConfig
+from resolver.policy.engine import Action, Decision, PolicyEngine
+from resolver.protocol.names import from_text
+from resolver.protocol.wire import (
+    CLASS_IN,
+    HEADER_LEN,
+    RR_FIXED,
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_CNAME,
+    FormError,
+    read_name,
+    skip_name,
+)
+
+TYPE_DNAME: Final = 39
+MAX_RECORDS: Final = 128
+MAX_NAMES: Final = 16
+RESPONSE_IP: Final = "response-ip"
+REBINDING: Final = "rebinding"
+
+_QNAME_POINTER: Final = bytes((0xC0, HEADER_LEN))
+
+PRIVATE_NETWORKS: Final = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+    )
+)
+"""What rebinding protection treats as internal: RFC 1918, loopback, link-local, CGNAT, ULA and
+the unspecified addresses. Written out rather than `is_private`, which also covers the
+documentation ranges (192.0.2.0/24...) that public test zones use."""
+
+ALWAYS_INTERNAL: Final = ("localhost",)
+"""Names that resolve to loopback by definition (RFC 6761), never a rebinding attack."""
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What one answer holds for inspection: `names` to check against each client's policy
+    (lowercase wire form) and `ip_block`, set when a client-independent rule matched."""
+
+    names: tuple[bytes, ...] = ()
+    ip_block: tuple[str, str] | None = None  # (RESPONSE_IP or REBINDING, network or address)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseBlock:
+    """A block found in the answer rather than the question; shaped like `policy.Decision`
+    where the pipeline and the audit log read it, plus `cname`: the answer name that matched."""
+
+    group: str
+    policy: str | None
+    entry: str | None
+    rule: str | None
+    reference: str | None
+    answer: str
+    ttl: int
+    cname: bytes | None = None
+    zone_offset: int = 0  # the SOA of a negative answer sits at the question name itself
+    action: Action = Action.BLOCK
+
+    @property
+    def censored(self) -> bool:
+        return self.reference is not None
+
+
+class _Networks:
+    """Membership in a set of networks: one dict lookup per distinct prefix length, whatever
+    the number of networks."""
+
+    __slots__ = ("_by_length", "texts")
+
+    def __init__(self, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
+        by_length: dict[tuple[int, int], dict[int, str]] = {}
+        for net in networks:
+            bits = net.max_prefixlen - net.prefixlen
+            by_length.setdefault((net.version, bits), {})[int(net.network_address) >> bits] = str(
+                net
+            )
+        self._by_length = sorted(by_length.items())
+        self.texts = tuple(t for _, table in self._by_length for t in table.values())
+
+    def __bool__(self) -> bool:
+        return bool(self._by_length)
+
+    def match(self, version: int, value: int) -> str | None:
+        for (net_version, bits), table in self._by_length:
+            if net_version == version:
+                found = table.get(value >> bits)
+                if found is not None:
+                    return found
+        return None
+
+
+_PRIVATE = _Networks(PRIVATE_NETWORKS)
+
+
+class Inspector:
+    """The inspection rules of one configuration, compiled once."""
+
+    __slots__ = ("_allow", "_ips", "_rebinding", "active", "cname")
+
+    def __init__(self, config: InspectionConfig) -> None:
+        self.cname = config.cname
+        self._ips = _Networks(config.response_ip)
+        self._rebinding = config.rebinding
+        self._allow = frozenset(from_text(z) for z in (*ALWAYS_INTERNAL, *config.rebinding_allow))
+        self.active = self.cname or bool(self._ips) or self._rebinding
+
+    def _exempt(self, qname: bytes) -> bool:
+        """True when `qname` is in (or below) a rebinding_allow zone."""
+        allow = self._allow
+        pos = 0
+        end = len(qname)
+        while pos < end and qname[pos]:
+            if qname[pos:] in allow:
+                return True
+            pos += 1 + qname[pos]
+        return False
+
+    def extract(self, raw: bytes, question_end: int, qname: bytes) -> Findings | None:
+        """Findings for the reply `raw` to a question `qname` ending at `question_end`, or None
+        when nothing in it could block. `raw` already parsed as an `UpstreamReply`."""
+        if not self.active or len(raw) < HEADER_LEN:
+            return None
+        ancount = (raw[6] << 8) | raw[7]
+        if not ancount:
+            return None
+        cname = self.cname
+        ips = self._ips
+        check_private = self._rebinding and not self._exempt(qname)
+        check_ips = bool(ips) or check_private
+        names: list[bytes] = []
+        ip_block: tuple[str, str] | None = None
+        size = len(raw)
+        pos = question_end
+        try:
+            for _ in range(min(ancount, MAX_RECORDS)):
+                owner = pos
+                pos = skip_name(raw, pos)
+                if pos + 10 > size:
+                    break
+                rtype, rclass, _, rdlength = RR_FIXED.unpack_from(raw, pos)
+                rdata = pos + 10
+                pos = rdata + rdlength
+                if pos > size:
+                    break
+                if cname and len(names) < MAX_NAMES:
+                    if raw[owner : owner + 2] != _QNAME_POINTER:
+                        name = read_name(raw, owner)[0]
+                        if name != qname and name not in names:
+                            names.append(name)
+                    if rtype in (TYPE_CNAME, TYPE_DNAME):
+                        target = read_name(raw, rdata)[0]
+                        if target != qname and target not in names and len(names) < MAX_NAMES:
+                            names.append(target)
+                if not check_ips or ip_block is not None or rclass != CLASS_IN:
+                    continue
+                if rtype == TYPE_A and rdlength == 4:
+                    version, value = 4, int.from_bytes(raw[rdata:pos], "big")
+                elif rtype == TYPE_AAAA and rdlength == 16:
+                    version, value = 6, int.from_bytes(raw[rdata:pos], "big")
+                    if value >> 32 == 0xFFFF:  # IPv4-mapped: judge the IPv4 address
+                        version, value = 4, value & 0xFFFFFFFF
+                else:
+                    continue
+                network = ips.match(version, value) if ips else None
+                if network is not None:
+                    ip_block = (RESPONSE_IP, network)
+                elif check_private and _PRIVATE.match(version, value) is not None:
+                    address = (
+                        ipaddress.IPv4Address(value)
+                        if version == 4
+                        else ipaddress.IPv6Address(value)
+                    )
+                    ip_block = (REBINDING, str(address))
+        except FormError:
+            pass  # judged on what parsed; the reply's layout was already checked upstream
+        if not names and ip_block is None:
+            return None
+        return Findings(tuple(names), ip_block)
+
+
+def verdict(
+    findings: Findings,
+    client: str,
+    qtype: int,
+    policy: PolicyEngine,
+    blocking: BlockingConfig,
+    now: float,
+) -> ResponseBlock | None:
+    """The block `findings` impose on `client`'s answer, or None to let it through."""
+    if findings.ip_block is not None:
+        kind, rule = findings.ip_block
+        group = policy.group_of(client)
+        return ResponseBlock(
+            group.name if group is not None else "",
+            None,
+            kind,
+            rule,
+            None,
+            blocking.answer.value,
+            blocking.ttl,
+        )
+    for name in findings.names:
+        decision = policy.decide(client, name, qtype, now)
+        if decision.action is Action.BLOCK:
+            return _from_decision(decision, name)
+    return None
+
+
+def _from_decision(decision: Decision, cname: bytes) -> ResponseBlock:
+    return ResponseBlock(
+        decision.group,
+        decision.policy,
+        decision.entry,
+        decision.rule,
+        decision.reference,
+        decision.answer,
+        decision.ttl,
+        cname,
+    )

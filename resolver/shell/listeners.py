@@ -1,0 +1,331 @@
+"""The I/O shell: UDP and TCP listeners that move bytes between sockets and the query pipeline.
+
+UDP is read with `recvfrom_into` into one reusable buffer from a reader callback, draining up to
+`UDP_BATCH` datagrams per wake-up: stock asyncio's datagram transport allocates a 256 KiB buffer
+for every `recvfrom`, which on glibc can mean an mmap/munmap per packet. Answers that need no
+upstream go straight back with `sendto`; a query that goes upstream is answered from a callback
+when its reply comes (no task either way).
+
+TCP follows RFC 7766: length-prefixed messages, pipelined queries answered concurrently in any
+order, a cap on open connections and on queries in flight per connection, an idle timeout, and a
+peer that stalls in the middle of a message is cut off after the same timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import functools
+import socket
+from typing import Any
+
+from resolver.config import Endpoint, LimitsConfig
+from resolver.observe.audit import AuditLog
+from resolver.observe.stats import Stats
+from resolver.pipeline import FORWARDED, QueryPipeline
+
+UDP_BATCH = 64
+UDP_RECEIVE_BUFFER = 4 << 20
+TCP_BACKLOG = 1024
+_BIND_ATTEMPTS = 20
+
+
+class Listeners:
+    """Every socket we serve on and every task still answering, so stop() can end them all."""
+
+    def __init__(
+        self, pipeline: QueryPipeline, limits: LimitsConfig, stats: Stats, audit: AuditLog
+    ) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pipeline = pipeline
+        self.limits = limits
+        self.stats = stats
+        self.audit = audit
+        self.udp: list[UdpListener] = []
+        self.tcp_servers: list[asyncio.Server] = []
+        self.connections: set[TcpConnection] = set()
+        self.forwarded = 0
+        """Queries gone upstream whose reply is still to be sent: stop() gives them a grace."""
+        self.bound: list[Endpoint] = []
+
+    async def start(
+        self, endpoints: tuple[Endpoint, ...], reuse_port: bool = False
+    ) -> list[Endpoint]:
+        for endpoint in endpoints:
+            try:
+                udp_sock, tcp_sock = bind_pair(endpoint, reuse_port)
+            except OSError as error:
+                if not (_ipv6_unavailable(endpoint, error) and len(endpoints) > 1):
+                    raise
+                # The default config listens on ::1 too; a host without IPv6 still gets served.
+                self.audit.warning("listener_skipped", listener=str(endpoint), error=str(error))
+                continue
+            listener = UdpListener(udp_sock, self)
+            listener.start()
+            self.udp.append(listener)
+            server = await self.loop.create_server(
+                lambda: TcpConnection(self), sock=tcp_sock, backlog=TCP_BACKLOG
+            )
+            self.tcp_servers.append(server)
+            self.bound.append(Endpoint(endpoint.host, udp_sock.getsockname()[1]))
+        if not self.bound:
+            raise OSError(errno.EADDRNOTAVAIL, "no listener could be bound")
+        return self.bound
+
+    def internal_error(self, error: BaseException) -> None:
+        self.pipeline.internal_error(error)
+
+    async def stop(self, grace: float = 1.0) -> None:
+        """Stop taking queries, give those gone upstream `grace` seconds to be answered, then
+        close everything."""
+        for listener in self.udp:
+            listener.pause()
+        for server in self.tcp_servers:
+            server.close()
+        deadline = self.loop.time() + grace
+        while self.forwarded > 0 and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        for listener in self.udp:
+            listener.close()
+        for connection in list(self.connections):
+            connection.close()
+        for server in self.tcp_servers:
+            await server.wait_closed()
+
+
+def _ipv6_unavailable(endpoint: Endpoint, error: OSError) -> bool:
+    return endpoint.host == "::1" and error.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
+
+
+def bind_pair(endpoint: Endpoint, reuse_port: bool = False) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on the same address and port; port 0 picks one free for both.
+
+    With `reuse_port`, several worker processes bind the same address (SO_REUSEPORT) and the
+    kernel spreads clients across them."""
+    family = socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET
+    for _ in range(_BIND_ATTEMPTS):
+        udp = socket.socket(family, socket.SOCK_DGRAM)
+        tcp = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            for sock in (udp, tcp):
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.setblocking(False)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            with contextlib.suppress(OSError):
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+            udp.bind((endpoint.host, endpoint.port))
+            port = udp.getsockname()[1]
+            try:
+                tcp.bind((endpoint.host, port))
+            except OSError as error:
+                if endpoint.port == 0 and error.errno == errno.EADDRINUSE:
+                    udp.close()
+                    tcp.close()
+                    continue
+                raise
+            tcp.listen(TCP_BACKLOG)
+            return udp, tcp
+        except BaseException:
+            udp.close()
+            tcp.close()
+            raise
+    raise OSError(errno.EADDRINUSE, f"no free port for both UDP and TCP on {endpoint.host}")
+
+
+class UdpListener:
+    def __init__(self, sock: socket.socket, listeners: Listeners) -> None:
+        self.sock = sock
+        self.listeners = listeners
+        self._view = memoryview(bytearray(65535))
+        self.reading = False
+
+    def start(self) -> None:
+        self.listeners.loop.add_reader(self.sock.fileno(), self._on_readable)
+        self.reading = True
+
+    def pause(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.listeners.loop.remove_reader(self.sock.fileno())
+
+    def close(self) -> None:
+        self.pause()
+        self.sock.close()
+
+    def _on_readable(self) -> None:
+        receive = self.sock.recvfrom_into
+        view = self._view
+        listeners = self.listeners
+        handle = listeners.pipeline.handle
+        reply_later = self._reply_later
+        for _ in range(UDP_BATCH):
+            try:
+                size, address = receive(view)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.listeners.stats.count("udp.receive_error")
+                return
+            try:
+                outcome = handle(
+                    view[:size].tobytes(), address[0], True, functools.partial(reply_later, address)
+                )
+            except Exception as error:
+                listeners.internal_error(error)
+                continue
+            if outcome.__class__ is bytes:
+                self.send(outcome, address)  # type: ignore[arg-type]
+            elif outcome is FORWARDED:
+                listeners.forwarded += 1
+
+    def _reply_later(self, address: Any, reply: bytes | None) -> None:
+        self.listeners.forwarded -= 1
+        if self.sock.fileno() >= 0:
+            self.send(reply, address)
+
+    def send(self, reply: bytes | None, address: Any) -> None:
+        if reply is None:
+            return
+        try:
+            self.sock.sendto(reply, address)
+        except OSError:
+            # A full send buffer or a vanished route: the client will retry; count it.
+            self.listeners.stats.count("udp.send_error")
+
+
+class TcpConnection(asyncio.Protocol):
+    def __init__(self, listeners: Listeners) -> None:
+        self.listeners = listeners
+        self.transport: asyncio.Transport | None = None
+        self.client = ""
+        self.buffer = bytearray()
+        self.pending = 0
+        self.partial_since: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.reading_paused = False
+        self.writing_paused = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport
+        listeners = self.listeners
+        if len(listeners.connections) >= listeners.limits.tcp_connections:
+            listeners.stats.count("tcp.rejected")
+            self.closed = True
+            transport.abort()
+            return
+        listeners.connections.add(self)
+        listeners.stats.count("tcp.accepted")
+        peer = transport.get_extra_info("peername")
+        self.client = peer[0] if peer else ""
+        self._rearm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.listeners.connections.discard(self)
+        if self.timer is not None:
+            self.timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        started_empty = not buffer
+        buffer += data
+        completed = False
+        while len(buffer) >= 2:
+            size = (buffer[0] << 8) | buffer[1]
+            if len(buffer) < 2 + size:
+                break
+            message = bytes(buffer[2 : 2 + size])
+            del buffer[: 2 + size]
+            completed = True
+            self._answer(message)
+            if self.closed:
+                return
+        if not buffer:
+            self.partial_since = None
+        elif started_empty or completed or self.partial_since is None:
+            self.partial_since = self.listeners.loop.time()
+        self._rearm()
+
+    def _answer(self, message: bytes) -> None:
+        listeners = self.listeners
+        try:
+            outcome = listeners.pipeline.handle(message, self.client, False, self._deliver)
+        except Exception as error:
+            listeners.internal_error(error)
+            return
+        if outcome.__class__ is bytes:
+            self._write(outcome)  # type: ignore[arg-type]
+        elif outcome is FORWARDED:
+            listeners.forwarded += 1
+            self.pending += 1
+            if self.pending >= listeners.limits.tcp_inflight_per_connection:
+                self._pause_reading()
+
+    def _deliver(self, reply: bytes | None) -> None:
+        self.listeners.forwarded -= 1
+        self.pending -= 1
+        if self.closed:
+            return
+        if reply is not None:
+            self._write(reply)
+        if (
+            self.reading_paused
+            and not self.writing_paused
+            and self.pending < self.listeners.limits.tcp_inflight_per_connection
+        ):
+            self._resume_reading()
+        self._rearm()
+
+    def _write(self, reply: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(len(reply).to_bytes(2, "big") + reply)
+
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.reading_paused and self.transport is not None and not self.closed:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        # The client is not reading its answers: stop reading its questions.
+        self.writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        if self.pending < self.listeners.limits.tcp_inflight_per_connection:
+            self._resume_reading()
+
+    def _rearm(self) -> None:
+        """One timer per connection: idle (nothing in flight, nothing half-read) or stalled
+        (half a message, counted from when it began, so trickling bytes buys no time)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.closed or self.pending:
+            return
+        loop = self.listeners.loop
+        timeout = self.listeners.limits.tcp_idle_timeout
+        start = self.partial_since if self.partial_since is not None else loop.time()
+        self.timer = loop.call_at(start + timeout, self._expire)
+
+    def _expire(self) -> None:
+        self.timer = None
+        if self.closed or self.pending:
+            return
+        self.listeners.stats.count("tcp.stalled" if self.buffer else "tcp.idle_closed")
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,326 @@
+"""Several worker processes on the same sockets, and the supervisor that runs them.
+
+One CPython process answers on one core. With `--workers N` the supervisor (this module) starts N
+workers, each a complete resolver with its own event loop, all bound to the same addresses with
+SO_REUSEPORT so the kernel spreads clients across them. Workers are fresh interpreters (exec, not
+fork: forking a process with a running event loop is unsafe), so large lists are shared through
+the page cache of their compiled, memory-mapped form rather than copied.
+
+The supervisor restarts a worker that dies (and counts it), forwards SIGHUP (reload) and
+SIGTERM/SIGINT (stop) to every worker, and serves the metrics endpoint: each worker sends a snapshot
+of its counters over a pipe once a second, and the supervisor adds them up, keeping the last
+snapshot of a dead worker so that no counter ever goes backwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from resolver import __version__
+from resolver.config import Config, Endpoint
+from resolver.observe.audit import AuditLog
+from resolver.observe.metrics import Metrics
+from resolver.observe.stats import Stats
+from resolver.shell.httpd import HealthServer
+from resolver.shell.listeners import bind_pair
+from resolver.state import ResolverState
+
+REPORT_INTERVAL = 1.0
+READY_TIMEOUT = 60.0
+STOP_GRACE = 5.0
+RESTART_BACKOFF = 1.0
+_FRAME = struct.Struct(">I")
+_MAX_FRAME = 16 << 20
+
+
+def encode_report(report: Mapping[str, Any]) -> bytes:
+    body = pickle.dumps(dict(report), protocol=pickle.HIGHEST_PROTOCOL)
+    return _FRAME.pack(len(body)) + body
+
+
+class ReportReader(asyncio.Protocol):
+    """Frames from one worker's report pipe (our own child: pickle is trusted here)."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= 4:
+            (size,) = _FRAME.unpack_from(self.buffer)
+            if size > _MAX_FRAME:
+                self.buffer.clear()
+                return
+            if len(self.buffer) < 4 + size:
+                return
+            frame = bytes(self.buffer[4 : 4 + size])
+            del self.buffer[: 4 + size]
+            self.worker.receive(pickle.loads(frame))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.worker.reports_closed.set()
+
+
+@dataclass
+class Worker:
+    index: int
+    process: asyncio.subprocess.Process | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    reports_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    on_report: Any = None
+
+    def receive(self, report: dict[str, Any]) -> None:
+        self.report = report
+        if report.get("ready"):
+            self.ready.set()
+        if self.on_report is not None:
+            self.on_report()
+
+
+class Supervisor:
+    """Runs and watches the workers; implements the metrics view from their reports."""
+
+    def __init__(self, config: Config, worker_args: Sequence[str], count: int,
+                 audit: AuditLog) -> None:  # fmt: skip
+        self.config = config
+        self.worker_args = list(worker_args)
+        self.count = count
+        self.audit = audit
+        self.total = Stats()
+        self.retired = Stats()
+        self.workers = [Worker(i) for i in range(count)]
+        self.stopping = False
+        self.restarts = 0
+        self.started = time.time()
+
+    # --- the metrics view: the sum or union of what the workers last reported --------------
+
+    def _views(self) -> list[dict[str, Any]]:
+        return [w.report.get("view", {}) for w in self.workers if w.report]
+
+    def _first(self, key: str, default: Any) -> Any:
+        views = self._views()
+        return views[0].get(key, default) if views else default
+
+    def upstream_health(self) -> Mapping[str, bool]:
+        health: dict[str, bool] = {}
+        for view in self._views():
+            for name, up in view.get("upstream_health", {}).items():
+                health[name] = health.get(name, False) or up
+        return health
+
+    def tcp_connections_open(self) -> int:
+        return sum(view.get("tcp_connections_open", 0) for view in self._views())
+
+    def list_entries(self) -> Mapping[str, int]:
+        return self._first("list_entries", {})
+
+    def list_last_refresh(self) -> Mapping[str, float]:
+        return self._first("list_last_refresh", {})
+
+    def list_refresh_failures(self) -> Mapping[str, int]:
+        return self._first("list_refresh_failures", {})
+
+    def policies(self) -> Sequence[tuple[str, bool, float | None]]:
+        return self._first("policies", [])
+
+    def cache(self) -> Mapping[str, int] | None:
+        caches = [view["cache"] for view in self._views() if view.get("cache")]
+        if not caches:
+            return None
+        return {key: sum(c.get(key, 0) for c in caches) for key in caches[0]}
+
+    def build(self) -> Mapping[str, str]:
+        return {**self._first("build", {}), "workers": str(self.count)}
+
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        alive = [
+            w.index
+            for w in self.workers
+            if w.ready.is_set() and _running(w) and w.report.get("view", {}).get("ready", True)
+        ]
+        healthy = [name for name, up in self.upstream_health().items() if up]
+        detail: dict[str, object] = {"workers_ready": alive, "healthy_upstreams": healthy}
+        return len(alive) == self.count and bool(healthy), detail
+
+    def _refresh_total(self) -> None:
+        total = self.total
+        total.__init__()  # type: ignore[misc]  # in place: the collector holds this object
+        total.merge(self.retired)
+        for worker in self.workers:
+            stats = worker.report.get("stats")
+            if stats is not None:
+                total.merge(stats)
+        if self.restarts:
+            total.count("workers.restarted", self.restarts)
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def _spawn(self, worker: Worker, listen: Sequence[Endpoint]) -> None:
+        loop = asyncio.get_running_loop()
+        read_fd, write_fd = os.pipe()
+        args = [sys.executable, "-m", "resolver", "serve", *self.worker_args]
+        for endpoint in listen:
+            args += ["--listen", str(endpoint)]
+        args += ["--worker-report-fd", str(write_fd), "--worker-index", str(worker.index)]
+        worker.ready = asyncio.Event()
+        worker.reports_closed = asyncio.Event()
+        worker.report = {}
+        worker.on_report = self._refresh_total
+        try:
+            worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=(write_fd,))
+        finally:
+            os.close(write_fd)
+        await loop.connect_read_pipe(lambda: ReportReader(worker), os.fdopen(read_fd, "rb", 0))
+
+    async def run(self, state: ResolverState) -> None:
+        loop = asyncio.get_running_loop()
+        config = self.config
+        # Port 0 (tests) must become one concrete port that every worker shares: hold a probe
+        # pair on it until the workers have bound theirs.
+        probes = []
+        listen: list[Endpoint] = []
+        for endpoint in config.listen:
+            udp, tcp = bind_pair(endpoint, reuse_port=True)
+            probes += [udp, tcp]
+            listen.append(Endpoint(endpoint.host, udp.getsockname()[1]))
+        health = None
+        try:
+            for worker in self.workers:
+                await self._spawn(worker, listen)
+            await asyncio.wait_for(
+                asyncio.gather(*(w.ready.wait() for w in self.workers)), READY_TIMEOUT
+            )
+        except BaseException:
+            await self._stop_workers()
+            raise
+        finally:
+            for sock in probes:
+                sock.close()
+        # Handlers before the start-up line: whoever reads it may signal us at once.
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._signal_all, signal.SIGHUP)
+        loop.add_signal_handler(signal.SIGUSR1, self._signal_all, signal.SIGUSR1)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            fields: dict[str, object] = {"listeners": [str(e) for e in listen]}
+            if config.metrics.enabled:
+                health = HealthServer(Metrics(self.total, self), self.ready, _token(config))
+                host, port = await health.start(
+                    config.metrics.listen.host, config.metrics.listen.port
+                )
+                fields["metrics"] = str(Endpoint(host, port))
+            self.audit.info(
+                "startup",
+                version=__version__,
+                config=config.source,
+                **fields,
+                workers=self.count,
+                upstreams=[str(e) for e in state.upstreams],
+                blocked_domains=state.policy.domain_count,
+                lists=dict(state.list_sizes),
+                groups=sorted(state.policy.groups),
+                policies=[p.name for p in config.policies],
+                loop="supervisor",
+            )
+            del state  # the workers hold the lists; the supervisor needs none
+            tasks = [loop.create_task(self._watch(w, listen)) for w in self.workers]
+            tasks.append(loop.create_task(_every(1.0, self.audit.tick)))
+            await stop.wait()
+        finally:
+            self.stopping = True
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+                loop.remove_signal_handler(signum)
+            await self._stop_workers()
+            for task in tasks:
+                task.cancel()
+            if health is not None:
+                await health.stop()
+            self._refresh_total()
+            self.audit.info("shutdown", counts=self.total.snapshot(), restarts=self.restarts)
+            self.audit.close()
+
+    async def _watch(self, worker: Worker, listen: Sequence[Endpoint]) -> None:
+        """Restart `worker` whenever it exits, unless we are stopping."""
+        while True:
+            assert worker.process is not None
+            code = await worker.process.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.reports_closed.wait(), 5.0)
+            if self.stopping:
+                return
+            self.restarts += 1
+            stats = worker.report.get("stats")
+            if stats is not None:
+                self.retired.merge(stats)
+            self.audit.error("worker_died", worker=worker.index, exit_code=code,
+                             restarts=self.restarts)  # fmt: skip
+            await asyncio.sleep(RESTART_BACKOFF)
+            if self.stopping:
+                return
+            await self._spawn(worker, listen)
+
+    def _signal_all(self, signum: int) -> None:
+        """Signal every running worker; SIGHUP and SIGUSR1 only those that are ready, because
+        before its handlers are installed either would kill a worker (one still starting loads
+        the new config, with an empty cache, anyway)."""
+        for worker in self.workers:
+            if _running(worker) and (signum == signal.SIGTERM or worker.ready.is_set()):
+                worker.process.send_signal(signum)  # type: ignore[union-attr]
+
+    async def _stop_workers(self) -> None:
+        self._signal_all(signal.SIGTERM)
+        running = [w.process for w in self.workers if _running(w)]
+        if not running:
+            return
+        waits = [asyncio.ensure_future(p.wait()) for p in running]  # type: ignore[union-attr]
+        _, pending = await asyncio.wait(waits, timeout=STOP_GRACE)
+        for process in running:
+            if process.returncode is None:  # type: ignore[union-attr]
+                process.kill()  # type: ignore[union-attr]
+        if pending:
+            await asyncio.wait(pending, timeout=STOP_GRACE)
+        for worker in self.workers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(worker.reports_closed.wait(), 2.0)
+
+
+def _running(worker: Worker) -> bool:
+    return worker.process is not None and worker.process.returncode is None
+
+
+def _token(config: Config) -> str | None:
+    if not config.metrics.token_file:
+        return None
+    with open(config.metrics.token_file, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+async def _every(seconds: float, action: Any) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        action()
+
+
+def worker_count(text: str) -> int:
+    """`--workers N` or `auto` (one per CPU this process may run on)."""
+    if text == "auto":
+        return max(1, len(os.sched_getaffinity(0)))
+    count = int(text)
+    if not 1 <= count <= 256:
+        raise ValueError("workers must be between 1 and 256, or auto")
+    return count

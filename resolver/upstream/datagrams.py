@@ -1,0 +1,245 @@
+"""UDP exchanges with upstreams: a fresh socket per query, driven by callbacks, no tasks.
+
+Every exchange gets a new socket, so a new random source port, and a new random ID (RFC 5452):
+an off-path attacker must guess both while the query is in flight. The socket is not connected;
+a datagram counts only if it comes from the upstream's address and port and carries our ID, QR
+bit and question (`wire.reply_matches`). Anything else is counted and ignored, and the wait
+goes on until the timeout: one junk packet must not end a query.
+
+Forwarding is the one hot path that needs the kernel most, so it asks it as little as it can:
+`socket` (non-blocking from birth), one `epoll_ctl` to watch it, `sendto`, `recvfrom`, `close`
+(which also unwatches it). The sockets sit in an epoll set of our own, itself watched by the
+event loop, so a busy loop pays one wake-up for many replies and no per-socket loop handle.
+Timeouts are a heap swept by one timer, not a timer per query. Where epoll is missing (not
+Linux) each socket is watched by the loop itself.
+
+IDs come from the operating system's CSPRNG, read 4 KiB at a time rather than one syscall per
+query.
+"""
+
+from __future__ import annotations
+
+import _socket
+import asyncio
+import heapq
+import os
+import select
+from collections.abc import Callable
+from typing import Any
+
+from resolver.config import UpstreamServer
+from resolver.observe.stats import Stats
+from resolver.protocol.wire import (
+    HEADER_LEN,
+    FormError,
+    Query,
+    UpstreamReply,
+    reply_matches,
+    upstream_query,
+)
+
+SWEEP_INTERVAL = 0.01
+"""How late a timeout may fire: the sweep runs at most this often while exchanges wait."""
+_RECEIVE_SIZE = 65535
+_NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
+
+Outcome = Callable[[UpstreamReply | None, BaseException | None, Any], None]
+"""Called once per exchange: (reply, None, context) or (None, error, context)."""
+
+
+class BadReply(Exception):
+    """A datagram that matched our query but is not a well-formed DNS message."""
+
+
+class RandomIds:
+    """16-bit IDs from `os.urandom`, buffered."""
+
+    __slots__ = ("_next", "_pool")
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._next = 0
+
+    def __call__(self) -> int:
+        i = self._next
+        pool = self._pool
+        if i >= len(pool):
+            pool = self._pool = os.urandom(4096)
+            i = 0
+        self._next = i + 2
+        return (pool[i] << 8) | pool[i + 1]
+
+
+class UdpExchange:
+    """One query on one socket, until it is answered, times out or is cancelled."""
+
+    __slots__ = ("address", "context", "expires", "fd", "outcome", "query", "query_id", "sock")
+
+    def __init__(
+        self,
+        sock: _socket.socket,
+        address: tuple[str, int],
+        query: Query,
+        query_id: int,
+        expires: float,
+        outcome: Outcome,
+        context: Any,
+    ) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.address = address
+        self.query = query
+        self.query_id = query_id
+        self.expires = expires
+        self.outcome: Outcome | None = outcome
+        self.context = context
+
+
+class UdpExchanges:
+    """Every UDP exchange in flight, for every upstream of one pool."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, stats: Stats) -> None:
+        self._loop = loop
+        self._stats = stats
+        self._pending: dict[int, UdpExchange] = {}
+        self._timeouts: list[tuple[float, int]] = []
+        # uvloop hands back a plain Handle, without when(), for a delay under a millisecond.
+        self._sweep: asyncio.Handle | None = None
+        self._sweep_at = 0.0
+        self._buffer = bytearray(_RECEIVE_SIZE)
+        self.random_id = RandomIds()
+        epoll = getattr(select, "epoll", None)
+        self._epoll: Any = epoll() if epoll is not None else None
+        if self._epoll is not None:
+            loop.add_reader(self._epoll.fileno(), self._on_ready)
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def send(
+        self,
+        server: UpstreamServer,
+        query: Query,
+        timeout: float,
+        outcome: Outcome,
+        context: Any = None,
+    ) -> UdpExchange:
+        """Send `query` to `server` from a new socket; `outcome` hears how it ended. Raises
+        OSError when the socket cannot be made or the datagram cannot be sent."""
+        family = _socket.AF_INET6 if server.family == 6 else _socket.AF_INET
+        address = (server.host, server.port)
+        query_id = self.random_id()
+        sock = _socket.socket(family, _socket.SOCK_DGRAM | _NONBLOCK)
+        try:
+            if not _NONBLOCK:
+                sock.setblocking(False)
+            sock.sendto(upstream_query(query, query_id), address)
+            exchange = UdpExchange(
+                sock, address, query, query_id, self._loop.time() + timeout, outcome, context
+            )
+            self._watch(exchange)
+        except BaseException:
+            sock.close()
+            raise
+        heapq.heappush(self._timeouts, (exchange.expires, exchange.fd))
+        if self._sweep is None or exchange.expires < self._sweep_at:
+            self._arm(exchange.expires)
+        return exchange
+
+    def cancel(self, exchange: UdpExchange) -> None:
+        """Stop waiting (a race was lost, the caller went away); `outcome` is not called."""
+        if exchange.outcome is not None:
+            exchange.outcome = None
+            self._forget(exchange)
+
+    def close(self) -> None:
+        """Cancel everything (shutdown)."""
+        for exchange in list(self._pending.values()):
+            self.cancel(exchange)
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        if self._epoll is not None:
+            self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+            self._epoll = None
+
+    # --- watching sockets ---------------------------------------------------------------------
+
+    def _watch(self, exchange: UdpExchange) -> None:
+        if self._epoll is not None:
+            self._epoll.register(exchange.fd, select.EPOLLIN)
+        else:
+            self._loop.add_reader(exchange.fd, self._receive, exchange)
+        self._pending[exchange.fd] = exchange
+
+    def _forget(self, exchange: UdpExchange) -> None:
+        if self._pending.get(exchange.fd) is exchange:
+            del self._pending[exchange.fd]
+            if self._epoll is None:
+                self._loop.remove_reader(exchange.fd)
+        exchange.sock.close()  # closing also drops it from our epoll set
+
+    def _on_ready(self) -> None:
+        pending = self._pending
+        for fd, _ in self._epoll.poll(0):
+            exchange = pending.get(fd)
+            if exchange is not None:
+                self._receive(exchange)
+
+    def _receive(self, exchange: UdpExchange) -> None:
+        buffer = self._buffer
+        receive = exchange.sock.recvfrom_into
+        while exchange.outcome is not None:
+            try:
+                size, source = receive(buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # a pending socket error, reported once: keep waiting
+                self._stats.count("upstream.receive_error")
+                return
+            data = bytes(buffer[:size])
+            if (source[0], source[1]) != exchange.address or not reply_matches(
+                data, exchange.query_id, exchange.query
+            ):
+                self._stats.count("upstream.mismatch")
+                continue
+            try:
+                reply = UpstreamReply(data, exchange.query.question_end - HEADER_LEN)
+            except FormError:
+                self._end(exchange, None, BadReply())
+                return
+            self._end(exchange, reply, None)
+
+    def _end(
+        self, exchange: UdpExchange, reply: UpstreamReply | None, error: BaseException | None
+    ) -> None:
+        outcome = exchange.outcome
+        if outcome is None:
+            return
+        exchange.outcome = None
+        self._forget(exchange)
+        outcome(reply, error, exchange.context)
+
+    # --- timeouts -----------------------------------------------------------------------------
+
+    def _expire(self) -> None:
+        """Time out every exchange past its expiry; wake again for the next one, at most every
+        SWEEP_INTERVAL. The heap holds (expiry, fd): an answered exchange leaves only that behind
+        until it comes due, and an fd reused since then belongs to an exchange not yet due."""
+        self._sweep = None
+        timeouts = self._timeouts
+        pending = self._pending
+        now = self._loop.time()
+        while timeouts and timeouts[0][0] <= now:
+            exchange = pending.get(heapq.heappop(timeouts)[1])
+            if exchange is not None and exchange.expires <= now:
+                self._end(exchange, None, TimeoutError())
+        if timeouts and self._sweep is None:
+            self._arm(max(timeouts[0][0], now + SWEEP_INTERVAL))
+
+    def _arm(self, when: float) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep = self._loop.call_at(when, self._expire)
+        self._sweep_at = when

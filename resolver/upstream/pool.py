@@ -1,0 +1,901 @@
+"""Forwarding to upstream resolvers: spoofing-resistant exchanges, strategies, health and merging.
+
+Transports. `udp://`: every attempt uses a fresh random ID from a fresh socket, so a fresh random
+source port (RFC 5452), and accepts only a reply from the upstream's address and port with our ID,
+QR bit and question (`upstream.datagrams`, which runs these exchanges on callbacks, with no
+task).
+A truncated reply is retried over TCP.
+`tcp://` and `tls://` (DNS over TLS, RFC 7858): one persistent connection per upstream, shared by
+pipelined queries told apart by ID (RFC 7766 6.2.1), closed after `STREAM_IDLE_TIMEOUT` without
+queries; TLS verifies the certificate and its name (`#name` in the URL) against the system store
+or `upstream.ca_file`.
+
+Choosing. Each query goes to the upstreams of the longest conditional-forwarding zone that
+contains its name, else to the default ones, in the order their strategy gives: `failover` in
+configured order; `fastest` by an exponentially weighted moving average of latency, upstreams not
+yet measured first and, now and then (`EXPLORE`), a random other one first so a recovered
+upstream gets measured again; `parallel` sends to the two fastest at once and takes the first good
+answer. Whatever the strategy, an upstream that failed `max_fails` times in a row is down: tried
+only after the healthy ones (the most recently healthy first, since the probe itself may be what
+is broken), and probed in the background with `. IN NS` every `probe_interval`, one probe at a
+time, until it answers. The whole query is bounded by a deadline.
+
+Sharing. Identical queries in flight (name, type, class, DO, CD) share one upstream exchange (a
+`_Walk` through the plan, settling one future): a client that stops waiting (the pipeline serves
+it a stale answer) does not stop the exchange, whose answer then refreshes the cache through
+`after_reply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import random
+import secrets
+import ssl
+from collections.abc import Callable, Container, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, TypeVar
+
+from resolver.cache import CacheKey, cache_key
+from resolver.config import Config, Endpoint, Strategy, UpstreamServer, ZoneConfig
+from resolver.observe.audit import AuditLog
+from resolver.observe.stats import Stats
+from resolver.policy.inspection import Findings
+from resolver.protocol.edns import EdeCode
+from resolver.protocol.names import from_text
+from resolver.protocol.wire import (
+    HEADER,
+    HEADER_LEN,
+    OPT_PLAIN,
+    RD,
+    REFUSED,
+    SERVFAIL,
+    FormError,
+    Query,
+    UpstreamReply,
+    parse_query,
+    reply_matches,
+    upstream_query,
+)
+from resolver.upstream.datagrams import BadReply, UdpExchanges
+
+MAX_FAILS = 3
+EWMA_WEIGHT = 0.3
+EXPLORE = 0.05
+STREAM_IDLE_TIMEOUT = 10.0
+MAX_BACKGROUND = 64
+"""Background refreshes (prefetch, stale refresh) in flight at once; more are skipped."""
+_FAILURE_LOG_INTERVAL = 1.0
+_ID_TRIES = 32
+
+PROBE_QUERY = parse_query(
+    HEADER.pack(0, RD, 1, 0, 0, 1) + b"\x00" + (2).to_bytes(2, "big") + b"\x00\x01" + OPT_PLAIN
+)
+"""`. IN NS`, the health probe CoreDNS uses: every recursive resolver can answer it."""
+
+
+class UpstreamFailure(Exception):
+    """No upstream gave a usable answer within the deadline."""
+
+    def __init__(self, ede: int, text: str) -> None:
+        super().__init__(text)
+        self.ede = ede
+        self.text = text
+
+
+class Overloaded(Exception):
+    """Too many queries in flight upstream: the new one is dropped (the client will retry)."""
+
+
+class _StreamClosed(Exception):
+    """The persistent connection closed before our reply came."""
+
+
+class _Failed(Exception):
+    def __init__(self, ede: int) -> None:
+        super().__init__(ede)
+        self.ede = ede
+
+
+_ATTEMPT_ERRORS = (OSError, EOFError, BadReply, _StreamClosed, FormError)
+"""What ends one attempt at one upstream (TimeoutError is an OSError) and moves to the next."""
+T = TypeVar("T")
+
+
+def abandoned() -> UpstreamFailure:
+    """The failure of an exchange that ended without an outcome (cancelled, or met a bug)."""
+    return UpstreamFailure(EdeCode.NETWORK_ERROR, "query abandoned")
+
+
+class Resolved(NamedTuple):
+    """An upstream reply and what response inspection found in it (None: nothing to check)."""
+
+    reply: UpstreamReply
+    findings: Findings | None
+
+
+ReplyHook = Callable[[Query, CacheKey, UpstreamReply], Findings | None]
+FailureHook = Callable[[Query, CacheKey, UpstreamFailure], None]
+"""Hooks get the exchange's key (`cache.cache_key` of the query) so no caller computes it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    """The pool's settings beyond the server list, timeout, deadline and in-flight cap."""
+
+    strategy: Strategy = Strategy.FAILOVER
+    max_fails: int = MAX_FAILS
+    probe_interval: float = 5.0
+    ca_file: str | None = None
+    zones: tuple[ZoneConfig, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Config) -> PoolOptions:
+        upstream = config.upstream
+        return cls(
+            upstream.strategy,
+            upstream.max_fails,
+            upstream.probe_interval,
+            upstream.ca_file,
+            config.zones,
+        )
+
+
+class Upstream:
+    """One upstream server's running state: health, latency, probe and connection."""
+
+    __slots__ = ("down", "fails", "label", "last_ok", "probe", "rtt", "server", "stream")
+
+    def __init__(self, server: UpstreamServer, now: float) -> None:
+        self.server = server
+        self.label = str(server)
+        self.fails = 0
+        self.down = False
+        self.rtt: float | None = None
+        self.last_ok = now
+        self.probe: asyncio.Task[None] | None = None
+        self.stream: _Stream | None = None
+
+
+class _Walk:
+    """One shared exchange going through its plan of upstreams, one attempt at a time."""
+
+    __slots__ = (
+        "deadline", "ede", "index", "key", "plan", "query", "shared", "started", "upstream",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        key: CacheKey,
+        query: Query,
+        shared: asyncio.Future[Resolved],
+        plan: list[Upstream],
+        deadline: float,
+    ) -> None:
+        self.key = key
+        self.query = query
+        self.shared = shared
+        self.plan = plan
+        self.deadline = deadline
+        self.index = 0
+        self.ede = EdeCode.NO_REACHABLE_AUTHORITY
+        self.upstream = plan[0] if plan else None
+        self.started = 0.0
+
+
+class _Route:
+    __slots__ = ("strategy", "upstreams")
+
+    def __init__(self, upstreams: tuple[Upstream, ...], strategy: Strategy) -> None:
+        self.upstreams = upstreams
+        self.strategy = strategy
+
+
+def _as_server(server: UpstreamServer | Endpoint) -> UpstreamServer:
+    if isinstance(server, Endpoint):
+        return UpstreamServer("udp", server.host, server.port)
+    return server
+
+
+def _speed(upstream: Upstream) -> float:
+    return -1.0 if upstream.rtt is None else upstream.rtt
+
+
+class UpstreamPool:
+    def __init__(
+        self,
+        servers: Sequence[UpstreamServer | Endpoint],
+        timeout: float,
+        deadline: float,
+        max_inflight: int,
+        stats: Stats,
+        audit: AuditLog,
+        options: PoolOptions | None = None,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stats = stats
+        self._audit = audit
+        self._random = rng or random.Random()
+        self._inflight: dict[CacheKey, asyncio.Future[Resolved]] = {}
+        self._udp = UdpExchanges(self._loop, stats)
+        self._upstreams: dict[UpstreamServer, Upstream] = {}
+        self._last_logged: dict[tuple[str, str], float] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._background = 0
+        self._context: ssl.SSLContext | None = None
+        self._closed = False
+        self.options = options or PoolOptions()
+        self.after_reply: ReplyHook | None = None
+        self.after_failure: FailureHook | None = None
+        self.configure(servers, timeout, deadline, max_inflight, self.options)
+
+    def configure(
+        self,
+        servers: Sequence[UpstreamServer | Endpoint],
+        timeout: float,
+        deadline: float,
+        max_inflight: int,
+        options: PoolOptions | None = None,
+    ) -> None:
+        """Apply new settings (start-up and reload); queries already in flight keep theirs, and
+        an upstream kept across a reload keeps its health, latency and connection."""
+        if options is not None:
+            if options.ca_file != self.options.ca_file:
+                self._context = None
+                for upstream in self._upstreams.values():
+                    self._drop_stream(upstream)
+            self.options = options
+        self.timeout = timeout
+        self.deadline = deadline
+        self.max_inflight = max_inflight
+        previous = self._upstreams
+        self._upstreams = {}
+        default = self._route(servers, self.options.strategy, previous)
+        zones = {
+            from_text(zone.zone): self._route(zone.servers, zone.strategy, previous)
+            for zone in self.options.zones
+        }
+        for server, upstream in previous.items():
+            if server not in self._upstreams:
+                self._retire(upstream)
+        self._default = default
+        self._zones = zones
+        self.endpoints = tuple(u.server for u in default.upstreams)
+
+    def _route(
+        self,
+        servers: Iterable[UpstreamServer | Endpoint],
+        strategy: Strategy,
+        previous: dict[UpstreamServer, Upstream],
+    ) -> _Route:
+        chosen: list[Upstream] = []
+        for item in servers:
+            server = _as_server(item)
+            upstream = self._upstreams.get(server) or previous.get(server)
+            if upstream is None:
+                upstream = Upstream(server, self._loop.time())
+            self._upstreams[server] = upstream
+            if upstream not in chosen:
+                chosen.append(upstream)
+        return _Route(tuple(chosen), strategy)
+
+    # --- views for metrics and readiness ------------------------------------------------------
+
+    @property
+    def healthy(self) -> tuple[UpstreamServer, ...]:
+        return tuple(s for s, u in self._upstreams.items() if not u.down)
+
+    def health(self) -> dict[str, bool]:
+        return {u.label: not u.down for u in self._upstreams.values()}
+
+    def upstream(self, server: UpstreamServer) -> Upstream | None:
+        return self._upstreams.get(server)
+
+    # --- resolving ----------------------------------------------------------------------------
+
+    def begin(self, query: Query, key: CacheKey | None = None) -> asyncio.Future[Resolved]:
+        """The upstream exchange for `query` (whose `cache_key` is `key`, when the caller has it
+        already): joined when an identical one is in flight, else started. Raises `Overloaded`
+        at `max_inflight`.
+
+        The future is shared by every client of the exchange, so callers add a done callback
+        or shield it, and never cancel it: a client that stops waiting (the pipeline serves it
+        a stale answer) does not stop the exchange, whose answer then refreshes the cache.
+        """
+        if key is None:
+            key = cache_key(query)
+        shared = self._inflight.get(key)
+        if shared is not None:
+            self._stats.count("upstream.merged")
+            return shared
+        return self._start(key, query)
+
+    def refresh(self, query: Query) -> bool:
+        """Resolve `query` in the background (prefetch, stale refresh): its answer reaches the
+        cache through `after_reply`. False when it is already in flight or too many are."""
+        key = cache_key(query)
+        if key in self._inflight or self._closed:
+            return False
+        if self._background >= MAX_BACKGROUND:
+            self._stats.count("upstream.refresh_skipped")
+            return False
+        try:
+            shared = self._start(key, query)
+        except Overloaded:
+            return False
+        self._background += 1
+        shared.add_done_callback(self._background_done)
+        return True
+
+    def _background_done(self, shared: asyncio.Future[Resolved]) -> None:
+        self._background -= 1
+        if not shared.cancelled():
+            shared.exception()  # retrieved: nobody else may be waiting for it
+
+    def _start(self, key: CacheKey, query: Query) -> asyncio.Future[Resolved]:
+        if len(self._inflight) >= self.max_inflight:
+            raise Overloaded
+        shared: asyncio.Future[Resolved] = self._loop.create_future()
+        self._inflight[key] = shared
+        route = self._route_for(query.qname)
+        walk = _Walk(key, query, shared, self._plan(route), self._loop.time() + self.deadline)
+        if route.strategy is Strategy.PARALLEL and len(walk.plan) > 1:
+            walk.index = 2
+            race = self._spawn(self._race(walk.plan[0], walk.plan[1], query, walk.deadline))
+            race.add_done_callback(functools.partial(self._task_ended, walk, True))
+        else:
+            self._next(walk)
+        return shared
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = self._loop.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _route_for(self, qname: bytes) -> _Route:
+        """The longest configured zone containing `qname`: one dict lookup per label."""
+        zones = self._zones
+        if zones:
+            pos = 0
+            while qname[pos]:
+                route = zones.get(qname[pos:])
+                if route is not None:
+                    return route
+                pos += 1 + qname[pos]
+        return self._default
+
+    def plan(self, qname: bytes) -> list[Upstream]:
+        """The upstreams a query for `qname` tries, in order."""
+        return self._plan(self._route_for(qname))
+
+    def _plan(self, route: _Route) -> list[Upstream]:
+        upstreams = route.upstreams
+        if len(upstreams) == 1 and not upstreams[0].down:
+            return [upstreams[0]]
+        healthy = [u for u in upstreams if not u.down]
+        down = sorted((u for u in upstreams if u.down), key=lambda u: -u.last_ok)
+        if route.strategy is not Strategy.FAILOVER and len(healthy) > 1:
+            healthy.sort(key=_speed)
+            if route.strategy is Strategy.FASTEST and self._random.random() < EXPLORE:
+                healthy.insert(0, healthy.pop(self._random.randrange(1, len(healthy))))
+        return healthy + down
+
+    # --- one exchange walking its plan: callbacks, no task for UDP ----------------------------
+
+    def _next(self, walk: _Walk) -> None:
+        """Try the walk's next upstream within its deadline, or end it with a failure."""
+        loop = self._loop
+        plan = walk.plan
+        try:
+            while walk.index < len(plan):
+                remaining = walk.deadline - loop.time()
+                if remaining <= 0:
+                    break
+                upstream = plan[walk.index]
+                walk.index += 1
+                walk.upstream = upstream
+                timeout = min(self.timeout, remaining)
+                walk.started = loop.time()
+                if upstream.server.protocol == "udp":
+                    try:
+                        self._udp.send(upstream.server, walk.query, timeout, self._udp_ended, walk)
+                    except OSError as error:
+                        walk.ede = max(walk.ede, self._attempt_failed(upstream, error, walk.query))
+                        continue
+                    return
+                exchange = self._spawn(self._exchange(upstream, walk.query, timeout, walk.deadline))
+                exchange.add_done_callback(functools.partial(self._task_ended, walk, False))
+                return
+        except Exception:
+            self._broken(walk)
+            return
+        text = (
+            "no upstream answered"
+            if walk.ede == EdeCode.NO_REACHABLE_AUTHORITY
+            else "upstream network error"
+        )
+        self._walk_failed(walk, UpstreamFailure(walk.ede, text))
+
+    def _broken(self, walk: _Walk) -> None:
+        """A bug met this walk: fail it rather than leave it in flight for good, where every
+        identical query would join it."""
+        self._stats.count("internal_error")
+        if not walk.shared.done():
+            self._walk_failed(walk, abandoned(), hook=False)
+
+    def _udp_ended(
+        self, reply: UpstreamReply | None, error: BaseException | None, walk: _Walk
+    ) -> None:
+        try:
+            if reply is None:
+                assert error is not None
+                walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
+                self._next(walk)
+            elif reply.truncated:
+                self._stats.count("upstream.tcp_retry")
+                server = walk.upstream.server
+                retry = self._spawn(
+                    self._exchange_tcp(server, walk.query, walk.deadline - self._loop.time())
+                )
+                retry.add_done_callback(functools.partial(self._task_ended, walk, False))
+            else:
+                self._replied(walk, reply)
+        except Exception:
+            self._broken(walk)
+
+    def _task_ended(
+        self, walk: _Walk, judged: bool, task: asyncio.Task[UpstreamReply]
+    ) -> None:
+        """A task working for the walk ended: an exchange (TCP, TLS, the TCP retry after TC), or
+        a race whose reply `_attempt` has already `judged`."""
+        if task.cancelled():
+            self._walk_failed(walk, abandoned(), hook=False)
+            return
+        error = task.exception()
+        if error is None:
+            if judged:
+                self._walk_succeeded(walk, task.result())
+            else:
+                self._replied(walk, task.result())
+        elif isinstance(error, _Failed):
+            walk.ede = max(walk.ede, error.ede)
+            self._next(walk)
+        elif isinstance(error, _ATTEMPT_ERRORS):
+            walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
+            self._next(walk)
+        else:
+            self._broken(walk)
+
+    def _replied(self, walk: _Walk, reply: UpstreamReply) -> None:
+        if self._judge(walk.upstream, reply, walk.query, walk.started):
+            self._walk_succeeded(walk, reply)
+        else:
+            walk.ede = max(walk.ede, EdeCode.NO_REACHABLE_AUTHORITY)
+            self._next(walk)
+
+    def _walk_succeeded(self, walk: _Walk, reply: UpstreamReply) -> None:
+        shared = walk.shared
+        self._settle(walk.key, shared)
+        findings = None
+        if self.after_reply is not None:
+            try:
+                findings = self.after_reply(walk.query, walk.key, reply)
+            except Exception:
+                self._stats.count("internal_error")
+                _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error"))
+                return
+        if not shared.done():
+            shared.set_result(Resolved(reply, findings))
+
+    def _walk_failed(self, walk: _Walk, failure: UpstreamFailure, hook: bool = True) -> None:
+        self._settle(walk.key, walk.shared)
+        if hook and self.after_failure is not None:
+            self.after_failure(walk.query, walk.key, failure)
+        _fail(walk.shared, failure)
+
+    def _settle(self, key: CacheKey, shared: asyncio.Future[Resolved]) -> None:
+        if self._inflight.get(key) is shared:
+            del self._inflight[key]
+
+    # --- attempts: bookkeeping shared by every transport --------------------------------------
+
+    def _judge(
+        self, upstream: Upstream, reply: UpstreamReply, query: Query, started: float
+    ) -> bool:
+        """Whether `reply` ends the query (SERVFAIL and REFUSED try the next upstream), with
+        the upstream's health and latency updated either way."""
+        if reply.rcode == SERVFAIL or reply.rcode == REFUSED:
+            self._failed(upstream, "servfail" if reply.rcode == SERVFAIL else "refused", query)
+            return False
+        now = self._loop.time()
+        elapsed = now - started
+        self._stats.upstream(upstream.label, "ok", elapsed)
+        self._observe(upstream, elapsed)
+        upstream.last_ok = now
+        upstream.fails = 0
+        if upstream.down:
+            self._mark_up(upstream)
+        return True
+
+    def _attempt_failed(self, upstream: Upstream, error: BaseException, query: Query) -> int:
+        """Count a failed attempt; the EDE it stands for."""
+        if isinstance(error, TimeoutError):
+            self._failed(upstream, "timeout", query, self.timeout)
+            return EdeCode.NO_REACHABLE_AUTHORITY
+        reason = "bad_reply" if isinstance(error, BadReply | FormError) else "error"
+        if isinstance(error, ssl.SSLError):
+            self._stats.count("upstream.tls_error")
+            self._log(upstream, "tls_error", None, detail=str(error)[:200])
+        self._failed(upstream, reason, query, self.timeout)
+        return EdeCode.NETWORK_ERROR
+
+    async def _race(
+        self, first: Upstream, second: Upstream, query: Query, deadline: float
+    ) -> UpstreamReply:
+        """Both at once; the first good answer wins and the other attempt is cancelled."""
+        tasks = [
+            self._loop.create_task(self._attempt(first, query, deadline)),
+            self._loop.create_task(self._attempt(second, query, deadline)),
+        ]
+        ede = EdeCode.NO_REACHABLE_AUTHORITY
+        try:
+            pending: set[asyncio.Task[UpstreamReply]] = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    error = task.exception()
+                    if error is None:
+                        return task.result()
+                    if not isinstance(error, _Failed):
+                        raise error
+                    ede = max(ede, error.ede)
+            raise _Failed(ede)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _attempt(self, upstream: Upstream, query: Query, deadline: float) -> UpstreamReply:
+        """One try at one upstream inside a race; raises `_Failed` with an EDE."""
+        loop = self._loop
+        timeout = min(self.timeout, deadline - loop.time())
+        started = loop.time()
+        try:
+            reply = await self._exchange(upstream, query, timeout, deadline)
+        except asyncio.CancelledError:
+            # Lost the race: it took at least this long, which the latency average should know.
+            elapsed = loop.time() - started
+            if upstream.rtt is None or elapsed > upstream.rtt:
+                self._observe(upstream, elapsed)
+            raise
+        except _ATTEMPT_ERRORS as error:
+            raise _Failed(self._attempt_failed(upstream, error, query)) from None
+        if not self._judge(upstream, reply, query, started):
+            raise _Failed(EdeCode.NO_REACHABLE_AUTHORITY)
+        return reply
+
+    async def _exchange(
+        self, upstream: Upstream, query: Query, timeout: float, deadline: float
+    ) -> UpstreamReply:
+        server = upstream.server
+        if server.protocol == "udp":
+            reply = await self._exchange_udp(server, query, timeout)
+            if reply.truncated:
+                self._stats.count("upstream.tcp_retry")
+                reply = await self._exchange_tcp(server, query, deadline - self._loop.time())
+            return reply
+        stream = upstream.stream
+        if stream is None:
+            context = self._tls_context() if server.protocol == "tls" else None
+            stream = upstream.stream = _Stream(self._loop, server, context, self._stats)
+        return await stream.exchange(query, timeout)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        """Verification on, against `ca_file` alone when set, else the system store."""
+        if self._context is None:
+            context = ssl.create_default_context(cafile=self.options.ca_file)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._context = context
+        return self._context
+
+    # --- health -------------------------------------------------------------------------------
+
+    def _observe(self, upstream: Upstream, seconds: float) -> None:
+        if upstream.rtt is None:
+            upstream.rtt = seconds
+        else:
+            upstream.rtt += EWMA_WEIGHT * (seconds - upstream.rtt)
+
+    def _failed(
+        self, upstream: Upstream, reason: str, query: Query, penalty: float | None = None
+    ) -> None:
+        """Count every failure; log at most one per upstream and reason each second, so an outage
+        does not turn the audit trail into a copy of the query stream."""
+        self._stats.upstream(upstream.label, reason, None)
+        if penalty is not None:
+            self._observe(upstream, penalty)
+        upstream.fails += 1
+        if not upstream.down and upstream.fails >= self.options.max_fails:
+            self._mark_down(upstream)
+        self._log(upstream, reason, query)
+
+    def _log(self, upstream: Upstream, reason: str, query: Query | None, detail: str = "") -> None:
+        now = self._loop.time()
+        key = (upstream.label, reason)
+        if now - self._last_logged.get(key, -_FAILURE_LOG_INTERVAL) < _FAILURE_LOG_INTERVAL:
+            return
+        self._last_logged[key] = now
+        if query is not None:
+            self._audit.upstream_failed(upstream.label, reason, query)
+        else:
+            self._audit.warning("upstream_" + reason, upstream=upstream.label, detail=detail)
+
+    def _mark_down(self, upstream: Upstream) -> None:
+        upstream.down = True
+        self._audit.warning("upstream_health", upstream=upstream.label, healthy=False)
+        if self._upstreams.get(upstream.server) is upstream and (
+            upstream.probe is None or upstream.probe.done()
+        ):
+            upstream.probe = self._spawn(self._probe(upstream))
+
+    def _mark_up(self, upstream: Upstream) -> None:
+        upstream.down = False
+        upstream.fails = 0
+        self._audit.warning("upstream_health", upstream=upstream.label, healthy=True)
+        probe = upstream.probe
+        upstream.probe = None
+        if probe is not None and probe is not asyncio.current_task():
+            probe.cancel()
+
+    async def _probe(self, upstream: Upstream) -> None:
+        """`. IN NS` every probe_interval until the upstream answers; one at a time."""
+        loop = self._loop
+        while upstream.down and not self._closed:
+            await asyncio.sleep(self.options.probe_interval)
+            if not upstream.down or self._upstreams.get(upstream.server) is not upstream:
+                return
+            try:
+                reply = await self._exchange(
+                    upstream, PROBE_QUERY, self.timeout, loop.time() + self.timeout
+                )
+                ok = reply.rcode != SERVFAIL and reply.rcode != REFUSED
+            except (TimeoutError, OSError, EOFError, BadReply, _StreamClosed, FormError):
+                ok = False
+            self._stats.count("upstream.probe_ok" if ok else "upstream.probe_failed")
+            if ok and upstream.down:
+                upstream.last_ok = loop.time()
+                self._mark_up(upstream)
+
+    def _retire(self, upstream: Upstream) -> None:
+        if upstream.probe is not None:
+            upstream.probe.cancel()
+            upstream.probe = None
+        self._drop_stream(upstream)
+
+    def _drop_stream(self, upstream: Upstream) -> None:
+        if upstream.stream is not None:
+            upstream.stream.close()
+            upstream.stream = None
+
+    async def close(self) -> None:
+        """Stop probes and exchanges, close every socket and connection, and fail every query
+        still waiting (shutdown)."""
+        self._closed = True
+        self._udp.close()
+        for shared in list(self._inflight.values()):
+            _fail(shared, abandoned())
+        self._inflight.clear()
+        tasks = list(self._tasks)
+        for upstream in self._upstreams.values():
+            if upstream.stream is not None:
+                tasks.extend(upstream.stream.readers)
+            self._retire(upstream)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- transports ---------------------------------------------------------------------------
+
+    async def _exchange_udp(
+        self, server: UpstreamServer, query: Query, timeout: float
+    ) -> UpstreamReply:
+        """A UDP exchange awaited (races, probes); the hot path uses `_udp` with callbacks."""
+        waiter: asyncio.Future[UpstreamReply] = self._loop.create_future()
+        exchange = self._udp.send(server, query, timeout, _settle_waiter, waiter)
+        try:
+            return await waiter
+        finally:
+            self._udp.cancel(exchange)
+
+    async def _exchange_tcp(
+        self, server: UpstreamServer, query: Query, timeout: float
+    ) -> UpstreamReply:
+        """The TCP retry of a truncated UDP reply, on a connection of its own."""
+        query_id = secrets.randbits(16)
+        message = upstream_query(query, query_id)
+        async with asyncio.timeout(max(timeout, 0.0)):
+            reader, writer = await asyncio.open_connection(server.host, server.port)
+            try:
+                writer.write(len(message).to_bytes(2, "big") + message)
+                while True:
+                    size = int.from_bytes(await reader.readexactly(2), "big")
+                    data = await reader.readexactly(size)
+                    if reply_matches(data, query_id, query):
+                        return UpstreamReply(data, query.question_end - HEADER_LEN)
+                    self._stats.count("upstream.mismatch")
+            finally:
+                writer.close()
+
+
+class _Connection:
+    """One open TCP/TLS connection and the queries waiting on it, by ID."""
+
+    __slots__ = ("idle", "pending", "reader", "sent", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.pending: dict[int, tuple[asyncio.Future[UpstreamReply], Query]] = {}
+        self.idle: asyncio.TimerHandle | None = None
+        self.sent = 0
+
+
+class _Stream:
+    """The persistent, pipelined connection to one `tcp://` or `tls://` upstream.
+
+    Queries share the current connection, each under an ID unique on it; a reader task hands
+    each reply to the query whose ID, QR bit and question it matches (anything else is counted
+    and dropped). The connection closes after `idle_timeout` with nothing pending, and a query
+    whose reused connection turns out closed by the server is retried once on a new one.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        server: UpstreamServer,
+        context: ssl.SSLContext | None,
+        stats: Stats,
+        idle_timeout: float | None = None,
+    ) -> None:
+        self._loop = loop
+        self._server = server
+        self._context = context
+        self._stats = stats
+        self.idle_timeout = STREAM_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
+        self._lock = asyncio.Lock()
+        self._current: _Connection | None = None
+        self.readers: set[asyncio.Task[None]] = set()
+        self.connections = 0
+
+    async def exchange(self, query: Query, timeout: float) -> UpstreamReply:
+        async with asyncio.timeout(max(timeout, 0.0)):
+            for attempt in range(2):
+                connection, fresh = await self._connection()
+                query_id = _free_id(connection.pending)
+                waiter: asyncio.Future[UpstreamReply] = self._loop.create_future()
+                connection.pending[query_id] = (waiter, query)
+                if connection.idle is not None:
+                    connection.idle.cancel()
+                    connection.idle = None
+                try:
+                    message = upstream_query(query, query_id)
+                    connection.writer.write(len(message).to_bytes(2, "big") + message)
+                    connection.sent += 1
+                    return await waiter
+                except _StreamClosed:
+                    if fresh or attempt:
+                        raise
+                    self._stats.count("upstream.stream_retry")
+                finally:
+                    connection.pending.pop(query_id, None)
+                    if not connection.pending and connection is self._current:
+                        connection.idle = self._loop.call_later(
+                            self.idle_timeout, self._close_idle, connection
+                        )
+        raise _StreamClosed  # not reached: the loop returns or raises
+
+    async def _connection(self) -> tuple[_Connection, bool]:
+        async with self._lock:
+            current = self._current
+            if current is not None and not current.writer.is_closing():
+                return current, False
+            server = self._server
+            reader, writer = await asyncio.open_connection(
+                server.host,
+                server.port,
+                ssl=self._context,
+                server_hostname=server.tls_name if self._context is not None else None,
+            )
+            connection = _Connection(reader, writer)
+            self._current = connection
+            self.connections += 1
+            task = self._loop.create_task(self._read(connection))
+            self.readers.add(task)
+            task.add_done_callback(self.readers.discard)
+            return connection, True
+
+    async def _read(self, connection: _Connection) -> None:
+        reader = connection.reader
+        pending = connection.pending
+        try:
+            while True:
+                size = int.from_bytes(await reader.readexactly(2), "big")
+                data = await reader.readexactly(size)
+                found = pending.get((data[0] << 8) | data[1]) if size >= 2 else None
+                if found is None or found[0].done():
+                    self._stats.count("upstream.mismatch")
+                    continue
+                waiter, query = found
+                _deliver(waiter, data, (data[0] << 8) | data[1], query, self._stats)
+        except (OSError, EOFError):
+            pass
+        finally:
+            if self._current is connection:
+                self._current = None
+            if connection.idle is not None:
+                connection.idle.cancel()
+            connection.writer.close()
+            for waiter, _ in pending.values():
+                if not waiter.done():
+                    waiter.set_exception(_StreamClosed())
+
+    def _close_idle(self, connection: _Connection) -> None:
+        connection.idle = None
+        if not connection.pending:
+            if self._current is connection:
+                self._current = None
+            connection.writer.close()
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.writer.close()
+            self._current = None
+        for task in list(self.readers):
+            task.cancel()
+
+
+def _free_id(pending: Container[int]) -> int:
+    """A random ID not in use on the connection (a scan only when random picks keep hitting)."""
+    for _ in range(_ID_TRIES):
+        query_id = secrets.randbits(16)
+        if query_id not in pending:
+            return query_id
+    for query_id in range(65536):
+        if query_id not in pending:
+            return query_id
+    raise _StreamClosed  # 65536 queries pending on one connection: try it as a failure
+
+
+def _fail(shared: asyncio.Future[Resolved], failure: UpstreamFailure) -> None:
+    if not shared.done():
+        shared.set_exception(failure)
+        shared.exception()  # retrieved here, so a lone query leaves no warning behind
+
+
+def _deliver(
+    waiter: asyncio.Future[UpstreamReply], data: bytes, query_id: int, query: Query, stats: Stats
+) -> None:
+    """Settle `waiter` with `data` if it is the reply to `query` (RFC 5452); anything else is
+    counted and ignored, and the wait goes on."""
+    if not reply_matches(data, query_id, query):
+        stats.count("upstream.mismatch")
+        return
+    try:
+        waiter.set_result(UpstreamReply(data, query.question_end - HEADER_LEN))
+    except FormError:
+        waiter.set_exception(BadReply())
+
+
+def _settle_waiter(
+    reply: UpstreamReply | None, error: BaseException | None, waiter: asyncio.Future[UpstreamReply]
+) -> None:
+    if waiter.done():
+        return
+    if reply is not None:
+        waiter.set_result(reply)
+    else:
+        waiter.set_exception(error or TimeoutError())

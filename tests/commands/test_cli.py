@@ -1,0 +1,100 @@
+"""The `dnswarden` command as an operator runs it: a real subprocess, exit codes and output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from shipped import shipped_configs
+
+from resolver import __version__
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def dnswarden(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "resolver", *args],
+        cwd=cwd or ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_repository_ships_configs() -> None:
+    assert ROOT / "deploy" / "dnswarden.yaml" in shipped_configs()
+
+
+@pytest.mark.parametrize("path", shipped_configs(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_check_accepts_every_shipped_config(path: Path) -> None:
+    result = dnswarden("check", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_check_prints_every_problem_with_file_line_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "listen: ['127.0.0.1:99999']\n"
+        "upstream:\n"
+        "  servers: [not-an-ip]\n"
+        "  timout: 2s\n"
+        "clients:\n"
+        "  allow: [10.0.0.1/8]\n"
+        "blocking:\n"
+        "  lists: [tiktk]\n"
+        "  answer: sinkhole\n",
+        encoding="utf-8",
+    )
+    result = dnswarden("check", str(config))
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    expected = [
+        (1, "listen[0]"),
+        (3, "upstream.servers[0]"),
+        (4, "upstream.timout"),
+        (6, "clients.allow[0]"),
+        (8, "blocking.lists[0]"),
+        (9, "blocking.answer"),
+    ]
+    for line, key in expected:
+        assert any(entry.startswith(f"{config}:{line}: {key}: ") for entry in lines), (line, key)
+    assert len(lines) == len(expected)
+
+
+def test_check_names_the_bad_line_of_a_local_list(tmp_path: Path) -> None:
+    (tmp_path / "extra.txt").write_text("good.example\nbad..example\n", encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text("blocking: {lists: [extra.txt], }\nlimits: {max_bad_lines: 1}\n")
+    result = dnswarden("check", str(config))
+    assert result.returncode == 0, result.stderr  # one bad line is within max_bad_lines
+    (tmp_path / "extra.txt").write_text("a..example\nb..example\n", encoding="utf-8")
+    result = dnswarden("check", str(config))
+    assert result.returncode == 1
+    assert f"{tmp_path / 'extra.txt'}:1: 'a..example'" in result.stderr
+    assert "refusing to load this list" in result.stderr
+
+
+def test_serve_refuses_to_start_on_an_invalid_config(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("lisen: []\n", encoding="utf-8")
+    result = dnswarden("serve", "-c", str(config))
+    assert result.returncode == 1
+    assert f"{config}:1: lisen:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version_and_help() -> None:
+    assert dnswarden("--version").stdout.strip() == f"dnswarden {__version__}"
+    help_text = dnswarden("--help").stdout
+    for command in ("serve", "check"):
+        assert command in help_text
+    serve_help = dnswarden("serve", "--help").stdout
+    for option in ("--config", "--listen", "--upstream"):
+        assert option in serve_help

@@ -1,0 +1,230 @@
+"""`decide` as a pure function: groups by longest prefix, windows, exemptions, references."""
+
+from __future__ import annotations
+
+import datetime
+import gc
+
+import pytest
+
+from resolver.config import parse_config
+from resolver.lists.matcher import BlockRule, DomainMatcher
+from resolver.policy.engine import UNLISTED_MEMO_LIMIT, Action, PolicyEngine, build_engine
+from resolver.protocol.names import from_text
+
+BELGIAN_CASE = """
+clients: {allow: [10.0.0.0/8, "fd00::/8"], default_group: refuse}
+blocking: {lists: [], ttl: 60s}
+groups:
+  officials: {subnets: [10.20.0.0/16, "fd00:20::/48"]}
+  press-office: {subnets: [10.20.5.0/24], exempt: [tiktok.com]}
+  personal-wifi: {subnets: [10.30.0.0/16]}
+  security: {subnets: [10.40.0.0/16], block: [wechat], exempt: ["=safe.wechat.com"]}
+policies:
+  be-tiktok-2023:
+    block: [tiktok]
+    groups: [officials, press-office]
+    reference: "Belgian federal government decision, 10 March 2023"
+    from: 2023-03-10
+    until: 2023-09-10
+  ops-wechat:
+    block: [wechat]
+    groups: [officials]
+    exempt: [weixin.qq.com]
+    answer: nxdomain
+    ttl: 300s
+"""
+
+LISTS = {
+    "tiktok": ["tiktok.com", "tiktokv.com", "v*.tiktokcdn-eu.com"],
+    "wechat": ["wechat.com", "weixin.qq.com"],
+}
+
+
+def engine_for(text: str) -> PolicyEngine:
+    config = parse_config(text, "<test>", known_lists=frozenset(LISTS))
+    matchers = {}
+    for name, patterns in LISTS.items():
+        matcher = DomainMatcher()
+        for pattern in patterns:
+            matcher.add(pattern, BlockRule(name, pattern))
+        matchers[name] = (name, matcher)
+    return build_engine(config, matchers, sum(map(len, LISTS.values())))
+
+
+def at(text: str) -> float:
+    moment = datetime.datetime.fromisoformat(text)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
+
+
+IN_FORCE = "2023-04-01T12:00:00"
+
+# client, name, time, action, group, policy, entry, rule
+CASES = [
+    ("10.20.1.1", "www.tiktok.com", IN_FORCE, Action.BLOCK, "officials", "be-tiktok-2023",
+     "tiktok", "tiktok.com"),
+    ("10.20.1.1", "WWW.TikTok.COM.", IN_FORCE, Action.BLOCK, "officials", "be-tiktok-2023",
+     "tiktok", "tiktok.com"),
+    ("10.20.1.1", "v16.tiktokcdn-eu.com", IN_FORCE, Action.BLOCK, "officials", "be-tiktok-2023",
+     "tiktok", "v*.tiktokcdn-eu.com"),
+    ("10.20.1.1", "nottiktok.com", IN_FORCE, Action.ALLOW, "officials", None, None, None),
+    # The press office sits inside the officials' /16: the longest prefix wins, and its
+    # exemption beats the policy.
+    ("10.20.5.9", "www.tiktok.com", IN_FORCE, Action.ALLOW, "press-office", None, None, None),
+    # Personal-device Wi-Fi is not covered by the ban.
+    ("10.30.1.1", "www.tiktok.com", IN_FORCE, Action.ALLOW, "personal-wifi", None, None, None),
+    ("fd00:20::5", "tiktok.com", IN_FORCE, Action.BLOCK, "officials", "be-tiktok-2023",
+     "tiktok", "tiktok.com"),
+    # The window: from is inclusive, until exclusive.
+    ("10.20.1.1", "tiktok.com", "2023-03-09T23:59:59", Action.ALLOW, "officials", None, None,
+     None),
+    ("10.20.1.1", "tiktok.com", "2023-03-10T00:00:00", Action.BLOCK, "officials",
+     "be-tiktok-2023", "tiktok", "tiktok.com"),
+    ("10.20.1.1", "tiktok.com", "2023-09-09T23:59:59", Action.BLOCK, "officials",
+     "be-tiktok-2023", "tiktok", "tiktok.com"),
+    ("10.20.1.1", "tiktok.com", "2023-09-10T00:00:00", Action.ALLOW, "officials", None, None,
+     None),
+    # A policy without a window is always in force; its own exemption beats only itself.
+    ("10.20.1.1", "www.wechat.com", IN_FORCE, Action.BLOCK, "officials", "ops-wechat", "wechat",
+     "wechat.com"),
+    ("10.20.1.1", "weixin.qq.com", IN_FORCE, Action.ALLOW, "officials", None, None, None),
+    # A group's own list; "=name" exempts that exact name only.
+    ("10.40.1.1", "wechat.com", IN_FORCE, Action.BLOCK, "security", None, "wechat",
+     "wechat.com"),
+    ("10.40.1.1", "safe.wechat.com", IN_FORCE, Action.ALLOW, "security", None, None, None),
+    ("10.40.1.1", "x.safe.wechat.com", IN_FORCE, Action.BLOCK, "security", None, "wechat",
+     "wechat.com"),
+    ("10.40.1.1", "weixin.qq.com", IN_FORCE, Action.BLOCK, "security", None, "wechat",
+     "weixin.qq.com"),
+    # No group and default_group: refuse.
+    ("10.99.0.1", "example.org", IN_FORCE, Action.REFUSE, "", None, None, None),
+    ("fd99::1", "tiktok.com", IN_FORCE, Action.REFUSE, "", None, None, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("client", "name", "when", "action", "group", "policy", "entry", "rule"), CASES
+)
+def test_decide(
+    client: str,
+    name: str,
+    when: str,
+    action: Action,
+    group: str,
+    policy: str | None,
+    entry: str | None,
+    rule: str | None,
+) -> None:
+    decision = engine_for(BELGIAN_CASE).decide(client, from_text(name), 1, at(when))
+    assert decision.action is action
+    assert decision.group == group
+    assert (decision.policy, decision.entry, decision.rule) == (policy, entry, rule)
+
+
+def test_one_engine_answers_every_case_alike_when_names_repeat() -> None:
+    """One engine remembers, per group, the names no list matches: asking again (the same name
+    at another time, inside and outside a policy's window) must decide exactly as a fresh
+    engine does, every time."""
+    engine = engine_for(BELGIAN_CASE)
+    expected = [case[3:] for case in CASES]
+    for order in (CASES, CASES[::-1], CASES):
+        got = {}
+        for client, name, when, *_ in order:
+            decision = engine.decide(client, from_text(name), 1, at(when))
+            got[(client, name, when)] = (decision.action, decision.group, decision.policy,
+                                         decision.entry, decision.rule)  # fmt: skip
+        assert [got[case[:3]] for case in CASES] == expected
+
+
+def test_remembered_names_are_bounded_over_all_groups() -> None:
+    engine = engine_for(BELGIAN_CASE)
+    for i in range(UNLISTED_MEMO_LIMIT // 2 + 10):
+        for client in ("10.20.1.1", "10.30.1.1"):  # two groups
+            engine.decide(client, from_text(f"n{i}.example.org"), 1, at(IN_FORCE))
+    remembered = sum(len(names) for names in engine._unlisted.values())
+    assert 0 < remembered <= UNLISTED_MEMO_LIMIT
+    assert remembered == engine._unlisted_count
+    blocked = engine.decide("10.20.1.1", from_text("www.tiktok.com"), 1, at(IN_FORCE))
+    assert blocked.action is Action.BLOCK
+
+
+def test_new_names_leave_nothing_for_the_cyclic_gc() -> None:
+    """A flood of names never asked before, listed or not, must not leave objects the cyclic GC
+    tracks: each would fill its young generation, whose collections pause the event loop for
+    milliseconds under load (the p99 of issue 7)."""
+    engine = engine_for(BELGIAN_CASE)
+    names = [from_text(f"{prefix}{i}.{zone}") for i in range(2000)
+             for prefix, zone in (("a", "example.org"), ("b", "tiktok.com"))]  # fmt: skip
+    engine.decide("10.20.1.1", names[0], 1, at(IN_FORCE))
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        decisions = [engine.decide("10.20.1.1", name, 1, at(IN_FORCE)) for name in names]
+        after = len(gc.get_objects())
+    finally:
+        gc.enable()
+    assert [d.action for d in decisions[:2]] == [Action.ALLOW, Action.BLOCK]
+    kept = sum(d.action is Action.BLOCK for d in decisions) + 1  # new block decisions, the list
+    assert after - before - kept < 20
+
+
+def test_block_carries_reference_window_answer_and_ttl() -> None:
+    engine = engine_for(BELGIAN_CASE)
+    tiktok = engine.decide("10.20.1.1", from_text("www.tiktok.com"), 1, at(IN_FORCE))
+    assert tiktok.reference == "Belgian federal government decision, 10 March 2023"
+    assert tiktok.censored
+    assert (tiktok.answer, tiktok.ttl) == ("null_ip", 60)
+    assert tiktok.valid_from == at("2023-03-10T00:00:00")
+    assert tiktok.valid_until == at("2023-09-10T00:00:00")
+    assert tiktok.zone_offset == 4  # "tiktok.com" inside "www.tiktok.com"
+    wechat = engine.decide("10.20.1.1", from_text("wechat.com"), 1, at(IN_FORCE))
+    assert not wechat.censored
+    assert (wechat.answer, wechat.ttl) == ("nxdomain", 300)
+
+
+def test_policies_take_precedence_over_lists_so_the_mandate_is_cited() -> None:
+    text = BELGIAN_CASE.replace("blocking: {lists: [], ttl: 60s}", "blocking: {lists: [tiktok]}")
+    engine = engine_for(text)
+    during = engine.decide("10.20.1.1", from_text("tiktok.com"), 1, at(IN_FORCE))
+    assert during.policy == "be-tiktok-2023"
+    after = engine.decide("10.20.1.1", from_text("tiktok.com"), 1, at("2024-01-01T00:00:00"))
+    assert (after.action, after.policy, after.entry) == (Action.BLOCK, None, "tiktok")
+    # The press office's exemption beats blocking.lists too.
+    press = engine.decide("10.20.5.1", from_text("tiktok.com"), 1, at("2024-01-01T00:00:00"))
+    assert press.action is Action.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("text", "client", "group", "action"),
+    [
+        ("blocking: {lists: [tiktok]}", "192.0.2.1", "default", Action.BLOCK),
+        (
+            "groups: {lab: {subnets: [192.0.2.0/24]}}\nclients: {default_group: lab}\n"
+            "blocking: {lists: [tiktok]}",
+            "198.51.100.1",
+            "lab",
+            Action.BLOCK,
+        ),
+        (
+            "groups: {lab: {subnets: [192.0.2.0/24]}}\nclients: {default_group: refuse}",
+            "198.51.100.1",
+            "",
+            Action.REFUSE,
+        ),
+    ],
+)
+def test_default_group(text: str, client: str, group: str, action: Action) -> None:
+    decision = engine_for(text).decide(client, from_text("tiktok.com"), 1, at(IN_FORCE))
+    assert (decision.group, decision.action) == (group, action)
+
+
+def test_candidates_say_why_a_list_does_not_apply() -> None:
+    engine = engine_for(BELGIAN_CASE)
+    press = engine.groups["press-office"]
+    (candidate,) = engine.candidates(press, from_text("www.tiktok.com"), at(IN_FORCE))
+    assert not candidate.applies
+    assert "exempt for group press-office by tiktok.com" in candidate.why_not
+    officials = engine.groups["officials"]
+    (lapsed,) = engine.candidates(officials, from_text("tiktok.com"), at("2024-01-01T00:00:00"))
+    assert lapsed.why_not == "policy not in force at that time"

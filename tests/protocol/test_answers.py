@@ -1,0 +1,151 @@
+"""Synthesised answers, decoded by an independent parser (dnspython)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from resolver.protocol.answers import SinkholeAnswer, error_reply, refused, servfail
+from resolver.protocol.edns import EdeCode
+from resolver.protocol.wire import WireError, parse_query
+
+TTL = 60
+
+
+def ask(
+    name: str, rdtype: str, *, edns: bool = True, rd: bool = True
+) -> tuple[dns.message.Message, bytes]:
+    made = dns.message.make_query(name, rdtype, use_edns=0 if edns else None, want_dnssec=edns)
+    if not rd:
+        made.flags &= ~dns.flags.RD
+    return made, made.to_wire()
+
+
+def ede_of(reply: dns.message.Message) -> tuple[int, str] | None:
+    for option in reply.options:
+        if isinstance(option, dns.edns.EDEOption):
+            return int(option.code), option.text or ""
+    return None
+
+
+# (mode, qtype, rcode, answer rdata, has SOA, EDE code)
+CASES = [
+    ("null_ip", "A", "NOERROR", ["0.0.0.0"], False, EdeCode.FORGED_ANSWER),
+    ("null_ip", "AAAA", "NOERROR", ["::"], False, EdeCode.FORGED_ANSWER),
+    ("null_ip", "HTTPS", "NOERROR", [], True, EdeCode.BLOCKED),
+    ("null_ip", "SVCB", "NOERROR", [], True, EdeCode.BLOCKED),
+    ("null_ip", "MX", "NOERROR", [], True, EdeCode.BLOCKED),
+    ("null_ip", "ANY", "NOERROR", [], True, EdeCode.BLOCKED),
+    ("nxdomain", "A", "NXDOMAIN", [], True, EdeCode.BLOCKED),
+    ("nxdomain", "TXT", "NXDOMAIN", [], True, EdeCode.BLOCKED),
+    ("nodata", "A", "NOERROR", [], True, EdeCode.BLOCKED),
+    ("refused", "A", "REFUSED", [], False, EdeCode.BLOCKED),
+    ("ip", "A", "NOERROR", ["192.0.2.10", "192.0.2.11"], False, EdeCode.FORGED_ANSWER),
+    ("ip", "AAAA", "NOERROR", ["2001:db8::10"], False, EdeCode.FORGED_ANSWER),
+]
+WALLED_GARDEN = tuple(ipaddress.ip_address(a) for a in ("192.0.2.10", "192.0.2.11", "2001:db8::10"))
+
+
+@pytest.mark.parametrize(("mode", "qtype", "rcode", "rdata", "has_soa", "ede"), CASES)
+def test_sinkhole_answers(
+    mode: str, qtype: str, rcode: str, rdata: list[str], has_soa: bool, ede: int
+) -> None:
+    made, packet = ask("WwW.TikTok.CoM", qtype)
+    query = parse_query(packet)
+    sinkhole = SinkholeAnswer(mode, TTL, WALLED_GARDEN if mode == "ip" else ())
+    zone_offset = 4  # "tiktok.com" inside "www.tiktok.com"
+    reply = dns.message.from_wire(sinkhole.build(query, zone_offset, "blocked by list tiktok"))
+    assert reply.id == made.id
+    assert reply.question == made.question
+    assert reply.question[0].name.to_text() == "WwW.TikTok.CoM."  # case kept
+    assert reply.flags & dns.flags.QR and reply.flags & dns.flags.RA and reply.flags & dns.flags.RD
+    assert dns.rcode.to_text(reply.rcode()) == rcode
+    assert sorted(rr.to_text() for rrset in reply.answer for rr in rrset) == sorted(rdata)
+    assert all(rrset.ttl == TTL for rrset in reply.answer)
+    if has_soa:
+        (soa,) = reply.authority
+        assert soa.rdtype == dns.rdatatype.SOA
+        assert soa.name.to_text().lower() == "tiktok.com."
+        assert soa.ttl == TTL and soa[0].minimum == TTL
+    else:
+        assert not reply.authority
+    assert ede_of(reply) == (ede, "blocked by list tiktok")
+    assert reply.ednsflags & dns.flags.DO
+
+
+def test_no_opt_without_edns_and_rd_copied() -> None:
+    _, packet = ask("tiktok.com", "A", edns=False, rd=False)
+    reply = dns.message.from_wire(
+        SinkholeAnswer("nxdomain", TTL).build(parse_query(packet), 0, "x")
+    )
+    assert reply.edns == -1
+    assert not reply.flags & dns.flags.RD
+    assert reply.authority[0].name.to_text() == "tiktok.com."
+
+
+def test_ip_mode_without_an_address_of_that_family_is_nodata() -> None:
+    _, packet = ask("tiktok.com", "AAAA")
+    only_v4 = (ipaddress.ip_address("192.0.2.10"),)
+    reply = dns.message.from_wire(
+        SinkholeAnswer("ip", TTL, only_v4).build(parse_query(packet), 0, "x")
+    )
+    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer and reply.authority
+
+
+@pytest.mark.parametrize(
+    ("build", "rcode", "ede"),
+    [
+        (lambda q: refused(q, EdeCode.PROHIBITED, "client not allowed"), dns.rcode.REFUSED, 18),
+        (
+            lambda q: servfail(q, EdeCode.NO_REACHABLE_AUTHORITY, "no upstream"),
+            dns.rcode.SERVFAIL,
+            22,
+        ),
+    ],
+)
+def test_refused_and_servfail(build: object, rcode: int, ede: int) -> None:
+    made, packet = ask("example.org", "A")
+    reply = dns.message.from_wire(build(parse_query(packet)))  # type: ignore[operator]
+    assert reply.id == made.id and reply.question == made.question
+    assert reply.rcode() == rcode
+    assert ede_of(reply)[0] == ede  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    ("hexstr", "rcode", "qdcount"),
+    [
+        ("1234 0100 0002 0000 0000 0000", dns.rcode.FORMERR, 0),
+        ("1234 1100 0001 0000 0000 0000 00 0001 0001", dns.rcode.NOTIMP, 0),
+        (
+            "1234 0100 0001 0000 0000 0001 00 0001 0001 00 0029 1000 00 01 0000 0000",
+            dns.rcode.BADVERS,
+            1,
+        ),
+        ("1234 0100 0001 0000 0000 0000 00 0001 0001 ff", dns.rcode.FORMERR, 1),
+    ],
+)
+def test_error_replies(hexstr: str, rcode: int, qdcount: int) -> None:
+    packet = bytes.fromhex(hexstr.replace(" ", ""))
+    with pytest.raises(WireError) as raised:
+        parse_query(packet)
+    out = error_reply(packet, raised.value)
+    assert out is not None
+    assert out[:2] == packet[:2]
+    assert int.from_bytes(out[4:6], "big") == qdcount
+    reply = dns.message.from_wire(out)
+    assert reply.rcode() == rcode
+    if rcode == dns.rcode.BADVERS:
+        assert reply.edns == 0
+
+
+def test_dropped_packets_get_no_reply() -> None:
+    packet = bytes.fromhex("1234 8100 0001 0000 0000 0000 00 0001 0001".replace(" ", ""))
+    with pytest.raises(WireError) as raised:
+        parse_query(packet)
+    assert error_reply(packet, raised.value) is None

@@ -1,0 +1,536 @@
+"""The upstream pool against real loopback name servers (the e2e tier's `FakeUpstream`, run in
+process): strategies, passive health and probes, zones, merging, persistent TCP/TLS streams."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, TypeVar
+
+import dns.message
+import dns.rdatatype
+import pytest
+from fake_upstream import (
+    ANSWER,
+    GARBAGE,
+    SILENT,
+    Behaviour,
+    FakeUpstream,
+    make_test_pki,
+)
+
+from resolver.config import Strategy, UpstreamServer, ZoneConfig
+from resolver.observe.audit import AuditLog
+from resolver.observe.stats import Stats
+from resolver.protocol.edns import EdeCode
+from resolver.protocol.wire import Query, UpstreamReply, parse_query
+from resolver.upstream import pool as upstream_module
+from resolver.upstream.pool import (
+    Overloaded,
+    PoolOptions,
+    UpstreamFailure,
+    UpstreamPool,
+)
+
+T = TypeVar("T")
+WILD = "192.0.2.99"
+
+
+def run(factory: Callable[[], Awaitable[T]], limit: float = 30.0) -> T:
+    async def bounded() -> T:
+        return await asyncio.wait_for(factory(), limit)
+
+    return asyncio.run(bounded())
+
+
+def make(name: str, rdtype: str = "A") -> Query:
+    return parse_query(dns.message.make_query(name, rdtype, use_edns=0).to_wire())
+
+
+_counter = iter(range(1, 1_000_000))
+
+
+def fresh(scenario: str = "plain") -> str:
+    return f"u{next(_counter)}-{random.getrandbits(24):06x}.{scenario}.wild.example.org."
+
+
+def addresses(reply: UpstreamReply) -> list[str]:
+    message = dns.message.from_wire(reply.raw)
+    return [rd.to_text() for rrset in message.answer for rd in rrset]
+
+
+class Env:
+    """A pool wired to a Stats and a real AuditLog writing JSON lines to memory."""
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.stream = io.StringIO()
+        self.audit = AuditLog(self.stream, "info", fold_window=0)
+
+    def pool(
+        self,
+        servers: list[UpstreamServer],
+        timeout: float = 0.5,
+        deadline: float = 3.0,
+        **opts: Any,
+    ) -> UpstreamPool:
+        return UpstreamPool(
+            servers, timeout, deadline, 100, self.stats, self.audit, PoolOptions(**opts),
+            rng=random.Random(3),
+        )  # fmt: skip
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in self.stream.getvalue().splitlines() if line]
+        return [e for e in lines if e.get("event") == name]
+
+
+def udp(fake: FakeUpstream) -> UpstreamServer:
+    return UpstreamServer("udp", fake.host, fake.port)
+
+
+@pytest.fixture
+def fakes() -> Iterator[list[FakeUpstream]]:
+    started: list[FakeUpstream] = []
+    try:
+        for seed in range(3):
+            started.append(FakeUpstream(seed=seed).start())
+        yield started
+    finally:
+        for fake in started:
+            fake.stop()
+    assert not [e for fake in started for e in fake.errors]
+
+
+# --- order: strategies, health, zones (no traffic) -----------------------------------------
+
+S1, S2, S3 = (UpstreamServer("udp", "127.0.0.1", port) for port in (5301, 5302, 5303))
+
+
+@pytest.mark.parametrize(
+    ("strategy", "rtts", "down", "last_ok", "expected"),
+    [
+        (Strategy.FAILOVER, (0.3, 0.1, 0.2), (), (), [S1, S2, S3]),
+        (Strategy.FAILOVER, (None,) * 3, (S1,), (), [S2, S3, S1]),
+        (Strategy.FASTEST, (0.3, 0.1, 0.2), (), (), [S2, S3, S1]),
+        (Strategy.FASTEST, (0.3, None, 0.2), (), (), [S2, S3, S1]),  # unmeasured first
+        (Strategy.PARALLEL, (0.3, 0.1, 0.2), (S2,), (), [S3, S1, S2]),
+        # all down: the most recently healthy first
+        (Strategy.FAILOVER, (None,) * 3, (S1, S2, S3), (1.0, 3.0, 2.0), [S2, S3, S1]),
+    ],
+)
+def test_plan(
+    strategy: Strategy,
+    rtts: tuple[float | None, ...],
+    down: tuple[UpstreamServer, ...],
+    last_ok: tuple[float, ...],
+    expected: list[UpstreamServer],
+) -> None:
+    async def scenario() -> list[UpstreamServer]:
+        pool = Env().pool([S1, S2, S3], strategy=strategy)
+        pool._random = random.Random(0)  # 0.84 first: above EXPLORE, no exploration
+        for index, server in enumerate((S1, S2, S3)):
+            state = pool.upstream(server)
+            assert state is not None
+            state.rtt = rtts[index]
+            state.down = server in down
+            if last_ok:
+                state.last_ok = last_ok[index]
+        return [u.server for u in pool.plan(b"\x01x\x00")]
+
+    assert run(scenario) == expected
+
+
+def test_fastest_explores_sometimes() -> None:
+    async def scenario() -> dict[UpstreamServer, int]:
+        pool = Env().pool([S1, S2, S3], strategy=Strategy.FASTEST)
+        for server, rtt in ((S1, 0.01), (S2, 0.02), (S3, 0.03)):
+            state = pool.upstream(server)
+            assert state is not None
+            state.rtt = rtt
+        firsts = [pool.plan(b"\x00")[0].server for _ in range(4000)]
+        return {server: firsts.count(server) for server in (S1, S2, S3)}
+
+    counts = run(scenario)
+    assert counts[S1] > 3600  # mostly the fastest
+    assert counts[S2] > 20 and counts[S3] > 20  # but the others get measured too
+
+
+@pytest.mark.parametrize(
+    ("name", "first"),
+    [
+        ("www.example.org.", S1),
+        ("gov.internal.", S2),
+        ("host.gov.internal.", S2),
+        ("x.secret.gov.internal.", S3),  # longest zone wins
+        ("secret.gov.internal.", S3),
+        ("notgov.internal.", S1),
+        ("4.3.2.10.in-addr.arpa.", S2),
+    ],
+)
+def test_zones_longest_wins(name: str, first: UpstreamServer) -> None:
+    zones = (
+        ZoneConfig("gov.internal", (S2,), Strategy.FAILOVER),
+        ZoneConfig("secret.gov.internal", (S3,), Strategy.FAILOVER),
+        ZoneConfig("10.in-addr.arpa", (S2,), Strategy.FAILOVER),
+    )
+
+    async def scenario() -> UpstreamServer:
+        pool = Env().pool([S1], zones=zones)
+        return pool.plan(make(name).qname)[0].server
+
+    assert run(scenario) == first
+
+
+def test_reconfigure_keeps_state_of_kept_upstreams() -> None:
+    async def scenario() -> tuple[float | None, bool]:
+        pool = Env().pool([S1, S2])
+        state = pool.upstream(S2)
+        assert state is not None
+        state.rtt = 0.42
+        pool.configure([S2, S3], 0.5, 3.0, 100)
+        kept = pool.upstream(S2)
+        return (kept.rtt if kept is not None else None), pool.upstream(S1) is None
+
+    assert run(scenario) == (0.42, True)
+
+
+# --- exchanges ------------------------------------------------------------------------------
+
+
+def test_failover_past_a_silent_upstream(fakes: list[FakeUpstream]) -> None:
+    fakes[0].set_behaviour(SILENT)
+    env = Env()
+
+    async def scenario() -> UpstreamReply:
+        pool = env.pool([udp(fakes[0]), udp(fakes[1])], timeout=0.2)
+        try:
+            return (await pool.begin(make(fresh()))).reply
+        finally:
+            await pool.close()
+
+    assert addresses(run(scenario)) == [WILD]
+    assert env.stats.upstreams[(str(udp(fakes[0])), "timeout")] == 1
+    assert env.stats.upstreams[(str(udp(fakes[1])), "ok")] == 1
+
+
+def test_every_upstream_failing_is_an_upstream_failure(fakes: list[FakeUpstream]) -> None:
+    for fake in fakes[:2]:
+        fake.set_behaviour(SILENT)
+
+    async def scenario() -> None:
+        pool = Env().pool([udp(fakes[0]), udp(fakes[1])], timeout=0.1, deadline=1.0)
+        try:
+            await pool.begin(make(fresh()))
+        finally:
+            await pool.close()
+
+    with pytest.raises(UpstreamFailure) as caught:
+        run(scenario)
+    assert caught.value.ede == EdeCode.NO_REACHABLE_AUTHORITY
+
+
+def test_max_fails_marks_down_and_the_probe_brings_it_back(fakes: list[FakeUpstream]) -> None:
+    fake = fakes[0]
+    fake.set_behaviour(SILENT)
+    env = Env()
+    server = udp(fake)
+
+    async def scenario() -> tuple[bool, bool, float]:
+        pool = env.pool([server, udp(fakes[1])], timeout=0.15, max_fails=2, probe_interval=0.1)
+        try:
+            for _ in range(2):
+                await pool.begin(make(fresh()))
+            went_down = not pool.health()[str(server)]
+            await asyncio.sleep(0.8)  # a few silent probes
+            fake.set_behaviour(ANSWER)
+            started = time.monotonic()
+            while not pool.health()[str(server)] and time.monotonic() - started < 3:
+                await asyncio.sleep(0.02)
+            return went_down, pool.health()[str(server)], time.monotonic() - started
+        finally:
+            await pool.close()
+
+    went_down, back, _ = run(scenario)
+    assert went_down and back
+    probes = [r for r in fake.queries(".") if r.message is not None]
+    assert probes and all(r.message.question[0].rdtype == dns.rdatatype.NS for r in probes)
+    # one probe at a time: the next starts only after the previous one timed out + interval
+    gaps = [b.at - a.at for a, b in itertools.pairwise(probes)]
+    assert all(gap >= 0.2 for gap in gaps), gaps
+    health = [e["healthy"] for e in env.events("upstream_health")]
+    assert health == [False, True]
+    assert env.stats.counts["upstream.probe_ok"] == 1
+    assert env.stats.counts["upstream.probe_failed"] >= 2
+
+
+def test_fastest_prefers_the_fast_upstream(fakes: list[FakeUpstream]) -> None:
+    slow, fast = fakes[0], fakes[1]
+    slow.set_behaviour(Behaviour(delay=0.12))
+
+    async def scenario() -> None:
+        pool = Env().pool([udp(slow), udp(fast)], strategy=Strategy.FASTEST)
+        try:
+            for _ in range(20):
+                await pool.begin(make(fresh()))
+        finally:
+            await pool.close()
+
+    run(scenario)
+    assert len(fast.queries()) >= 16
+    assert 1 <= len(slow.queries()) <= 4
+
+
+def test_parallel_races_two_and_the_first_good_answer_wins(fakes: list[FakeUpstream]) -> None:
+    silent, good = fakes[0], fakes[1]
+    silent.set_behaviour(SILENT)
+    env = Env()
+    name = fresh()
+
+    async def scenario() -> float:
+        pool = env.pool([udp(silent), udp(good)], timeout=1.0, strategy=Strategy.PARALLEL)
+        try:
+            started = time.monotonic()
+            await pool.begin(make(name))
+            return time.monotonic() - started
+        finally:
+            await pool.close()
+
+    assert run(scenario) < 0.5  # not after the silent one's 1 s timeout
+    assert silent.queries(name) and good.queries(name)
+    assert (str(udp(silent)), "timeout") not in env.stats.upstreams  # the loser was cancelled
+
+
+def test_a_client_that_stops_waiting_leaves_the_exchange_on(fakes: list[FakeUpstream]) -> None:
+    fakes[0].set_behaviour(Behaviour(delay=0.3))
+    env = Env()
+    seen: list[Query] = []
+
+    async def scenario() -> tuple[bool, bool]:
+        pool = env.pool([udp(fakes[0])])
+        pool.after_reply = lambda query, key, reply: seen.append(query)  # type: ignore[func-returns-value]
+        query = make(fresh())
+        try:
+            try:
+                await asyncio.wait_for(asyncio.shield(pool.begin(query)), 0.05)
+            except TimeoutError:
+                gave_up = True
+            else:
+                gave_up = False
+            merged = await pool.begin(query)  # joins the exchange still in flight
+            return gave_up, bool(addresses(merged.reply))
+        finally:
+            await pool.close()
+
+    assert run(scenario) == (True, True)
+    assert len(seen) == 1
+    assert len(fakes[0].queries()) == 1
+    assert env.stats.counts["upstream.merged"] == 1
+
+
+def test_refresh_runs_in_the_background_once(fakes: list[FakeUpstream]) -> None:
+    fakes[0].set_behaviour(Behaviour(delay=0.1))
+    stored: list[bytes] = []
+
+    async def scenario() -> tuple[bool, bool]:
+        pool = Env().pool([udp(fakes[0])])
+        pool.after_reply = lambda query, key, reply: stored.append(query.qname)  # type: ignore[func-returns-value]
+        query = make(fresh())
+        try:
+            first = pool.refresh(query)
+            again = pool.refresh(query)
+            await asyncio.sleep(0.4)
+            return first, again
+        finally:
+            await pool.close()
+
+    assert run(scenario) == (True, False)
+    assert len(stored) == 1
+
+
+def test_overloaded_when_max_inflight_is_reached(fakes: list[FakeUpstream]) -> None:
+    fakes[0].set_behaviour(Behaviour(delay=0.2))
+
+    async def scenario() -> None:
+        env = Env()
+        pool = UpstreamPool([udp(fakes[0])], 0.5, 1.0, 1, env.stats, env.audit)
+        try:
+            first = asyncio.ensure_future(pool.begin(make(fresh())))
+            await asyncio.sleep(0)
+            with pytest.raises(Overloaded):
+                await pool.begin(make(fresh()))
+            await first
+        finally:
+            await pool.close()
+
+    run(scenario)
+
+
+def test_failures_reach_the_failure_hook(fakes: list[FakeUpstream]) -> None:
+    fakes[0].set_behaviour(SILENT)
+    failed: list[int] = []
+
+    async def scenario() -> None:
+        pool = Env().pool([udp(fakes[0])], timeout=0.1, deadline=0.3)
+        pool.after_failure = lambda query, key, failure: failed.append(failure.ede)
+        try:
+            with pytest.raises(UpstreamFailure):
+                await pool.begin(make(fresh()))
+        finally:
+            await pool.close()
+
+    run(scenario)
+    assert failed == [EdeCode.NO_REACHABLE_AUTHORITY]
+
+
+@pytest.mark.parametrize("broken", ["sending", "judging the reply"])
+def test_a_bug_fails_the_walk_and_frees_its_key(fakes: list[FakeUpstream], broken: str) -> None:
+    """A bug inside a walk's callbacks (no task around them to catch it) costs that query a
+    failure and is counted; the walk must not stay in flight, where every identical query
+    would join it and wait forever."""
+
+    async def scenario() -> tuple[str, list[str]]:
+        env = Env()
+        pool = env.pool([udp(fakes[0])])
+        calls = {"n": 0}
+
+        def bug_once(real: Callable[..., Any]) -> Callable[..., Any]:
+            def step(*args: Any) -> Any:
+                calls["n"] += 1
+                if calls["n"] == 1:
+                    raise RuntimeError("bug")
+                return real(*args)
+
+            return step
+
+        if broken == "sending":
+            pool._udp.send = bug_once(pool._udp.send)  # type: ignore[method-assign]
+        else:
+            pool._judge = bug_once(pool._judge)  # type: ignore[method-assign]
+        name = fresh()
+        try:
+            with pytest.raises(UpstreamFailure) as failed:
+                await asyncio.wait_for(pool.begin(make(name)), 2.0)
+            again = await asyncio.wait_for(pool.begin(make(name)), 2.0)
+        finally:
+            await pool.close()
+        assert env.stats.counts["internal_error"] == 1
+        return failed.value.text, addresses(again.reply)
+
+    assert run(scenario) == ("query abandoned", [WILD])
+
+
+# --- persistent streams ---------------------------------------------------------------------
+
+
+def tcp(fake: FakeUpstream) -> UpstreamServer:
+    return UpstreamServer("tcp", fake.host, fake.port)
+
+
+def test_tcp_connection_is_reused_and_pipelined(fakes: list[FakeUpstream]) -> None:
+    fake = fakes[0]
+
+    async def scenario() -> int:
+        pool = Env().pool([tcp(fake)])
+        try:
+            for _ in range(3):
+                await pool.begin(make(fresh()))
+            replies = await asyncio.gather(*(pool.begin(make(fresh())) for _ in range(20)))
+            assert all(addresses(r.reply) == [WILD] for r in replies)
+            state = pool.upstream(tcp(fake))
+            assert state is not None and state.stream is not None
+            return state.stream.connections
+        finally:
+            await pool.close()
+
+    assert run(scenario) == 1
+    seen = fake.queries()
+    assert len(seen) == 23 and {r.transport for r in seen} == {"tcp"}
+    assert len({r.peer for r in seen}) == 1  # one connection, one source port
+
+
+def test_idle_connection_is_closed(
+    fakes: list[FakeUpstream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(upstream_module, "STREAM_IDLE_TIMEOUT", 0.1)
+
+    async def scenario() -> int:
+        pool = Env().pool([tcp(fakes[0])])
+        try:
+            await pool.begin(make(fresh()))
+            await asyncio.sleep(0.3)
+            await pool.begin(make(fresh()))
+            state = pool.upstream(tcp(fakes[0]))
+            assert state is not None and state.stream is not None
+            return state.stream.connections
+        finally:
+            await pool.close()
+
+    assert run(scenario) == 2
+
+
+def test_a_reused_connection_closed_under_a_query_is_retried_once(
+    fakes: list[FakeUpstream],
+) -> None:
+    fake = fakes[0]
+    fake.set_behaviour(GARBAGE, "garbage.wild.example.org")
+    name = fresh("garbage")
+
+    async def scenario() -> int:
+        pool = Env().pool([tcp(fake)], timeout=1.0)
+        try:
+            await pool.begin(make(fresh()))
+            with pytest.raises(UpstreamFailure):
+                await pool.begin(make(name))
+            state = pool.upstream(tcp(fake))
+            assert state is not None and state.stream is not None
+            return state.stream.connections
+        finally:
+            await pool.close()
+
+    assert run(scenario) == 2
+    assert len(fake.queries(name)) == 2
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    made = make_test_pki(tmp_path_factory.mktemp("pki"))
+    if made is None:
+        pytest.skip("the openssl command line is needed to make a test CA; not installed")
+    return made
+
+
+@pytest.mark.parametrize(
+    ("tls_name", "use_ca", "ok"),
+    [("dns.test", True, True), ("wrong.test", True, False), ("dns.test", False, False)],
+)
+def test_dns_over_tls(pki: Any, tls_name: str, use_ca: bool, ok: bool) -> None:
+    env = Env()
+    with FakeUpstream(tls=pki.server_context()) as fake:
+        server = UpstreamServer("tls", fake.host, fake.tls_port, tls_name)
+
+        async def scenario() -> UpstreamReply:
+            pool = env.pool([server], timeout=2.0, ca_file=str(pki.ca) if use_ca else None)
+            try:
+                first = await pool.begin(make(fresh()))
+                await pool.begin(make(fresh()))
+                return first.reply
+            finally:
+                await pool.close()
+
+        if ok:
+            assert addresses(run(scenario)) == [WILD]
+            seen = fake.queries()
+            assert [r.transport for r in seen] == ["tls", "tls"]
+            assert len({r.peer for r in seen}) == 1  # the TLS session is reused
+        else:
+            with pytest.raises(UpstreamFailure) as caught:
+                run(scenario)
+            assert caught.value.ede == EdeCode.NETWORK_ERROR
+            assert fake.queries() == []  # nothing sent before the certificate checked out
+            assert env.stats.counts["upstream.tls_error"] >= 1
+            assert env.events("upstream_tls_error")
