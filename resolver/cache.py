@@ -25,6 +25,9 @@ What is kept, and for how long:
   or are too slow.
 
 Pure: the caller passes `now` (monotonic seconds) to every method; nothing here reads a clock.
+
+May import: protocol, config, policy
+Does I/O: none
 """
 
 from __future__ import annotations

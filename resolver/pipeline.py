@@ -9,6 +9,9 @@ name). A query that must go upstream returns `FORWARDED`; steps 6-8 then run fro
 when the shared upstream exchange settles, and hand the answer to the shell's `reply_to`. No
 step creates a task or a coroutine: per query, they cost more than the whole answer to a block.
 Each step is a small named unit elsewhere; here is only their order and why.
+
+May import: protocol, config, lists, policy, observe, cache, upstream, state
+Does I/O: the event loop only (asyncio futures and timers; never a socket or a file)
 """
 
 from __future__ import annotations

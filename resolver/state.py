@@ -3,6 +3,9 @@
 Start-up and every reload build a fresh `ResolverState`; the server swaps it in with a single
 assignment, so a query sees either the old state or the new one, never a mixture, and a reload
 that fails to build leaves the running state untouched.
+
+May import: protocol, config, lists, policy
+Does I/O: read_resolv_conf (reads /etc/resolv.conf for the default upstreams)
 """
 
 from __future__ import annotations

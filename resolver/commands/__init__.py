@@ -1,1 +1,6 @@
-"""TODO."""
+"""The `dnswarden` command line: the CLI (the only place that prints problems and picks exit
+codes), `explain` and `export`.
+
+May import: protocol, config, lists, policy, observe, cache, upstream, state, pipeline, shell
+Does I/O: all (commands read files and print)
+"""

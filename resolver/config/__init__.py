@@ -11,6 +11,9 @@ files and directories exist; the audit key and log directory exist; the metrics 
 usable token; the CA file holds PEM certificates) and the default state directory (read from the
 environment), nothing here does I/O: list URLs are checked for form, never fetched.  Library code
 raises `ConfigError`; only the CLI prints and exits.
+
+May import: protocol
+Does I/O: __init__ (reads the config file, checks the files it names)
 """
 
 from __future__ import annotations
