@@ -3,5 +3,6 @@ catalogue, remote feeds and their last good copies, and the loader that turns th
 references into matchers.
 
 May import: protocol, config
-Does I/O: catalogue (reads the bundled catalogue files), compiled (maps and writes compiled lists), fetch (HTTPS feeds, last good copies), loading (list files, the compile child process)
+Does I/O: catalogue (reads the bundled catalogue files), compiled (maps and writes compiled
+    lists), fetch (HTTPS feeds, last good copies), loading (list files, the compile child process)
 """
