@@ -76,7 +76,12 @@ def refusal(**overrides: object) -> Refusal | None:
         ({"accepted": 4, "invalid": 1, "rule_lines": 5, "previous": 4}, None),
         ({"accepted": 1, "invalid": 79, "rule_lines": 80}, "invalid"),  # random bytes, 1 "rule"
         (
-            {"accepted": 4_000_000, "invalid": 10**3, "rule_lines": 4_001_000, "previous": 4 * 10**6},
+            {
+                "accepted": 4_000_000,
+                "invalid": 10**3,
+                "rule_lines": 4_001_000,
+                "previous": 4 * 10**6,
+            },
             None,
         ),
         ({"accepted": 1, "invalid": 4_000_000, "rule_lines": 4_000_001}, "invalid"),
