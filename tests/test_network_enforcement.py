@@ -184,6 +184,11 @@ def hosts(name: str) -> list[str]:
     return [str(n.network_address) for n in found]
 
 
+def written(network: Network) -> str:
+    """How the files write a set element: a bare address, or a network with its prefix."""
+    return str(network.network_address) if network.num_addresses == 1 else str(network)
+
+
 def covered(address: str, subnets: list[Network]) -> bool:
     return any(ipaddress.ip_address(address) in subnet for subnet in subnets)
 
@@ -223,7 +228,7 @@ def test_addresses_are_defined_once_in_their_sets() -> None:
     text = RULESET.read_text("utf-8")
     for name in ("official_v4", "official_v6", "dnswarden_v4", "dnswarden_v6"):
         for network in networks(name):
-            literal = str(network) if network.num_addresses > 1 else str(network.network_address)
+            literal = written(network)
             assert len(re.findall(rf"(?<![\w:.]){re.escape(literal)}(?![\w:./])", text)) == 1, (
                 f"{literal} ({name}) must appear once, in its set"
             )
@@ -334,7 +339,7 @@ def test_doc_shows_the_example_addresses_of_the_ruleset() -> None:
     configuration = doc_section("Configuration")
     for name in ("official_v4", "official_v6", "dnswarden_v4", "dnswarden_v6"):
         for network in networks(name):
-            literal = str(network) if network.num_addresses > 1 else str(network.network_address)
+            literal = written(network)
             assert literal in configuration, f"{literal} ({name}) is not in the docs"
 
 
