@@ -1,4 +1,4 @@
-# dnswarden container image. How to build, run and configure it: README.md ("Container" under "Deploy").
+# dnswarden container image. How to build, run and configure it: docs/deploy.md ("Container").
 #
 #   docker build -t dnswarden .
 #   docker run -d -p 53:53/udp -p 53:53/tcp -p 127.0.0.1:9153:9153 dnswarden
@@ -7,7 +7,7 @@
 # Port 53 without root: the venv's interpreter carries the file capability
 # CAP_NET_BIND_SERVICE and nothing else, so the non-root user binds 53 even on the host network,
 # where no port mapping exists (a 5353-plus-mapping image could not serve a gateway there). It
-# needs NET_BIND_SERVICE in the bounding set and no no-new-privileges (README.md, "Deploy").
+# needs NET_BIND_SERVICE in the bounding set and no no-new-privileges (docs/deploy.md).
 # .ci/docker-smoke builds this with a local base image of the same name (no registry there).
 
 FROM python:3.11-slim-bookworm AS build
@@ -36,7 +36,7 @@ RUN python3 -m venv /opt/dnswarden \
 # the container's resolvers (/etc/resolv.conf), answer loopback and private-range clients.
 RUN mkdir -p /etc/dnswarden \
     && printf '%s\n' \
-    '# dnswarden in a container; mount your own config over this file (README.md, "Deploy").' \
+    '# dnswarden in a container; mount your own config over this file (docs/deploy.md).' \
     'listen: ["0.0.0.0:53"]' \
     'metrics:' \
     '  listen: "0.0.0.0:9153"' \

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
 SCRAPE_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dnswarden.json"
-DOC = ROOT / "README.md"  # its Observability section documents every metric
+DOC = ROOT / "docs" / "observability.md"  # documents every metric
 
 Labels = tuple[tuple[str, str], ...]
 
