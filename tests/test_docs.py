@@ -38,8 +38,6 @@ from resolver.commands.cli import build_parser
 
 README_LIMIT = 15 * 1024
 SECTIONS = [("What",), ("Configuration", "Syntax"), ("Metrics",), ("Examples",)]
-PENDING_PAGES = {"docs/network-enforcement.md"}
-"""Pages written on another branch: links to them may dangle until it is merged."""
 
 ALL_BLOCKS = [block for path in doc_files() for block in blocks(path)]
 SH_HOST_BLOCKS = [block for block in ALL_BLOCKS if block.lang == SH_HOST]
@@ -69,7 +67,7 @@ def test_readme_links_the_latest_benchmark_table() -> None:
 
 def test_readme_maps_every_docs_page() -> None:
     targets = {target for _, target in links(README)}
-    pages = {relative(page) for page in docs_pages()} | PENDING_PAGES
+    pages = {relative(page) for page in docs_pages()}
     assert pages <= targets
 
 
@@ -93,8 +91,6 @@ def test_relative_links_resolve(path: Path) -> None:
         file_part, _, fragment = target.partition("#")
         resolved = (path.parent / file_part).resolve()
         if not resolved.exists():
-            if resolved.is_relative_to(ROOT) and relative(resolved) in PENDING_PAGES:
-                continue
             broken.append(f"{line}: {target} (no such file)")
         elif fragment and resolved.suffix == ".md" and fragment not in anchors(resolved):
             broken.append(f"{line}: {target} (no such heading)")
@@ -104,9 +100,7 @@ def test_relative_links_resolve(path: Path) -> None:
 @pytest.mark.parametrize("path", doc_files(), ids=relative)
 def test_repository_paths_named_in_docs_exist(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    missing = sorted(
-        {name for name in repo_paths(text) if not (ROOT / name).exists()} - PENDING_PAGES
-    )
+    missing = sorted({name for name in repo_paths(text) if not (ROOT / name).exists()})
     assert missing == []
 
 
@@ -130,9 +124,16 @@ def test_console_examples_have_commands() -> None:
     assert all(commands(block) for block in consoles)
 
 
+# Pages about the machine dnswarden runs on and the network around it: their examples are the
+# host's own commands (systemctl, kubectl, nft -f), which no test machine may run for real.
+HOST_PAGES = {"docs/deploy.md", "docs/network-enforcement.md"}
+
+
 def test_sh_host_stays_rare() -> None:
-    consoles = [block for block in ALL_BLOCKS if block.lang == CONSOLE]
-    assert len(SH_HOST_BLOCKS) < len(consoles)
+    """Outside the host pages, an example that a test cannot run must be the exception."""
+    elsewhere = [block for block in ALL_BLOCKS if relative(block.path) not in HOST_PAGES]
+    consoles = [block for block in elsewhere if block.lang == CONSOLE]
+    assert len([block for block in elsewhere if block.lang == SH_HOST]) < len(consoles) / 2
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[int, tuple[list[str], Any]]:
