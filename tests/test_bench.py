@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from resolver.config import parse_config
+from resolver.lists.catalogue import catalogue_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -239,7 +240,9 @@ def test_dnswarden_config_is_accepted_by_resolver_config(tmp_path: Path) -> None
     listfile.write_text("blocked.example\n")
     for level in ("warning", "info"):
         data = peers.dnswarden_config(5300, 5301, str(listfile), level=level)
-        config = parse_config(yaml.safe_dump(data), "bench.yaml", base_dir=tmp_path)
+        config = parse_config(
+            yaml.safe_dump(data), "bench.yaml", base_dir=tmp_path, known_lists=catalogue_ids()
+        )
         assert [str(e) for e in config.listen] == ["127.0.0.1:5300"]
         assert config.log.level == level
 

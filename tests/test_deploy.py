@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from resolver.config import Config, parse_config
+from resolver.lists.catalogue import catalogue_ids
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -96,7 +97,8 @@ def embedded_config(workload_path: Path, pod: dict[str, Any]) -> tuple[str, Conf
     )
     configmap = resource("ConfigMap", workload_path.parent, volume["configMap"]["name"])
     text = configmap["data"][CONFIG_KEY]
-    return text, parse_config(text, f"{workload_path.name}:{CONFIG_KEY}")
+    source = f"{workload_path.name}:{CONFIG_KEY}"
+    return text, parse_config(text, source, known_lists=catalogue_ids())
 
 
 def mount(container: dict[str, Any], path: str) -> dict[str, Any]:

@@ -239,8 +239,8 @@ def _agrees(shown: Any, real: Any) -> bool:
 
 
 def test_default_config_summary_agrees_with_the_embedded_one() -> None:
-    from resolver.config import DEFAULT_CONFIG_YAML
+    from resolver.config import default_yaml
 
     page = DOCS / "configuration.md"
     summary = next(b for b in blocks(page) if b.lang == "yaml" and "listen:" in b.text)
-    assert _agrees(yaml.safe_load(summary.text), yaml.safe_load(DEFAULT_CONFIG_YAML))
+    assert _agrees(yaml.safe_load(summary.text), yaml.safe_load(default_yaml()))

@@ -21,6 +21,7 @@ import pytest
 
 from resolver.cache import Cache, CacheKey, cache_key
 from resolver.config import parse_config
+from resolver.lists.catalogue import catalogue_ids
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, QueryPipeline
@@ -47,7 +48,8 @@ def state_for(tmp_path: Path | None = None, extra_list: Sequence[str] = ()) -> R
         path = tmp_path / "local.txt"
         path.write_text("\n".join(extra_list) + "\n")
         extra = f", {path}"
-    return build_state(parse_config(CONFIG.format(extra=extra), "<test>"), None)
+    config = parse_config(CONFIG.format(extra=extra), "<test>", known_lists=catalogue_ids())
+    return build_state(config, None)
 
 
 class ScriptedPool:

@@ -16,7 +16,7 @@ from typing import Any
 
 from resolver import __version__
 from resolver.config import Config, ConfigError, load_config, with_overrides
-from resolver.lists.catalogue import ListError
+from resolver.lists.catalogue import ListError, catalogue_ids
 from resolver.observe.audit import AuditLog, read_key
 from resolver.shell.workers import worker_count
 from resolver.state import build_state, read_resolv_conf
@@ -158,7 +158,7 @@ def _problems(error: ConfigError | ListError) -> int:
 
 def check(path: str) -> int:
     try:
-        config = load_config(path)
+        config = load_config(path, known_lists=catalogue_ids())
         state = build_state(config, read_resolv_conf())
     except (ConfigError, ListError) as error:
         return _problems(error)
@@ -193,7 +193,8 @@ def serve(args: argparse.Namespace) -> int:
     path, listen, upstreams = args.config, args.listen, args.upstream
 
     def load() -> Config:
-        return with_overrides(load_config(path), listen=listen, upstreams=upstreams)
+        config = load_config(path, known_lists=catalogue_ids())
+        return with_overrides(config, listen=listen, upstreams=upstreams)
 
     try:
         config = load()
@@ -284,7 +285,7 @@ def explain(
         print(f"dnswarden explain: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
     try:
-        state = build_state(load_config(path), None)
+        state = build_state(load_config(path, known_lists=catalogue_ids()), None)
     except (ConfigError, ListError) as error:
         return _problems(error)
     try:
@@ -338,7 +339,7 @@ def _write_pid_file(pid_file: str | None, config: Config) -> Path | None:
 def reload_server(path: str | None, pid_file: str | None) -> int:
     """Send SIGHUP to the server named by the PID file, after checking it is one of ours."""
     try:
-        config = load_config(path) if pid_file is None else None
+        config = load_config(path, known_lists=catalogue_ids()) if pid_file is None else None
     except ConfigError as error:
         return _problems(error)
     pid_path = Path(pid_file) if pid_file else _pid_path(None, config)  # type: ignore[arg-type]
@@ -371,7 +372,7 @@ def export(fmt: str, group: str, origin: str | None, path: str | None, output: s
     from resolver.commands import export as exporting
 
     try:
-        config = load_config(path)
+        config = load_config(path, known_lists=catalogue_ids())
         state = build_state(config, None)
     except (ConfigError, ListError) as error:
         return _problems(error)

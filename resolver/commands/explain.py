@@ -13,7 +13,8 @@ import datetime
 import ipaddress
 from typing import Any
 
-from resolver.lists.catalogue import ListError, catalogue_ids, load_entry
+from resolver.config import ListKind
+from resolver.lists.catalogue import ListError, load_entry
 from resolver.policy.engine import Action, Group
 from resolver.protocol.names import from_text, to_text
 from resolver.protocol.wire import TYPE_NAMES, type_name
@@ -49,8 +50,9 @@ def _matching_subnet(group: Group, client: str) -> str | None:
     return str(max(containing, key=lambda net: net.prefixlen)) if containing else None
 
 
-def _entry_info(entry: str) -> dict[str, Any] | None:
-    if entry not in catalogue_ids():
+def _entry_info(entry: str, catalogue: frozenset[str]) -> dict[str, Any] | None:
+    """What the catalogue says about `entry`, when the config uses it as a catalogue entry."""
+    if entry not in catalogue:
         return None
     try:
         loaded = load_entry(entry)
@@ -117,13 +119,16 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
     }
     decision = engine.decide(client, qname, qtype, now)
     result["action"] = decision.action.value
+    catalogue = frozenset(
+        ref.name for ref in state.config.list_refs if ref.kind is ListKind.CATALOGUE
+    )
     matches = []
     for candidate in engine.candidates(group, qname, now):
         binding = candidate.binding
         matches.append(
             {
                 "list": binding.entry,
-                "catalogue": _entry_info(binding.entry),
+                "catalogue": _entry_info(binding.entry, catalogue),
                 "rule": candidate.rule.pattern,
                 "policy": binding.policy,
                 "reference": binding.reference,

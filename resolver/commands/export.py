@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from resolver.config import Config
 from resolver.lists.formats import (
     FLAG_ALLOW_BELOW,
     FLAG_ALLOW_SELF,
@@ -98,7 +99,7 @@ def _covering(names: dict[str, tuple[int, str, str]], name: str, bits: int) -> b
     return False
 
 
-def effective_policy(config: Any, engine: Any, group_name: str, now: float) -> Effective:
+def effective_policy(config: Config, engine: Any, group_name: str, now: float) -> Effective:
     """Flatten what `group_name` gets at `now` (Unix seconds) from a `policy.PolicyEngine`
     built from `config` (whose exemptions and sinkhole addresses it reads)."""
     group = engine.groups.get(group_name)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from resolver.config import all_lists
+from resolver.config import Config, ListKind, SourceConfig
 from resolver.lists.catalogue import ListError, catalogue_ids, load_entry
 from resolver.lists.compiled import (
     CompiledMatcher,
@@ -356,10 +356,6 @@ class _Spec:
     max_shrink: float = 0.5
 
 
-def _format_name(value: object) -> str:
-    return str(getattr(value, "value", value) or "auto")
-
-
 def _dir_files(directory: Path) -> tuple[Path, ...]:
     """Regular, visible files of a list directory, in name order (editors' backups skipped)."""
     try:
@@ -373,31 +369,26 @@ def _dir_files(directory: Path) -> tuple[Path, ...]:
     )
 
 
-def list_specs(config: Any) -> list[_Spec | str]:
+def list_specs(config: Config) -> list[_Spec | str]:
     """Every list reference of `config` resolved: a `_Spec`, or the id for catalogue entries."""
-    bundled: frozenset[str] | None = None
     specs: list[_Spec | str] = []
-    lookup_source = getattr(config, "list_source", None)
-    for item in all_lists(config):
-        source = lookup_source(item) if lookup_source is not None else None
-        if source is not None:
-            fmt = _format_name(source.format)
-            if source.url:
-                specs.append(
-                    _Spec(item, source.name, "url", (), fmt, source.url, source.max_shrink)
-                )
-            elif source.dir:
-                specs.append(_Spec(item, source.name, "dir", _dir_files(Path(source.dir)), fmt))
-            else:
-                specs.append(_Spec(item, source.name, "file", (Path(source.path),), fmt))
-            continue
-        if bundled is None:
-            bundled = catalogue_ids()
-        if "/" not in item and item in bundled:
-            specs.append(item)
-            continue
-        specs.append(_Spec(item, Path(item).stem, "file", (Path(item),), "auto"))
+    for ref in config.list_refs:
+        if ref.kind is ListKind.CATALOGUE:
+            specs.append(ref.name)
+        elif ref.source is not None:
+            specs.append(_source_spec(ref.name, ref.source))
+        else:
+            specs.append(_Spec(ref.name, Path(ref.name).stem, "file", (Path(ref.name),), "auto"))
     return specs
+
+
+def _source_spec(item: str, source: SourceConfig) -> _Spec:
+    fmt = source.format.value
+    if source.url:
+        return _Spec(item, source.name, "url", (), fmt, source.url, source.max_shrink)
+    if source.dir:
+        return _Spec(item, source.name, "dir", _dir_files(Path(source.dir)), fmt)
+    return _Spec(item, source.name, "file", (Path(source.location),), fmt)
 
 
 def _stat(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
@@ -574,7 +565,7 @@ class ListLoader:
         )
 
 
-def load_lists(config: Any, *, state_dir: str | None = None) -> LoadedLists:
+def load_lists(config: Config, *, state_dir: str | None = None) -> LoadedLists:
     """Load every list `config` names; raises `ListError` with every problem of every list.
 
     Catalogue entries become `DomainMatcher`s (a few hundred rules with per-rule answers);
@@ -584,11 +575,11 @@ def load_lists(config: Any, *, state_dir: str | None = None) -> LoadedLists:
     """
     limits = config.limits
     loader = ListLoader(
-        state_dir if state_dir is not None else getattr(config, "state_dir", None),
+        state_dir if state_dir is not None else config.state_dir,
         max_bad_lines=limits.max_bad_lines,
-        max_regex=getattr(limits, "max_regex_rules", 1000),
+        max_regex=limits.max_regex_rules,
     )
-    allow_names = set(getattr(config, "allow", ()))
+    allow_names = set(config.allow)
     loaded: dict[str, tuple[str, Matcher]] = {}
     sizes: dict[str, int] = {}
     reports: dict[str, ListReport] = {}
@@ -647,11 +638,12 @@ def _watch_stamp(spec: _Spec, store: SourceStore | None) -> tuple[tuple[str, int
     return ((f"sha256:{digest}", 0, 0),)
 
 
-def local_changes(config: Any, watch: Mapping[str, tuple[tuple[str, int, int], ...]]) -> list[str]:
+def local_changes(
+    config: Config, watch: Mapping[str, tuple[tuple[str, int, int], ...]]
+) -> list[str]:
     """The lists whose files changed since `watch` was taken (size or modification time, a
     file added to or removed from a directory), or whose last good copy was replaced."""
-    state_dir = getattr(config, "state_dir", None)
-    store = SourceStore(state_dir) if state_dir else None
+    store = SourceStore(config.state_dir) if config.state_dir else None
     return [
         spec.name
         for spec in list_specs(config)
@@ -676,10 +668,10 @@ MIN_POLL = 1.0
 MAX_POLL = 10.0
 
 
-def poll_interval(config: Any) -> float:
+def poll_interval(config: Config) -> float:
     """How often the service checks lists: the shortest `refresh` of a file or directory
     source, within [MIN_POLL, MAX_POLL] (remote sources are checked for being due as often)."""
-    refresh = [s.refresh for s in getattr(config, "sources", ()) if not s.url]
+    refresh = [s.refresh for s in config.sources if not s.url]
     return max(MIN_POLL, min([MAX_POLL, *refresh]))
 
 
@@ -695,7 +687,7 @@ class RefreshOutcome:
 
 
 def refresh_source(
-    config: Any,
+    config: Config,
     name: str,
     *,
     ssl_context: Any = None,
@@ -713,9 +705,9 @@ def refresh_source(
     if source is None or not source.url:
         return RefreshOutcome(name, "failed", "not a remote source")
     loader = ListLoader(
-        getattr(config, "state_dir", None),
+        config.state_dir,
         max_bad_lines=config.limits.max_bad_lines,
-        max_regex=getattr(config.limits, "max_regex_rules", 1000),
+        max_regex=config.limits.max_regex_rules,
     )
     store = loader.store
     if store is None or not loader.writable:
@@ -727,8 +719,8 @@ def refresh_source(
 
 
 def _refresh_locked(
-    config: Any,
-    source: Any,
+    config: Config,
+    source: SourceConfig,
     loader: ListLoader,
     store: SourceStore,
     ssl_context: Any,
@@ -745,7 +737,7 @@ def _refresh_locked(
             timeout=source.timeout,
             max_bytes=source.max_bytes,
             ssl_context=ssl_context,
-            cafile=getattr(getattr(config, "upstream", None), "ca_file", None),
+            cafile=config.upstream.ca_file,
             insecure=source.insecure,
         )
     except FetchError as exc:
@@ -759,7 +751,7 @@ def _refresh_locked(
         store.touch(name, checked_at=now(), etag=result.etag, last_modified=result.last_modified)
         return RefreshOutcome(name, "unchanged", "same content", old.get("entries"))
     candidate = store.write_candidate(name, result.body)
-    spec = _Spec(name, name, "url", (), _format_name(source.format), source.url)
+    spec = _Spec(name, name, "url", (), source.format.value, source.url)
     job_out = store.directory / f".{name}.candidate.dwl"
     fingerprint = _fingerprint(spec, digest, (loader.max_bad_lines, loader.max_regex))
     job = {
@@ -809,16 +801,16 @@ def _refresh_locked(
     return RefreshOutcome(name, "updated", "", entries, previous)
 
 
-def due_sources(config: Any, now: float, retry_after: float = 60.0) -> list[str]:
+def due_sources(config: Config, now: float, retry_after: float = 60.0) -> list[str]:
     """Remote sources due for a fetch: their last check is older than their refresh interval,
     or (never fetched, or failing) their last attempt is older than `retry_after`, capped by
     the refresh interval."""
-    state_dir = getattr(config, "state_dir", None)
+    state_dir = config.state_dir
     if not state_dir:
         return []
     store = SourceStore(state_dir)
     due = []
-    for source in getattr(config, "sources", ()):
+    for source in config.sources:
         if not source.url:
             continue
         meta = store.meta(source.name)

@@ -13,6 +13,7 @@ import pytest
 
 from resolver.commands.explain import explain, qtype_number, render_text
 from resolver.config import load_config
+from resolver.lists.catalogue import catalogue_ids
 from resolver.state import build_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ AFTER = datetime.datetime(2023, 10, 1, tzinfo=datetime.UTC)
 
 @pytest.fixture(scope="module")
 def state():  # type: ignore[no-untyped-def]
-    return build_state(load_config(EXAMPLE), None)
+    return build_state(load_config(EXAMPLE, known_lists=catalogue_ids()), None)
 
 
 # client, name, type, time, action, group, text fragments expected in the rendered output

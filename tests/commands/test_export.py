@@ -10,6 +10,7 @@ import pytest
 
 from resolver.commands.export import effective_policy, render
 from resolver.config import Config, load_config
+from resolver.lists.catalogue import catalogue_ids
 from resolver.lists.compiled import from_parsed
 from resolver.lists.formats import parse_rules
 from resolver.policy.engine import Action
@@ -66,7 +67,7 @@ policies:
     until: 2020-01-01
 """
     )
-    config = load_config(tmp_path / "c.yaml")
+    config = load_config(tmp_path / "c.yaml", known_lists=catalogue_ids())
     return config, build_state(config)
 
 

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from shipped import shipped_configs
 
 from resolver.config import (
-    DEFAULT_CONFIG_YAML,
     FALLBACK_UPSTREAMS,
     AnswerMode,
     AuditConfig,
@@ -31,6 +30,8 @@ from resolver.config import (
     InspectionConfig,
     LimitsConfig,
     ListFormat,
+    ListKind,
+    ListRef,
     LogConfig,
     MetricsConfig,
     PolicyConfig,
@@ -40,8 +41,8 @@ from resolver.config import (
     UpstreamConfig,
     UpstreamServer,
     ZoneConfig,
-    all_lists,
     default_state_dir,
+    default_yaml,
     load_config,
     parse_config,
     parse_datetime,
@@ -78,6 +79,10 @@ def problems_of(text: str, **kwargs: object) -> list[tuple[int, str, str]]:
 
 def parse(text: str, **kwargs: object) -> Config:
     return parse_config(text, "test.yaml", known_lists=KNOWN, **kwargs)  # type: ignore[arg-type]
+
+
+def all_lists(config: Config) -> tuple[str, ...]:
+    return tuple(ref.name for ref in config.list_refs)
 
 
 # --- one mistake -> exactly the expected problems --------------------------------------------
@@ -492,7 +497,7 @@ BAD_CONFIGS = [
     ("audit:\n  fold_window: soon\n", [(2, "audit.fold_window", "expected a duration")]),
     ("audit:\n  max_events_per_second: 0\n", [(2, "audit.max_events_per_second", "at least 1")]),
     ("audit:\n  max_event_per_second: 5\n", [(2, "audit.max_event_per_second", "did you mean")]),
-    # upstream: URL forms (issue 6)
+    # upstream: URL forms
     (
         "upstream:\n  servers: ['tls://9.9.9.9']\n",
         [(2, "upstream.servers[0]", "needs the name on the server's certificate after '#'")],
@@ -675,7 +680,7 @@ BAD_CONFIGS = [
         [(3, "inspection.rebinding_allow[1]", "gov.internal is listed twice")],
     ),
     ("inspection:\n  rebind: true\n", [(2, "inspection.rebind", "did you mean 'rebinding'")]),
-    # sources: names and shape (issue 5)
+    # sources: names and shape
     ("source: {}\n", [(1, "source", "did you mean 'sources'")]),
     ("sources: [tif]\n", [(1, "sources", "expected a mapping of source names")]),
     (
@@ -924,7 +929,7 @@ def test_defaults_match_the_documented_values() -> None:
 
 
 def test_embedded_default_yaml_validates_to_the_defaults() -> None:
-    config = parse_config(DEFAULT_CONFIG_YAML, "<default>", known_lists=bundled_lists())
+    config = parse_config(default_yaml(), "<default>", known_lists=bundled_lists())
     assert config == Config()
     assert load_config(None, known_lists=bundled_lists()) == Config()
 
@@ -943,7 +948,7 @@ def all_keys() -> list[str]:
 
 SHIPPED_YAML = pytest.mark.parametrize(
     "text",
-    [DEFAULT_CONFIG_YAML, (REPO / "deploy" / "dnswarden.yaml").read_text()],
+    [default_yaml(), (REPO / "deploy" / "dnswarden.yaml").read_text()],
     ids=["embedded-default", "deploy"],
 )
 # Top-level keys whose default cannot be written down (it depends on the environment).
@@ -1144,7 +1149,7 @@ VALID = [
     ("audit: {fold_window: 0}", lambda c: c.audit.fold_window == 0.0),
     ("audit: {fold_window: 1m}", lambda c: c.audit.fold_window == 60.0),
     ("audit: {max_events_per_second: 1}", lambda c: c.audit.max_events_per_second == 1),
-    # upstream URL forms, strategy, health (issue 6)
+    # upstream URL forms, strategy, health
     (
         "upstream: {servers: ['tls://9.9.9.9#dns.quad9.net', 'tcp://[2620:fe::fe]', "
         "'udp://149.112.112.112:5353', 'TLS://[2620:FE::9]:8853#Dns.Quad9.Net.']}",
@@ -1274,7 +1279,7 @@ VALID = [
     ),
     ("inspection: {rebinding: false, rebinding_allow: []}", lambda c: not c.inspection.rebinding),
     ("inspection: {rebinding: true}", lambda c: c.inspection.rebinding_allow == ()),
-    # sources (issue 5)
+    # sources
     ("sources:", lambda c: c.sources == ()),
     ("sources: {}\nallow: []", lambda c: (c.sources, c.allow) == ((), ())),
     (
@@ -2150,7 +2155,7 @@ def test_new_dataclasses_default_to_the_documented_values() -> None:
     assert str(ExemptRule("x.org")) == "x.org"
 
 
-# --- upstream servers: URL forms (issue 6) -----------------------------------------------------
+# --- upstream servers: URL forms --------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -2299,7 +2304,7 @@ def test_ca_file_must_be_a_regular_file(tmp_path: Path) -> None:
     assert "not a regular file" in message
 
 
-# --- list sources on disk, state_dir (issue 5) ------------------------------------------------
+# --- list sources on disk, state_dir ----------------------------------------------------------
 
 
 def test_path_and_dir_sources_resolve_against_the_config_directory() -> None:
@@ -2410,6 +2415,43 @@ def test_all_lists_ends_with_the_allow_sources() -> None:
         allow=("c", "d"),
     )
     assert all_lists(config) == ("tiktok", "a", "b", "c", "d")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("tiktok", ListKind.CATALOGUE),
+        ("feed", ListKind.SOURCE),
+        ("/etc/dnswarden/ops", ListKind.FILE),
+        ("ops.txt", ListKind.FILE),
+        ("ops.hosts", ListKind.FILE),
+        ("ops.list", ListKind.FILE),
+        ("ops.conf", ListKind.FILE),
+        ("ops.rpz", ListKind.CATALOGUE),
+    ],
+)
+def test_list_refs_tell_catalogue_ids_sources_and_files_apart(name: str, kind: ListKind) -> None:
+    feed = SourceConfig("feed", url="https://x.org/feed")
+    config = Config(blocking=BlockingConfig(lists=(name,)), sources=(feed,))
+    assert config.list_refs == (ListRef(name, kind, feed if kind is ListKind.SOURCE else None),)
+
+
+def test_list_refs_of_a_parsed_config_carry_kind_and_source() -> None:
+    config = parse(
+        "sources:\n  national: {path: lists/local.txt}\n  ok: {url: 'https://x.org/ok'}\n"
+        "blocking: {lists: [tiktok, national, lists/local.txt]}\n"
+        "groups: {a: {subnets: [10.0.0.0/8], block: [national, facebook]}}\n"
+        "allow: [ok]\n",
+        base_dir=FIXTURES,
+    )
+    national, ok = config.sources
+    assert config.list_refs == (
+        ListRef("tiktok", ListKind.CATALOGUE),
+        ListRef("national", ListKind.SOURCE, national),
+        ListRef(str(FIXTURES / "lists" / "local.txt"), ListKind.FILE),
+        ListRef("facebook", ListKind.CATALOGUE),
+        ListRef("ok", ListKind.SOURCE, ok),
+    )
 
 
 def test_new_section_dataclasses_default_to_the_documented_values() -> None:

@@ -33,7 +33,7 @@ from doc_examples import CONSOLE, Block, block_after, blocks, commands, doc_file
 from fake_upstream import FakeUpstream, Zone
 from harness import REPO_ROOT, ServerProcess, server_env, write_config
 
-from resolver.config import DEFAULT_CONFIG_YAML
+from resolver.config import default_yaml
 
 pytestmark = pytest.mark.e2e
 
@@ -90,7 +90,7 @@ def scratch_directory(path: Path) -> Path:
 
 
 def server_config(upstream: FakeUpstream) -> dict[str, Any]:
-    config = yaml.safe_load(DEFAULT_CONFIG_YAML)
+    config = yaml.safe_load(default_yaml())
     config["listen"] = ["127.0.0.1:0"]
     config["upstream"]["servers"] = [upstream.address]
     config.setdefault("metrics", {})["listen"] = "127.0.0.1:0"

@@ -17,6 +17,7 @@ import pytest
 
 from resolver.config import load_config
 from resolver.lists import loading
+from resolver.lists.catalogue import catalogue_ids
 from resolver.lists.fetch import FetchError, SourceStore, fetch, make_ssl_context
 from resolver.protocol.names import from_text
 
@@ -257,7 +258,9 @@ def blocks(loaded: loading.LoadedLists, name: str) -> bool:
 def test_feed_lifecycle(server: Server, tmp_path: Path) -> None:
     names = [f"n{i}.example" for i in range(100)]
     server.routes["/feed.txt"] = Route(body="\n".join(names).encode(), etag='"1"')
-    config = load_config(write_config(tmp_path, server.url("/feed.txt"), server.ca))
+    config = load_config(
+        write_config(tmp_path, server.url("/feed.txt"), server.ca), known_lists=catalogue_ids()
+    )
     # Never fetched: the list loads empty and says so.
     before = loading.load_lists(config)
     assert before.sizes == {"feed": 0} and "no copy" in before.reports["feed"].note
@@ -289,7 +292,10 @@ def test_feed_lifecycle(server: Server, tmp_path: Path) -> None:
 
 def test_a_growing_feed_replaces_the_copy(server: Server, tmp_path: Path) -> None:
     server.routes["/g.txt"] = Route(body=b"a.example\n")
-    config = load_config(write_config(tmp_path, server.url("/g.txt"), server.ca, shrink=0.1))
+    config = load_config(
+        write_config(tmp_path, server.url("/g.txt"), server.ca, shrink=0.1),
+        known_lists=catalogue_ids(),
+    )
     assert loading.refresh_source(config, "feed", fetcher=_no_wait).status == "updated"
     server.routes["/g.txt"] = Route(body=b"a.example\nb.example\n")
     grown = loading.refresh_source(config, "feed", fetcher=_no_wait)

@@ -10,7 +10,7 @@ import pytest
 
 from resolver.config import Config, load_config
 from resolver.lists import loading
-from resolver.lists.catalogue import ListError, load_entry, parse_entry
+from resolver.lists.catalogue import ListError, catalogue_ids, load_entry, parse_entry
 from resolver.lists.fetch import FetchError, FetchResult, SourceStore
 from resolver.lists.loading import ParsedList, build_blocking, parse_domain_list
 from resolver.protocol.names import from_text
@@ -234,7 +234,7 @@ def config_in(tmp_path: Path, text: str, files: dict[str, str]) -> Config:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
     (tmp_path / "c.yaml").write_text(text + f"\nstate_dir: {tmp_path / 'state'}\n")
-    return load_config(tmp_path / "c.yaml")
+    return load_config(tmp_path / "c.yaml", known_lists=catalogue_ids())
 
 
 def blocked(loaded: loading.LoadedLists, item: str, name: str) -> str | None:

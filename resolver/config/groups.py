@@ -1,0 +1,129 @@
+"""The `groups` section: clients by subnet, each group with its own lists and exemptions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from resolver.config.listref import ListNames
+from resolver.config.nodes import Entries, Item, Reader, join, line_of
+from resolver.config.problems import describe
+from resolver.config.values import IPNetwork, network
+from resolver.protocol import names
+
+DEFAULT_GROUP = "default"
+REFUSE = "refuse"
+
+
+@dataclass(frozen=True, slots=True)
+class ExemptRule:
+    """A name never blocked: the domain and all its subdomains, or (`exact`) that name alone.
+
+    Exemptions exist so a scoped ban can spare the one team that needs the service (a press
+    office running the official account) without carving holes in the block lists themselves.
+    """
+
+    pattern: str = ""
+    exact: bool = False
+
+    def __str__(self) -> str:
+        return f"={self.pattern}" if self.exact else self.pattern
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConfig:
+    """Clients by subnet; the longest matching prefix wins, so groups may nest."""
+
+    name: str = ""
+    subnets: tuple[IPNetwork, ...] = ()
+    block: tuple[str, ...] = ()
+    exempt: tuple[ExemptRule, ...] = ()
+    line: int = 0
+
+
+_GROUP_KEYS = ("subnets", "block", "exempt")
+
+
+def read_groups(
+    reader: Reader, top: Entries, lists: ListNames
+) -> tuple[tuple[GroupConfig, ...], frozenset[str]]:
+    """The groups, and every well-formed group name (even of a group with bad settings,
+    so references to it are not reported as unknown on top of its own problems)."""
+    groups: list[GroupConfig] = []
+    found: set[str] = set()
+    owners: dict[IPNetwork, Item] = {}
+    for name, key_node, value_node in reader.named(top, "groups", "group"):
+        path = join("groups", name)
+        if name == REFUSE:
+            reader.problem(
+                key_node,
+                path,
+                "'refuse' is reserved: clients.default_group: "
+                "refuse means answering REFUSED; choose another name",
+            )
+            continue
+        found.add(name)
+        entries = reader.mapping(value_node, path, _GROUP_KEYS)
+        if entries is None:
+            continue
+        may_be_empty = name == DEFAULT_GROUP
+        items = reader.items(
+            entries,
+            "subnets",
+            path,
+            network,
+            empty=None if may_be_empty else "at least one subnet is required",
+        )
+        if "subnets" not in entries and not may_be_empty:
+            reader.problem(
+                key_node,
+                f"{path}.subnets",
+                "required: the networks (CIDRs) whose clients are in this group",
+            )
+        subnets: list[IPNetwork] = []
+        for item in reader.unique(items or []):
+            first = owners.setdefault(item.value, item)
+            if first is item:
+                subnets.append(item.value)
+                continue
+            reader.problem(
+                item.node,
+                item.key,
+                f"{item.value} is already in {first.key} "
+                f"(line {line_of(first.node)}); a network belongs to one group only",
+            )
+        groups.append(
+            GroupConfig(
+                name=name,
+                subnets=tuple(subnets),
+                block=lists.resolve(reader, entries, "block", path) or (),
+                exempt=read_exempt(reader, entries, path),
+                line=line_of(key_node),
+            )
+        )
+    return tuple(groups), frozenset(found)
+
+
+def read_exempt(reader: Reader, entries: Entries, path: str) -> tuple[ExemptRule, ...]:
+    """The `exempt` entry of a group or a policy."""
+    items = reader.items(entries, "exempt", path, _exempt_rule)
+    return tuple(item.value for item in reader.unique(items or []))
+
+
+def _exempt_rule(raw: object) -> ExemptRule:
+    """`example.org` (itself and subdomains) or `=www.example.org` (that name only)."""
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a domain such as example.org, got {describe(raw)}")
+    text = raw.strip()
+    exact = text.startswith("=")
+    if exact:
+        text = text[1:].strip()
+    try:
+        _, canonical = names.normalise(text)
+    except names.BadName as e:
+        hint = ""
+        if "*" in text:
+            hint = "; an exemption already covers every subdomain, so write it without '*.'"
+        raise ValueError(f"{e}{hint}") from None
+    if canonical == ".":
+        raise ValueError("the root would exempt every name; name a domain")
+    return ExemptRule(canonical, exact)

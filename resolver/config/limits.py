@@ -1,0 +1,44 @@
+"""The `limits` section: the bounds on in-flight queries, TCP connections and bad list input."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from resolver.config.nodes import MISSING, Entries, Reader
+from resolver.config.problems import describe
+from resolver.config.values import positive_duration, positive_int
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_inflight: int = 10000
+    tcp_connections: int = 1000
+    tcp_idle_timeout: float = 10.0
+    tcp_inflight_per_connection: int = 100
+    max_bad_lines: int = 100
+    max_regex_rules: int = 1000
+
+
+def read_limits(reader: Reader, top: Entries) -> LimitsConfig:
+    """Durations where the default is one, counts of at least 1 elsewhere, except
+    `max_regex_rules`, where 0 forbids regex rules."""
+    entries = reader.section(top, "limits", LimitsConfig)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(LimitsConfig):
+        convert = positive_duration if isinstance(f.default, float) else positive_int
+        if f.name == "max_regex_rules":
+            convert = _count
+        value = reader.value(entries, f.name, "limits", convert, f.default)
+        if value is not MISSING:
+            values[f.name] = value
+    return LimitsConfig(**values)
+
+
+def _count(raw: object) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ValueError(f"expected a whole number, got {describe(raw)}")
+    if raw < 0:
+        raise ValueError(f"must be at least 0, got {raw}")
+    return raw
