@@ -14,7 +14,6 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from resolver import __version__
 from resolver.cache import Cache
@@ -25,7 +24,7 @@ from resolver.observe.audit import TICK_INTERVAL, AuditLog, read_key
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
 from resolver.pipeline import QueryPipeline
-from resolver.shell.httpd import HealthServer
+from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import Listeners
 from resolver.shell.workers import REPORT_INTERVAL, WorkerReport, encode_report, every
 from resolver.state import ResolverState, build_state, read_resolv_conf
@@ -130,10 +129,8 @@ class Service:
         fields: dict[str, object] = {"listeners": [str(e) for e in bound],
                                      "open_files": open_files}  # fmt: skip
         if config.metrics.enabled and worker is None:  # the supervisor serves workers' metrics
-            token = None
-            if config.metrics.token_file:
-                token = Path(config.metrics.token_file).read_text(encoding="utf-8").strip()
-            self.health = HealthServer(Metrics(self.stats, self.snapshot), self.ready, token)
+            metrics = Metrics(self.stats, self.snapshot)
+            self.health = HealthServer(metrics, self.ready, metrics_token(config))
             host, port = await self.health.start(
                 config.metrics.listen.host, config.metrics.listen.port
             )

@@ -30,7 +30,7 @@ from resolver.config import Config, Endpoint
 from resolver.observe.audit import TICK_INTERVAL, AuditLog
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
-from resolver.shell.httpd import HealthServer
+from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import bind_pair
 from resolver.state import ResolverState
 
@@ -190,7 +190,7 @@ class Supervisor:
             fields: dict[str, object] = {"listeners": [str(e) for e in listen]}
             if config.metrics.enabled:
                 metrics = Metrics(self.total, self.snapshot)
-                health = HealthServer(metrics, self.ready, _token(config))
+                health = HealthServer(metrics, self.ready, metrics_token(config))
                 host, port = await health.start(
                     config.metrics.listen.host, config.metrics.listen.port
                 )
@@ -271,13 +271,6 @@ class Supervisor:
 
 def _running(worker: Worker) -> bool:
     return worker.process is not None and worker.process.returncode is None
-
-
-def _token(config: Config) -> str | None:
-    if not config.metrics.token_file:
-        return None
-    with open(config.metrics.token_file, encoding="utf-8") as handle:
-        return handle.read().strip()
 
 
 async def every(seconds: float, action: Callable[[], object]) -> None:
