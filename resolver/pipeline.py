@@ -146,7 +146,7 @@ class QueryPipeline:
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
             return self._done(query, over_udp, "refused", reply, started)
-        # 4. Cache: a fresh answer is answered here, synchronously; its answer names are checked
+        # 4. Cache: a fresh answer is served from here, synchronously; its answer names are checked
         #    against this client's policy like a forwarded answer's (step 6). While upstreams are
         #    known to fail (a cached failure), a stale answer or SERVFAIL is answered at once.
         stale: CachedAnswer | None = None

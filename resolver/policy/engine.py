@@ -66,7 +66,7 @@ class Decision:
     zone_offset: int = 0  # where the blocked zone starts inside the wire qname
     valid_from: float | None = None
     valid_until: float | None = None
-    reason: str = ""  # the cause in words where the fields above do not give it (a refusal)
+    reason: str = ""  # the cause in words where the fields do not give it: a refusal, an IP block
     cname: bytes | None = None  # for a block found in an answer: the answer name that matched
 
     @property
