@@ -1,15 +1,15 @@
 """The answer cache: upstream replies kept as wire bytes, served by patching, never re-parsed.
 
 Storing a reply reads only the TTLs that decide its lifetime, and keeps it as one plain tuple
-(`StoredAnswer`) that the garbage collector soon stops walking. Its first hit makes it an
-`Entry` and walks it once: the offset of every TTL is noted and each TTL is normalised (top bit
-set counts as 0, RFC 2181; never above the entry's lifetime), so names asked once never pay for
-that. A hit then copies the stored bytes, writes the remaining TTLs at those offsets and hands
-the result to `wire.client_reply`, exactly as a forwarded reply is handed over: the client's ID
-and question bytes (its letter case), its EDNS treatment and its UDP size limit all come from
-that one function. Compression pointers in the stored records point into the question, which has
-the same length in every query that maps to the same key, so the bytes stay valid whatever case
-the client used.
+(`StoredAnswer`) that the garbage collector soon stops walking. Its first hit makes it a
+`CachedAnswer` and walks it once: the offset of every TTL is noted and each TTL is normalised
+(top bit set counts as 0, RFC 2181; never above the answer's lifetime), so names asked once never
+pay for that. A hit then copies the stored bytes, writes the remaining TTLs at those offsets and
+hands the result to `wire.client_reply`, exactly as a forwarded reply is handed over: the
+client's ID and question bytes (its letter case), its EDNS treatment and its UDP size limit all
+come from that one function. Compression pointers in the stored records point into the question,
+which has the same length in every query that maps to the same key, so the bytes stay valid
+whatever case the client used.
 
 What is kept, and for how long:
 
@@ -21,7 +21,7 @@ What is kept, and for how long:
   `MAX_RECORDS` records;
 - resolution failures, as a bare marker for `failure_ttl`, doubling while they repeat up to
   `MAX_FAILURE_TTL` (RFC 9520): an outage must not turn into a retry storm;
-- expired entries for `max_stale_age` more, to be served stale (RFC 8767) only when upstreams fail
+- expired answers for `max_stale_age` more, to be served stale (RFC 8767) only when upstreams fail
   or are too slow.
 
 Pure: the caller passes `now` (monotonic seconds) to every method; nothing here reads a clock.
@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator
 from typing import Any, Final
 
-from resolver.config import CacheConfig
+from resolver.config.cache import MAX_FAILURE_TTL, CacheConfig
 from resolver.policy.inspection import Findings
 from resolver.protocol.wire import (
     AA,
@@ -57,10 +56,7 @@ CacheKey = tuple[bytes, int, int, bool, int]
 """(qname in lowercase wire form, qtype, qclass, DO, CD bit): the in-flight merge key too."""
 
 NXDOMAIN_TYPE: Final = -1
-"""The qtype slot of a per-name NXDOMAIN entry: no real type is negative."""
-
-MAX_FAILURE_TTL: Final = 300.0
-"""RFC 9520 3.2: a resolution failure is never cached for more than five minutes."""
+"""The qtype slot of a per-name NXDOMAIN answer: no real type is negative."""
 
 FAILURE_FORGET: Final = 3.0
 """A failure that recurs within this many times its last backoff doubles the backoff."""
@@ -68,8 +64,8 @@ FAILURE_FORGET: Final = 3.0
 MAX_FAILURES: Final = 10000
 """Failure markers are tiny, but a flood of failing names must not grow them without bound."""
 
-ENTRY_OVERHEAD: Final = 300
-"""Bytes charged per entry on top of its wire bytes (key, object, offsets), so the byte cap
+ANSWER_OVERHEAD: Final = 300
+"""Bytes charged per answer on top of its wire bytes (key, object, offsets), so the byte cap
 tracks memory even when answers are small."""
 
 MAX_RECORDS: Final = 256
@@ -114,20 +110,21 @@ class CachedReply(UpstreamReply):
 StoredAnswer = tuple[Any, ...]
 """An answer no client has asked for since it was stored, as one plain tuple (layout below).
 
-Why not an `Entry`: every object the cyclic GC tracks is walked by each full collection, which
-pauses the event loop. A cache of 100,000 `Entry` objects costs ~40 ms per full collection,
-and with names asked once streaming through, one comes every 25,000 new answers. A tuple of
-bytes, numbers and tuples of those is untracked at its first collection, so the names asked once
-(most of a full cache) cost collections nothing; an answer's first hit makes it an `Entry`.
+Why not a `CachedAnswer`: every object the cyclic GC tracks is walked by each full collection,
+which pauses the event loop. A cache of 100,000 `CachedAnswer` objects costs ~40 ms per full
+collection, and with names asked once streaming through, one comes every 25,000 new answers. A
+tuple of bytes, numbers and tuples of those is untracked at its first collection, so the names
+asked once (most of a full cache) cost collections nothing; an answer's first hit makes it a
+`CachedAnswer`.
 """
 _KEY, _SIZE, _STALE_UNTIL, _LIFETIME = 0, 1, 3, 4
 _RAW = 12
 """(key, size, expires, stale_until, ttl, floor, negative, stored, findings as (names,
 ip_block) or None, additional_count, rcode, ext_rcode, raw, sections_end, additional, then where
-each answer and authority record is): what `Entry` and `Entry.lay_out` need of the reply."""
+each answer and authority record is): what `CachedAnswer` and its `lay_out` need of the reply."""
 
 
-class Entry:
+class CachedAnswer:
     """One cached answer that has been asked for again, and its place in the bookkeeping.
 
     `head` is the reply up to the end of the authority section (header, question, answer,
@@ -185,16 +182,13 @@ class Entry:
         # share one patched copy, so a hot name costs a lookup and a join, not a TTL rewrite.
         self.memo: tuple[int, int, bytes, bytes] | None = None
 
-    def fresh(self, now: float) -> bool:
-        return now < self.expires
-
     @property
     def nxdomain(self) -> bool:
         return self.rcode == NXDOMAIN
 
     def lay_out(self) -> None:
         """Copy the stored reply's bytes and note its TTLs, each normalised: a set top bit counts
-        as 0 (RFC 2181 8), and none is below `floor` or above the entry's lifetime."""
+        as 0 (RFC 2181 8), and none is below `floor` or above the answer's lifetime."""
         stored = self.stored_answer
         if stored is None:
             return
@@ -218,11 +212,6 @@ class Entry:
         self.stored_answer = None
 
 
-def _as_entry(value: Entry | StoredAnswer) -> Entry:
-    """`value` as an `Entry`: a new one, not kept, for a `StoredAnswer`."""
-    return Entry(value) if type(value) is tuple else value
-
-
 def _normalise(
     data: bytearray, offsets: list[int], floor: int, ttl: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -237,30 +226,27 @@ def _normalise(
 
 
 class Cache:
-    """Answers by key, bounded by entries and bytes, with a segmented LRU (SLRU).
+    """Answers by key, bounded by count and bytes, with a segmented LRU (SLRU).
 
     Why segmented: a random-subdomain flood (`<random>.victim.example`, each name asked once)
-    would, in a plain LRU, push every useful answer out. Here a new entry enters the probation
+    would, in a plain LRU, push every useful answer out. Here a new answer enters the probation
     segment; only a hit moves it to the protected segment (at most `PROTECTED_SHARE` of the cap),
-    and eviction takes probation's least recently used entry first. One-shot names therefore only
+    and eviction takes probation's least recently used answer first. One-shot names therefore only
     ever displace each other, while names that clients actually ask again stay. Admission on a
     second miss would also resist the flood but makes every name pay two upstream round trips;
     SLRU costs nothing extra for names asked once.
     """
 
     def __init__(self, config: CacheConfig) -> None:
-        # Probation holds answers not asked for again (`StoredAnswer`) and demoted entries.
-        self._probation: OrderedDict[CacheKey, Entry | StoredAnswer] = OrderedDict()
-        self._protected: OrderedDict[CacheKey, Entry] = OrderedDict()
+        # Probation holds answers not asked for again (`StoredAnswer`) and demoted ones.
+        self._probation: OrderedDict[CacheKey, CachedAnswer | StoredAnswer] = OrderedDict()
+        self._protected: OrderedDict[CacheKey, CachedAnswer] = OrderedDict()
         self._failures: OrderedDict[CacheKey, tuple[float, float, int]] = OrderedDict()
         self._nxdomains = 0
         self.bytes = 0
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        self.stale_served = 0
-        self.prefetches = 0
-        self.failures_cached = 0
         self.configure(config)
 
     def configure(self, config: CacheConfig) -> None:
@@ -268,7 +254,7 @@ class Cache:
         self.config = config
         self.enabled = config.enabled
         self._stale_window = config.max_stale_age if config.serve_stale else 0.0
-        self._protected_entries = max(1, int(config.max_entries * PROTECTED_SHARE))
+        self._protected_count = max(1, int(config.max_entries * PROTECTED_SHARE))
         self._protected_bytes = int(config.max_bytes * PROTECTED_SHARE)
         self._protected_size = sum(e.size for e in self._protected.values())
         if not config.enabled:
@@ -278,23 +264,14 @@ class Cache:
     def __len__(self) -> int:
         return len(self._probation) + len(self._protected)
 
-    def __iter__(self) -> Iterator[Entry]:
-        """Every answer, as an `Entry` (made for the purpose where none exists yet)."""
-        for value in self._probation.values():
-            yield _as_entry(value)
-        yield from self._protected.values()
-
     def stats(self) -> dict[str, int]:
-        """Counters for the metrics view."""
+        """The counters the metrics export (`observe.metrics.CACHE_KEYS`)."""
         return {
             "entries": len(self),
             "bytes": self.bytes,
             "hits": self.hits,
             "misses": self.misses,
             "evictions": self.evictions,
-            "stale_served": self.stale_served,
-            "prefetches": self.prefetches,
-            "failures": len(self._failures),
         }
 
     def flush(self) -> int:
@@ -310,30 +287,24 @@ class Cache:
 
     # --- lookup -------------------------------------------------------------------------------
 
-    def lookup(self, key: CacheKey, now: float) -> Entry | None:
-        """The entry for `key`: fresh, or expired but still within the stale window (check
-        `entry.fresh(now)`); None when there is neither. A fresh entry counts as a hit and is
+    def lookup(self, key: CacheKey, now: float) -> CachedAnswer | None:
+        """The answer for `key`: fresh, or expired but still within the stale window (fresh while
+        `now < answer.expires`); None when there is neither. A fresh answer counts as a hit and is
         promoted; anything else counts as a miss."""
-        entry = self._get(key, now)
-        if (entry is None or now >= entry.expires) and self._nxdomains:
+        cached = self._get(key, now)
+        if (cached is None or now >= cached.expires) and self._nxdomains:
             nx = self._get((key[0], NXDOMAIN_TYPE, key[2], key[3], key[4]), now)
-            if nx is not None and (entry is None or now < nx.expires):
-                entry = nx
-        if entry is None or now >= entry.expires:
+            if nx is not None and (cached is None or now < nx.expires):
+                cached = nx
+        if cached is None or now >= cached.expires:
             self.misses += 1
-            return entry
+            return cached
         self.hits += 1
-        entry.hits += 1
-        self._touch(entry)
-        return entry
+        cached.hits += 1
+        self._touch(cached)
+        return cached
 
-    def peek(self, key: CacheKey) -> Entry | None:
-        """The answer kept under `key`, fresh or not, without counting or promoting it (tools,
-        tests)."""
-        value = self._protected.get(key) or self._probation.get(key)
-        return None if value is None else _as_entry(value)
-
-    def _get(self, key: CacheKey, now: float) -> Entry | None:
+    def _get(self, key: CacheKey, now: float) -> CachedAnswer | None:
         value = self._protected.get(key) or self._probation.get(key)
         if value is None:
             return None
@@ -341,23 +312,23 @@ class Cache:
             if now >= value[_STALE_UNTIL]:
                 self._discard(value)
                 return None
-            entry = self._probation[key] = Entry(value)  # keeps its place in the LRU order
-            return entry
+            cached = self._probation[key] = CachedAnswer(value)  # keeps its place in the LRU order
+            return cached
         if now >= value.stale_until:
             self._discard(value)
             return None
         return value
 
-    def _touch(self, entry: Entry) -> None:
-        if entry.protected:
-            self._protected.move_to_end(entry.key)
+    def _touch(self, cached: CachedAnswer) -> None:
+        if cached.protected:
+            self._protected.move_to_end(cached.key)
             return
-        del self._probation[entry.key]
-        entry.protected = True
-        self._protected[entry.key] = entry
-        self._protected_size += entry.size
+        del self._probation[cached.key]
+        cached.protected = True
+        self._protected[cached.key] = cached
+        self._protected_size += cached.size
         protected = self._protected
-        while len(protected) > self._protected_entries or (
+        while len(protected) > self._protected_count or (
             self._protected_size > self._protected_bytes and len(protected) > 1
         ):
             _, demoted = protected.popitem(last=False)
@@ -367,49 +338,53 @@ class Cache:
 
     # --- serving ------------------------------------------------------------------------------
 
-    def answer(
-        self, entry: Entry, query: Query, limit: int, opt: bytes, now: float, stale: bool = False
+    def build_reply(
+        self,
+        cached: CachedAnswer,
+        query: Query,
+        limit: int,
+        opt: bytes,
+        now: float,
+        stale: bool = False,
     ) -> bytes:
-        """`entry` as the answer to `query`: remaining TTLs (or `stale_answer_ttl` when `stale`),
+        """The reply to `query` from `cached`: remaining TTLs (or `stale_answer_ttl` when `stale`),
         the client's ID, question and `opt`, truncated to `limit` like any forwarded reply."""
         if stale:
-            self.stale_served += 1
             age = _STALE
             stale_ttl = self.config.stale_answer_ttl
         else:
-            age = int(now - entry.stored)
+            age = int(now - cached.stored)
             stale_ttl = 0
-        memo = entry.memo
+        memo = cached.memo
         if memo is None or memo[0] != age or memo[1] != stale_ttl:
-            entry.lay_out()
-            head = _patch(entry.head, entry.head_offsets, entry.head_ttls, age, stale_ttl)
-            additional = entry.additional
-            if entry.additional_offsets:
+            cached.lay_out()
+            head = _patch(cached.head, cached.head_offsets, cached.head_ttls, age, stale_ttl)
+            additional = cached.additional
+            if cached.additional_offsets:
                 additional = _patch(
-                    additional, entry.additional_offsets, entry.additional_ttls, age, stale_ttl
+                    additional, cached.additional_offsets, cached.additional_ttls, age, stale_ttl
                 )
-            memo = entry.memo = (age, stale_ttl, head, additional)
+            memo = cached.memo = (age, stale_ttl, head, additional)
         head = memo[2]
         if (head[2] ^ query.packet[2]) & 0x01:  # RD is the client's
             patched = bytearray(head)
             patched[2] ^= 0x01
             head = bytes(patched)
-        reply = CachedReply(head, memo[3], entry.additional_count, entry.rcode, entry.ext_rcode)
+        reply = CachedReply(head, memo[3], cached.additional_count, cached.rcode, cached.ext_rcode)
         return client_reply(reply, query, limit, opt)
 
-    def prefetch_due(self, entry: Entry, now: float) -> bool:
-        """True once per entry when it is hot (`PREFETCH_MIN_HITS` hits) and within the last
+    def prefetch_due(self, cached: CachedAnswer, now: float) -> bool:
+        """True once per answer when it is hot (`PREFETCH_MIN_HITS` hits) and within the last
         `PREFETCH_FRACTION` of its lifetime: refresh it now, before clients see a miss."""
         if (
-            entry.prefetching
-            or entry.hits < PREFETCH_MIN_HITS
-            or entry.ttl < PREFETCH_MIN_TTL
+            cached.prefetching
+            or cached.hits < PREFETCH_MIN_HITS
+            or cached.ttl < PREFETCH_MIN_TTL
             or not self.config.prefetch
-            or entry.expires - now > entry.ttl * PREFETCH_FRACTION
+            or cached.expires - now > cached.ttl * PREFETCH_FRACTION
         ):
             return False
-        entry.prefetching = True
-        self.prefetches += 1
+        cached.prefetching = True
         return True
 
     # --- storing ------------------------------------------------------------------------------
@@ -422,7 +397,7 @@ class Cache:
         if not self.enabled:
             return None
         try:
-            made = self._stored(key, reply, now, findings)
+            made = self._storable(key, reply, now, findings)
         except (FormError, struct.error, IndexError):
             return None
         if made is None:
@@ -430,14 +405,14 @@ class Cache:
         self._failures.pop(key, None)
         key, size = made[_KEY], made[_SIZE]
         old = self._protected.get(key) or self._probation.get(key)
-        protected = type(old) is Entry and old.protected
+        protected = type(old) is CachedAnswer and old.protected
         if old is not None:
             self._discard(old)
         if size > self.config.max_bytes:
             return None
         if protected:  # a hot name refreshed (prefetch): it stays protected
-            entry = self._protected[key] = Entry(made)
-            entry.protected = True
+            cached = self._protected[key] = CachedAnswer(made)
+            cached.protected = True
             self._protected_size += size
         else:
             self._probation[key] = made
@@ -452,11 +427,11 @@ class Cache:
             self._shrink()
         return made[_LIFETIME]
 
-    def _stored(
+    def _storable(
         self, key: CacheKey, reply: UpstreamReply, now: float, findings: Findings | None
     ) -> StoredAnswer | None:
         """What `reply` is kept as, or None when it may not be cached. Reads only the TTLs that
-        decide its lifetime; the rest waits for a hit (`Entry.lay_out`)."""
+        decide its lifetime; the rest waits for a hit (`CachedAnswer.lay_out`)."""
         rcode = reply.rcode
         if reply.truncated or rcode not in (NOERROR, NXDOMAIN):
             return None
@@ -478,7 +453,7 @@ class Cache:
             ttl = min(max(answer_min, config.min_ttl), config.max_ttl)
             if ttl <= 0:
                 return None
-            return self._answer(key, reply, ttl, config.min_ttl, False, now, findings)
+            return self._pack(key, reply, ttl, config.min_ttl, False, now, findings)
         negative: int | None = None
         for at in records[ancount:]:
             rtype, _, ttl, rdlength = RR_FIXED.unpack_from(raw, at)
@@ -494,9 +469,9 @@ class Cache:
             return None
         if rcode == NXDOMAIN and not ancount:
             key = (key[0], NXDOMAIN_TYPE, key[2], key[3], key[4])
-        return self._answer(key, reply, ttl, 0, True, now, findings)
+        return self._pack(key, reply, ttl, 0, True, now, findings)
 
-    def _answer(
+    def _pack(
         self,
         key: CacheKey,
         reply: UpstreamReply,
@@ -507,7 +482,7 @@ class Cache:
         findings: Findings | None,
     ) -> StoredAnswer:
         expires = now + ttl
-        size = reply.sections_end + len(reply.additional) + len(key[0]) + ENTRY_OVERHEAD
+        size = reply.sections_end + len(reply.additional) + len(key[0]) + ANSWER_OVERHEAD
         found = None if findings is None else (findings.names, findings.ip_block)
         return (
             key, size, expires, expires + self._stale_window, ttl, floor, negative, now, found,
@@ -533,7 +508,6 @@ class Cache:
         if backoff <= 0:
             return 0.0
         failures[key] = (now + backoff, backoff, ede)
-        self.failures_cached += 1
         while len(failures) > MAX_FAILURES:
             failures.popitem(last=False)
         return backoff
@@ -547,7 +521,7 @@ class Cache:
 
     # --- bounds -------------------------------------------------------------------------------
 
-    def _discard(self, value: Entry | StoredAnswer) -> None:
+    def _discard(self, value: CachedAnswer | StoredAnswer) -> None:
         if type(value) is tuple:
             del self._probation[value[_KEY]]
         elif value.protected:
@@ -557,7 +531,7 @@ class Cache:
             del self._probation[value.key]
         self._forget(value)
 
-    def _forget(self, value: Entry | StoredAnswer) -> None:
+    def _forget(self, value: CachedAnswer | StoredAnswer) -> None:
         """Take a value just gone from its segment out of the totals."""
         if type(value) is tuple:
             key, size = value[_KEY], value[_SIZE]
@@ -572,7 +546,7 @@ class Cache:
         while len(self) > config.max_entries or self.bytes > config.max_bytes:
             victims = self._probation if self._probation else self._protected
             _, value = victims.popitem(last=False)
-            if type(value) is Entry and value.protected:
+            if type(value) is CachedAnswer and value.protected:
                 self._protected_size -= value.size
             self._forget(value)
             self.evictions += 1

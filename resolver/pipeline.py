@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from resolver.cache import Cache, CacheKey, Entry, cache_key
+from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
-from resolver.policy.inspection import Findings, Inspector, ResponseBlock, verdict
+from resolver.policy.inspection import Findings, Inspector, verdict
 from resolver.protocol import answers
 from resolver.protocol.edns import EdeCode, opt_record
 from resolver.protocol.names import to_text
@@ -79,7 +79,7 @@ class _Waiting:
         client: str,
         over_udp: bool,
         started: float,
-        stale: Entry | None,
+        stale: CachedAnswer | None,
         reply_to: ReplyTo,
     ) -> None:
         self.query = query
@@ -149,27 +149,29 @@ class QueryPipeline:
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
             return self._done(query, over_udp, "refused", reply, started)
-        # 4. Cache: a fresh entry is answered here, synchronously; its answer names are checked
+        # 4. Cache: a fresh answer is served from here, synchronously; its answer names are checked
         #    against this client's policy like a forwarded answer's (step 6). While upstreams are
-        #    known to fail (a cached failure), a stale entry or SERVFAIL is answered at once.
-        stale: Entry | None = None
+        #    known to fail (a cached failure), a stale answer or SERVFAIL is answered at once.
+        stale: CachedAnswer | None = None
         key: CacheKey | None = None
         cache = self.cache
         if cache is not None and cache.enabled:
             key = cache_key(query)
             now = self.clock()
-            entry = cache.lookup(key, now)
-            if entry is not None and now < entry.expires:
-                if cache.prefetch_due(entry, now):
+            cached = cache.lookup(key, now)
+            if cached is not None and now < cached.expires:
+                if cache.prefetch_due(cached, now):
                     self.upstreams.refresh(query)
-                return self._cached(state, cache, query, client, entry, over_udp, started, False)
+                return self._cached(state, cache, query, client, cached, over_udp, started, False)
             failed = cache.failure(key, now)
             if failed is not None:
-                if entry is not None:
-                    return self._cached(state, cache, query, client, entry, over_udp, started, True)
+                if cached is not None:
+                    return self._cached(
+                        state, cache, query, client, cached, over_udp, started, True
+                    )
                 reply = answers.servfail(query, failed, _FAILURE_TEXT)
                 return self._done(query, over_udp, "servfail", reply, started)
-            stale = entry
+            stale = cached
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
         return self._forward(query, key, client, over_udp, started, stale, reply_to)
 
@@ -180,11 +182,11 @@ class QueryPipeline:
         client: str,
         over_udp: bool,
         started: float,
-        stale: Entry | None,
+        stale: CachedAnswer | None,
         reply_to: ReplyTo,
     ) -> Outcome:
         # 5. Upstream: the strategy's order across the zone's upstreams within the deadline,
-        #    merged with identical queries already in flight. With a stale entry to fall back
+        #    merged with identical queries already in flight. With a stale answer to fall back
         #    on, a client waits at most cache.client_timeout (RFC 8767); the exchange goes on.
         try:
             shared = self.upstreams.begin(query, key)
@@ -265,13 +267,13 @@ class QueryPipeline:
         cache: Cache,
         query: Query,
         client: str,
-        entry: Entry,
+        cached: CachedAnswer,
         over_udp: bool,
         started: float,
         stale: bool,
     ) -> bytes | None:
         """Steps 6-8 for an answer from the cache (fresh, or stale when `stale`)."""
-        findings = entry.findings
+        findings = cached.findings
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
                             time.time())  # fmt: skip
@@ -279,23 +281,23 @@ class QueryPipeline:
                 return self._blocked(state, query, client, block, over_udp, started)
         if query.has_edns:
             if stale:
-                code = EdeCode.STALE_NXDOMAIN_ANSWER if entry.nxdomain else EdeCode.STALE_ANSWER
-                opt = opt_record(query.dnssec_ok, code, _STALE_TEXT, entry.ext_rcode)
+                code = EdeCode.STALE_NXDOMAIN_ANSWER if cached.nxdomain else EdeCode.STALE_ANSWER
+                opt = opt_record(query.dnssec_ok, code, _STALE_TEXT, cached.ext_rcode)
             else:
-                opt = _plain_opt(query.dnssec_ok, entry.ext_rcode)
+                opt = _plain_opt(query.dnssec_ok, cached.ext_rcode)
         else:
             opt = b""
         limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
-        out = cache.answer(entry, query, limit, opt, self.clock(), stale)
+        out = cache.build_reply(cached, query, limit, opt, self.clock(), stale)
         if self.audit.allowed_queries:
-            self.audit.allowed(client, query, entry.rcode)
+            self.audit.allowed(client, query, cached.rcode)
         return self._done(query, over_udp, "stale" if stale else "cached", out, started)
 
     def _stale(
-        self, query: Query, client: str, over_udp: bool, started: float, entry: Entry | None
+        self, query: Query, client: str, over_udp: bool, started: float, cached: CachedAnswer | None
     ) -> bytes | None:
-        assert entry is not None and self.cache is not None
-        return self._cached(self._state, self.cache, query, client, entry, over_udp, started, True)
+        assert cached is not None and self.cache is not None
+        return self._cached(self._state, self.cache, query, client, cached, over_udp, started, True)
 
     def _after_reply(
         self, query: Query, key: CacheKey, reply: UpstreamReply
@@ -321,23 +323,23 @@ class QueryPipeline:
         state: ResolverState,
         query: Query,
         client: str,
-        decision: Decision | ResponseBlock,
+        decision: Decision,
         over_udp: bool,
         started: float,
     ) -> bytes:
         sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
         if decision.policy:
-            cause = f"blocked by policy {decision.policy} ({decision.entry})"
-        elif isinstance(decision, ResponseBlock) and decision.cname is None:
-            cause = f"blocked by {decision.entry} rule {decision.rule}"
+            cause = f"blocked by policy {decision.policy} ({decision.list_name})"
+        elif decision.reason:  # a response-IP or rebinding block says its own
+            cause = decision.reason
         else:
-            cause = f"blocked by list {decision.entry}"
-        cname = getattr(decision, "cname", None)
+            cause = f"blocked by list {decision.list_name}"
+        cname = decision.cname
         if cname is not None:
             cause += f" via CNAME {to_text(cname)}"
         reply = sinkhole.build(query, decision.zone_offset, cause)
         self.stats.blocked(
-            decision.group, decision.policy or "", decision.entry or "", decision.answer
+            decision.group, decision.policy or "", decision.list_name or "", decision.answer
         )
         self.audit.blocked(client, query, decision)
         return self._done(query, over_udp, "blocked", reply, started)

@@ -229,7 +229,6 @@ def test_stale_answer_when_upstreams_fail(script: Any, code: int, rcode: int) ->
     assert [code_ for code_, _ in ede(again)] == [code]
     assert len(env.pool.calls) == 2
     assert env.results() == {"answered": 1, "stale": 2}
-    assert env.cache.stats()["stale_served"] == 2
 
 
 def test_stale_answer_without_edns_carries_no_opt() -> None:

@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return check(args.file)
     if args.command == "serve":
-        return serve(args)
+        return serve_command(args)
     if args.command == "explain":
         return explain(args.name, args.client, args.qtype, args.at, args.config, args.json)
     if args.command in ("catalogue", "lists"):
@@ -189,7 +189,9 @@ def _list_summary(report: Any) -> str:
     return ", ".join(parts)
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve_command(args: argparse.Namespace) -> int:
+    """`dnswarden serve`: load the config and lists, then run one service (or a supervisor and
+    its workers) until stopped."""
     path, listen, upstreams = args.config, args.listen, args.upstream
 
     def load() -> Config:
@@ -227,7 +229,7 @@ def serve(args: argparse.Namespace) -> int:
         worker_args = (["-c", path] if path else []) + [f"--upstream={u}" for u in upstreams]
         main = Supervisor(config, worker_args, workers, audit).run(state)
     else:
-        from resolver.shell.service import serve as run_service
+        from resolver.shell.service import run_service
 
         main = run_service(state, load, audit, worker)
     pid_file = _write_pid_file(args.pid_file, config) if worker is None else None

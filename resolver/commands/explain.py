@@ -14,7 +14,7 @@ import ipaddress
 from typing import Any
 
 from resolver.config import ListKind
-from resolver.lists.catalogue import ListError, load_entry
+from resolver.lists.catalogue import ListError, load_catalogue_entry
 from resolver.policy.engine import Action, Group
 from resolver.protocol.names import from_text, to_text
 from resolver.protocol.wire import TYPE_NAMES, type_name
@@ -50,12 +50,12 @@ def _matching_subnet(group: Group, client: str) -> str | None:
     return str(max(containing, key=lambda net: net.prefixlen)) if containing else None
 
 
-def _entry_info(entry: str, catalogue: frozenset[str]) -> dict[str, Any] | None:
-    """What the catalogue says about `entry`, when the config uses it as a catalogue entry."""
-    if entry not in catalogue:
+def _catalogue_info(list_name: str, catalogue: frozenset[str]) -> dict[str, Any] | None:
+    """What the catalogue says of `list_name`, when the config uses it as a catalogue entry."""
+    if list_name not in catalogue:
         return None
     try:
-        loaded = load_entry(entry)
+        loaded = load_catalogue_entry(list_name)
     except ListError:
         return None
     return {
@@ -127,8 +127,8 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
         binding = candidate.binding
         matches.append(
             {
-                "list": binding.entry,
-                "catalogue": _entry_info(binding.entry, catalogue),
+                "list": binding.list_name,
+                "catalogue": _catalogue_info(binding.list_name, catalogue),
                 "rule": candidate.rule.pattern,
                 "policy": binding.policy,
                 "reference": binding.reference,
@@ -141,7 +141,7 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
     if decision.action is Action.BLOCK:
         result["decision"] = {
             "policy": decision.policy,
-            "list": decision.entry,
+            "list": decision.list_name,
             "rule": decision.rule,
             "reference": decision.reference,
             "in_force": {"from": _iso(decision.valid_from), "until": _iso(decision.valid_until)},

@@ -93,8 +93,8 @@ def _covering(names: dict[str, tuple[int, str, str]], name: str, bits: int) -> b
         return True
     parts = name.split(".")
     for index in range(1, len(parts)):
-        entry = names.get(".".join(parts[index:]))
-        if entry is not None and entry[0] & (_BELOW | _ALLOW_BELOW):
+        found = names.get(".".join(parts[index:]))
+        if found is not None and found[0] & (_BELOW | _ALLOW_BELOW):
             return True
     return False
 
@@ -115,7 +115,7 @@ def effective_policy(config: Config, engine: Any, group_name: str, now: float) -
     for binding in group.bindings:
         if not binding.in_force(now):
             continue
-        result.lists.append(binding.entry)
+        result.lists.append(binding.list_name)
         policy = policies.get(binding.policy) if binding.policy else None
         for rule in policy.exempt if policy is not None else ():
             _add_passthru(result, str(rule))
@@ -130,7 +130,7 @@ def effective_policy(config: Config, engine: Any, group_name: str, now: float) -
                 result.lost("wildcard or regex rules")
                 continue
             if bits & (_ALLOW_SELF | _ALLOW_BELOW) and name not in result.names:
-                result.names[name] = (bits & (_ALLOW_SELF | _ALLOW_BELOW), "", binding.entry)
+                result.names[name] = (bits & (_ALLOW_SELF | _ALLOW_BELOW), "", binding.list_name)
             block = bits & (_SELF | _BELOW | _WILD)
             if not block & (_SELF | _BELOW):
                 continue
@@ -142,9 +142,10 @@ def effective_policy(config: Config, engine: Any, group_name: str, now: float) -
                 if own[1]:
                     result.names[name] = (own[0] | added, own[1], own[2])
                 else:  # only exemptions so far: the block's answer is this list's
-                    result.names[name] = (own[0] | added, answer or binding.answer, binding.entry)
+                    chosen = answer or binding.answer
+                    result.names[name] = (own[0] | added, chosen, binding.list_name)
                 continue
-            result.names[name] = (block, answer or binding.answer, binding.entry)
+            result.names[name] = (block, answer or binding.answer, binding.list_name)
     return result
 
 

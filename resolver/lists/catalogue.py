@@ -4,9 +4,9 @@ Each file says what the app is, which decisions ban it, which domains block it a
 domain came from (format: ``blocklists/README.md``). The catalogue is evidence as much as
 configuration, so parsing is strict: unknown keys, missing fields, wrong types, bad or duplicate
 domains are all errors, collected together and reported as ``FILE:LINE: key: message`` from the
-line numbers PyYAML's composer keeps on every node. ``parse_entry`` and ``catalogue_table`` are
-pure; only ``catalogue_dir``/``catalogue_ids``/``load_entry``/``load_catalogue`` touch the
-installed files.
+line numbers PyYAML's composer keeps on every node. ``parse_catalogue_entry`` and
+``catalogue_table`` are pure; only ``catalogue_dir``/``catalogue_ids``/``load_catalogue_entry``/
+``load_catalogue`` touch the installed files.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ __all__ = [
     "catalogue_ids",
     "catalogue_table",
     "load_catalogue",
-    "load_entry",
-    "parse_entry",
+    "load_catalogue_entry",
+    "parse_catalogue_entry",
     "reference_label",
 ]
 
@@ -153,7 +153,7 @@ def catalogue_ids() -> frozenset[str]:
     )
 
 
-def load_entry(entry_id: str) -> CatalogueEntry:
+def load_catalogue_entry(entry_id: str) -> CatalogueEntry:
     """Read and strictly parse the bundled entry ``entry_id``; raises ``ListError``."""
     known = catalogue_ids()
     if entry_id not in known:
@@ -186,16 +186,18 @@ def _read_bundled(entry_id: str) -> CatalogueEntry:
         text = item.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ListError([f"{item}: cannot read catalogue file: {exc}"]) from None
-    return parse_entry(text, str(item), expected_id=entry_id)
+    return parse_catalogue_entry(text, str(item), expected_id=entry_id)
 
 
-def parse_entry(text: str, source: str, *, expected_id: str | None = None) -> CatalogueEntry:
+def parse_catalogue_entry(
+    text: str, source: str, *, expected_id: str | None = None
+) -> CatalogueEntry:
     """Parse one catalogue file's text; ``source`` names it in errors and becomes ``path``.
 
-    ``expected_id`` (the file stem, given by ``load_entry``) must equal the ``id`` field, which
-    keeps ids unique: two files cannot share a stem.
+    ``expected_id`` (the file stem, given by ``load_catalogue_entry``) must equal the ``id`` field,
+    which keeps ids unique: two files cannot share a stem.
     """
-    parser = _EntryParser(source)
+    parser = _CatalogueEntryParser(source)
     entry = parser.parse(text, expected_id)
     if parser.problems or entry is None:
         raise ListError(parser.problems)
@@ -262,7 +264,7 @@ def _plural(count: int, word: str) -> str:
     return word if count == 1 else word + "s"
 
 
-class _EntryParser:
+class _CatalogueEntryParser:
     """Walks composed YAML nodes, so every problem can name its line; collects all problems."""
 
     def __init__(self, source: str) -> None:

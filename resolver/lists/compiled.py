@@ -9,20 +9,21 @@ re-read them like any cache.
 Layout (little-endian, every section 8-byte aligned)::
 
     b"DWLC0001"  u32 meta_len  u32 0  7 x (u64 offset, u64 size)  meta (JSON)  pad
-    filter   u8[2**fbits / 8]   bit (hash mod 2**fbits) set for every entry: ~8 bits per entry
-    buckets  u32[2**bits + 1]   index of the first entry of each hash bucket (top `bits` bits)
-    hashes   u32[n]             crc32(name) >> 2, ascending
-    starts   u32[n]             where each entry's name starts in `names`
+    filter   u8[2**fbits / 8]   bit (hash mod 2**fbits) set for every name: ~8 bits per name
+    buckets  u32[2**bits + 1]   index of the first name of each hash bucket (top `bits` bits)
+    hashes   u32[n]             crc32(name) >> 2, ascending (stable across processes, unlike
+                                `hash()`; fast in C; small enough to sort at full speed)
+    starts   u32[n]             where each name starts in `names`
     lengths  u8[n]              its length (names are at most 253 octets)
-    flags    u8[n]              FLAG_* bits and answer code per entry (absent when all equal)
+    flags    u8[n]              FLAG_* bits and answer code per name (absent when all equal)
     names    bytes              the canonical names (ASCII, no final dot), each ending in "\\n"
 
 A lookup hashes each suffix of the query name (one per label, as `DomainMatcher` probes its
 dict). The filter turns away ~88% of the suffixes that are not listed after one byte read (most
-queries are not blocked); the others find their bucket, bisect a handful of entries and compare
+queries are not blocked); the others find their bucket, bisect a handful of names and compare
 the stored name byte for byte, so a hash collision costs one extra comparison and never blocks
-a wrong name: there are no false positives. Buckets hold ~4 entries and the filter ~8 bits per
-entry whatever the list size, so a lookup costs the same for a thousand names as for millions.
+a wrong name: there are no false positives. Buckets hold ~4 names and the filter ~8 bits per
+name whatever the list size, so a lookup costs the same for a thousand names as for millions.
 Label wildcards (``v*.x.com``) and regex rules are few; they live in the JSON header and are
 matched in memory.
 
@@ -61,7 +62,7 @@ from resolver.lists.formats import (
     parse_rules,
 )
 from resolver.lists.matcher import BlockRule, DomainMatcher
-from resolver.protocol.names import to_text
+from resolver.protocol.names import FAST_LABEL, LENGTHS_TO_DOTS, MAX_LABEL, to_text
 
 __all__ = [
     "FORMAT_VERSION",
@@ -70,7 +71,6 @@ __all__ = [
     "compile_job",
     "compile_rules",
     "from_parsed",
-    "name_hash",
     "open_compiled",
     "write_atomic",
 ]
@@ -89,14 +89,6 @@ _ALLOWS = FLAG_ALLOW_SELF | FLAG_ALLOW_BELOW
 # Query bytes that can appear in a listed name; any other byte means no listed name matches.
 _NAME_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789-_."
 _LABEL_CHARS = _NAME_CHARS[:-1]
-# Wire length bytes of labels up to 32 octets become dots in one translate (as in names.to_text).
-_LENGTHS_TO_DOTS = bytes(0x2E if 1 <= b <= 0x20 else b for b in range(256))
-
-
-def name_hash(name: bytes | memoryview) -> int:
-    """The 30-bit hash entries are sorted by: stable across processes and Python versions
-    (unlike `hash()`), fast in C, and small enough that Python sorts the keys at full speed."""
-    return zlib.crc32(name) >> 2
 
 
 def _bits_for(count: int) -> int:
@@ -286,9 +278,9 @@ def _suffixes(qname: bytes) -> _Split | None:
         offsets.append(pos)
         pos += 1 + length
     result: _Split | None = None
-    if pos == end - 1 and offsets and longest <= 63:
-        if longest <= 0x20:
-            text = qname[1:pos].translate(_LENGTHS_TO_DOTS)
+    if pos == end - 1 and offsets and longest <= MAX_LABEL:
+        if longest <= FAST_LABEL:
+            text = qname[1:pos].translate(LENGTHS_TO_DOTS)
         else:
             buffer = bytearray(qname[1:pos])
             for offset in offsets[1:]:
@@ -389,7 +381,7 @@ class CompiledMatcher:
         return self.count + len(self.header["globs"]) + len(self._regex_rules)
 
     def _find(self, suffix: bytes) -> int:
-        """The entry index of `suffix` (exact bytes), or -1."""
+        """The index of the name `suffix` (exact bytes), or -1."""
         key = crc32(suffix) >> 2
         if not self._filter[(key & self._fmask) >> 3] & (1 << (key & 7)):
             return -1

@@ -16,8 +16,6 @@ unless the source is explicitly `insecure`.
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import hashlib
 import json
 import os
 import random
@@ -62,7 +60,6 @@ class FetchResult:
     body: bytes | None
     etag: str | None
     last_modified: str | None
-    attempts: int = 1
 
 
 def make_ssl_context(cafile: str | None = None) -> ssl.SSLContext:
@@ -125,7 +122,7 @@ def fetch(
     while True:
         attempt += 1
         try:
-            return _attempt(opener, url, headers, timeout, max_bytes, attempt)
+            return _attempt(opener, url, headers, timeout, max_bytes)
         except _Retry as exc:
             if attempt > retries:
                 raise FetchError(f"{exc} (gave up after {attempt} attempts)") from None
@@ -142,23 +139,18 @@ def _attempt(
     headers: dict[str, str],
     timeout: float,
     max_bytes: int,
-    attempt: int,
 ) -> FetchResult:
     request = urllib.request.Request(url, headers=headers)
     try:
         with opener.open(request, timeout=timeout) as response:
             body = _read_capped(response, max_bytes)
             return FetchResult(
-                200,
-                body,
-                response.headers.get("ETag"),
-                response.headers.get("Last-Modified"),
-                attempt,
+                200, body, response.headers.get("ETag"), response.headers.get("Last-Modified")
             )
     except urllib.error.HTTPError as exc:
         if exc.code == 304:
             return FetchResult(
-                304, None, exc.headers.get("ETag"), exc.headers.get("Last-Modified"), attempt
+                304, None, exc.headers.get("ETag"), exc.headers.get("Last-Modified")
             )
         if exc.code in _RETRY_STATUS:
             raise _Retry(f"HTTP {exc.code} {exc.reason}") from None
@@ -268,15 +260,3 @@ class SourceStore:
     def discard_candidate(self, name: str) -> None:
         with contextlib.suppress(OSError):
             self.candidate_path(name).unlink()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def http_date(timestamp: float) -> str:
-    return email.utils.formatdate(timestamp, usegmt=True)

@@ -11,9 +11,8 @@ download replaces the last good copy only if it parses and does not shrink suspi
 
 Bad lines are reported with ``file:line`` and skipped; a list with too many of them (more than
 `limits.max_bad_lines` and over 5% of its lines) is refused as a whole, because a broken or
-mis-downloaded list must not load half-silently. The earlier, one-format API
-(`parse_domain_list`, `build_blocking`, which fills a `DomainMatcher`) is kept for the
-catalogue and for callers that want it.
+mis-downloaded list must not load half-silently. Catalogue entries, a few hundred rules each
+with per-rule answers, go through `build_blocking` into a `DomainMatcher` instead.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from resolver.config import Config, ListKind, SourceConfig
-from resolver.lists.catalogue import ListError, catalogue_ids, load_entry
+from resolver.lists.catalogue import ListError, catalogue_ids, load_catalogue_entry
 from resolver.lists.compiled import (
     CompiledMatcher,
     compile_job,
@@ -218,7 +217,7 @@ def build_blocking(lists: Sequence[str], *, max_bad_lines: int = 100) -> Blockin
                 problems.append(f"{item}: list {name!r} is configured twice")
                 continue
             try:
-                entry = load_entry(item)
+                entry = load_catalogue_entry(item)
             except ListError as exc:
                 problems.extend(exc.problems)
                 continue
@@ -256,7 +255,7 @@ def build_blocking(lists: Sequence[str], *, max_bad_lines: int = 100) -> Blockin
     return BlockingSet(matcher=matcher, sizes=sizes, warnings=tuple(warnings))
 
 
-# ----- issue 5: every format, sources, compiled lists, last good copies ------------------------
+# ----- operator lists: every format, sources, compiled lists, last good copies ---------------
 
 PARSER_VERSION = 1
 """Part of every compiled list's fingerprint: bump it when parsing changes meaning."""

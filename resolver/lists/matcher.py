@@ -68,18 +68,18 @@ def _label_test(label_pattern: bytes) -> _LabelTest:
 
 
 class _Wild:
-    """Suffix entry that has wildcard children, plus the exact rule for the suffix itself, if any.
+    """A suffix whose children have wildcard rules, plus the suffix's own exact rule, if any.
 
     Suffixes with only an exact rule map straight to their ``BlockRule`` (no extra object per
     rule); the lookup tells the two apart by class.
     """
 
-    __slots__ = ("entries", "rule")
+    __slots__ = ("rule", "wildcards")
 
     def __init__(self, rule: BlockRule | None) -> None:
         self.rule = rule
         # (label test, specificity, label pattern, rule), best first
-        self.entries: tuple[tuple[_LabelTest, int, bytes, BlockRule], ...] = ()
+        self.wildcards: tuple[tuple[_LabelTest, int, bytes, BlockRule], ...] = ()
 
 
 class DomainMatcher:
@@ -123,11 +123,11 @@ class DomainMatcher:
         holder = nodes.get(parent)
         if not isinstance(holder, _Wild):
             holder = nodes[parent] = _Wild(holder)
-        if any(existing == label for _, _, existing, _ in holder.entries):
+        if any(existing == label for _, _, existing, _ in holder.wildcards):
             return
         specificity = len(label) - label.count(b"*")
-        entry = (_label_test(label), specificity, label, rule)
-        holder.entries = tuple(sorted((*holder.entries, entry), key=lambda item: -item[1]))
+        wildcard = (_label_test(label), specificity, label, rule)
+        holder.wildcards = tuple(sorted((*holder.wildcards, wildcard), key=lambda item: -item[1]))
         self._patterns += 1
 
     def rules(self) -> Iterator[tuple[str, BlockRule]]:
@@ -138,7 +138,7 @@ class DomainMatcher:
                 yield to_text(wire), rule
             if isinstance(node, _Wild):
                 parent = to_text(wire)
-                for _, _, label, wild_rule in node.entries:
+                for _, _, label, wild_rule in node.wildcards:
                     text = label.decode("ascii")
                     yield (text if parent == "." else f"{text}.{parent}"), wild_rule
 
@@ -167,7 +167,7 @@ class DomainMatcher:
             node = get(qname[nxt:])
             if isinstance(node, _Wild):
                 label = qname[pos + 1 : nxt]
-                for test, _, _, rule in node.entries:
+                for test, _, _, rule in node.wildcards:
                     if test(label):
                         return rule, pos
             pos = nxt

@@ -1,6 +1,6 @@
 """The audit trail: structured JSON lines on stdout (and optionally a rotated file) for the SIEM.
 
-Every block is an event (who asked, what, under which policy, entry and rule, what we answered),
+Every block is an event (who asked, what, under which policy, list and rule, what we answered),
 as are upstream failures, start-up, reloads and shutdown. Allowed queries are logged only when
 asked for. Three guarantees hold whatever clients send:
 
@@ -30,10 +30,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 import structlog
 
+from resolver.policy.engine import Decision
 from resolver.protocol.names import to_text
 from resolver.protocol.wire import Query, type_name
 
@@ -42,8 +43,8 @@ __all__ = [
     "LEVELS",
     "MIN_KEY_BYTES",
     "PRIVACY_MODES",
+    "TICK_INTERVAL",
     "AuditLog",
-    "BlockCause",
     "pseudonym",
     "truncate_address",
 ]
@@ -60,7 +61,9 @@ FOLD_KEYS = 10_000
 INVALID_CLIENT = "invalid"
 _CLIENT_CACHE = 4096
 _MAX_QTYPES = 16
-_REPORT_INTERVAL = 1.0
+TICK_INTERVAL = 1.0
+"""Seconds between the owner's calls of `AuditLog.tick`, which close fold windows and write the
+suppression report (at most one per tick)."""
 
 
 def _canonical(client: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -292,32 +295,13 @@ class _Fold:
         return fields
 
 
-class BlockCause(Protocol):
-    """What `AuditLog.blocked` reads from a decision (`policy.Decision` and the response
-    inspection's block both fit); ``cname`` is read when present."""
-
-    @property
-    def group(self) -> str: ...
-    @property
-    def policy(self) -> str | None: ...
-    @property
-    def entry(self) -> str | None: ...
-    @property
-    def rule(self) -> str | None: ...
-    @property
-    def reference(self) -> str | None: ...
-    @property
-    def answer(self) -> str: ...
-
-
 class AuditLog:
     """The audit trail. One instance per process; not thread-safe (it runs on the event loop).
 
     `blocked`, `allowed` and `info`/`warning`/`error` may be called at any rate: folding and the
-    rate cap keep the output bounded. The service calls `tick` once a second (it writes the
-    summaries of closed fold windows and the suppression report) and `close` at shutdown.
-    Counters for metrics: `dropped_total` (events the rate cap dropped), `unfolded_total` (block
-    events written without folding because the fold table was full), `file_errors`.
+    rate cap keep the output bounded. The service calls `tick` every `TICK_INTERVAL` (it writes
+    the summaries of closed fold windows and the suppression report) and `close` at shutdown.
+    Counters for metrics: `dropped_total` (events the rate cap dropped) and `file_errors`.
     """
 
     def __init__(
@@ -349,7 +333,6 @@ class AuditLog:
         self.info_enabled = LEVELS[level] <= logging.INFO
         self._warning_enabled = LEVELS[level] <= logging.WARNING
         self.dropped_total = 0
-        self.unfolded_total = 0
         self._clock = clock
         self._fold_window = float(fold_window)
         self._folds: dict[tuple[str, bytes, object], _Fold] = {}
@@ -425,12 +408,9 @@ class AuditLog:
     def error(self, event: str, **fields: object) -> None:
         self._event("error", event, fields)
 
-    def blocked(self, client: str, query: Query, decision: BlockCause) -> None:
-        """One event per blocked query, folded when the same client repeats it within the window.
-
-        `decision` carries group, policy, entry, rule, reference, answer and, for a block found
-        in an upstream answer's CNAME chain, cname.
-        """
+    def blocked(self, client: str, query: Query, decision: Decision) -> None:
+        """One event per blocked query, folded when the same client repeats it within the window;
+        `cname` is written for a block found in an upstream answer's names."""
         if not self.info_enabled:
             return
         now = self._clock()
@@ -452,22 +432,19 @@ class AuditLog:
             "qname": to_text(query.qname),
             "qtype": type_name(query.qtype),
             "policy": policy,
-            "entry": decision.entry,
+            "entry": decision.list_name,
             "rule": decision.rule,
             "reference": decision.reference,
             "answer": decision.answer,
         }
-        cname = getattr(decision, "cname", None)
+        cname = decision.cname
         if cname is not None:
-            fields["cname"] = to_text(cname) if isinstance(cname, bytes) else cname
+            fields["cname"] = to_text(cname)
         written = self._emit("info", "blocked", fields, now)
-        if self._fold_window:
-            if len(folds) < FOLD_KEYS:
-                # first_seen is exactly the written event's timestamp, so the SOC can pair them.
-                stamp = self._lines.stamp if written else self._lines.timestamp()
-                folds[key] = _Fold(now + self._fold_window, fields, stamp, query.qtype)
-            else:
-                self.unfolded_total += 1
+        if self._fold_window and len(folds) < FOLD_KEYS:
+            # first_seen is exactly the written event's timestamp, so the SOC can pair them.
+            stamp = self._lines.stamp if written else self._lines.timestamp()
+            folds[key] = _Fold(now + self._fold_window, fields, stamp, query.qtype)
 
     def allowed(self, client: str, query: Query, rcode: int) -> None:
         if not self.info_enabled:
@@ -549,7 +526,7 @@ class AuditLog:
 
     def _report(self, now: float, force: bool) -> None:
         """The suppression report, itself exempt from the cap: at most one line a second."""
-        if not self._dropped or (not force and now - self._reported < _REPORT_INTERVAL):
+        if not self._dropped or (not force and now - self._reported < TICK_INTERVAL):
             return
         dropped, self._dropped = self._dropped, {}
         self._reported = now

@@ -1,24 +1,28 @@
-"""Prometheus export: read `Stats` and a live view of the service when scraped, never before.
+"""Prometheus export: read `Stats` and a snapshot of the service when scraped, never before.
 
 The query path only increments plain dicts in `resolver.observe.stats`; this collector turns them
 into metric families at scrape time, so exporting costs nothing per query. It has a registry of its
 own (the global one would also collect whatever else the process imported).
 
 Every label value comes from a bounded set: results, query types and rcodes are fixed lists in
-`resolver.observe.stats`; group, policy, entry, answer, list and upstream names come from the
+`resolver.observe.stats`; group, policy, list, answer and upstream names come from the
 configuration. No client address or query name is ever a label: per-client detail belongs in the
 audit log, where its retention is controlled.
 
 `FAMILIES` is the catalogue of everything this module can export, so tests can check alert rules,
 the dashboard and the documentation against it. Every family is emitted on every scrape, with no
 samples when there is nothing to report, so its name is always visible on /metrics.
+
+`ServiceSnapshot` is the one value for what the running service knows beyond `Stats`: a single
+process builds it at each scrape; a worker builds it once a second and sends it to the supervisor,
+which merges its workers' snapshots into one and exports that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import (
@@ -39,17 +43,54 @@ NONE_LABEL: Final = "none"
 Kind = Literal["counter", "gauge", "histogram"]
 
 
-class MetricsView(Protocol):
-    """What the running service knows that `Stats` does not; read once per scrape."""
+CACHE_KEYS: Final = ("entries", "bytes", "hits", "misses", "evictions")
+"""What `ServiceSnapshot.cache` holds (`Cache.stats()`), each exported as `cache_<key>`."""
 
-    def upstream_health(self) -> Mapping[str, bool]: ...  # upstream label -> up
-    def tcp_connections_open(self) -> int: ...
-    def list_entries(self) -> Mapping[str, int]: ...
-    def list_last_refresh(self) -> Mapping[str, float]: ...  # unix time of the last good load
-    def list_refresh_failures(self) -> Mapping[str, int]: ...
-    def policies(self) -> Sequence[tuple[str, bool, float | None]]: ...  # name, active, until
-    def cache(self) -> Mapping[str, int] | None: ...  # entries, bytes, hits, misses, evictions
-    def build(self) -> Mapping[str, str]: ...  # version, python, loop
+
+@dataclass(frozen=True, slots=True)
+class ServiceSnapshot:
+    """What the running service knows that `Stats` does not, at one instant; a plain value, so
+    it crosses the report pipe from a worker to the supervisor as it is."""
+
+    upstream_health: Mapping[str, bool] = field(default_factory=dict)  # upstream label -> up
+    tcp_connections_open: int = 0
+    list_sizes: Mapping[str, int] = field(default_factory=dict)  # domain rules per list
+    list_last_refresh: Mapping[str, float] = field(default_factory=dict)  # unix time, last load
+    list_refresh_failures: Mapping[str, int] = field(default_factory=dict)
+    policies: tuple[tuple[str, bool, float | None], ...] = ()  # name, active now, until
+    cache: Mapping[str, int] | None = None  # `CACHE_KEYS`; None without a cache
+    audit_events_dropped: int = 0
+    audit_file_errors: int = 0
+    build: Mapping[str, str] = field(default_factory=dict)  # version, python, loop
+    ready: bool = False
+
+    @classmethod
+    def merge(cls, snapshots: Sequence[ServiceSnapshot]) -> ServiceSnapshot:
+        """The workers' snapshots as one: counts added up, an upstream up if any worker finds it
+        so, ready when all are; lists, policies and build are the same in every worker (one
+        config), so the first one's stand for all. An empty snapshot when there is none."""
+        if not snapshots:
+            return cls()
+        first = snapshots[0]
+        health: dict[str, bool] = {}
+        for snapshot in snapshots:
+            for name, up in snapshot.upstream_health.items():
+                health[name] = health.get(name, False) or up
+        caches = [s.cache for s in snapshots if s.cache]
+        cache = {key: sum(c.get(key, 0) for c in caches) for key in caches[0]} if caches else None
+        return cls(
+            upstream_health=health,
+            tcp_connections_open=sum(s.tcp_connections_open for s in snapshots),
+            list_sizes=first.list_sizes,
+            list_last_refresh=first.list_last_refresh,
+            list_refresh_failures=first.list_refresh_failures,
+            policies=first.policies,
+            cache=cache,
+            audit_events_dropped=sum(s.audit_events_dropped for s in snapshots),
+            audit_file_errors=sum(s.audit_file_errors for s in snapshots),
+            build=first.build,
+            ready=all(s.ready for s in snapshots),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +101,6 @@ class Family:
     kind: Kind
     labels: tuple[str, ...]
     help: str
-
-    def sample_names(self) -> tuple[str, ...]:
-        """The series names this family puts on /metrics in the Prometheus text format."""
-        if self.kind == "counter":
-            return (self.name + "_total",)
-        if self.kind == "histogram":
-            return (self.name + "_bucket", self.name + "_sum", self.name + "_count")
-        return (self.name,)
 
 
 def _f(name: str, kind: Kind, labels: tuple[str, ...], help: str) -> Family:
@@ -128,6 +161,12 @@ FAMILIES: Final = {
         _f("internal_errors", "counter", (),
            "Bugs caught around one query; each cost that query its answer."),
         _f("events", "counter", ("event",), "Other counted events, by name."),
+        _f("audit_events_dropped", "counter", (),
+           "Audit events not written because they came faster than "
+           "audit.max_events_per_second."),
+        _f("audit_file_errors", "counter", (),
+           "Audit events that could not be written to audit.file (full disk, ...); stdout "
+           "still had them."),
         _f("gc_pause_seconds", "histogram", ("generation",),
            "Pauses of the cyclic garbage collector, by generation (0 the youngest): every "
            "query waits through them."),
@@ -159,11 +198,6 @@ _ALWAYS: Final = (
     "upstream.tcp_retry", "upstream.receive_error", "tcp.accepted", "tcp.rejected",
     "tcp.idle_closed", "tcp.stalled", "udp.send_error", "udp.receive_error", "dropped.overload",
 )  # fmt: skip
-
-
-def sample_names() -> frozenset[str]:
-    """Every series name this exporter can put on /metrics (text format), for rule checks."""
-    return frozenset(name for family in FAMILIES.values() for name in family.sample_names())
 
 
 def _label(value: str) -> str:
@@ -199,22 +233,22 @@ class _Families:
 class StatsCollector:
     """The prometheus_client custom collector: everything is read inside `collect`."""
 
-    def __init__(self, stats: Stats, view: MetricsView) -> None:
+    def __init__(self, stats: Stats, snapshot: Callable[[], ServiceSnapshot]) -> None:
         self.stats = stats
-        self.view = view
+        self.snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
         out = _Families()
         self._stats(out)
-        self._view(out)
+        self._snapshot(out, self.snapshot())
         yield from out.metrics.values()
 
     def _stats(self, out: _Families) -> None:
         stats = self.stats
         for labels, value in sorted(stats.queries.items()):
             out.add("queries", labels, value)
-        for (group, policy, entry, answer), value in _merged_blocks(stats.blocks):
-            out.add("blocked", (group, policy, entry, answer), value)
+        for labels, value in _merged_blocks(stats.blocks):
+            out.add("blocked", labels, value)
         for rcode, value in sorted(stats.rcodes.items()):
             out.add("responses", (rcode,), value)
         for result in RESULTS:
@@ -231,26 +265,28 @@ class StatsCollector:
             family, labels = _count_family(key)
             out.add(family, labels, value)
 
-    def _view(self, out: _Families) -> None:
-        view = self.view
-        for upstream, up in sorted(view.upstream_health().items()):
+    @staticmethod
+    def _snapshot(out: _Families, snapshot: ServiceSnapshot) -> None:
+        for upstream, up in sorted(snapshot.upstream_health.items()):
             out.add("upstream_up", (upstream,), 1.0 if up else 0.0)
-        out.add("tcp_connections_open", (), view.tcp_connections_open())
-        for name, size in sorted(view.list_entries().items()):
+        out.add("tcp_connections_open", (), snapshot.tcp_connections_open)
+        for name, size in sorted(snapshot.list_sizes.items()):
             out.add("list_entries", (name,), size)
-        for name, when in sorted(view.list_last_refresh().items()):
+        for name, when in sorted(snapshot.list_last_refresh.items()):
             out.add("list_last_refresh_timestamp_seconds", (name,), when)
-        for name, failures in sorted(view.list_refresh_failures().items()):
+        for name, failures in sorted(snapshot.list_refresh_failures.items()):
             out.add("list_refresh_failures", (name,), failures)
-        for name, active, until in view.policies():
+        for name, active, until in snapshot.policies:
             out.add("policy_active", (name,), 1.0 if active else 0.0)
             if until is not None:
                 out.add("policy_until_timestamp_seconds", (name,), until)
-        cache = view.cache()
+        cache = snapshot.cache
         if cache is not None:
-            for key in ("entries", "bytes", "hits", "misses", "evictions"):
+            for key in CACHE_KEYS:
                 out.add("cache_" + key, (), cache.get(key, 0))
-        build = view.build()
+        out.add("audit_events_dropped", (), snapshot.audit_events_dropped)
+        out.add("audit_file_errors", (), snapshot.audit_file_errors)
+        build = snapshot.build
         out.add("build_info", tuple(build.get(k, "") for k in ("version", "python", "loop")), 1)
 
 
@@ -278,9 +314,9 @@ def _count_family(key: str) -> tuple[str, tuple[str, ...]]:
 class Metrics:
     """The /metrics body: the Prometheus text format, or OpenMetrics when the scraper asks."""
 
-    def __init__(self, stats: Stats, view: MetricsView) -> None:
+    def __init__(self, stats: Stats, snapshot: Callable[[], ServiceSnapshot]) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(StatsCollector(stats, view))  # type: ignore[arg-type]
+        self.registry.register(StatsCollector(stats, snapshot))  # type: ignore[arg-type]
         # process_start_time_seconds, CPU and memory: a restart shows up even between scrapes.
         ProcessCollector(registry=self.registry)
 

@@ -6,11 +6,11 @@ tables when Prometheus scrapes, so the cost of exporting is paid per scrape, not
 
 Every label is drawn from a bounded set, so the tables cannot grow with traffic: query types and
 rcodes outside a fixed list become "other", results are the fixed `RESULTS`, and group, policy,
-entry, answer and upstream come from the configuration. Never a client address or a name.
+list, answer and upstream come from the configuration. Never a client address or a name.
 
-`count` keeps the free-form keys older callers use: why a packet was malformed
-(`malformed.<reason>`), what upstreams and connections did (`upstream.<event>`, `tcp.<event>`,
-`udp.<event>`), `dropped.<reason>`, `reload.ok|failed` and `internal_error`.
+`count` takes free-form keys for events: why a packet was malformed (`malformed.<reason>`), what
+upstreams and connections did (`upstream.<event>`, `tcp.<event>`, `udp.<event>`),
+`dropped.<reason>`, `reload.ok|failed` and `internal_error`.
 """
 
 from __future__ import annotations
@@ -41,8 +41,6 @@ RCODE_LABELS: Final = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN",
 
 OTHER: Final = "other"
 
-UPSTREAM_OUTCOMES: Final = ("ok", "timeout", "servfail", "refused", "bad_reply", "error")
-
 GC_GENERATIONS: Final = (0, 1, 2)
 """CPython's garbage-collector generations, 0 the youngest; the `generation` label."""
 
@@ -72,10 +70,6 @@ class Histogram:
             running += count
             out.append((bound, running))
         return out
-
-    @property
-    def observations(self) -> int:
-        return sum(self.counts)
 
     def merge(self, other: Histogram) -> None:
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
@@ -120,16 +114,16 @@ class Stats:
         rcodes = self.rcodes
         rcodes[label] = rcodes.get(label, 0) + 1
 
-    def blocked(self, group: str, policy: str, entry: str, answer: str) -> None:
+    def blocked(self, group: str, policy: str, list_name: str, answer: str) -> None:
         """One blocked query and the decision's bounded labels; `policy` is "" for a block from
         `blocking.lists` or a group's own lists (exported as "none")."""
-        key = (group, policy, entry, answer)
+        key = (group, policy, list_name, answer)
         blocks = self.blocks
         blocks[key] = blocks.get(key, 0) + 1
 
     def upstream(self, upstream: str, outcome: str, seconds: float | None) -> None:
-        """One exchange with `upstream` ("ip:port"), its outcome (`UPSTREAM_OUTCOMES`) and, when
-        known, how long it took."""
+        """One exchange with `upstream` ("ip:port"), its outcome (ok, timeout, servfail, refused,
+        bad_reply or error) and, when known, how long it took."""
         key = (upstream, outcome)
         upstreams = self.upstreams
         upstreams[key] = upstreams.get(key, 0) + 1
@@ -167,7 +161,7 @@ class Stats:
             totals[result] += value
         return totals
 
-    def snapshot(self) -> dict[str, int]:
+    def summary(self) -> dict[str, int]:
         """The free-form counters plus `query.<result>` totals, for the shutdown summary."""
         merged = dict(self.counts)
         for result, value in self.results().items():

@@ -13,7 +13,9 @@ from collections.abc import Iterable
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_MEMO_LIMIT = 65536
+CLIENT_MEMO_LIMIT = 65536
+"""At most this many client addresses in a per-client memo (the allow-list's here, the policy's
+group lookup); a full memo is emptied at once."""
 
 
 def client_address(client: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -42,7 +44,7 @@ class ClientAccess:
     def allows(self, client: str) -> bool:
         allowed = self._memo.get(client)
         if allowed is None:
-            if len(self._memo) >= _MEMO_LIMIT:
+            if len(self._memo) >= CLIENT_MEMO_LIMIT:
                 self._memo.clear()
             allowed = self._memo[client] = self._check(client)
         return allowed

@@ -3,7 +3,8 @@
 Government bans are scoped and dated (Belgium's 2023 TikTok ban covered federal officials' work
 phones, "for a preliminary six months"), so a block is not a property of a name alone. `decide`
 answers for one client, one name and one instant, and returns a `Decision` that carries its
-cause: the group, the policy, the list or catalogue entry, the rule and the reference.
+cause: the group, the policy, the list (an operator list or a catalogue entry), the rule and the
+reference. A block found in a forwarded answer (`resolver.policy.inspection`) is a `Decision` too.
 
 Cost per query: the client's group is a longest-prefix match over per-prefix-length maps
 (memoised), independent of the number of groups; then one O(labels) lookup per list bound to that
@@ -28,15 +29,18 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from resolver.config import Config, ExemptRule, GroupConfig, PolicyConfig
+from resolver.config import (
+    DEFAULT_GROUP,
+    REFUSE,
+    Config,
+    ExemptRule,
+    GroupConfig,
+    PolicyConfig,
+)
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
-from resolver.policy.access import client_address
+from resolver.policy.access import CLIENT_MEMO_LIMIT, client_address
 from resolver.protocol.names import from_text
 
-DEFAULT_GROUP = "default"
-REFUSE = "refuse"
-BASELINE = "blocking.lists"
-_MEMO_LIMIT = 65536
 UNLISTED_MEMO_LIMIT = 16384
 
 
@@ -48,12 +52,13 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """What to do with one query, and exactly why."""
+    """What to do with one query, and exactly why: for its question (`PolicyEngine.decide`) or
+    for the answer an upstream gave it (`resolver.policy.inspection.verdict`)."""
 
     action: Action
     group: str
     policy: str | None = None  # None: blocked by blocking.lists or the group's own lists
-    entry: str | None = None  # the list or catalogue entry that matched
+    list_name: str | None = None  # the list (or catalogue entry) that matched
     rule: str | None = None  # the pattern that matched
     reference: str | None = None  # the mandate, when a policy carries one
     answer: str = ""  # answer mode for a block: the rule's, else the policy's, else the global one
@@ -61,7 +66,8 @@ class Decision:
     zone_offset: int = 0  # where the blocked zone starts inside the wire qname
     valid_from: float | None = None
     valid_until: float | None = None
-    reason: str = ""  # for REFUSE, and for explain output
+    reason: str = ""  # the cause in words where the fields do not give it: a refusal, an IP block
+    cname: bytes | None = None  # for a block found in an answer: the answer name that matched
 
     @property
     def censored(self) -> bool:
@@ -104,7 +110,7 @@ NO_EXEMPTIONS = Exemptions(())
 class Binding:
     """One list bound to a group: always (baseline, group lists) or through a dated policy."""
 
-    entry: str
+    list_name: str
     matcher: Matcher
     policy: str | None
     reference: str | None
@@ -178,7 +184,7 @@ class PolicyEngine:
         group = self._longest_prefix(client)
         if group is None:
             group = self.default
-        if len(self._memo) >= _MEMO_LIMIT:
+        if len(self._memo) >= CLIENT_MEMO_LIMIT:
             self._memo.clear()
         self._memo[client] = group
         return group
@@ -220,7 +226,7 @@ class PolicyEngine:
                 Action.BLOCK,
                 group.name,
                 binding.policy,
-                binding.entry,
+                binding.list_name,
                 rule.pattern,
                 binding.reference,
                 rule.answer or binding.answer,

@@ -7,9 +7,10 @@ A banned app can hide behind a name nobody listed: `cdn.innocent.example CNAME x
    and CNAME/DNAME target other than the question name, and apply the client-independent rules
    (response-IP networks, rebinding protection). The result, `Findings`, is None for the common
    answer that cannot match anything (all owners are the question, no rules apply), so a cached
-   entry costs nothing more on a hit.
+   answer costs nothing more on a hit.
 2. `verdict`, per client (forwarded answers and cache hits alike): each collected name goes
-   through the client's policy; the first one blocked blocks the answer.
+   through the client's policy; the first one blocked blocks the answer. The block is a
+   `policy.engine.Decision`, like a block of the question, with `cname` set to the answer name.
 
 The work is bounded whatever the upstream sends: at most `MAX_RECORDS` answer records are looked
 at and at most `MAX_NAMES` names collected, each decompressed with `wire.read_name`'s hop cap, so a
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 from resolver.config import BlockingConfig, InspectionConfig
@@ -80,27 +81,6 @@ class Findings:
 
     names: tuple[bytes, ...] = ()
     ip_block: tuple[str, str] | None = None  # (RESPONSE_IP or REBINDING, network or address)
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseBlock:
-    """A block found in the answer rather than the question; shaped like `policy.Decision`
-    where the pipeline and the audit log read it, plus `cname`: the answer name that matched."""
-
-    group: str
-    policy: str | None
-    entry: str | None
-    rule: str | None
-    reference: str | None
-    answer: str
-    ttl: int
-    cname: bytes | None = None
-    zone_offset: int = 0  # the SOA of a negative answer sits at the question name itself
-    action: Action = Action.BLOCK
-
-    @property
-    def censored(self) -> bool:
-        return self.reference is not None
 
 
 class _Networks:
@@ -227,12 +207,16 @@ def verdict(
     policy: PolicyEngine,
     blocking: BlockingConfig,
     now: float,
-) -> ResponseBlock | None:
-    """The block `findings` impose on `client`'s answer, or None to let it through."""
+) -> Decision | None:
+    """The block `findings` impose on `client`'s answer, or None to let it through.
+
+    A blocked answer is replaced by the blocked answer to the question, whose negative SOA sits at
+    the question name itself: `zone_offset` is 0 whatever the matched answer name was."""
     if findings.ip_block is not None:
         kind, rule = findings.ip_block
         group = policy.group_of(client)
-        return ResponseBlock(
+        return Decision(
+            Action.BLOCK,
             group.name if group is not None else "",
             None,
             kind,
@@ -240,22 +224,10 @@ def verdict(
             None,
             blocking.answer.value,
             blocking.ttl,
+            reason=f"blocked by {kind} rule {rule}",
         )
     for name in findings.names:
         decision = policy.decide(client, name, qtype, now)
         if decision.action is Action.BLOCK:
-            return _from_decision(decision, name)
+            return replace(decision, zone_offset=0, cname=name)
     return None
-
-
-def _from_decision(decision: Decision, cname: bytes) -> ResponseBlock:
-    return ResponseBlock(
-        decision.group,
-        decision.policy,
-        decision.entry,
-        decision.rule,
-        decision.reference,
-        decision.answer,
-        decision.ttl,
-        cname,
-    )

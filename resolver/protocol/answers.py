@@ -26,6 +26,7 @@ from resolver.protocol.wire import (
     RCODE_MASK,
     RD,
     REFUSED,
+    RR_FIXED,
     SERVFAIL,
     TYPE_A,
     TYPE_AAAA,
@@ -36,7 +37,6 @@ from resolver.protocol.wire import (
     WireError,
 )
 
-_RR_TAIL: Final = struct.Struct(">HHIH")
 # The synthetic zone's SOA names live under .invalid (RFC 6761): they can never resolve.
 _SOA_MNAME: Final = b"\x09dnswarden\x07invalid\x00"
 _SOA_RNAME: Final = b"\x0ahostmaster\x09dnswarden\x07invalid\x00"
@@ -115,7 +115,7 @@ class SinkholeAnswer:
             + _SOA_RNAME
             + struct.pack(">IIIII", _SOA_SERIAL, _SOA_REFRESH, _SOA_RETRY, _SOA_EXPIRE, ttl)
         )
-        self._soa_tail = _RR_TAIL.pack(TYPE_SOA, CLASS_IN, ttl, len(soa_rdata)) + soa_rdata
+        self._soa_tail = RR_FIXED.pack(TYPE_SOA, CLASS_IN, ttl, len(soa_rdata)) + soa_rdata
         self._texts: dict[str, bytes] = {}
 
     def build(self, query: Query, zone_offset: int, cause: str) -> bytes:
@@ -140,7 +140,7 @@ def _address_records(
     addresses: tuple[Address, ...], version: int, rtype: int, ttl: int
 ) -> tuple[int, bytes]:
     chosen = [a.packed for a in addresses if a.version == version]
-    head = b"\xc0\x0c" + _RR_TAIL.pack(rtype, CLASS_IN, ttl, 4 if version == 4 else 16)
+    head = b"\xc0\x0c" + RR_FIXED.pack(rtype, CLASS_IN, ttl, 4 if version == 4 else 16)
     return len(chosen), b"".join(head + packed for packed in chosen)
 
 

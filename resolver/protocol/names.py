@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 
 __all__ = [
+    "FAST_LABEL",
+    "LENGTHS_TO_DOTS",
     "MAX_LABEL",
     "MAX_NAME",
     "BadName",
     "from_text",
-    "label_offsets",
     "normalise",
     "to_text",
 ]
@@ -31,9 +32,10 @@ _WILD_NAME_RE = re.compile(r"[a-z0-9_*-]{1,63}(?:\.[a-z0-9_-]{1,63})*")
 _LENGTH_BYTE = tuple(bytes((n,)) for n in range(MAX_LABEL + 1))
 # Bytes `to_text` writes unchanged: printable ASCII except the escaped `"`, `.` and `\`.
 _PLAIN = bytes(b for b in range(0x21, 0x7F) if b not in b'".\\')
-# Length bytes of labels up to 32 octets are exactly the bytes 0x01-0x20, none of them plain.
-_FAST_LABEL = 0x20
-_LENGTHS_TO_DOTS = bytes(0x2E if 1 <= b <= _FAST_LABEL else b for b in range(256))
+FAST_LABEL = 0x20
+LENGTHS_TO_DOTS = bytes(0x2E if 1 <= b <= FAST_LABEL else b for b in range(256))
+"""Length bytes of labels up to `FAST_LABEL` octets are exactly the bytes 0x01-0x20, none of them
+plain: one C-level translate turns a wire name of such labels into dotted text."""
 
 
 class BadName(ValueError):
@@ -139,14 +141,14 @@ def to_text(wire: bytes) -> str:
     """
     end = len(wire) - 1
     pos = count = 0
-    while pos < end and 0 < wire[pos] <= _FAST_LABEL:
+    while pos < end and 0 < wire[pos] <= FAST_LABEL:
         pos += 1 + wire[pos]
         count += 1
     # Fast path for the usual name (every label plain, none over 32 octets): the only bytes that
     # are not plain are then the length bytes and the root, so counting them proves the labels
     # need no escape, and one C-level translate turns the length bytes into dots.
     if pos == end and wire[end] == 0 and len(wire.translate(None, _PLAIN)) == count + 1:
-        return wire[1:end].translate(_LENGTHS_TO_DOTS).decode("ascii") if count else "."
+        return wire[1:end].translate(LENGTHS_TO_DOTS).decode("ascii") if count else "."
     escape = _ESCAPE
     labels: list[str] = []
     pos = 0
@@ -163,27 +165,3 @@ def to_text(wire: bytes) -> str:
         pos += 1 + length
     labels.append("".join([escape[b] for b in wire[pos:]]))
     return ".".join(labels)
-
-
-def label_offsets(wire: bytes) -> list[int]:
-    """Start offset of each label (not the root): ``wire[offset:]`` is each suffix of the name.
-
-    Raises ``BadName`` for malformed wire input, because a caller slicing at a wrong offset would
-    build a broken compression pointer.
-    """
-    offsets: list[int] = []
-    pos = 0
-    end = len(wire)
-    while pos < end:
-        length = wire[pos]
-        if length == 0:
-            if pos + 1 != end:
-                raise BadName(f"{end - pos - 1} bytes after the root label")
-            return offsets
-        if length > MAX_LABEL:
-            raise BadName(f"label length byte {length:#04x} at offset {pos} is not a plain label")
-        if pos + 1 + length > end:
-            raise BadName(f"label at offset {pos} runs past the end of the name")
-        offsets.append(pos)
-        pos += 1 + length
-    raise BadName("name does not end with the root label")

@@ -13,6 +13,8 @@ import struct
 from collections.abc import Sequence
 from typing import Final
 
+from resolver.protocol.names import MAX_LABEL, MAX_NAME
+
 HEADER: Final = struct.Struct(">HHHHHH")
 RR_FIXED: Final = struct.Struct(">HHIH")
 HEADER_LEN: Final = 12
@@ -45,8 +47,6 @@ TYPE_AAAA: Final = 28
 TYPE_OPT: Final = 41
 CLASS_IN: Final = 1
 
-MAX_NAME_LEN: Final = 255
-MAX_LABEL_LEN: Final = 63
 MAX_POINTER_HOPS: Final = 64
 # A query carries at most an OPT, a cookie-bearing OPT's TSIG/SIG(0) companion and little else.
 MAX_QUERY_ADDITIONAL: Final = 4
@@ -173,10 +173,10 @@ def question_name_end(packet: bytes, pos: int = HEADER_LEN) -> int:
         length = packet[pos]
         if length == 0:
             return pos + 1
-        if length > MAX_LABEL_LEN:
+        if length > MAX_LABEL:
             raise FormError("compressed_question" if length >= 0xC0 else "bad_label")
         pos += length + 1
-        if pos - start >= MAX_NAME_LEN:
+        if pos - start >= MAX_NAME:
             raise FormError("name_too_long")
 
 
@@ -194,10 +194,10 @@ def skip_name(message: bytes, pos: int) -> int:
             if pos + 2 > end:
                 raise FormError("truncated")
             return pos + 2
-        if length > MAX_LABEL_LEN:
+        if length > MAX_LABEL:
             raise FormError("bad_label")
         pos += length + 1
-        if pos - start >= MAX_NAME_LEN:
+        if pos - start >= MAX_NAME:
             raise FormError("name_too_long")
 
 
@@ -232,10 +232,10 @@ def read_name(message: bytes, pos: int) -> tuple[bytes, int]:
                 after = pos + 2
             pos = target
             continue
-        if length > MAX_LABEL_LEN:
+        if length > MAX_LABEL:
             raise FormError("bad_label")
         total += length + 1
-        if total > MAX_NAME_LEN:
+        if total > MAX_NAME:
             raise FormError("name_too_long")
         if pos + 1 + length > end:
             raise FormError("truncated")

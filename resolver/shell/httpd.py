@@ -20,6 +20,7 @@ import json
 from collections.abc import Callable
 from typing import Final
 
+from resolver.config import Config
 from resolver.observe.metrics import Metrics
 
 MAX_HEAD: Final = 8192
@@ -204,3 +205,12 @@ def _headers(lines: list[str]) -> dict[str, str]:
         if sep:
             headers.setdefault(name.strip().lower(), value.strip())
     return headers
+
+
+def metrics_token(config: Config) -> str | None:
+    """The bearer token /metrics requires (`metrics.token_file`), read when the endpoint starts;
+    None when the endpoint is open."""
+    if not config.metrics.token_file:
+        return None
+    with open(config.metrics.token_file, encoding="utf-8") as handle:
+        return handle.read().strip()

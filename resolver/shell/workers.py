@@ -7,9 +7,9 @@ fork: forking a process with a running event loop is unsafe), so large lists are
 the page cache of their compiled, memory-mapped form rather than copied.
 
 The supervisor restarts a worker that dies (and counts it), forwards SIGHUP (reload) and
-SIGTERM/SIGINT (stop) to every worker, and serves the metrics endpoint: each worker sends a snapshot
-of its counters over a pipe once a second, and the supervisor adds them up, keeping the last
-snapshot of a dead worker so that no counter ever goes backwards.
+SIGTERM/SIGINT (stop) to every worker, and serves the metrics endpoint: each worker sends its
+counters (`Stats`) and a `ServiceSnapshot` over a pipe once a second, and the supervisor adds them
+up, keeping the last counters of a dead worker so that no `Stats` counter ever goes backwards.
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from resolver import __version__
 from resolver.config import Config, Endpoint
-from resolver.observe.audit import AuditLog
-from resolver.observe.metrics import Metrics
+from resolver.observe.audit import TICK_INTERVAL, AuditLog
+from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
-from resolver.shell.httpd import HealthServer
+from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import bind_pair
 from resolver.state import ResolverState
 
@@ -43,8 +42,16 @@ _FRAME = struct.Struct(">I")
 _MAX_FRAME = 16 << 20
 
 
-def encode_report(report: Mapping[str, Any]) -> bytes:
-    body = pickle.dumps(dict(report), protocol=pickle.HIGHEST_PROTOCOL)
+@dataclass(frozen=True, slots=True)
+class WorkerReport:
+    """What a worker sends the supervisor once a second: its counters and its snapshot."""
+
+    stats: Stats
+    snapshot: ServiceSnapshot
+
+
+def encode_report(report: WorkerReport) -> bytes:
+    body = pickle.dumps(report, protocol=pickle.HIGHEST_PROTOCOL)
     return _FRAME.pack(len(body)) + body
 
 
@@ -76,21 +83,20 @@ class ReportReader(asyncio.Protocol):
 class Worker:
     index: int
     process: asyncio.subprocess.Process | None = None
-    report: dict[str, Any] = field(default_factory=dict)
+    report: WorkerReport | None = None  # the last one; a worker is ready from its first
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reports_closed: asyncio.Event = field(default_factory=asyncio.Event)
-    on_report: Any = None
+    on_report: Callable[[], None] | None = None
 
-    def receive(self, report: dict[str, Any]) -> None:
+    def receive(self, report: WorkerReport) -> None:
         self.report = report
-        if report.get("ready"):
-            self.ready.set()
+        self.ready.set()
         if self.on_report is not None:
             self.on_report()
 
 
 class Supervisor:
-    """Runs and watches the workers; implements the metrics view from their reports."""
+    """Runs and watches the workers; exports their counters and snapshots, merged."""
 
     def __init__(self, config: Config, worker_args: Sequence[str], count: int,
                  audit: AuditLog) -> None:  # fmt: skip
@@ -105,53 +111,18 @@ class Supervisor:
         self.restarts = 0
         self.started = time.time()
 
-    # --- the metrics view: the sum or union of what the workers last reported --------------
+    # --- what the metrics export: the workers' last reports, merged -------------------------
 
-    def _views(self) -> list[dict[str, Any]]:
-        return [w.report.get("view", {}) for w in self.workers if w.report]
-
-    def _first(self, key: str, default: Any) -> Any:
-        views = self._views()
-        return views[0].get(key, default) if views else default
-
-    def upstream_health(self) -> Mapping[str, bool]:
-        health: dict[str, bool] = {}
-        for view in self._views():
-            for name, up in view.get("upstream_health", {}).items():
-                health[name] = health.get(name, False) or up
-        return health
-
-    def tcp_connections_open(self) -> int:
-        return sum(view.get("tcp_connections_open", 0) for view in self._views())
-
-    def list_entries(self) -> Mapping[str, int]:
-        return self._first("list_entries", {})
-
-    def list_last_refresh(self) -> Mapping[str, float]:
-        return self._first("list_last_refresh", {})
-
-    def list_refresh_failures(self) -> Mapping[str, int]:
-        return self._first("list_refresh_failures", {})
-
-    def policies(self) -> Sequence[tuple[str, bool, float | None]]:
-        return self._first("policies", [])
-
-    def cache(self) -> Mapping[str, int] | None:
-        caches = [view["cache"] for view in self._views() if view.get("cache")]
-        if not caches:
-            return None
-        return {key: sum(c.get(key, 0) for c in caches) for key in caches[0]}
-
-    def build(self) -> Mapping[str, str]:
-        return {**self._first("build", {}), "workers": str(self.count)}
+    def snapshot(self) -> ServiceSnapshot:
+        return ServiceSnapshot.merge([w.report.snapshot for w in self.workers if w.report])
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         alive = [
             w.index
             for w in self.workers
-            if w.ready.is_set() and _running(w) and w.report.get("view", {}).get("ready", True)
+            if w.report is not None and w.report.snapshot.ready and _running(w)
         ]
-        healthy = [name for name, up in self.upstream_health().items() if up]
+        healthy = [name for name, up in self.snapshot().upstream_health.items() if up]
         detail: dict[str, object] = {"workers_ready": alive, "healthy_upstreams": healthy}
         return len(alive) == self.count and bool(healthy), detail
 
@@ -160,9 +131,8 @@ class Supervisor:
         total.__init__()  # type: ignore[misc]  # in place: the collector holds this object
         total.merge(self.retired)
         for worker in self.workers:
-            stats = worker.report.get("stats")
-            if stats is not None:
-                total.merge(stats)
+            if worker.report is not None:
+                total.merge(worker.report.stats)
         if self.restarts:
             total.count("workers.restarted", self.restarts)
 
@@ -177,7 +147,7 @@ class Supervisor:
         args += ["--worker-report-fd", str(write_fd), "--worker-index", str(worker.index)]
         worker.ready = asyncio.Event()
         worker.reports_closed = asyncio.Event()
-        worker.report = {}
+        worker.report = None
         worker.on_report = self._refresh_total
         try:
             worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=(write_fd,))
@@ -219,7 +189,8 @@ class Supervisor:
         try:
             fields: dict[str, object] = {"listeners": [str(e) for e in listen]}
             if config.metrics.enabled:
-                health = HealthServer(Metrics(self.total, self), self.ready, _token(config))
+                metrics = Metrics(self.total, self.snapshot)
+                health = HealthServer(metrics, self.ready, metrics_token(config))
                 host, port = await health.start(
                     config.metrics.listen.host, config.metrics.listen.port
                 )
@@ -239,7 +210,7 @@ class Supervisor:
             )
             del state  # the workers hold the lists; the supervisor needs none
             tasks = [loop.create_task(self._watch(w, listen)) for w in self.workers]
-            tasks.append(loop.create_task(_every(1.0, self.audit.tick)))
+            tasks.append(loop.create_task(every(TICK_INTERVAL, self.audit.tick)))
             await stop.wait()
         finally:
             self.stopping = True
@@ -251,7 +222,7 @@ class Supervisor:
             if health is not None:
                 await health.stop()
             self._refresh_total()
-            self.audit.info("shutdown", counts=self.total.snapshot(), restarts=self.restarts)
+            self.audit.info("shutdown", counts=self.total.summary(), restarts=self.restarts)
             self.audit.close()
 
     async def _watch(self, worker: Worker, listen: Sequence[Endpoint]) -> None:
@@ -264,9 +235,8 @@ class Supervisor:
             if self.stopping:
                 return
             self.restarts += 1
-            stats = worker.report.get("stats")
-            if stats is not None:
-                self.retired.merge(stats)
+            if worker.report is not None:
+                self.retired.merge(worker.report.stats)
             self.audit.error("worker_died", worker=worker.index, exit_code=code,
                              restarts=self.restarts)  # fmt: skip
             await asyncio.sleep(RESTART_BACKOFF)
@@ -303,14 +273,9 @@ def _running(worker: Worker) -> bool:
     return worker.process is not None and worker.process.returncode is None
 
 
-def _token(config: Config) -> str | None:
-    if not config.metrics.token_file:
-        return None
-    with open(config.metrics.token_file, encoding="utf-8") as handle:
-        return handle.read().strip()
-
-
-async def _every(seconds: float, action: Any) -> None:
+async def every(seconds: float, action: Callable[[], object]) -> None:
+    """Call `action` every `seconds` until cancelled: the periodic timers of the service and the
+    supervisor (audit ticks, worker reports, policy lapse checks)."""
     while True:
         await asyncio.sleep(seconds)
         action()

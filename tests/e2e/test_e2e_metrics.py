@@ -28,10 +28,11 @@ from harness import (
     query,
     udp_exchange,
 )
+from metrics_support import sample_names
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolver import __version__
-from resolver.observe.metrics import FAMILIES, sample_names
+from resolver.observe.metrics import FAMILIES
 
 pytestmark = pytest.mark.e2e
 

@@ -20,8 +20,8 @@ from resolver.lists.catalogue import (
     catalogue_ids,
     catalogue_table,
     load_catalogue,
-    load_entry,
-    parse_entry,
+    load_catalogue_entry,
+    parse_catalogue_entry,
     reference_label,
 )
 from resolver.lists.loading import build_blocking
@@ -94,7 +94,7 @@ def test_catalogue_dir_falls_back_when_the_data_package_is_missing(
 
 @pytest.fixture(scope="module", params=BUNDLED)
 def entry(request: pytest.FixtureRequest) -> CatalogueEntry:
-    return load_entry(request.param)
+    return load_catalogue_entry(request.param)
 
 
 def test_lint_id_equals_file_stem(entry: CatalogueEntry) -> None:
@@ -102,7 +102,7 @@ def test_lint_id_equals_file_stem(entry: CatalogueEntry) -> None:
 
 
 def test_lint_ids_are_unique() -> None:
-    ids = [load_entry(entry_id).id for entry_id in BUNDLED]
+    ids = [load_catalogue_entry(entry_id).id for entry_id in BUNDLED]
     assert len(ids) == len(set(ids))
 
 
@@ -195,7 +195,7 @@ def test_lint_no_pattern_in_two_entries() -> None:
 
 def demo_entry(domain: str, answer: str | None = None, note: str | None = None) -> CatalogueEntry:
     """The VALID entry reduced to one given rule, for showing what the lint catches."""
-    entry = parse_entry(VALID, "demo.yaml")
+    entry = parse_catalogue_entry(VALID, "demo.yaml")
     rule = dataclasses.replace(entry.rules[0], domain=domain, answer=answer, note=note)
     return dataclasses.replace(entry, rules=(rule,))
 
@@ -260,7 +260,7 @@ def test_lint_rule_lines_point_at_the_rule(entry: CatalogueEntry) -> None:
 
 
 def test_tiktok_entry_content() -> None:
-    entry = load_entry("tiktok")
+    entry = load_catalogue_entry("tiktok")
     domains = {rule.domain for rule in entry.rules}
     assert {"tiktok.com", "tiktokv.com", "v*.tiktokcdn-eu.com", "p16-tiktok-*.ibyteimg.com",
             "musical.ly", "douyin.com"} <= domains  # fmt: skip
@@ -317,7 +317,7 @@ TELEGRAM_WEB = frozenset(
 def test_entry_content(
     entry_id: str, domains: set[str], authorities: set[str], partial: bool
 ) -> None:
-    entry = load_entry(entry_id)
+    entry = load_catalogue_entry(entry_id)
     assert {rule.domain for rule in entry.rules} == domains
     named = " ".join(reference.authority for reference in entry.references)
     assert {who for who in authorities if who not in named} == set()
@@ -325,7 +325,7 @@ def test_entry_content(
 
 
 def test_telegram_says_why_dns_blocking_is_partial() -> None:
-    entry = load_entry("telegram")
+    entry = load_catalogue_entry("telegram")
     assert entry.coverage_note is not None
     assert "IP addresses" in entry.coverage_note
 
@@ -340,18 +340,19 @@ def test_telegram_says_why_dns_blocking_is_partial() -> None:
     ],
 )
 def test_weakly_sourced_rules_are_marked_unverified(entry_id: str, unverified: set[str]) -> None:
-    entry = load_entry(entry_id)
+    entry = load_catalogue_entry(entry_id)
     assert {rule.domain for rule in entry.rules if rule.unverified} == unverified
 
 
 def test_kaspersky_cites_the_dhs_directive() -> None:
-    decisions = " ".join(reference.decision for reference in load_entry("kaspersky").references)
+    references = load_catalogue_entry("kaspersky").references
+    decisions = " ".join(reference.decision for reference in references)
     assert "Binding Operational Directive 17-01" in decisions
 
 
 def test_public_doh_endpoints_are_a_separate_opt_in_entry() -> None:
-    bypass = load_entry("doh-bypass")
-    endpoints = load_entry("doh-endpoints")
+    bypass = load_catalogue_entry("doh-bypass")
+    endpoints = load_catalogue_entry("doh-endpoints")
     listed = {rule.domain for rule in endpoints.rules}
     assert {"dns.google", "cloudflare-dns.com", "dns.quad9.net", "doh.opendns.com",
             "dns.nextdns.io", "doh.mullvad.net"} <= listed  # fmt: skip
@@ -362,7 +363,7 @@ def test_public_doh_endpoints_are_a_separate_opt_in_entry() -> None:
 
 
 def test_doh_bypass_rules_all_force_a_negative_answer() -> None:
-    answers = {rule.domain: rule.answer for rule in load_entry("doh-bypass").rules}
+    answers = {rule.domain: rule.answer for rule in load_catalogue_entry("doh-bypass").rules}
     assert answers.pop("resolver.arpa") == "nodata"
     assert set(answers.values()) == {"nxdomain"}
 
@@ -452,7 +453,7 @@ VALID = textwrap.dedent(
 
 
 def test_parse_valid_entry() -> None:
-    entry = parse_entry(VALID, "demo.yaml")
+    entry = parse_catalogue_entry(VALID, "demo.yaml")
     assert (entry.id, entry.name, entry.vendor, entry.path) == ("demo", "Demo", "Demo Corp.",
                                                                 "demo.yaml")  # fmt: skip
     assert entry.last_reviewed == datetime.date(2026, 1, 2)
@@ -467,13 +468,13 @@ def test_parse_valid_entry() -> None:
 
 
 def test_dns_coverage_defaults_to_full() -> None:
-    entry = parse_entry(VALID, "demo.yaml")
+    entry = parse_catalogue_entry(VALID, "demo.yaml")
     assert (entry.dns_coverage, entry.coverage_note, entry.partial) == ("full", None, False)
 
 
 def test_partial_dns_coverage_keeps_its_note() -> None:
     text = VALID + "dns_coverage: partial\ncoverage_note: >-\n  Apps use\n  built-in addresses.\n"
-    entry = parse_entry(text, "demo.yaml")
+    entry = parse_catalogue_entry(text, "demo.yaml")
     assert (entry.dns_coverage, entry.coverage_note, entry.partial) == (
         "partial",
         "Apps use built-in addresses.",
@@ -482,9 +483,9 @@ def test_partial_dns_coverage_keeps_its_note() -> None:
 
 
 def test_expected_id_must_match() -> None:
-    assert parse_entry(VALID, "demo.yaml", expected_id="demo").id == "demo"
+    assert parse_catalogue_entry(VALID, "demo.yaml", expected_id="demo").id == "demo"
     with pytest.raises(ListError) as info:
-        parse_entry(VALID, "other.yaml", expected_id="other")
+        parse_catalogue_entry(VALID, "other.yaml", expected_id="other")
     assert info.value.problems == ("other.yaml:1: id: 'demo' must equal the file name 'other'",)
 
 
@@ -613,7 +614,7 @@ def replace(old: str, new: str) -> str:
 )
 def test_parse_errors_name_file_line_and_key(text: str, expected: list[str]) -> None:
     with pytest.raises(ListError) as info:
-        parse_entry(text, "src")
+        parse_catalogue_entry(text, "src")
     problems = info.value.problems
     assert len(problems) == len(expected), problems
     for problem, start in zip(problems, expected, strict=True):
@@ -628,14 +629,14 @@ def test_all_problems_are_reported_together() -> None:
         .replace("  - domain: demo.example", "  - domain: bad_ name.example")
     )
     with pytest.raises(ListError) as info:
-        parse_entry(text, "src")
+        parse_catalogue_entry(text, "src")
     keys = [problem.split(": ")[1] for problem in info.value.problems]
     assert keys == ["name", "references[0].date", "rules[0].domain"]
 
 
 def test_load_entry_unknown_id() -> None:
     with pytest.raises(ListError, match="unknown catalogue entry"):
-        load_entry("no-such-app")
+        load_catalogue_entry("no-such-app")
 
 
 # ----- load_catalogue and the table for `dnswarden catalogue` -----
@@ -680,7 +681,7 @@ TABLE_DEMO = (
 
 
 def test_catalogue_table_row() -> None:
-    entry = parse_entry(TABLE_DEMO, "demo.yaml")
+    entry = parse_catalogue_entry(TABLE_DEMO, "demo.yaml")
     (row,) = catalogue_table([entry])
     assert list(row) == list(TABLE_COLUMNS)
     assert row == {
@@ -696,7 +697,7 @@ def test_catalogue_table_row() -> None:
 
 
 def test_catalogue_table_of_a_plain_entry_has_no_notes() -> None:
-    entry = parse_entry(VALID, "demo.yaml")
+    entry = parse_catalogue_entry(VALID, "demo.yaml")
     plain = dataclasses.replace(
         entry,
         rules=entry.rules[:1],

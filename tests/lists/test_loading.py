@@ -10,7 +10,12 @@ import pytest
 
 from resolver.config import Config, load_config
 from resolver.lists import loading
-from resolver.lists.catalogue import ListError, catalogue_ids, load_entry, parse_entry
+from resolver.lists.catalogue import (
+    ListError,
+    catalogue_ids,
+    load_catalogue_entry,
+    parse_catalogue_entry,
+)
 from resolver.lists.fetch import FetchError, FetchResult, SourceStore
 from resolver.lists.loading import ParsedList, build_blocking, parse_domain_list
 from resolver.protocol.names import from_text
@@ -137,7 +142,7 @@ def write(tmp_path: Path, name: str, text: str) -> str:
 def test_build_from_catalogue_and_file(tmp_path: Path) -> None:
     ops = write(tmp_path, "ops.txt", "tiktok.com\nextra.example\n0.0.0.0 hosts.example\nbad..x\n")
     blocking = build_blocking(["tiktok", ops])
-    tiktok_rules = len(load_entry("tiktok").rules)
+    tiktok_rules = len(load_catalogue_entry("tiktok").rules)
     # tiktok.com is already in the catalogue entry, which comes first and wins
     assert blocking.sizes == {"tiktok": tiktok_rules, "ops": 2}
     assert len(blocking.matcher) == tiktok_rules + 2
@@ -154,7 +159,7 @@ def test_list_order_is_precedence(tmp_path: Path) -> None:
     hit = blocking.matcher.lookup(from_text("tiktok.com"))
     assert hit is not None and hit[0].list_name == "ops"
     assert blocking.sizes["ops"] == 1
-    assert blocking.sizes["tiktok"] == len(load_entry("tiktok").rules) - 1
+    assert blocking.sizes["tiktok"] == len(load_catalogue_entry("tiktok").rules) - 1
 
 
 def test_catalogue_answer_overrides_reach_the_rules(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,7 +177,9 @@ provenance: p
 last_reviewed: 2026-01-01
 """
     monkeypatch.setattr(loading, "catalogue_ids", lambda: frozenset({"demo"}))
-    monkeypatch.setattr(loading, "load_entry", lambda entry_id: parse_entry(text, "demo.yaml"))
+    monkeypatch.setattr(
+        loading, "load_catalogue_entry", lambda entry_id: parse_catalogue_entry(text, "demo.yaml")
+    )
     blocking = build_blocking(["demo"])
     first = blocking.matcher.lookup(from_text("demo.example"))
     second = blocking.matcher.lookup(from_text("other.example"))
@@ -261,7 +268,7 @@ SOURCE_FILES = {
 def test_sources_of_every_kind(tmp_path: Path) -> None:
     loaded = loading.load_lists(config_in(tmp_path, SOURCES, SOURCE_FILES))
     assert loaded.sizes == {
-        "tiktok": len(load_entry("tiktok").rules),
+        "tiktok": len(load_catalogue_entry("tiktok").rules),
         "hosts": 2,
         "dir": 3,
         "feed": 0,

@@ -8,19 +8,18 @@ import random
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from metrics_support import FakeView, sample_names, series_names
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
-from resolver.observe.metrics import FAMILIES, NONE_LABEL, PREFIX, Metrics, sample_names
+from resolver.observe.metrics import FAMILIES, NONE_LABEL, PREFIX, Metrics, ServiceSnapshot
 from resolver.observe.stats import (
     DURATION_BUCKETS,
     OTHER,
@@ -37,44 +36,6 @@ DASHBOARD = ROOT / "deploy" / "grafana" / "dnswarden.json"
 DOC = ROOT / "docs" / "observability.md"  # documents every metric
 
 Labels = tuple[tuple[str, str], ...]
-
-
-@dataclass
-class FakeView:
-    health: dict[str, bool] = field(default_factory=lambda: {"127.0.0.1:5300": True})
-    open_connections: int = 0
-    entries: dict[str, int] = field(default_factory=lambda: {"tiktok": 40})
-    refreshed: dict[str, float] = field(default_factory=lambda: {"tiktok": 1_700_000_000.0})
-    failures: dict[str, int] = field(default_factory=dict)
-    policy_rows: list[tuple[str, bool, float | None]] = field(default_factory=list)
-    cache_numbers: dict[str, int] | None = None
-    build_labels: dict[str, str] = field(
-        default_factory=lambda: {"version": "0.1.0", "python": "3.11.7", "loop": "asyncio"}
-    )
-
-    def upstream_health(self) -> Mapping[str, bool]:
-        return self.health
-
-    def tcp_connections_open(self) -> int:
-        return self.open_connections
-
-    def list_entries(self) -> Mapping[str, int]:
-        return self.entries
-
-    def list_last_refresh(self) -> Mapping[str, float]:
-        return self.refreshed
-
-    def list_refresh_failures(self) -> Mapping[str, int]:
-        return self.failures
-
-    def policies(self) -> Sequence[tuple[str, bool, float | None]]:
-        return self.policy_rows
-
-    def cache(self) -> Mapping[str, int] | None:
-        return self.cache_numbers
-
-    def build(self) -> Mapping[str, str]:
-        return self.build_labels
 
 
 def scrape(stats: Stats, view: FakeView | None = None) -> dict[tuple[str, Labels], float]:
@@ -318,7 +279,7 @@ def test_emitted_names_and_labels_match_the_catalogue() -> None:
                     cache_numbers={"entries": 1, "bytes": 2, "hits": 3, "misses": 4,
                                    "evictions": 5})  # fmt: skip
     allowed = sample_names()
-    by_sample = {s: f for f in FAMILIES.values() for s in f.sample_names()}
+    by_sample = {s: f for f in FAMILIES.values() for s in series_names(f)}
     seen = set()
     for (name, labels), _ in scrape(stats, view).items():
         if not name.startswith(PREFIX):
@@ -329,6 +290,74 @@ def test_emitted_names_and_labels_match_the_catalogue() -> None:
         assert label_names == set(by_sample[name].labels), name
         assert not label_names & {"client", "qname", "name", "ip"}
     assert set(FAMILIES) - seen == set()
+
+
+CACHE = {"entries": 10, "bytes": 2048, "hits": 30, "misses": 12, "evictions": 1}
+WORKER_0 = ServiceSnapshot(
+    upstream_health={"10.0.0.2:53": True, "10.0.0.3:53": False},
+    tcp_connections_open=2,
+    list_sizes={"tiktok": 40},
+    list_last_refresh={"tiktok": 1_700_000_000.0},
+    list_refresh_failures={"gov-extra": 1},
+    policies=(("be-2023", True, None),),
+    cache=CACHE,
+    audit_events_dropped=3,
+    audit_file_errors=1,
+    build={"version": "0.1.0", "python": "3.11.7", "loop": "uvloop"},
+    ready=True,
+)
+WORKER_1 = ServiceSnapshot(
+    upstream_health={"10.0.0.2:53": False, "10.0.0.3:53": False},
+    tcp_connections_open=5,
+    list_sizes={"tiktok": 40},
+    cache=CACHE,
+    audit_events_dropped=4,
+    build={"version": "0.1.0", "python": "3.11.7", "loop": "uvloop"},
+    ready=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("snapshots", "expected"),
+    [
+        ([], ServiceSnapshot()),
+        ([WORKER_0], WORKER_0),
+        ([WORKER_0, WORKER_1], ServiceSnapshot(
+            upstream_health={"10.0.0.2:53": True, "10.0.0.3:53": False},
+            tcp_connections_open=7,
+            list_sizes={"tiktok": 40},
+            list_last_refresh={"tiktok": 1_700_000_000.0},
+            list_refresh_failures={"gov-extra": 1},
+            policies=(("be-2023", True, None),),
+            cache={key: 2 * value for key, value in CACHE.items()},
+            audit_events_dropped=7,
+            audit_file_errors=1,
+            build={"version": "0.1.0", "python": "3.11.7", "loop": "uvloop"},
+            ready=False,
+        )),
+        ([WORKER_1, ServiceSnapshot(ready=True)], ServiceSnapshot(
+            upstream_health={"10.0.0.2:53": False, "10.0.0.3:53": False},
+            tcp_connections_open=5,
+            list_sizes={"tiktok": 40},
+            cache=CACHE,
+            audit_events_dropped=4,
+            build={"version": "0.1.0", "python": "3.11.7", "loop": "uvloop"},
+            ready=False,
+        )),
+    ],
+)  # fmt: skip
+def test_workers_snapshots_merge_into_one(
+    snapshots: list[ServiceSnapshot], expected: ServiceSnapshot
+) -> None:
+    """Counts add up, an upstream is up when any worker finds it so, lists, policies and build
+    come from the first worker, and the whole is ready only when every worker is."""
+    assert ServiceSnapshot.merge(snapshots) == expected
+
+
+def test_audit_counters_are_exported() -> None:
+    samples = scrape(Stats(), FakeView(audit_dropped=12, audit_file_errors=2))
+    assert samples[("dnswarden_audit_events_dropped_total", ())] == 12
+    assert samples[("dnswarden_audit_file_errors_total", ())] == 2
 
 
 def test_counters_survive_a_reload_of_the_view() -> None:
@@ -486,7 +515,7 @@ def test_docs_table_lists_every_metric() -> None:
     rows = re.findall(r"^\| `(dnswarden_\w+)` \| (\w+) \|", text, re.M)
     documented = {name: kind for name, kind in rows}
     expected = {
-        (f.sample_names()[0] if f.kind == "counter" else f.name): f.kind
+        (series_names(f)[0] if f.kind == "counter" else f.name): f.kind
         for f in FAMILIES.values()
     }
     assert documented == expected
@@ -590,6 +619,13 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
         [("DnswardenInternalErrors", 2, []),
          ("DnswardenInternalErrors", 5, [{"severity": "warning", "instance": "a:9153",
                                           "job": "dnswarden"}])],
+    ),
+    (
+        {f"dnswarden_audit_file_errors_total{{{A}}}": "0 0 0 3x10",
+         f"dnswarden_audit_file_errors_total{{{B}}}": "0x13"},
+        [("DnswardenAuditFileErrors", 2, []),
+         ("DnswardenAuditFileErrors", 5, [{"severity": "warning", "instance": "a:9153",
+                                           "job": "dnswarden"}])],
     ),
 ]  # fmt: skip
 

@@ -118,7 +118,7 @@ def test_decide(
     decision = engine_for(BELGIAN_CASE).decide(client, from_text(name), 1, at(when))
     assert decision.action is action
     assert decision.group == group
-    assert (decision.policy, decision.entry, decision.rule) == (policy, entry, rule)
+    assert (decision.policy, decision.list_name, decision.rule) == (policy, entry, rule)
 
 
 def test_one_engine_answers_every_case_alike_when_names_repeat() -> None:
@@ -132,7 +132,7 @@ def test_one_engine_answers_every_case_alike_when_names_repeat() -> None:
         for client, name, when, *_ in order:
             decision = engine.decide(client, from_text(name), 1, at(when))
             got[(client, name, when)] = (decision.action, decision.group, decision.policy,
-                                         decision.entry, decision.rule)  # fmt: skip
+                                         decision.list_name, decision.rule)  # fmt: skip
         assert [got[case[:3]] for case in CASES] == expected
 
 
@@ -189,7 +189,7 @@ def test_policies_take_precedence_over_lists_so_the_mandate_is_cited() -> None:
     during = engine.decide("10.20.1.1", from_text("tiktok.com"), 1, at(IN_FORCE))
     assert during.policy == "be-tiktok-2023"
     after = engine.decide("10.20.1.1", from_text("tiktok.com"), 1, at("2024-01-01T00:00:00"))
-    assert (after.action, after.policy, after.entry) == (Action.BLOCK, None, "tiktok")
+    assert (after.action, after.policy, after.list_name) == (Action.BLOCK, None, "tiktok")
     # The press office's exemption beats blocking.lists too.
     press = engine.decide("10.20.5.1", from_text("tiktok.com"), 1, at("2024-01-01T00:00:00"))
     assert press.action is Action.ALLOW

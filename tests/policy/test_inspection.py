@@ -241,7 +241,7 @@ def test_cname_into_a_blocked_name_blocks_only_where_policy_blocks(
         return
     assert block is not None
     assert block.cname == from_text("edge.tiktokv.com")
-    assert (block.group, block.policy, block.entry, block.rule) == (
+    assert (block.group, block.policy, block.list_name, block.rule) == (
         "officials", "ban", "tiktok", "tiktokv.com")  # fmt: skip
     assert block.reference == "decision 2023/1" and block.censored
     assert block.answer == "nxdomain" and block.zone_offset == 0
@@ -252,6 +252,6 @@ def test_ip_block_verdict_uses_the_global_answer() -> None:
     blocking = BlockingConfig(ttl=42)
     block = verdict(findings, PERSONAL, 1, engine(), blocking, time.time())
     assert block is not None
-    assert (block.group, block.policy, block.entry, block.rule, block.cname) == (
+    assert (block.group, block.policy, block.list_name, block.rule, block.cname) == (
         "personal", None, REBINDING, "10.1.2.3", None)  # fmt: skip
     assert block.answer == blocking.answer.value and block.ttl == 42 and not block.censored

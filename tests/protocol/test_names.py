@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resolver.protocol.names import BadName, from_text, label_offsets, normalise, to_text
+from resolver.protocol.names import BadName, from_text, normalise, to_text
 
 
 def wire(*labels: bytes) -> bytes:
@@ -183,36 +183,6 @@ def unescape(text: str) -> list[bytes]:
 def test_to_text_loses_nothing(labels: list[bytes]) -> None:
     """Any label bytes render to text that decodes back to exactly those labels."""
     assert unescape(to_text(wire(*labels))) == labels
-
-
-@pytest.mark.parametrize(
-    ("wire_name", "offsets"),
-    [
-        (b"\x00", []),
-        (wire(b"com"), [0]),
-        (wire(b"www", b"tiktok", b"com"), [0, 4, 11]),
-        (wire(b"a.b", b"c"), [0, 4]),
-    ],
-)
-def test_label_offsets(wire_name: bytes, offsets: list[int]) -> None:
-    assert label_offsets(wire_name) == offsets
-    for offset in offsets:
-        assert wire_name[offset:].endswith(b"\x00")
-
-
-@pytest.mark.parametrize(
-    ("wire_name", "message"),
-    [
-        (b"", "root"),
-        (b"\x03abc", "root"),
-        (b"\x03ab", "past the end"),
-        (b"\xc0\x0c", "not a plain label"),
-        (b"\x01a\x00\x00", "after the root"),
-    ],
-)
-def test_label_offsets_rejects_malformed(wire_name: bytes, message: str) -> None:
-    with pytest.raises(BadName, match=message):
-        label_offsets(wire_name)
 
 
 def escaped(label: bytes) -> str:

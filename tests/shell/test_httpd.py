@@ -13,10 +13,10 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import pytest
+from metrics_support import FakeView
 from prometheus_client.parser import text_string_to_metric_families
-from test_metrics import FakeView
 
-from resolver.observe.metrics import Metrics
+from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
 from resolver.shell.httpd import MAX_HEAD, HealthServer
 
@@ -184,7 +184,7 @@ def test_metrics_in_openmetrics_when_asked() -> None:
 
 def test_metrics_failure_is_a_500_and_the_server_goes_on() -> None:
     class BrokenView(FakeView):
-        def upstream_health(self) -> dict[str, bool]:
+        def __call__(self) -> ServiceSnapshot:
             raise RuntimeError("view broke")
 
     with running(view=BrokenView()) as server:

@@ -7,8 +7,9 @@ import pickle
 
 import pytest
 
+from resolver.observe.metrics import ServiceSnapshot
 from resolver.observe.stats import Stats
-from resolver.shell.workers import ReportReader, Worker, encode_report, worker_count
+from resolver.shell.workers import ReportReader, Worker, WorkerReport, encode_report, worker_count
 
 
 def sample(seed: int) -> Stats:
@@ -32,8 +33,8 @@ def test_merged_stats_sum_every_table() -> None:
     assert total.rcodes == {"NOERROR": 8}
     assert total.blocks == {("officials", "be", "tiktok", "null_ip"): 8}
     assert total.upstreams == {("127.0.0.1:53", "ok"): 8}
-    assert total.upstream_durations["127.0.0.1:53"].observations == 8
-    assert total.durations["blocked"].observations == 8
+    assert sum(total.upstream_durations["127.0.0.1:53"].counts) == 8
+    assert sum(total.durations["blocked"].counts) == 8
     assert total.counts["malformed.qdcount"] == 8
     assert total.durations["answered"].total == pytest.approx(0.08)
 
@@ -43,12 +44,15 @@ def test_report_frames_survive_arbitrary_splits() -> None:
     received = []
     worker.on_report = lambda: received.append(worker.report)
     reader = ReportReader(worker)
-    frames = b"".join(encode_report({"ready": True, "n": n, "stats": sample(2)}) for n in range(3))
+    frames = b"".join(
+        encode_report(WorkerReport(sample(2), ServiceSnapshot(tcp_connections_open=n)))
+        for n in range(3)
+    )
     for i in range(0, len(frames), 7):
         reader.data_received(frames[i : i + 7])
-    assert [r["n"] for r in received] == [0, 1, 2]
+    assert [r.snapshot.tcp_connections_open for r in received] == [0, 1, 2]
     assert worker.ready.is_set()
-    assert pickle.loads(pickle.dumps(received[0]["stats"])).results()["blocked"] == 2
+    assert pickle.loads(pickle.dumps(received[0].stats)).results()["blocked"] == 2
 
 
 @pytest.mark.parametrize(
