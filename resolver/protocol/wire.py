@@ -484,8 +484,8 @@ def client_reply(reply: UpstreamReply, query: Query, limit: int, opt: bytes) -> 
     """
     raw = reply.raw
     asked = query.flags
-    flags = QR | RA | ((raw[2] << 8) & TC) | (asked & (RD | CD))
-    flags |= raw[3] & (AD | RCODE_MASK if asked & AD or query.dnssec_ok else RCODE_MASK)
+    kept = _KEPT_WITH_AD if asked & AD or query.dnssec_ok else _KEPT
+    flags = (QR | RA) | (asked & (RD | CD)) | (((raw[2] << 8) | raw[3]) & kept)
     if opt and reply.ede:
         opt = _with_options(opt, reply.ede)
     additional = reply.additional_count + (1 if opt else 0)
@@ -504,6 +504,11 @@ def client_reply(reply: UpstreamReply, query: Query, limit: int, opt: bytes) -> 
     if len(out) <= limit:
         return out
     return truncated_reply(query, flags, opt, limit)
+
+
+_KEPT: Final = TC | RCODE_MASK
+_KEPT_WITH_AD: Final = TC | AD | RCODE_MASK
+"""The upstream's header bits a client gets: TC and the rcode, and AD when it asked for it."""
 
 
 def _with_options(opt: bytes, options: bytes) -> bytes:
