@@ -95,9 +95,16 @@ class CachedReply(UpstreamReply):
     __slots__ = ()
 
     def __init__(
-        self, raw: bytes, additional: bytes, additional_count: int, rcode: int, ext_rcode: int
+        self,
+        raw: bytes,
+        additional: bytes,
+        additional_count: int,
+        rcode: int,
+        ext_rcode: int,
+        ede: bytes = b"",
     ) -> None:
         self.raw = raw
+        self.ede = ede
         self.sections_end = len(raw)
         self.records = ()  # not needed: a hit is served as stored, never parsed again
         self.additional = additional
@@ -118,10 +125,11 @@ asked once (most of a full cache) cost collections nothing; an answer's first hi
 `CachedAnswer`.
 """
 _KEY, _SIZE, _STALE_UNTIL, _LIFETIME = 0, 1, 3, 4
-_RAW = 12
+_RAW = 13
 """(key, size, expires, stale_until, ttl, floor, negative, stored, findings as (names,
-ip_block) or None, additional_count, rcode, ext_rcode, raw, sections_end, additional, then where
-each answer and authority record is): what `CachedAnswer` and its `lay_out` need of the reply."""
+ip_block) or None, additional_count, rcode, ext_rcode, the upstream's EDE options, raw,
+sections_end, additional, then where each answer and authority record is): what `CachedAnswer` and
+`CachedAnswer.lay_out` need of the reply."""
 
 
 class CachedAnswer:
@@ -141,6 +149,7 @@ class CachedAnswer:
         "additional_count",
         "additional_offsets",
         "additional_ttls",
+        "ede",
         "expires",
         "ext_rcode",
         "findings",
@@ -166,6 +175,7 @@ class CachedAnswer:
         (
             self.key, self.size, self.expires, self.stale_until, self.ttl, self.floor,
             self.negative, self.stored, found, self.additional_count, self.rcode, self.ext_rcode,
+            self.ede,
         ) = stored[:_RAW]  # fmt: skip
         self.findings = None if found is None else Findings(*found)
         self.stored_answer: StoredAnswer | None = stored
@@ -370,7 +380,9 @@ class Cache:
             patched = bytearray(head)
             patched[2] ^= 0x01
             head = bytes(patched)
-        reply = CachedReply(head, memo[3], cached.additional_count, cached.rcode, cached.ext_rcode)
+        reply = CachedReply(
+            head, memo[3], cached.additional_count, cached.rcode, cached.ext_rcode, cached.ede
+        )
         return client_reply(reply, query, limit, opt)
 
     def prefetch_due(self, cached: CachedAnswer, now: float) -> bool:
@@ -486,7 +498,7 @@ class Cache:
         found = None if findings is None else (findings.names, findings.ip_block)
         return (
             key, size, expires, expires + self._stale_window, ttl, floor, negative, now, found,
-            reply.additional_count, reply.rcode, reply.ext_rcode,
+            reply.additional_count, reply.rcode, reply.ext_rcode, reply.ede,
             reply.raw, reply.sections_end, reply.additional, *reply.records,
         )  # fmt: skip
 

@@ -237,7 +237,13 @@ class QueryPipeline:
                 raise failure
             if waiting.stale is not None:
                 return self._stale(query, client, over_udp, started, waiting.stale)
-            out = answers.servfail(query, failure.ede, failure.text)
+            servfail = failure.reply  # the upstream's own SERVFAIL, with its EDEs, if one came
+            if servfail is None:
+                out = answers.servfail(query, failure.ede, failure.text)
+            else:
+                opt = _plain_opt(query.dnssec_ok, servfail.ext_rcode) if query.has_edns else b""
+                limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+                out = client_reply(servfail, query, limit, opt)
             return self._done(query, over_udp, "servfail", out, started)
         reply, findings = shared.result()
         state = self._state

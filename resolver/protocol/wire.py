@@ -47,6 +47,13 @@ TYPE_AAAA: Final = 28
 TYPE_OPT: Final = 41
 CLASS_IN: Final = 1
 
+OPTION_EDE: Final = 15
+"""The EDNS option code of an Extended DNS Error (RFC 8914)."""
+MAX_PASSED_EDE: Final = 3
+MAX_EDE_TEXT: Final = 200
+"""An upstream's EDEs reach the client, bounded: at most this many, each EXTRA-TEXT cut to
+this many bytes, so a hostile upstream cannot fill our answers with its text."""
+
 MAX_POINTER_HOPS: Final = 64
 # A query carries at most an OPT, a cookie-bearing OPT's TSIG/SIG(0) companion and little else.
 MAX_QUERY_ADDITIONAL: Final = 4
@@ -333,9 +340,14 @@ def upstream_query(query: Query, query_id: int) -> bytes:
     """The query we send upstream: a fresh ID, the client's question, and our own OPT.
 
     EDNS is hop-by-hop, so the client's OPT (cookies, ECS, its buffer size) stays here; we
-    advertise 1232 bytes and pass only the DO bit on.
+    advertise 1232 bytes and pass only the DO bit on. RD and AD are always set, CD is the
+    client's: the answer is cached and shared by every client with the same DO and CD (the cache
+    key), so it must not depend on what the first asker set. RD because we need recursion from
+    the upstream whether or not this client asked for it; AD so a validating upstream tells us
+    whether it validated the answer (RFC 6840 5.7), which `client_reply` then passes on only to
+    clients that ask for it.
     """
-    flags = query.flags & (RD | CD | AD)
+    flags = RD | AD | (query.flags & CD)
     opt = OPT_DO if query.dnssec_ok else OPT_PLAIN
     return HEADER.pack(query_id, flags, 1, 0, 0, 1) + query.question + opt
 
@@ -372,6 +384,7 @@ class UpstreamReply:
     __slots__ = (
         "additional",
         "additional_count",
+        "ede",
         "ext_rcode",
         "raw",
         "rcode",
@@ -398,6 +411,7 @@ class UpstreamReply:
         self.sections_end = pos
         kept: list[bytes] = []
         ext_rcode = 0
+        ede = b""
         seen_opt = False
         for _ in range(arcount):
             start = pos
@@ -406,7 +420,8 @@ class UpstreamReply:
                 raise FormError("truncated")
             is_opt = ((raw[pos] << 8) | raw[pos + 1]) == TYPE_OPT
             extended = raw[pos + 4]
-            pos += 10 + ((raw[pos + 8] << 8) | raw[pos + 9])
+            rdata = pos + 10
+            pos = rdata + ((raw[pos + 8] << 8) | raw[pos + 9])
             if pos > size:
                 raise FormError("truncated")
             if not is_opt:
@@ -416,6 +431,8 @@ class UpstreamReply:
             else:
                 seen_opt = True
                 ext_rcode = extended
+                if pos > rdata:
+                    ede = _ede_options(raw, rdata, pos)
         if pos != size:
             raise FormError("trailing_junk")
         self.raw = raw
@@ -424,19 +441,59 @@ class UpstreamReply:
         self.additional = b"".join(kept)
         self.additional_count = len(kept)
         self.ext_rcode = ext_rcode
+        self.ede = ede
+        """The upstream's Extended DNS Errors, as EDNS options to pass on (`_ede_options`)."""
+
+
+def _ede_options(raw: bytes, pos: int, end: int) -> bytes:
+    """The EDE options among the OPT RDATA at `pos`..`end`, bounded (`MAX_PASSED_EDE`,
+    `MAX_EDE_TEXT`); every other option (cookie, padding) is hop-by-hop and stays here. Junk
+    in the options ends the walk: they are the upstream's business, not a reason to drop its
+    answer."""
+    kept: list[bytes] = []
+    while pos + 4 <= end and len(kept) < MAX_PASSED_EDE:
+        code = (raw[pos] << 8) | raw[pos + 1]
+        body = pos + 4
+        pos = body + ((raw[pos + 2] << 8) | raw[pos + 3])
+        if pos > end:
+            break
+        if code != OPTION_EDE or pos - body < 2:
+            continue
+        text = raw[body + 2 : pos]
+        if len(text) > MAX_EDE_TEXT:
+            cut = MAX_EDE_TEXT
+            while cut and text[cut] & 0xC0 == 0x80:  # not inside a UTF-8 character
+                cut -= 1
+            text = text[:cut]
+        kept.append(
+            b"".join((b"\x00\x0f", (2 + len(text)).to_bytes(2, "big"), raw[body : body + 2], text))
+        )
+    return b"".join(kept)
 
 
 def client_reply(reply: UpstreamReply, query: Query, limit: int, opt: bytes) -> bytes:
     """The upstream's answer made the client's: its ID and question bytes back, the upstream's OPT
-    replaced by `opt` (ours, empty when the client sent no EDNS), and TC=1 with no records when
-    the result exceeds the client's `limit` (RFC 1035 4.2.1, RFC 6891 7)."""
+    replaced by `opt` (ours, empty when the client sent no EDNS) with the upstream's Extended
+    DNS Errors added to it, and TC=1 with no records when the result exceeds the client's
+    `limit` (RFC 1035 4.2.1, RFC 6891 7).
+
+    The header's flags are ours, not the upstream's: we are a recursive service, so RA=1 and
+    AA=0 even when the upstream is an authoritative server (RFC 1035 4.1.1); RD and CD are this
+    client's; AD is the upstream's, but only for a client that set DO or AD (RFC 6840 5.8),
+    since a cached or shared answer may have been asked for by someone else.
+    """
     raw = reply.raw
-    flags = (raw[2] << 8) | raw[3]
+    asked = query.flags
+    kept = _KEPT_WITH_AD if asked & AD or query.dnssec_ok else _KEPT
+    flags = (QR | RA) | (asked & (RD | CD)) | (((raw[2] << 8) | raw[3]) & kept)
+    if opt and reply.ede:
+        opt = _with_options(opt, reply.ede)
     additional = reply.additional_count + (1 if opt else 0)
     out = b"".join(
         (
             query.packet[0:2],
-            raw[2:10],
+            flags.to_bytes(2, "big"),
+            raw[4:10],
             additional.to_bytes(2, "big"),
             query.packet[HEADER_LEN : query.question_end],
             raw[query.question_end : reply.sections_end],
@@ -446,15 +503,30 @@ def client_reply(reply: UpstreamReply, query: Query, limit: int, opt: bytes) -> 
     )
     if len(out) <= limit:
         return out
-    return truncated_reply(query, flags, opt)
+    return truncated_reply(query, flags, opt, limit)
 
 
-def truncated_reply(query: Query, flags: int, opt: bytes) -> bytes:
-    """Header, question and OPT only, with TC=1: the client retries over TCP."""
+_KEPT: Final = TC | RCODE_MASK
+_KEPT_WITH_AD: Final = TC | AD | RCODE_MASK
+"""The upstream's header bits a client gets: TC and the rcode, and AD when it asked for it."""
+
+
+def _with_options(opt: bytes, options: bytes) -> bytes:
+    """Our OPT record (root owner, so its RDLENGTH is at 9..11) with `options` appended."""
+    length = ((opt[9] << 8) | opt[10]) + len(options)
+    return b"".join((opt[:9], length.to_bytes(2, "big"), opt[11:], options))
+
+
+def truncated_reply(query: Query, flags: int, opt: bytes, limit: int = TCP_MAX_MESSAGE) -> bytes:
+    """Header, question and OPT only, with TC=1: the client retries over TCP. The OPT loses
+    its options when even that would not fit `limit`."""
+    question = query.packet[HEADER_LEN : query.question_end]
+    if opt and HEADER_LEN + len(question) + len(opt) > limit:
+        opt = opt[:9] + b"\x00\x00"
     header = HEADER.pack(
         (query.packet[0] << 8) | query.packet[1], flags | TC | QR, 1, 0, 0, 1 if opt else 0
     )
-    return header + query.packet[HEADER_LEN : query.question_end] + opt
+    return header + question + opt
 
 
 def udp_limit(query: Query) -> int:

@@ -18,7 +18,14 @@ upstream gets measured again; `parallel` sends to the two fastest at once and ta
 answer. Whatever the strategy, an upstream that failed `max_fails` times in a row is down: tried
 only after the healthy ones (the most recently healthy first, since the probe itself may be what
 is broken), and probed in the background with `. IN NS` every `probe_interval`, one probe at a
-time, until it answers. The whole query is bounded by a deadline.
+time, until it answers. Health has hysteresis (`upstream.health`) and its `upstream_health`
+events come at most once a second per upstream. The whole query is bounded by a deadline.
+
+Answers. REFUSED, timeouts and malformed replies move on to the next upstream. A SERVFAIL
+carrying a DNSSEC validation EDE (6-12) is the answer: passed on with its EDE, not retried (the
+next upstream might not validate), a good answer for health. Any other SERVFAIL is the upstream
+failing that one name: tried on one other upstream, then passed on (`UpstreamFailure.reply`);
+it never counts against the upstream's health by itself (see `Health.servfailed`).
 
 Sharing. Identical queries in flight (name, type, class, DO, CD) share one upstream exchange (a
 `_Walk` through the plan, settling one future): a client that stops waiting (the pipeline serves
@@ -42,7 +49,7 @@ from resolver.config import Config, Endpoint, Strategy, UpstreamServer, ZoneConf
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.policy.inspection import Findings
-from resolver.protocol.edns import EdeCode
+from resolver.protocol.edns import EdeCode, ede_codes, validation_failed
 from resolver.protocol.names import from_text
 from resolver.protocol.wire import (
     HEADER,
@@ -59,6 +66,7 @@ from resolver.protocol.wire import (
     upstream_query,
 )
 from resolver.upstream.datagrams import BadReply, UdpExchanges
+from resolver.upstream.health import HEALTH_DWELL, Health
 
 MAX_FAILS = 3
 EWMA_WEIGHT = 0.3
@@ -67,6 +75,8 @@ STREAM_IDLE_TIMEOUT = 10.0
 MAX_BACKGROUND = 64
 """Background refreshes (prefetch, stale refresh) in flight at once; more are skipped."""
 _FAILURE_LOG_INTERVAL = 1.0
+SERVFAIL_TRIES = 2
+"""Upstreams that may answer a plain SERVFAIL before it is the answer: the first and one other."""
 _ID_TRIES = 32
 
 PROBE_QUERY = parse_query(
@@ -76,12 +86,20 @@ PROBE_QUERY = parse_query(
 
 
 class UpstreamFailure(Exception):
-    """No upstream gave a usable answer within the deadline."""
+    """No upstream gave a usable answer within the deadline. `reply` is an upstream's own
+    SERVFAIL when one came (the client gets it, with its EDE), else None."""
 
-    def __init__(self, ede: int, text: str) -> None:
+    def __init__(self, ede: int, text: str, reply: UpstreamReply | None = None) -> None:
         super().__init__(text)
         self.ede = ede
         self.text = text
+        self.reply = reply
+
+
+def _servfail_failure(reply: UpstreamReply) -> UpstreamFailure:
+    codes = ede_codes(reply.ede)
+    ede = codes[0] if codes else EdeCode.NO_REACHABLE_AUTHORITY
+    return UpstreamFailure(ede, "upstream answered SERVFAIL", reply)
 
 
 class Overloaded(Exception):
@@ -93,9 +111,14 @@ class _StreamClosed(Exception):
 
 
 class _Failed(Exception):
-    def __init__(self, ede: int) -> None:
+    """An attempt (or a race of two) that gave no answer; `servfail` is the plain SERVFAIL one
+    of them gave (`servfails` how many did), kept for when no upstream does better."""
+
+    def __init__(self, ede: int, servfail: UpstreamReply | None = None, servfails: int = 0) -> None:
         super().__init__(ede)
         self.ede = ede
+        self.servfail = servfail
+        self.servfails = servfails
 
 
 _ATTEMPT_ERRORS = (OSError, EOFError, BadReply, _StreamClosed, FormError)
@@ -142,27 +165,31 @@ class PoolOptions:
         )
 
 
-class Upstream:
+class Upstream(Health):
     """One upstream server's running state: health, latency, probe and connection."""
 
-    __slots__ = ("down", "fails", "label", "last_ok", "probe", "rtt", "server", "stream")
+    __slots__ = ("label", "probe", "report", "reported", "rtt", "server", "stream", "unreported")
 
     def __init__(self, server: UpstreamServer, now: float) -> None:
+        super().__init__(now)
         self.server = server
         self.label = str(server)
-        self.fails = 0
-        self.down = False
         self.rtt: float | None = None
-        self.last_ok = now
         self.probe: asyncio.Task[None] | None = None
         self.stream: _Stream | None = None
+        # The `upstream_health` event: when the last one went out, how many changes wait for
+        # the next, and the timer that will send it.
+        self.reported = float("-inf")
+        self.unreported = 0
+        self.report: asyncio.TimerHandle | None = None
 
 
 class _Walk:
     """One shared exchange going through its plan of upstreams, one attempt at a time."""
 
     __slots__ = (
-        "deadline", "ede", "index", "key", "plan", "query", "shared", "started", "upstream",
+        "deadline", "ede", "index", "key", "plan", "query", "servfail", "servfails", "shared",
+        "started", "upstream",
     )  # fmt: skip
 
     def __init__(
@@ -182,6 +209,8 @@ class _Walk:
         self.ede = EdeCode.NO_REACHABLE_AUTHORITY
         self.upstream = plan[0] if plan else None
         self.started = 0.0
+        self.servfail: UpstreamReply | None = None
+        self.servfails = 0
 
 
 class _Route:
@@ -413,6 +442,9 @@ class UpstreamPool:
         except Exception:
             self._broken(walk)
             return
+        if walk.servfail is not None:
+            self._walk_failed(walk, _servfail_failure(walk.servfail))
+            return
         text = (
             "no upstream answered"
             if walk.ede == EdeCode.NO_REACHABLE_AUTHORITY
@@ -463,7 +495,9 @@ class UpstreamPool:
                 self._replied(walk, task.result())
         elif isinstance(error, _Failed):
             walk.ede = max(walk.ede, error.ede)
-            self._next(walk)
+            servfail = error.servfail
+            if servfail is None or not self._servfailed(walk, servfail, error.servfails):
+                self._next(walk)
         elif isinstance(error, _ATTEMPT_ERRORS):
             walk.ede = max(walk.ede, self._attempt_failed(walk.upstream, error, walk.query))
             self._next(walk)
@@ -473,9 +507,20 @@ class UpstreamPool:
     def _replied(self, walk: _Walk, reply: UpstreamReply) -> None:
         if self._judge(walk.upstream, reply, walk.query, walk.started):
             self._walk_succeeded(walk, reply)
-        else:
+        elif reply.rcode != SERVFAIL or not self._servfailed(walk, reply, 1):
             walk.ede = max(walk.ede, EdeCode.NO_REACHABLE_AUTHORITY)
             self._next(walk)
+
+    def _servfailed(self, walk: _Walk, reply: UpstreamReply, count: int) -> bool:
+        """Keep a plain SERVFAIL as the walk's answer of last resort; True when it ends the walk
+        (`SERVFAIL_TRIES` upstreams said so)."""
+        walk.servfail = reply
+        walk.servfails += count
+        if walk.servfails < SERVFAIL_TRIES:
+            self._stats.count("upstream.servfail_retry")
+            return False
+        self._walk_failed(walk, _servfail_failure(reply))
+        return True
 
     def _walk_succeeded(self, walk: _Walk, reply: UpstreamReply) -> None:
         shared = walk.shared
@@ -506,18 +551,28 @@ class UpstreamPool:
     def _judge(
         self, upstream: Upstream, reply: UpstreamReply, query: Query, started: float
     ) -> bool:
-        """Whether `reply` ends the query (SERVFAIL and REFUSED try the next upstream), with
-        the upstream's health and latency updated either way."""
-        if reply.rcode == SERVFAIL or reply.rcode == REFUSED:
-            self._failed(upstream, "servfail" if reply.rcode == SERVFAIL else "refused", query)
+        """Whether `reply` ends the query, with the upstream's health and latency updated
+        either way. REFUSED is the upstream failing; a plain SERVFAIL is neither an answer nor
+        a failure (the caller keeps it); a SERVFAIL that says validation failed is an answer."""
+        rcode = reply.rcode
+        if rcode == REFUSED:
+            self._failed(upstream, "refused", query)
             return False
+        outcome = "ok"
+        if rcode == SERVFAIL:
+            if not validation_failed(rcode, reply.ede):
+                self._stats.upstream(upstream.label, "servfail", None)
+                self._log(upstream, "servfail", query)
+                if upstream.servfailed(self.options.max_fails):
+                    self._check(upstream)
+                return False
+            self._stats.count("upstream.validation_failure")
+            outcome = "servfail"
         now = self._loop.time()
         elapsed = now - started
-        self._stats.upstream(upstream.label, "ok", elapsed)
+        self._stats.upstream(upstream.label, outcome, elapsed)
         self._observe(upstream, elapsed)
-        upstream.last_ok = now
-        upstream.fails = 0
-        if upstream.down:
+        if upstream.answered(now, max(self.options.probe_interval, HEALTH_DWELL)):
             self._mark_up(upstream)
         return True
 
@@ -542,6 +597,8 @@ class UpstreamPool:
             self._loop.create_task(self._attempt(second, query, deadline)),
         ]
         ede = EdeCode.NO_REACHABLE_AUTHORITY
+        servfail: UpstreamReply | None = None
+        servfails = 0
         try:
             pending: set[asyncio.Task[UpstreamReply]] = set(tasks)
             while pending:
@@ -553,7 +610,10 @@ class UpstreamPool:
                     if not isinstance(error, _Failed):
                         raise error
                     ede = max(ede, error.ede)
-            raise _Failed(ede)
+                    if error.servfail is not None:
+                        servfail = error.servfail
+                        servfails += error.servfails
+            raise _Failed(ede, servfail, servfails)
         finally:
             for task in tasks:
                 task.cancel()
@@ -575,6 +635,8 @@ class UpstreamPool:
         except _ATTEMPT_ERRORS as error:
             raise _Failed(self._attempt_failed(upstream, error, query)) from None
         if not self._judge(upstream, reply, query, started):
+            if reply.rcode == SERVFAIL:
+                raise _Failed(EdeCode.NO_REACHABLE_AUTHORITY, reply, 1)
             raise _Failed(EdeCode.NO_REACHABLE_AUTHORITY)
         return reply
 
@@ -618,8 +680,7 @@ class UpstreamPool:
         self._stats.upstream(upstream.label, reason, None)
         if penalty is not None:
             self._observe(upstream, penalty)
-        upstream.fails += 1
-        if not upstream.down and upstream.fails >= self.options.max_fails:
+        if upstream.failed(self._loop.time(), self.options.max_fails):
             self._mark_down(upstream)
         self._log(upstream, reason, query)
 
@@ -635,45 +696,98 @@ class UpstreamPool:
             self._audit.warning("upstream_" + reason, upstream=upstream.label, detail=detail)
 
     def _mark_down(self, upstream: Upstream) -> None:
-        upstream.down = True
-        self._audit.warning("upstream_health", upstream=upstream.label, healthy=False)
+        """`upstream` just went down: say so, and probe it until it answers."""
+        self._health_changed(upstream)
         if self._upstreams.get(upstream.server) is upstream and (
             upstream.probe is None or upstream.probe.done()
         ):
             upstream.probe = self._spawn(self._probe(upstream))
 
     def _mark_up(self, upstream: Upstream) -> None:
-        upstream.down = False
-        upstream.fails = 0
-        self._audit.warning("upstream_health", upstream=upstream.label, healthy=True)
+        """`upstream` just came back: say so, and stop probing it."""
+        self._health_changed(upstream)
         probe = upstream.probe
         upstream.probe = None
         if probe is not None and probe is not asyncio.current_task():
             probe.cancel()
 
-    async def _probe(self, upstream: Upstream) -> None:
-        """`. IN NS` every probe_interval until the upstream answers; one at a time."""
+    def _check(self, upstream: Upstream) -> None:
+        """Probe an upstream that is up, at once, after repeated SERVFAILs (`Health.servfailed`);
+        nothing when a probe is already running."""
+        if self._upstreams.get(upstream.server) is upstream and (
+            upstream.probe is None or upstream.probe.done()
+        ):
+            self._stats.count("upstream.servfail_check")
+            upstream.probe = self._spawn(self._probe(upstream, check=True))
+
+    def _health_changed(self, upstream: Upstream) -> None:
+        """Log the change as an `upstream_health` event, at most one per upstream each second
+        (like `upstream_failed`): changes within the second wait for its end and go out as one
+        event with the state then and how many `changes` it sums up."""
+        upstream.unreported += 1
+        if upstream.report is not None:
+            return
+        wait = upstream.reported + _FAILURE_LOG_INTERVAL - self._loop.time()
+        if wait <= 0:
+            self._report_health(upstream)
+        else:
+            upstream.report = self._loop.call_later(wait, self._report_health, upstream)
+
+    def _report_health(self, upstream: Upstream) -> None:
+        upstream.report = None
+        changes = upstream.unreported
+        if not changes:
+            return
+        upstream.unreported = 0
+        upstream.reported = self._loop.time()
+        fields: dict[str, object] = {"upstream": upstream.label, "healthy": not upstream.down}
+        if changes > 1:
+            fields["changes"] = changes
+        self._audit.warning("upstream_health", **fields)
+
+    async def _probe(self, upstream: Upstream, check: bool = False) -> None:
+        """`. IN NS` every probe_interval until a down upstream answers; one probe at a time. A
+        `check` probes an upstream that is up once, at once: if that fails too, it goes down and
+        is probed like any other down upstream."""
         loop = self._loop
-        while upstream.down and not self._closed:
-            await asyncio.sleep(self.options.probe_interval)
-            if not upstream.down or self._upstreams.get(upstream.server) is not upstream:
-                return
-            try:
-                reply = await self._exchange(
-                    upstream, PROBE_QUERY, self.timeout, loop.time() + self.timeout
-                )
-                ok = reply.rcode != SERVFAIL and reply.rcode != REFUSED
-            except (TimeoutError, OSError, EOFError, BadReply, _StreamClosed, FormError):
-                ok = False
-            self._stats.count("upstream.probe_ok" if ok else "upstream.probe_failed")
-            if ok and upstream.down:
-                upstream.last_ok = loop.time()
-                self._mark_up(upstream)
+        try:
+            if check:
+                ok = await self._probe_once(upstream)
+                if ok:
+                    if upstream.probed(loop.time()):
+                        self._health_changed(upstream)
+                elif upstream.check_failed(loop.time()):
+                    self._health_changed(upstream)
+            while upstream.down and not self._closed:
+                await asyncio.sleep(self.options.probe_interval)
+                if not upstream.down or self._upstreams.get(upstream.server) is not upstream:
+                    return
+                if await self._probe_once(upstream) and upstream.probed(loop.time()):
+                    self._health_changed(upstream)
+        finally:
+            if upstream.probe is asyncio.current_task():
+                upstream.probe = None
+
+    async def _probe_once(self, upstream: Upstream) -> bool:
+        """One `. IN NS` probe: True when it was answered (not SERVFAIL, REFUSED or nothing)."""
+        loop = self._loop
+        try:
+            reply = await self._exchange(
+                upstream, PROBE_QUERY, self.timeout, loop.time() + self.timeout
+            )
+            ok = reply.rcode != SERVFAIL and reply.rcode != REFUSED
+        except (TimeoutError, OSError, EOFError, BadReply, _StreamClosed, FormError):
+            ok = False
+        self._stats.count("upstream.probe_ok" if ok else "upstream.probe_failed")
+        return ok
 
     def _retire(self, upstream: Upstream) -> None:
         if upstream.probe is not None:
             upstream.probe.cancel()
             upstream.probe = None
+        if upstream.report is not None:
+            upstream.report.cancel()
+            self._report_health(upstream)  # a change waiting to be told is told now
         self._drop_stream(upstream)
 
     def _drop_stream(self, upstream: Upstream) -> None:

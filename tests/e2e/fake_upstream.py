@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+import dns.edns
 import dns.exception
 import dns.flags
 import dns.message
@@ -80,12 +81,21 @@ class Behaviour:
 
     `delay` postpones the final reply (decoys go out at once); `truncate_udp` makes every UDP
     answer an empty TC=1 reply while TCP gets the full answer, as a server with a large RRset does.
+    `authoritative` answers as an authoritative-only server (nsd, a domain controller) does:
+    AA=1, RA=0. `validating` sets AD when the query set DO or AD, as a validating resolver does
+    for data it has validated (RFC 6840 5.8). `ede` adds Extended DNS Errors (info-code, text)
+    to the reply of a query that had EDNS (RFC 8914). `loss` drops that fraction of UDP queries
+    unanswered, at random (seeded): a lossy link.
     """
 
     reply: Reply = Reply.ANSWER
     delay: float = 0.0
     decoys: tuple[Decoy, ...] = ()
     truncate_udp: bool = False
+    authoritative: bool = False
+    validating: bool = False
+    ede: tuple[tuple[int, str], ...] = ()
+    loss: float = 0.0
 
 
 ANSWER = Behaviour()
@@ -94,6 +104,11 @@ SERVFAIL = Behaviour(reply=Reply.SERVFAIL)
 REFUSED = Behaviour(reply=Reply.REFUSED)
 GARBAGE = Behaviour(reply=Reply.GARBAGE)
 TRUNCATE_UDP = Behaviour(truncate_udp=True)
+AUTHORITATIVE = Behaviour(authoritative=True)
+VALIDATING = Behaviour(validating=True)
+BOGUS = Behaviour(reply=Reply.SERVFAIL, ede=((6, "signature crypto failed"),))
+"""SERVFAIL with EDE 6 (DNSSEC Bogus), as a validating resolver answers a name whose signature
+does not verify."""
 
 
 @dataclass
@@ -450,6 +465,9 @@ class FakeUpstream:
     def _on_datagram(self, wire: bytes, peer: tuple[str, int]) -> None:
         item = self._record(wire, "udp", peer)
         if item.message is not None and item.message.question:
+            loss = self.behaviour_for(item.message.question[0].name).loss
+            if loss and self._random.random() < loss:
+                return
             self._spawn(self._answer_udp(item, peer))
 
     async def _answer_udp(self, item: Received, peer: tuple[str, int]) -> None:
@@ -512,7 +530,14 @@ class FakeUpstream:
             return []
         if rule.reply is Reply.GARBAGE:
             return self._garbage(query.id)
-        response = dns.message.make_response(query, recursion_available=True)
+        response = dns.message.make_response(query, recursion_available=not rule.authoritative)
+        if rule.authoritative:
+            response.flags |= dns.flags.AA
+        if rule.validating and (query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO):
+            response.flags |= dns.flags.AD
+        if rule.ede and query.edns >= 0:
+            options = [dns.edns.EDEOption(code, text) for code, text in rule.ede]
+            response.use_edns(0, response.ednsflags, response.payload, options=options)
         if rule.reply is Reply.SERVFAIL:
             response.set_rcode(dns.rcode.SERVFAIL)
         elif rule.reply is Reply.REFUSED:

@@ -15,13 +15,16 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from fake_upstream import (
+    AUTHORITATIVE,
     BIG_A_COUNT,
+    BOGUS,
     FORGED_ADDRESS,
     GARBAGE,
     REFUSED,
     SERVFAIL,
     SILENT,
     TRUNCATE_UDP,
+    VALIDATING,
     Behaviour,
     Decoy,
     FakeUpstream,
@@ -41,6 +44,10 @@ def fake() -> Iterator[FakeUpstream]:
         "big.wild.example.org": TRUNCATE_UDP,
         "bigtxt.wild.example.org": TRUNCATE_UDP,
         "spoof.example.org": Behaviour(delay=0.05, decoys=tuple(Decoy)),
+        "auth.wild.example.org": AUTHORITATIVE,
+        "valid.wild.example.org": VALIDATING,
+        "bogus.wild.example.org": BOGUS,
+        "filtered.wild.example.org": Behaviour(ede=((15, "blocked"), (17, "filtered"))),
     }
     with FakeUpstream(by_name=table) as upstream:
         yield upstream
@@ -264,3 +271,69 @@ def test_stop_releases_the_port() -> None:
     upstream.stop()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def ask_udp(fake: FakeUpstream, message: dns.message.Message) -> dns.message.Message:
+    return dns.query.udp(message, fake.host, 2, port=fake.port)
+
+
+@pytest.mark.parametrize(
+    ("name", "aa", "ra"),
+    [("x.auth.wild.example.org.", True, False), ("x.wild.example.org.", False, True)],
+)
+def test_authoritative_sets_aa_and_clears_ra(
+    fake: FakeUpstream, name: str, aa: bool, ra: bool
+) -> None:
+    reply = ask_udp(fake, dns.message.make_query(name, "A"))
+    assert addresses(reply) == ["192.0.2.99"]
+    assert (bool(reply.flags & dns.flags.AA), bool(reply.flags & dns.flags.RA)) == (aa, ra)
+
+
+@pytest.mark.parametrize(
+    ("name", "do", "ad", "expected"),
+    [
+        ("x.valid.wild.example.org.", False, False, False),
+        ("x.valid.wild.example.org.", False, True, True),
+        ("x.valid.wild.example.org.", True, False, True),
+        ("x.wild.example.org.", True, True, False),  # not validating: never AD
+    ],
+)
+def test_validating_sets_ad_only_when_asked(
+    fake: FakeUpstream, name: str, do: bool, ad: bool, expected: bool
+) -> None:
+    query = dns.message.make_query(name, "A", use_edns=0, want_dnssec=do)
+    if ad:
+        query.flags |= dns.flags.AD
+    assert bool(ask_udp(fake, query).flags & dns.flags.AD) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "rcode", "codes"),
+    [
+        ("x.bogus.wild.example.org.", dns.rcode.SERVFAIL, [6]),
+        ("x.filtered.wild.example.org.", dns.rcode.NOERROR, [15, 17]),
+    ],
+)
+def test_extended_errors_go_to_edns_queries_only(
+    fake: FakeUpstream, name: str, rcode: int, codes: list[int]
+) -> None:
+    with_edns = ask_udp(fake, dns.message.make_query(name, "A", use_edns=0))
+    assert with_edns.rcode() == rcode
+    assert [int(option.code) for option in with_edns.options] == codes
+    without = ask_udp(fake, dns.message.make_query(name, "A"))
+    assert without.rcode() == rcode and without.edns == -1
+
+
+def test_loss_drops_that_share_of_udp_queries() -> None:
+    with FakeUpstream(behaviour=Behaviour(loss=0.5), seed=7) as upstream:
+        answered = 0
+        for index in range(40):
+            query = dns.message.make_query(f"q{index}.wild.example.org", "A")
+            try:
+                dns.query.udp(query, upstream.host, 0.2, port=upstream.port)
+                answered += 1
+            except dns.exception.Timeout:
+                pass
+        received = len(upstream.queries())
+    assert received == 40
+    assert 8 <= answered <= 32

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
+
 import dns.edns
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import dnslib
 import pytest
 
 from resolver.protocol.edns import opt_record
 from resolver.protocol.wire import (
+    HEADER_LEN,
     BadVersion,
     Drop,
     FormError,
     NotImplementedOpcode,
+    Query,
     UpstreamReply,
     WireError,
     client_reply,
@@ -342,3 +348,169 @@ def test_upstream_reply_layout() -> None:
     assert reply.truncated
     assert reply.rcode == dns.rcode.NOERROR
     assert reply.additional_count == 0  # only the OPT, which is ours to rebuild
+
+
+# --- what a client sees of an upstream's answer: header flags and Extended DNS Errors ----------
+
+
+def client_query(
+    name: str = "www.example.com", *, rd: bool = True, do: bool = False, ad: bool = False,
+    cd: bool = False, edns: bool = True,
+) -> tuple[dns.message.Message, Query]:  # fmt: skip
+    made = dns.message.make_query(name, "A", use_edns=0 if edns or do else None, want_dnssec=do)
+    made.flags = (
+        (dns.flags.RD if rd else 0) | (dns.flags.AD if ad else 0) | (dns.flags.CD if cd else 0)
+    )
+    return made, parse_query(made.to_wire())
+
+
+def upstream_answer(
+    made: dns.message.Message,
+    query: Query,
+    *,
+    flags: int = dns.flags.RA,
+    rcode: int = dns.rcode.NOERROR,
+    records: int = 1,
+    options: list[dns.edns.Option] | None = None,
+) -> UpstreamReply:
+    """The upstream's reply to what we sent for `query`, with header `flags` as it set them."""
+    sent = dns.message.from_wire(upstream_query(query, 0x0101))
+    reply = dns.message.make_response(sent)
+    reply.flags = dns.flags.QR | flags
+    reply.set_rcode(rcode)
+    for i in range(records):
+        reply.answer.append(dns.rrset.from_text(made.question[0].name, 300, "IN", "A",
+                                                f"192.0.2.{i % 250}"))  # fmt: skip
+    reply.use_edns(0, 0, 1232, options=options or [])
+    return UpstreamReply(reply.to_wire(max_size=65535), query.question_end - HEADER_LEN)
+
+
+UPSTREAM_FLAGS = [
+    ("recursive", dns.flags.RA),
+    ("recursive, validated", dns.flags.RA | dns.flags.AD),
+    ("authoritative", dns.flags.AA),  # nsd, a domain controller: AA=1, RA=0
+    ("authoritative, AD", dns.flags.AA | dns.flags.AD),
+    ("everything set", dns.flags.AA | dns.flags.RA | dns.flags.AD | dns.flags.CD | dns.flags.RD),
+]
+ASKER = list(itertools.product([False, True], repeat=4))  # (RD, DO, AD, CD)
+
+
+@pytest.mark.parametrize(("rd", "do", "ad", "cd"), ASKER)
+@pytest.mark.parametrize(("upstream", "flags"), UPSTREAM_FLAGS, ids=[u for u, _ in UPSTREAM_FLAGS])
+@pytest.mark.parametrize("limit", [65535, 512], ids=["whole", "truncated"])
+def test_client_reply_flags_are_a_recursive_services(
+    rd: bool, do: bool, ad: bool, cd: bool, upstream: str, flags: int, limit: int
+) -> None:
+    """RA=1 and AA=0 whatever the upstream said, RD and CD the asker's, AD only when the upstream
+    set it and the asker set DO or AD (RFC 1035 4.1.1, RFC 6840 5.7-5.8); on the truncated reply
+    too."""
+    made, query = client_query(rd=rd, do=do, ad=ad, cd=cd)
+    reply = upstream_answer(made, query, flags=flags, records=40)
+    out = dns.message.from_wire(client_reply(reply, query, limit, opt_record(do)))
+    expected = (
+        dns.flags.QR
+        | dns.flags.RA
+        | (dns.flags.RD if rd else 0)
+        | (dns.flags.CD if cd else 0)
+        | (dns.flags.AD if flags & dns.flags.AD and (do or ad) else 0)
+        | (dns.flags.TC if limit == 512 else 0)
+    )
+    assert out.flags == expected
+    assert out.rcode() == dns.rcode.NOERROR
+
+
+@pytest.mark.parametrize("rcode", [dns.rcode.NXDOMAIN, dns.rcode.SERVFAIL, dns.rcode.REFUSED])
+def test_client_reply_keeps_the_rcode(rcode: int) -> None:
+    made, query = client_query()
+    reply = upstream_answer(made, query, flags=dns.flags.AA, rcode=rcode, records=0)
+    out = dns.message.from_wire(client_reply(reply, query, 1232, opt_record(False)))
+    assert out.rcode() == rcode
+    assert out.flags & dns.flags.RA and not out.flags & dns.flags.AA
+
+
+@pytest.mark.parametrize(("rd", "do", "ad", "cd"), ASKER)
+def test_upstream_query_asks_for_recursion_and_ad(rd: bool, do: bool, ad: bool, cd: bool) -> None:
+    """Always RD and AD (we need recursion, and want to hear whether the upstream validated,
+    whoever asks first); CD and DO as the client's, since both are in the cache key."""
+    _, query = client_query(rd=rd, do=do, ad=ad, cd=cd)
+    sent = dns.message.from_wire(upstream_query(query, 7))
+    assert sent.flags == dns.flags.RD | dns.flags.AD | (dns.flags.CD if cd else 0)
+    assert bool(sent.ednsflags & dns.flags.DO) == do
+
+
+def ede_of(message: dns.message.Message) -> list[tuple[int, str | None]]:
+    return [
+        (int(option.code), option.text)
+        for option in message.options
+        if isinstance(option, dns.edns.EDEOption)
+    ]
+
+
+def test_upstream_reply_keeps_its_extended_errors_and_nothing_else() -> None:
+    made, query = client_query()
+    options = [
+        dns.edns.CookieOption(b"12345678", b"abcdefgh"),
+        dns.edns.EDEOption(6, "signature crypto failed"),
+        dns.edns.GenericOption(12, b"\x00" * 16),  # padding
+        dns.edns.EDEOption(17, None),
+    ]
+    reply = upstream_answer(made, query, rcode=dns.rcode.SERVFAIL, records=0, options=options)
+    expected = (
+        bytes.fromhex("000f 0019 0006") + b"signature crypto failed"
+        + bytes.fromhex("000f00020011")
+    )  # fmt: skip
+    assert reply.ede == expected
+    plain = upstream_answer(made, query)
+    assert plain.ede == b""
+
+
+@pytest.mark.parametrize(
+    ("ours", "expected"),
+    [
+        (None, [(6, "signature crypto failed"), (17, "filtered")]),
+        (3, [(3, "ours"), (6, "signature crypto failed"), (17, "filtered")]),
+    ],
+)
+def test_client_reply_passes_upstream_extended_errors_beside_ours(
+    ours: int | None, expected: list[tuple[int, str]]
+) -> None:
+    made, query = client_query(do=True)
+    options = [dns.edns.EDEOption(6, "signature crypto failed"), dns.edns.EDEOption(17, "filtered")]
+    reply = upstream_answer(made, query, rcode=dns.rcode.SERVFAIL, records=0, options=options)
+    opt = opt_record(True, ours, b"ours") if ours is not None else opt_record(True)
+    out = dns.message.from_wire(client_reply(reply, query, 1232, opt))
+    assert ede_of(out) == expected
+    assert out.ednsflags & dns.flags.DO and out.payload == 1232
+    _, plain = client_query(edns=False)
+    assert dns.message.from_wire(client_reply(reply, plain, 512, b"")).edns == -1
+
+
+def test_upstream_extended_errors_are_bounded() -> None:
+    """A hostile upstream cannot make our answers carry kilobytes of its text: at most three of
+    its EDEs, each EXTRA-TEXT cut to 200 bytes on a character boundary."""
+    made, query = client_query()
+    options = [dns.edns.EDEOption(code, "é" * 700) for code in (6, 7, 8, 9, 10)]
+    reply = upstream_answer(made, query, rcode=dns.rcode.SERVFAIL, records=0, options=options)
+    out = dns.message.from_wire(client_reply(reply, query, 65535, opt_record(False)))
+    found = ede_of(out)
+    assert [code for code, _ in found] == [6, 7, 8]
+    assert all(text == "é" * 100 for _, text in found)
+
+
+def test_a_truncated_reply_fits_the_limit_even_with_long_extended_errors() -> None:
+    made, query = client_query("a" * 60 + ".b" * 90 + ".example")
+    options = [dns.edns.EDEOption(code, "x" * 200) for code in (6, 7, 8)]
+    reply = upstream_answer(made, query, records=40, options=options)
+    out = client_reply(reply, query, 512, opt_record(False, 3, b"ours"))
+    assert len(out) <= 512
+    decoded = dns.message.from_wire(out)
+    assert decoded.flags & dns.flags.TC and decoded.edns == 0
+
+
+def test_malformed_upstream_options_are_ignored_not_fatal() -> None:
+    """Options are the upstream's business: junk in them loses its EDEs, not the answer."""
+    made, query = client_query()
+    raw = bytearray(upstream_answer(made, query, options=[dns.edns.EDEOption(6, "x")]).raw)
+    raw[-5] = 0xFF  # the EDE option's length now runs past the OPT's end
+    reply = UpstreamReply(bytes(raw), query.question_end - HEADER_LEN)
+    assert reply.ede == b"" and reply.rcode == dns.rcode.NOERROR

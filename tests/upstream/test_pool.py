@@ -12,15 +12,20 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
+import dns.edns
 import dns.message
+import dns.rcode
 import dns.rdatatype
 import pytest
 from fake_upstream import (
     ANSWER,
+    BOGUS,
     GARBAGE,
+    SERVFAIL,
     SILENT,
     Behaviour,
     FakeUpstream,
+    Reply,
     make_test_pki,
 )
 
@@ -422,6 +427,187 @@ def test_a_bug_fails_the_walk_and_frees_its_key(fakes: list[FakeUpstream], broke
         return failed.value.text, addresses(again.reply)
 
     assert run(scenario) == ("query abandoned", [WILD])
+
+
+# --- SERVFAIL: an answer about a name, not the upstream failing --------------------------------
+
+
+def ede_codes_of(reply: UpstreamReply) -> list[int]:
+    return [
+        int(option.code)
+        for option in dns.message.from_wire(reply.raw).options
+        if isinstance(option, dns.edns.EDEOption)
+    ]
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_a_validation_servfail_is_the_answer(fakes: list[FakeUpstream], strategy: Strategy) -> None:
+    """SERVFAIL with EDE 6 (DNSSEC Bogus) is the upstream's verdict: passed on, not retried
+    elsewhere (where a non-validating upstream would hand out the forged data), and the only
+    healthy upstream stays healthy however many bogus names come in a row."""
+    bogus, other = fakes[0], fakes[1]
+    bogus.set_behaviour(BOGUS)
+    if strategy is Strategy.PARALLEL:  # both are asked at once: the first answer wins
+        other.set_behaviour(BOGUS)
+    env = Env()
+
+    async def scenario() -> list[UpstreamReply]:
+        pool = env.pool([udp(bogus), udp(other)], strategy=strategy, max_fails=3)
+        pool._random = random.Random(0)  # no exploration: the fastest goes first
+        pool.upstream(udp(other)).rtt = 1.0  # type: ignore[union-attr]
+        try:
+            return [(await pool.begin(make(fresh()))).reply for _ in range(5)]
+        finally:
+            health = pool.health()
+            await pool.close()
+            assert all(health.values())
+
+    replies = run(scenario)
+    assert [reply.rcode for reply in replies] == [dns.rcode.SERVFAIL] * 5
+    assert all(ede_codes_of(reply) == [6] for reply in replies)
+    if strategy is not Strategy.PARALLEL:
+        assert other.queries() == []
+    assert env.events("upstream_health") == []
+    assert env.stats.counts["upstream.validation_failure"] >= 5
+
+
+@pytest.mark.parametrize("strategy", list(Strategy))
+def test_a_plain_servfail_is_tried_on_one_other_upstream(
+    fakes: list[FakeUpstream], strategy: Strategy
+) -> None:
+    """Not on all of them: the second SERVFAIL is the answer, passed on as the failure's reply."""
+    for fake in fakes:
+        fake.set_behaviour(SERVFAIL)
+    name = fresh()
+
+    async def scenario() -> None:
+        pool = Env().pool([udp(fake) for fake in fakes], strategy=strategy)
+        try:
+            await pool.begin(make(name))
+        finally:
+            await pool.close()
+
+    with pytest.raises(UpstreamFailure) as caught:
+        run(scenario)
+    assert caught.value.reply is not None and caught.value.reply.rcode == dns.rcode.SERVFAIL
+    assert sum(bool(fake.queries(name)) for fake in fakes) == 2
+
+
+def test_a_plain_servfail_then_silence_still_answers_with_the_servfail(
+    fakes: list[FakeUpstream],
+) -> None:
+    """The upstream's own SERVFAIL (its EDE with it) beats our "no upstream answered"."""
+    fakes[0].set_behaviour(Behaviour(reply=Reply.SERVFAIL, ede=((22, "lame delegation"),)))
+    fakes[1].set_behaviour(SILENT)
+
+    async def scenario() -> None:
+        pool = Env().pool([udp(fakes[0]), udp(fakes[1])], timeout=0.1, deadline=1.0)
+        try:
+            await pool.begin(make(fresh()))
+        finally:
+            await pool.close()
+
+    with pytest.raises(UpstreamFailure) as caught:
+        run(scenario)
+    assert caught.value.reply is not None and ede_codes_of(caught.value.reply) == [22]
+
+
+@pytest.mark.parametrize(
+    ("probe_answered", "down"),
+    [(True, False), (False, True)],
+    ids=["name broken", "upstream broken"],
+)
+def test_servfails_in_a_row_are_checked_with_a_probe(
+    fakes: list[FakeUpstream], probe_answered: bool, down: bool
+) -> None:
+    """max_fails SERVFAILs with no good answer between: a probe tells a broken name (the probe
+    is answered: still up) from a broken upstream (the probe fails too: down)."""
+    fake = fakes[0]
+    fake.set_behaviour(ANSWER if probe_answered else SERVFAIL)
+    fake.set_behaviour(SERVFAIL, "broken.wild.example.org")
+    env = Env()
+
+    async def scenario() -> bool:
+        pool = env.pool([udp(fake)], timeout=0.2, max_fails=3, probe_interval=5.0)
+        try:
+            for _ in range(3):
+                with pytest.raises(UpstreamFailure):
+                    await pool.begin(make(fresh("broken")))
+            started = time.monotonic()
+            while not fake.queries(".") and time.monotonic() - started < 2:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)
+            return not pool.health()[str(udp(fake))]
+        finally:
+            await pool.close()
+
+    assert run(scenario) is down
+    assert len(fake.queries(".")) == 1
+    assert env.stats.counts["upstream.servfail_check"] == 1
+    assert [e["healthy"] for e in env.events("upstream_health")] == ([False] if down else [])
+
+
+def test_health_events_are_rate_limited(fakes: list[FakeUpstream]) -> None:
+    """Down, then back up 0.05 s later at the first probe: the second event waits out the
+    second after the first, and then says where the upstream stands."""
+    fake = fakes[0]
+    env = Env()
+
+    async def scenario() -> tuple[list[bool], list[bool], float]:
+        pool = env.pool([udp(fake)], timeout=0.1, max_fails=1, probe_interval=0.05)
+        server = str(udp(fake))
+        try:
+            fake.set_behaviour(SILENT)
+            with pytest.raises(UpstreamFailure):
+                await pool.begin(make(fresh()))
+            down_at = time.monotonic()
+            fake.set_behaviour(ANSWER)
+            while not pool.health()[server] and time.monotonic() - down_at < 2:
+                await asyncio.sleep(0.01)
+            early = [e["healthy"] for e in env.events("upstream_health")]
+            while len(env.events("upstream_health")) < 2 and time.monotonic() - down_at < 3:
+                await asyncio.sleep(0.01)
+            late = [e["healthy"] for e in env.events("upstream_health")]
+            return early, late, time.monotonic() - down_at
+        finally:
+            await pool.close()
+
+    early, late, waited = run(scenario)
+    assert early == [False]
+    assert late == [False, True]
+    assert waited >= 0.9
+
+
+def test_a_lossy_upstream_does_not_flap(fakes: list[FakeUpstream]) -> None:
+    """Half the datagrams lost, queries back to back for three seconds: the old rule flipped
+    health dozens of times; now a down lasts at least the probe interval, an up at least a
+    second, and the events say so."""
+    fake = fakes[0]
+    fake.set_behaviour(Behaviour(loss=0.5))
+    env = Env()
+
+    async def scenario() -> int:
+        pool = env.pool([udp(fake)], timeout=0.05, deadline=0.1, max_fails=3,
+                        probe_interval=0.5)  # fmt: skip
+        answered = 0
+        try:
+            ends = time.monotonic() + 3.0
+            while time.monotonic() < ends:
+                try:
+                    await pool.begin(make(fresh()))
+                    answered += 1
+                except UpstreamFailure:
+                    pass
+        finally:
+            await pool.close()
+        return answered
+
+    assert run(scenario) > 10
+    events = env.events("upstream_health")
+    changes = sum(event.get("changes", 1) for event in events)
+    # each down-and-up takes at least probe_interval + HEALTH_DWELL = 1.5 s: five changes at most
+    assert 1 <= changes <= 5, events
+    assert len(events) <= 5
 
 
 # --- persistent streams ---------------------------------------------------------------------
