@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 import yaml
 from doc_examples import CONSOLE, Block, block_after, blocks, commands, doc_files, output_matches
-from fake_upstream import FakeUpstream, Zone
+from fake_upstream import BOGUS, VALIDATING, FakeUpstream, Zone
 from harness import REPO_ROOT, ServerProcess, server_env, write_config
 
 from resolver.config import default_yaml
@@ -52,6 +52,10 @@ DOC_ZONE = [
     # CNAME cloaking, as docs/upstreams.md shows it: an unlisted name whose answer leads to TikTok.
     "cdn.cloaked.example. 300 IN CNAME edge.tiktokv.com.",
     "edge.tiktokv.com. 300 IN A 192.0.2.50",
+    # DNSSEC, as docs/answers.md shows it: the upstream plays a validating resolver.
+    "signed.example. 3600 IN SOA ns.signed.example. admin.signed.example. 1 7200 900 86400 60",
+    "www.signed.example. 300 IN A 192.0.2.20",
+    "bogus.signed.example. 300 IN A 192.0.2.21",
 ]
 """The names the examples ask the upstream for."""
 
@@ -61,6 +65,8 @@ CONSOLE_BLOCKS = [block for path in doc_files() for block in blocks(path) if blo
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[FakeUpstream]:
     fake = FakeUpstream(zone=Zone(DOC_ZONE)).start()
+    fake.set_behaviour(VALIDATING, "signed.example")
+    fake.set_behaviour(BOGUS, "bogus.signed.example")
     try:
         yield fake
     finally:
