@@ -48,6 +48,7 @@ class MetricsView(Protocol):
     def list_last_refresh(self) -> Mapping[str, float]: ...  # unix time of the last good load
     def list_refresh_failures(self) -> Mapping[str, int]: ...
     def policies(self) -> Sequence[tuple[str, bool, float | None]]: ...  # name, active, until
+    def group_blocked_rules(self) -> Mapping[str, int]: ...  # group -> rules in force now
     def cache(self) -> Mapping[str, int] | None: ...  # entries, bytes, hits, misses, evictions
     def build(self) -> Mapping[str, str]: ...  # version, python, loop
 
@@ -114,6 +115,10 @@ FAMILIES: Final = {
            "1 while the policy's validity window contains now, else 0."),
         _f("policy_until_timestamp_seconds", "gauge", ("policy",),
            "Unix time at which the policy lapses (only policies with an end)."),
+        _f("group_blocked_rules", "gauge", ("group",),
+           "Rules of the lists in force now for each client group (its policies in their "
+           "window, its own lists, blocking.lists), before exemptions; 0: nothing is blocked "
+           "for the group. Recomputed at each policy window's edge and on reload."),
         _f("reloads", "counter", ("result",), "Configuration reloads (SIGHUP), by result."),
         _f("malformed_packets", "counter", ("reason",),
            "Packets that failed to parse, by reason."),
@@ -246,6 +251,8 @@ class StatsCollector:
             out.add("policy_active", (name,), 1.0 if active else 0.0)
             if until is not None:
                 out.add("policy_until_timestamp_seconds", (name,), until)
+        for group, rules in sorted(view.group_blocked_rules().items()):
+            out.add("group_blocked_rules", (group,), rules)
         cache = view.cache()
         if cache is not None:
             for key in ("entries", "bytes", "hits", "misses", "evictions"):

@@ -136,6 +136,9 @@ class Supervisor:
     def policies(self) -> Sequence[tuple[str, bool, float | None]]:
         return self._first("policies", [])
 
+    def group_blocked_rules(self) -> Mapping[str, int]:
+        return self._first("group_blocked_rules", {})
+
     def cache(self) -> Mapping[str, int] | None:
         caches = [view["cache"] for view in self._views() if view.get("cache")]
         if not caches:
