@@ -58,6 +58,7 @@ class ServiceSnapshot:
     list_last_refresh: Mapping[str, float] = field(default_factory=dict)  # unix time, last load
     list_refresh_failures: Mapping[str, int] = field(default_factory=dict)
     policies: tuple[tuple[str, bool, float | None], ...] = ()  # name, active now, until
+    group_blocked_rules: Mapping[str, int] = field(default_factory=dict)  # rules in force now
     cache: Mapping[str, int] | None = None  # `CACHE_KEYS`; None without a cache
     audit_events_dropped: int = 0
     audit_file_errors: int = 0
@@ -85,6 +86,7 @@ class ServiceSnapshot:
             list_last_refresh=first.list_last_refresh,
             list_refresh_failures=first.list_refresh_failures,
             policies=first.policies,
+            group_blocked_rules=first.group_blocked_rules,
             cache=cache,
             audit_events_dropped=sum(s.audit_events_dropped for s in snapshots),
             audit_file_errors=sum(s.audit_file_errors for s in snapshots),
@@ -147,6 +149,10 @@ FAMILIES: Final = {
            "1 while the policy's validity window contains now, else 0."),
         _f("policy_until_timestamp_seconds", "gauge", ("policy",),
            "Unix time at which the policy lapses (only policies with an end)."),
+        _f("group_blocked_rules", "gauge", ("group",),
+           "Rules of the lists in force now for each client group (its policies in their "
+           "window, its own lists, blocking.lists), before exemptions; 0: nothing is blocked "
+           "for the group. Recomputed at each policy window's edge and on reload."),
         _f("reloads", "counter", ("result",), "Configuration reloads (SIGHUP), by result."),
         _f("malformed_packets", "counter", ("reason",),
            "Packets that failed to parse, by reason."),
@@ -280,6 +286,8 @@ class StatsCollector:
             out.add("policy_active", (name,), 1.0 if active else 0.0)
             if until is not None:
                 out.add("policy_until_timestamp_seconds", (name,), until)
+        for group, rules in sorted(snapshot.group_blocked_rules.items()):
+            out.add("group_blocked_rules", (group,), rules)
         cache = snapshot.cache
         if cache is not None:
             for key in CACHE_KEYS:
