@@ -47,6 +47,7 @@ class MetricsView(Protocol):
     def list_entries(self) -> Mapping[str, int]: ...
     def list_last_refresh(self) -> Mapping[str, float]: ...  # unix time of the last good load
     def list_refresh_failures(self) -> Mapping[str, int]: ...
+    def lists_missing(self) -> Mapping[str, bool]: ...  # list -> configured but not loaded
     def policies(self) -> Sequence[tuple[str, bool, float | None]]: ...  # name, active, until
     def cache(self) -> Mapping[str, int] | None: ...  # entries, bytes, hits, misses, evictions
     def build(self) -> Mapping[str, str]: ...  # version, python, loop
@@ -110,6 +111,8 @@ FAMILIES: Final = {
            "Unix time of the last successful load of each list."),
         _f("list_refresh_failures", "counter", ("list",),
            "Failed attempts to load or refresh each list."),
+        _f("lists_missing", "gauge", ("list",),
+           "1 while a configured list has no loaded copy (a feed never fetched), else 0."),
         _f("policy_active", "gauge", ("policy",),
            "1 while the policy's validity window contains now, else 0."),
         _f("policy_until_timestamp_seconds", "gauge", ("policy",),
@@ -242,6 +245,8 @@ class StatsCollector:
             out.add("list_last_refresh_timestamp_seconds", (name,), when)
         for name, failures in sorted(view.list_refresh_failures().items()):
             out.add("list_refresh_failures", (name,), failures)
+        for name, missing in sorted(view.lists_missing().items()):
+            out.add("lists_missing", (name,), 1.0 if missing else 0.0)
         for name, active, until in view.policies():
             out.add("policy_active", (name,), 1.0 if active else 0.0)
             if until is not None:

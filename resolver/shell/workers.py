@@ -133,6 +133,9 @@ class Supervisor:
     def list_refresh_failures(self) -> Mapping[str, int]:
         return self._first("list_refresh_failures", {})
 
+    def lists_missing(self) -> Mapping[str, bool]:
+        return self._first("lists_missing", {})
+
     def policies(self) -> Sequence[tuple[str, bool, float | None]]:
         return self._first("policies", [])
 
@@ -152,7 +155,9 @@ class Supervisor:
             if w.ready.is_set() and _running(w) and w.report.get("view", {}).get("ready", True)
         ]
         healthy = [name for name, up in self.upstream_health().items() if up]
-        detail: dict[str, object] = {"workers_ready": alive, "healthy_upstreams": healthy}
+        missing = sorted(name for name, absent in self.lists_missing().items() if absent)
+        detail: dict[str, object] = {"workers_ready": alive, "healthy_upstreams": healthy,
+                                     "lists_missing": missing}  # fmt: skip
         return len(alive) == self.count and bool(healthy), detail
 
     def _refresh_total(self) -> None:
@@ -235,6 +240,7 @@ class Supervisor:
                 lists=dict(state.list_sizes),
                 groups=sorted(state.policy.groups),
                 policies=[p.name for p in config.policies],
+                missing_lists=config.blocking.missing_lists.value,
                 loop="supervisor",
             )
             del state  # the workers hold the lists; the supervisor needs none
