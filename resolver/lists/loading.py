@@ -333,6 +333,10 @@ class LoadedLists:
     `matchers` maps each configured reference (catalogue id, source name or path) to its list
     name and matcher, block lists already filtered through the allow lists; `watch` is what
     `local_changes` compares to notice edited list files.
+
+    `missing` names the lists that are not in force although configured: their matcher is
+    empty (a feed never fetched, with no last good copy). What that means for the groups
+    that use them is decided from these names alone (`state`, `blocking.missing_lists`).
     """
 
     matchers: Mapping[str, tuple[str, Matcher]]
@@ -340,6 +344,7 @@ class LoadedLists:
     reports: Mapping[str, ListReport]
     warnings: tuple[str, ...]
     watch: Mapping[str, tuple[tuple[str, int, int], ...]]
+    missing: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -625,7 +630,8 @@ def load_lists(config: Config, *, state_dir: str | None = None) -> LoadedLists:
             item: (name, m if item in allow_names else AllowFiltered(m, allows))
             for item, (name, m) in loaded.items()
         }
-    return LoadedLists(loaded, sizes, reports, tuple(warnings), watch)
+    missing = frozenset(name for name, report in reports.items() if not report.fetched)
+    return LoadedLists(loaded, sizes, reports, tuple(warnings), watch, missing)
 
 
 def _watch_stamp(spec: _Spec, store: SourceStore | None) -> tuple[tuple[str, int, int], ...]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from resolver import __version__
 from resolver.cache import Cache
-from resolver.config import FALLBACK_UPSTREAMS, Config, ConfigError, LimitsConfig
+from resolver.config import FALLBACK_UPSTREAMS, Config, ConfigError, LimitsConfig, MissingLists
 from resolver.lists import loading
 from resolver.lists.catalogue import ListError
 from resolver.observe.audit import TICK_INTERVAL, AuditLog, read_key
@@ -99,6 +99,10 @@ class Service:
             list_sizes=dict(state.list_sizes),
             list_last_refresh=dict(self.list_loaded),
             list_refresh_failures=dict(self.list_failures),
+            lists_missing={
+                name: name in state.missing_lists
+                for name in {*state.list_sizes, *state.missing_lists}
+            },
             policies=tuple(
                 (p.name, p.active(now), p.valid_until.timestamp() if p.valid_until else None)
                 for p in state.config.policies
@@ -124,15 +128,32 @@ class Service:
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         healthy = [str(e) for e in self.pool.healthy]
-        # A feed without any good copy yet enforces nothing: not ready until it has one.
-        missing = [n for n, report in self.state.list_reports.items() if not report.fetched]
+        # A group served fail-closed answers only what its loaded lists block: not ready
+        # until its missing lists load. (With fail_open they are named, and ignored.)
+        closed = self.pipeline.fail_closed(time.time())
         detail: dict[str, object] = {
             "listeners": self.started,
             "lists": dict(self.state.list_sizes),
-            "lists_missing": missing,
+            "lists_missing": sorted(self.state.missing_lists),
+            "failing_closed": sorted(closed.groups),
             "healthy_upstreams": healthy,
         }
-        return self.started and bool(healthy) and not missing, detail
+        return self.started and bool(healthy) and not closed.groups, detail
+
+    def report_missing_lists(self, before: frozenset[str] = frozenset()) -> None:
+        """At start, and on a reload for lists missing since `before`: which lists are missing
+        and which groups must enforce them now; an error when those groups are served
+        fail-closed, a warning when they are answered as if the lists were empty (fail_open)
+        or when no group needs the lists now (a policy not in force yet, `allow`)."""
+        state = self.state
+        added = state.missing_lists - before
+        if not added:
+            return
+        mode = state.config.blocking.missing_lists
+        groups = sorted(state.waiting(time.time()).groups)
+        closed = bool(groups) and mode is MissingLists.FAIL_CLOSED
+        log = self.audit.error if closed else self.audit.warning
+        log("lists_missing", lists=sorted(added), missing_lists=mode.value, groups=groups)
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -233,6 +254,7 @@ class Service:
         started = time.monotonic() if started is None else started
         old = self.state.config
         old_sizes = dict(self.state.list_sizes)
+        old_missing = self.state.missing_lists
         try:
             if prepared is None:
                 config = self.load_config()
@@ -288,6 +310,10 @@ class Service:
             upstreams=[str(e) for e in state.upstreams],
             seconds=round(time.monotonic() - started, 3),
         )
+        recovered = old_missing - state.missing_lists
+        if recovered:
+            self.audit.info("lists_recovered", lists=sorted(recovered))
+        self.report_missing_lists(old_missing)
         self.track_policy_windows(announce=False, reset=True)
         self.warn_on_load()
 
@@ -453,10 +479,12 @@ async def run_service(
             lists=dict(state.list_sizes),
             groups=sorted(state.policy.groups),
             policies=[p.name for p in state.config.policies],
+            missing_lists=state.config.blocking.missing_lists.value,
             audit_key_id=audit.key_id(),
             loop=event_loop_name(),
         )
     if worker is None or worker.index == 0:
+        service.report_missing_lists()
         for name, report in state.list_reports.items():
             if report.kind != "catalogue":
                 audit.info("list_loaded", list=name, **report.fields())

@@ -285,6 +285,16 @@ def test_sources_of_every_kind(tmp_path: Path) -> None:
     assert not (tmp_path / "state").exists()  # small lists never touch the state directory
 
 
+def test_a_feed_without_a_copy_is_missing_and_nothing_else_is(tmp_path: Path) -> None:
+    loaded = loading.load_lists(config_in(tmp_path, SOURCES, SOURCE_FILES))
+    assert loaded.missing == frozenset({"feed"})
+    store = SourceStore(str(tmp_path / "state"))
+    store.write_candidate("feed", b"five.example\n")
+    store.promote("feed", {"sha256": "x", "entries": 1})  # a last good copy, as a fetch leaves
+    fetched = loading.load_lists(config_in(tmp_path, SOURCES, SOURCE_FILES))
+    assert (fetched.missing, fetched.sizes["feed"]) == (frozenset(), 1)
+
+
 def test_big_lists_are_compiled_by_a_child_and_cached(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -478,7 +478,8 @@ def test_every_dashboard_query_uses_only_exported_metrics() -> None:
     [r"dnswarden_upstream_up", r"dnswarden_request_duration_seconds_count\{result=\"servfail\"",
      r"dnswarden_list_last_refresh_timestamp_seconds", r"dnswarden_list_refresh_failures_total",
      r"dnswarden_policy_until_timestamp_seconds", r"dnswarden_blocked_total",
-     r"dnswarden_reloads_total\{result=\"failure\"", r"dnswarden_group_blocked_rules == 0"],
+     r"dnswarden_reloads_total\{result=\"failure\"", r"dnswarden_group_blocked_rules == 0",
+     r"dnswarden_lists_missing"],
 )  # fmt: skip
 def test_alerts_cover_the_required_conditions(topic: str) -> None:
     assert any(re.search(topic, rule["expr"]) for rule in alert_rules()), topic
@@ -594,6 +595,14 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
          ("DnswardenListStale", 5, []),
          ("DnswardenListStale", 15, [{"severity": "warning", "instance": "a:9153",
                                       "job": "dnswarden", "list": "gov-extra"}])],
+    ),
+    (
+        {f'dnswarden_lists_missing{{{A},list="national"}}': "1x10",
+         f'dnswarden_lists_missing{{{A},list="tiktok"}}': "0x10",
+         f'dnswarden_lists_missing{{{B},list="national"}}': "1 1 0x8"},  # fetched at minute 2
+        [("DnswardenListMissing", 1, []),
+         ("DnswardenListMissing", 5, [{"severity": "critical", "instance": "a:9153",
+                                       "job": "dnswarden", "list": "national"}])],
     ),
     (
         {f'dnswarden_policy_until_timestamp_seconds{{{A},policy="be-2023"}}': f"{10 * 86400}x5",
