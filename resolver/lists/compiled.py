@@ -17,6 +17,9 @@ Layout (little-endian, every section 8-byte aligned)::
     flags    u8[n]              FLAG_* bits and answer code per entry (absent when all equal)
     names    bytes              the canonical names (ASCII, no final dot), each ending in "\\n"
 
+The hash is ``crc32(name) >> 2``: stable across processes and Python versions (unlike
+`hash()`), computed in C, and small enough that Python sorts the keys at full speed.
+
 A lookup hashes each suffix of the query name (one per label, as `DomainMatcher` probes its
 dict). The filter turns away ~88% of the suffixes that are not listed after one byte read (most
 queries are not blocked); the others find their bucket, bisect a handful of entries and compare
@@ -70,7 +73,6 @@ __all__ = [
     "compile_job",
     "compile_rules",
     "from_parsed",
-    "name_hash",
     "open_compiled",
     "write_atomic",
 ]
@@ -91,12 +93,6 @@ _NAME_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789-_."
 _LABEL_CHARS = _NAME_CHARS[:-1]
 # Wire length bytes of labels up to 32 octets become dots in one translate (as in names.to_text).
 _LENGTHS_TO_DOTS = bytes(0x2E if 1 <= b <= 0x20 else b for b in range(256))
-
-
-def name_hash(name: bytes | memoryview) -> int:
-    """The 30-bit hash entries are sorted by: stable across processes and Python versions
-    (unlike `hash()`), fast in C, and small enough that Python sorts the keys at full speed."""
-    return zlib.crc32(name) >> 2
 
 
 def _bits_for(count: int) -> int:

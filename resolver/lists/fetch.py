@@ -16,8 +16,6 @@ unless the source is explicitly `insecure`.
 from __future__ import annotations
 
 import contextlib
-import email.utils
-import hashlib
 import json
 import os
 import random
@@ -269,14 +267,3 @@ class SourceStore:
         with contextlib.suppress(OSError):
             self.candidate_path(name).unlink()
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def http_date(timestamp: float) -> str:
-    return email.utils.formatdate(timestamp, usegmt=True)

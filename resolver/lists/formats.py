@@ -20,13 +20,9 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from re import _parser as _sre_parse  # type: ignore[attr-defined]  # the parser `re` compiles with
 
 from resolver.protocol.names import BadName, normalise
-
-try:  # the stdlib's regex parser; public as `sre_parse` before 3.11 (deprecated alias since)
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - Python < 3.11
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
 
 __all__ = [
     "ANSWER_CODES",

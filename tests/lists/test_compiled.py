@@ -16,7 +16,6 @@ from resolver.lists.compiled import (
     CompiledMatcher,
     compile_rules,
     from_parsed,
-    name_hash,
     open_compiled,
     write_atomic,
 )
@@ -190,7 +189,7 @@ def _colliding_pair() -> tuple[str, str]:
     seen: dict[int, str] = {}
     for index in itertools.count():
         name = f"n{index}.example"
-        key = name_hash(name.encode())
+        key = zlib.crc32(name.encode()) >> 2
         if key in seen:
             return seen[key], name
         seen[key] = name
