@@ -25,6 +25,12 @@ never tracks, so a flood of new names (unique subdomains, the benchmark's 200,00
 does not fill the young generation and pause the loop for milliseconds. A listed name is looked
 up again each time (a few microseconds), and whether a policy is in force and whether an
 exemption applies are judged per query anyway: they depend on `now`.
+
+A block's `Decision` depends only on the group, the binding (list, policy, reference, window,
+EDE text), the rule and where the blocked zone starts in the name, so each one is made once and
+reused (at most `BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when full): a name
+asked again, or a flood of subdomains of one blocked domain, costs a dict lookup instead of
+building a sixteen-field object. Decisions are immutable, so sharing them is safe.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from resolver.policy.access import CLIENT_MEMO_LIMIT, client_address
 from resolver.protocol.names import from_text
 
 UNLISTED_MEMO_LIMIT = 16384
+BLOCK_MEMO_LIMIT = 4096
 EDE_TEXT_BUDGET = 160
 """Bytes of EDE EXTRA-TEXT a block's cause may take (the answer builder cuts at 200), leaving
 room for " via CNAME name" after it; a longer reference is shortened to fit."""
@@ -198,6 +205,11 @@ class PolicyEngine:
         # Per group, names no list of it matches (module docstring); `_unlisted_count` in all.
         self._unlisted: dict[str, set[bytes]] = {group.name: set() for group in groups}
         self._unlisted_count = 0
+        # Per group, the block decisions made so far, by binding, rule and zone (docstring).
+        self._blocks: dict[str, dict[tuple[int, str, str | None, int], Decision]] = {
+            group.name: {} for group in groups
+        }
+        self._blocks_count = 0
 
     def group_of(self, client: str) -> Group | None:
         """The group whose subnet is the longest prefix of `client`, else the default group."""
@@ -246,24 +258,18 @@ class PolicyEngine:
             if binding.exemptions.active and binding.exemptions.match(qname) is not None:
                 continue
             rule, zone_offset = hit
-            return Decision(
-                Action.BLOCK,
-                group.name,
-                binding.policy,
-                binding.list_name,
-                rule.pattern,
-                binding.reference,
-                rule.answer or binding.answer,
-                binding.ttl,
-                zone_offset,
-                binding.valid_from,
-                binding.valid_until,
-                "",
-                None,
-                binding.decisions,
-                binding.cause,
-                binding.censored,
-            )
+            blocks = self._blocks[group.name]
+            key = (id(binding), rule.pattern, rule.answer, zone_offset)
+            decision = blocks.get(key)
+            if decision is None:
+                decision = self._block(group, binding, rule, zone_offset)
+                if self._blocks_count >= BLOCK_MEMO_LIMIT:
+                    for made in self._blocks.values():
+                        made.clear()
+                    self._blocks_count = 0
+                blocks[key] = decision
+                self._blocks_count += 1
+            return decision
         if not listed:
             if self._unlisted_count >= UNLISTED_MEMO_LIMIT:
                 for names in self._unlisted.values():
@@ -272,6 +278,27 @@ class PolicyEngine:
             unlisted.add(qname)
             self._unlisted_count += 1
         return group.allow
+
+    @staticmethod
+    def _block(group: Group, binding: Binding, rule: BlockRule, zone_offset: int) -> Decision:
+        return Decision(
+            Action.BLOCK,
+            group.name,
+            binding.policy,
+            binding.list_name,
+            rule.pattern,
+            binding.reference,
+            rule.answer or binding.answer,
+            binding.ttl,
+            zone_offset,
+            binding.valid_from,
+            binding.valid_until,
+            "",
+            None,
+            binding.decisions,
+            binding.cause,
+            binding.censored,
+        )
 
     def candidates(self, group: Group, qname: bytes, now: float) -> list[Candidate]:
         """Every list of `group` that matches `qname`, with why each applies or not: the slow,

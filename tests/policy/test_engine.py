@@ -12,6 +12,7 @@ from resolver.lists.catalogue import CatalogueEntry, Reference
 from resolver.lists.matcher import BlockRule, DomainMatcher
 from resolver.lists.provenance import catalogue_provenance, source_provenance
 from resolver.policy.engine import (
+    BLOCK_MEMO_LIMIT,
     EDE_TEXT_BUDGET,
     UNLISTED_MEMO_LIMIT,
     Action,
@@ -414,3 +415,22 @@ def test_candidates_show_an_exempted_entry() -> None:
     assert {c.why_not for c in found} == {
         "exempt for group press by exempt_lists: tiktok (rule tiktok.com)"
     }
+
+
+def test_block_decisions_are_made_once_and_the_memo_stays_bounded() -> None:
+    lists = {"many": [f"r{i}.example" for i in range(BLOCK_MEMO_LIMIT + 500)]}
+    matcher = DomainMatcher()
+    for pattern in lists["many"]:
+        matcher.add(pattern, BlockRule("many", pattern))
+    config = parse_config("blocking: {lists: [many]}", "<test>", known_lists=frozenset(lists))
+    engine = build_engine(config, {"many": ("many", matcher)}, 0)
+    first = engine.decide("10.1.1.1", from_text("www.r1.example"), 1, 0.0)
+    assert engine.decide("10.1.1.1", from_text("www.r1.example"), 28, 0.0) is first
+    # Another zone offset is another decision: the SOA of a negative answer sits there.
+    deeper = engine.decide("10.1.1.1", from_text("a.www.r1.example"), 1, 0.0)
+    assert (deeper.rule, deeper.zone_offset) == ("r1.example", first.zone_offset + 2)
+    for i, pattern in enumerate(lists["many"]):
+        decision = engine.decide("10.1.1.1", from_text(f"x.{pattern}"), 1, 0.0)
+        assert (decision.action, decision.rule) == (Action.BLOCK, pattern), i
+    held = sum(len(made) for made in engine._blocks.values())
+    assert 0 < held <= BLOCK_MEMO_LIMIT and held == engine._blocks_count
