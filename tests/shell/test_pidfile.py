@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,10 +30,17 @@ def dead_pid() -> int:
 def live_server_lookalike() -> Iterator[int]:
     """A live process whose command line is a dnswarden server's (an older version that never
     locked its PID file)."""
+    if not Path("/proc/self").exists():
+        pytest.skip("telling a dnswarden server by its command line needs /proc")
     child = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)", "-m", "resolver", "serve"]
     )
     try:
+        # Until the child has exec'd, its command line is still ours (pytest's).
+        deadline = time.monotonic() + 10
+        while b"serve" not in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the child never ran"
+            time.sleep(0.01)
         yield child.pid
     finally:
         child.kill()
