@@ -302,7 +302,8 @@ class AuditLog:
 
     `blocked`, `allowed` and `info`/`warning`/`error` may be called at any rate: folding and the
     rate cap keep the output bounded. The service calls `tick` every `TICK_INTERVAL` (it writes
-    the summaries of closed fold windows and the suppression report) and `close` at shutdown.
+    the summaries of closed fold windows and the suppression report) and `close` at shutdown,
+    with the `shutdown` event, which it writes last.
     Counters for metrics: `dropped_total` (events the rate cap dropped) and `file_errors`.
     """
 
@@ -475,11 +476,15 @@ class AuditLog:
             self._expire(now)
         self._report(now, force=False)
 
-    def close(self) -> None:
-        """Summarise every pending fold, report what was dropped, close the file."""
+    def close(self, event: str | None = None, **fields: object) -> None:
+        """Summarise every pending fold, report what was dropped, write `event` (`shutdown`),
+        close the file. `event` is the last line whatever the rate cap: a reader that waits for
+        `shutdown` must have everything by then."""
         now = self._clock()
         self._flush_folds(now)
         self._report(now, force=True)
+        if event is not None and self.info_enabled:
+            self._write["info"](event, fields=fields)
         self._sink.stream.flush()
         if self._file is not None:
             self._sink.file = None

@@ -119,6 +119,13 @@ def mixed_case(name: str) -> str:
     return "".join(c.upper() if i % 2 else c.lower() for i, c in enumerate(name))
 
 
+def private_state(cwd: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`extra` with XDG_STATE_HOME in `cwd` unless it says otherwise: each test server keeps its
+    state (the PID file above all) to itself, never in the user's `~/.local/state/dnswarden`
+    nor in another test server's."""
+    return {"XDG_STATE_HOME": str(cwd / "state"), **(extra or {})}
+
+
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment for a child process that imports `resolver` from this checkout."""
     env = dict(os.environ) | dict(extra or {})
@@ -215,7 +222,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "resolver", "serve", "-c", str(self.config), *self.extra_args],
             cwd=self.cwd,
-            env=server_env(self.env),
+            env=server_env(private_state(self.cwd, self.env)),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -322,7 +329,7 @@ def run_cli(
     return subprocess.run(
         [sys.executable, "-m", "resolver", *args],
         cwd=cwd,
-        env=server_env(env),
+        env=server_env(private_state(cwd, env)),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -316,6 +316,24 @@ def test_identical_blocks_fold_into_one_summary(closed_by: str, lines_after: int
         assert "repeated" not in written[2]
 
 
+def test_the_closing_event_is_the_last_line() -> None:
+    """`shutdown` ends the trail: pending fold summaries and the suppression report come
+    before it, and a spent operator budget cannot drop it."""
+    log, stream, _ = make(fold_window=10.0)
+    for _ in range(3):
+        log.blocked("192.0.2.7", query("h1.tiktok.com."), block())
+    for index in range(int(OPERATOR_EVENTS_PER_SECOND) + 3):
+        log.info("note", index=index)
+    log.close("shutdown", counts={"blocked": 3})
+    written = events(stream.getvalue())
+    names = [e["event"] for e in written]
+    assert names[-1] == "shutdown" and names.count("shutdown") == 1
+    assert (written[-1]["level"], written[-1]["counts"]) == ("info", {"blocked": 3})
+    assert [e["repeated"] for e in written if "repeated" in e] == [2]
+    [report] = [e for e in written if e["event"] == "audit_suppressed"]
+    assert report["events"] == {"note": 3}
+
+
 @pytest.mark.parametrize(
     ("second_client", "second_name", "second_decision"),
     [
