@@ -20,6 +20,7 @@ from resolver.lists.loading import ListReport, load_lists
 from resolver.policy.access import ClientAccess
 from resolver.policy.engine import PolicyEngine, build_engine
 from resolver.protocol.answers import ANSWER_MODES, IP_MODE, SinkholeAnswer
+from resolver.protocol.ddr import DesignatedResolver, EncryptedEndpoint
 from resolver.protocol.edns import EdeCode
 
 RESOLV_CONF = Path("/etc/resolv.conf")
@@ -39,6 +40,7 @@ class ResolverState:
     loaded_at: float = field(default_factory=time.time)
     list_reports: Mapping[str, ListReport] = field(default_factory=dict)
     list_watch: Mapping[str, tuple[tuple[str, int, int], ...]] = field(default_factory=dict)
+    designated: DesignatedResolver | None = None  # DDR answers; None without encrypted listeners
 
     def sinkhole(self, mode: str, ttl: int, censored: bool) -> SinkholeAnswer:
         return self.sinkholes[(mode, ttl, EdeCode.CENSORED if censored else EdeCode.BLOCKED)]
@@ -65,7 +67,24 @@ def build_state(config: Config, resolv_conf: str | None = None) -> ResolverState
         warnings=loaded.warnings,
         list_reports=loaded.reports,
         list_watch=loaded.watch,
+        designated=designated_resolver(config),
     )
+
+
+def designated_resolver(config: Config) -> DesignatedResolver | None:
+    """Our DDR answer (RFC 9462): DoH first, then DoT, each on its first configured port
+    (a port 0 listener, which only tests use, is published as the protocol's default)."""
+    encrypted = config.encrypted
+    if not encrypted.enabled or not encrypted.ddr or encrypted.server_name is None:
+        return None
+    hints = encrypted.ddr_hints()
+    kinds = (("doh", encrypted.doh, 443), ("dot", encrypted.dot, 853))
+    endpoints = [
+        EncryptedEndpoint(transport, listeners[0].port or default, hints)
+        for transport, listeners, default in kinds
+        if listeners
+    ]
+    return DesignatedResolver(encrypted.server_name, endpoints)
 
 
 def _sinkholes(config: Config) -> dict[SinkholeKey, SinkholeAnswer]:
