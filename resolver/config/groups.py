@@ -38,10 +38,10 @@ class GroupConfig:
 
     name: str = ""
     subnets: tuple[IPNetwork, ...] = ()
-    devices: tuple[str, ...] = ()
     block: tuple[str, ...] = ()
     exempt: tuple[ExemptRule, ...] = ()
     line: int = 0
+    devices: tuple[str, ...] = ()
 
 
 _GROUP_KEYS = ("subnets", "devices", "block", "exempt")

@@ -43,6 +43,9 @@ NONE_LABEL: Final = "none"
 Kind = Literal["counter", "gauge", "histogram"]
 
 
+ENCRYPTED_TRANSPORTS: Final = ("dot", "doh")
+"""The `transport` label of the encrypted listeners' series (both always exported)."""
+
 CACHE_KEYS: Final = ("entries", "bytes", "hits", "misses", "evictions")
 """What `ServiceSnapshot.cache` holds (`Cache.stats()`), each exported as `cache_<key>`."""
 
@@ -215,6 +218,8 @@ _ALWAYS: Final = (
     "reload.ok", "reload.failed", "internal_error", "upstream.mismatch", "upstream.merged",
     "upstream.tcp_retry", "upstream.receive_error", "tcp.accepted", "tcp.rejected",
     "tcp.idle_closed", "tcp.stalled", "udp.send_error", "udp.receive_error", "dropped.overload",
+    "dot.accepted", "dot.rejected", "doh.accepted", "doh.rejected", "tls_failed.dot.timeout",
+    "tls_failed.doh.timeout", "doh_response.200",
 )  # fmt: skip
 
 
@@ -288,8 +293,8 @@ class StatsCollector:
         for upstream, up in sorted(snapshot.upstream_health.items()):
             out.add("upstream_up", (upstream,), 1.0 if up else 0.0)
         out.add("tcp_connections_open", (), snapshot.tcp_connections_open)
-        for transport, count in sorted(snapshot.connections_open.items()):
-            out.add("connections_open", (transport,), count)
+        for transport in ENCRYPTED_TRANSPORTS:
+            out.add("connections_open", (transport,), snapshot.connections_open.get(transport, 0))
         for name, size in sorted(snapshot.list_sizes.items()):
             out.add("list_entries", (name,), size)
         for name, when in sorted(snapshot.list_last_refresh.items()):

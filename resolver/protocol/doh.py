@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ MAX_MESSAGE: Final = 65535
 MAX_TARGET: Final = 2 + (MAX_MESSAGE * 4 + 2) // 3 + 256
 """The longest request target worth reading: a path, `?dns=` and a maximal message in base64."""
 ALLOWED_METHODS: Final = "GET, POST"
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*={0,2}", re.ASCII)
 
 STATUS_TEXT: Final = {200: "OK", 400: "Bad Request", 404: "Not Found",
                       405: "Method Not Allowed", 413: "Content Too Large",
@@ -121,8 +123,11 @@ def _query_parameter(query: str) -> bytes:
         raise HttpError(400, "GET needs a dns= parameter (RFC 8484)")
     if len(encoded) > (MAX_MESSAGE * 4 + 2) // 3:
         raise HttpError(413, f"a DNS message is at most {MAX_MESSAGE} bytes")
+    if not _BASE64URL.fullmatch(encoded):
+        raise HttpError(400, "dns= is not base64url")
     try:
-        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        padded = encoded + "=" * (-len(encoded) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise HttpError(400, "dns= is not base64url") from None
 
