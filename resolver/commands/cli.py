@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from resolver import __version__
+from resolver.commands import profile
 from resolver.config import Config, ConfigError, load_config, with_overrides
 from resolver.lists.catalogue import ListError, catalogue_ids
 from resolver.observe.audit import AuditLog, read_key
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explain.add_argument("name", metavar="NAME")
     explain.add_argument("--client", default="127.0.0.1", help="client address (default 127.0.0.1)")
+    explain.add_argument(
+        "--device", default="", help="device id the client presents over DoT or DoH (default none)"
+    )
     explain.add_argument("--type", default="A", dest="qtype", help="query type (default A)")
     explain.add_argument(
         "--at", metavar="TIME", help="ISO 8601 date or time (default now; no offset means UTC)"
@@ -128,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("-c", "--config", metavar="FILE", help="YAML config (default: embedded)")
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    profile.add_parser(commands)
     return parser
 
 
@@ -139,13 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return serve_command(args)
     if args.command == "explain":
-        return explain(args.name, args.client, args.qtype, args.at, args.config, args.json)
+        return explain(
+            args.name, args.client, args.qtype, args.at, args.config, args.json, args.device
+        )
     if args.command in ("catalogue", "lists"):
         return catalogue(args.json)
     if args.command == "reload":
         return reload_server(args.config, args.pid_file)
     if args.command == "export":
         return export(args.format, args.group, args.origin, args.config, args.output)
+    if args.command == "profile":
+        return profile.run(args)
     parser.print_help()
     return EXIT_CANNOT_START
 
@@ -275,14 +284,22 @@ def _parse_time(text: str | None) -> datetime.datetime:
 
 
 def explain(
-    name: str, client: str, qtype: str, at: str | None, path: str | None, as_json: bool
+    name: str,
+    client: str,
+    qtype: str,
+    at: str | None,
+    path: str | None,
+    as_json: bool,
+    device: str = "",
 ) -> int:
     from resolver.commands import explain as explaining
+    from resolver.protocol.devices import parse_device_id
 
     try:
         moment = _parse_time(at)
         number = explaining.qtype_number(qtype)
         ipaddress.ip_address(client)
+        device = parse_device_id(device) if device else ""
     except ValueError as error:
         print(f"dnswarden explain: {error}", file=sys.stderr)
         return EXIT_CANNOT_START
@@ -291,7 +308,7 @@ def explain(
     except (ConfigError, ListError) as error:
         return _problems(error)
     try:
-        result = explaining.explain(state, name, client, number, moment)
+        result = explaining.explain(state, name, client, number, moment, device)
     except ValueError as error:
         print(f"dnswarden explain: {error}", file=sys.stderr)
         return EXIT_CANNOT_START

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,6 +37,7 @@ from harness import (
     fresh_name,
     make_config,
     query,
+    run_cli,
     udp_exchange,
 )
 from prometheus_client.parser import text_string_to_metric_families
@@ -94,9 +96,18 @@ def make_pki(directory: Path) -> Pki:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free TCP port below the kernel's ephemeral range (32768 and up), so that no socket
+    bound to port 0 elsewhere takes it between this check and the server's bind."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 32000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 @pytest.fixture(scope="module")
@@ -537,3 +548,103 @@ def test_a_broken_renewal_keeps_the_running_certificate(encrypted: ServerProcess
     finally:
         (served / "cert.pem").write_bytes(cert_text)
         (served / "key.pem").write_bytes(good_key)
+
+
+# --- provisioning and explain ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("server_name", "trust", "code", "said"),
+    [
+        (SERVER_NAME, True, 0, "certificate ok for phone-1.dns.test"),
+        (SERVER_NAME, False, 1, "does not verify"),  # the phone would not trust our test CA
+        ("dns.other.test", True, 1, "does not verify"),  # a name the certificate does not cover
+    ],
+)
+def test_android_check_of_the_served_certificate(encrypted: ServerProcess, pki: Pki,
+                                                 workdir: Path, server_name: str, trust: bool,
+                                                 code: int, said: str) -> None:  # fmt: skip
+    host, port = dot_address(encrypted)
+    args = ["profile", "android", "--server-name", server_name, "--device-id", "phone-1",
+            "--connect", f"{host}:{port}"]  # fmt: skip
+    if trust:
+        args += ["--ca-file", str(pki.ca)]
+    result = run_cli(*args, cwd=workdir)
+    assert result.returncode == code, result.stderr
+    assert f"Private DNS hostname: phone-1.{server_name}" in result.stdout
+    assert said in result.stdout + result.stderr
+
+
+def test_explain_names_the_device_group(encrypted: ServerProcess, workdir: Path) -> None:
+    result = run_cli("explain", "telegram.org", "--device", "phone-1", "--json",
+                     "-c", str(encrypted.config), cwd=workdir)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    story = json.loads(result.stdout)
+    assert story["device"] == "phone-1"
+    assert story["group"] == {"name": "phones", "matched_by": "device phone-1"}
+    assert story["action"] == "block" and story["decision"]["list"] == "telegram"
+
+
+# --- behind a TCP load balancer: PROXY protocol v2 ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def proxied(launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream], pki: Pki,
+            workdir: Path) -> ServerProcess:  # fmt: skip
+    config = make_config([upstreams[0].address])
+    config["encrypted"] = {
+        "dot": ["127.0.0.1:0"],
+        "certificate": str(pki.cert),
+        "key": str(pki.key),
+        "server_name": SERVER_NAME,
+        "trusted_proxies": [f"{PROXY}/32"],
+        "proxy_protocol": True,
+        "handshake_timeout": "1s",
+    }
+    config["groups"] = {"proxied": {"subnets": ["10.99.0.0/16"], "block": ["wechat"]}}
+    config["clients"]["allow"].append("10.99.0.0/16")
+    return launch(config, "proxied")
+
+
+def _proxy_header(client: str) -> bytes:
+    body = socket.inet_aton(client) + socket.inet_aton("127.0.0.1") + struct.pack(">HH", 5, 853)
+    return PROXY_V2_SIGNATURE + b"\x21\x11" + struct.pack(">H", len(body)) + body
+
+
+def test_a_trusted_proxy_names_the_client_with_proxy_v2(proxied: ServerProcess, pki: Pki) -> None:
+    with socket.socket() as raw:
+        raw.bind((PROXY, 0))
+        raw.settimeout(5)
+        raw.connect(dot_address(proxied))
+        raw.sendall(_proxy_header(PROXIED_CLIENT))
+        with client_context(pki).wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+            reply = dns.query.tls(query("wechat.com."), "", sock=tls, timeout=5)
+    assert addresses(reply) == ["0.0.0.0"]
+    event = proxied.wait_for_event(
+        lambda e: e.get("event") == "blocked" and e.get("client") == PROXIED_CLIENT
+    )
+    assert event is not None and event["group"] == "proxied"
+
+
+def test_a_client_cannot_send_a_proxy_header(proxied: ServerProcess, pki: Pki) -> None:
+    """From an untrusted address the header is TLS garbage; from the trusted proxy, its
+    absence is a failure too: nobody picks their own address."""
+    before = metrics(proxied)
+    with socket.create_connection(dot_address(proxied), timeout=5) as sock:
+        sock.sendall(_proxy_header(PROXIED_CLIENT))
+        with contextlib.suppress(ConnectionResetError):
+            sock.recv(100)
+    with socket.socket() as raw:
+        raw.bind((PROXY, 0))
+        raw.settimeout(5)
+        raw.connect(dot_address(proxied))
+        with contextlib.suppress(ssl.SSLError, OSError):
+            client_context(pki).wrap_socket(raw, server_hostname=SERVER_NAME)
+    after = metrics(proxied)
+
+    def grew(reason: str) -> float:
+        key = ("dnswarden_tls_handshake_failures_total",
+               (("reason", reason), ("transport", "dot")))  # fmt: skip
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert (grew("not_tls"), grew("proxy_header")) == (1, 1)

@@ -58,7 +58,10 @@ def test_blocks_of_two_devices_behind_one_address_do_not_fold() -> None:
         ("phone-1", None), ("phone-2", None), ("phone-1", 1)]  # fmt: skip
 
 
-def scrape(stats: Stats, snapshot: ServiceSnapshot) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # noqa: E501
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(stats: Stats, snapshot: ServiceSnapshot) -> Samples:
     body, _ = Metrics(stats, lambda: snapshot).render(None)
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
@@ -95,6 +98,8 @@ def test_encrypted_series() -> None:
 
 
 def test_workers_open_connections_add_up() -> None:
-    merged = ServiceSnapshot.merge([ServiceSnapshot(connections_open={"dot": 2}),
-                                    ServiceSnapshot(connections_open={"dot": 1, "doh": 4})])  # fmt: skip
+    merged = ServiceSnapshot.merge([
+        ServiceSnapshot(connections_open={"dot": 2}),
+        ServiceSnapshot(connections_open={"dot": 1, "doh": 4}),
+    ])
     assert merged.connections_open == {"doh": 4, "dot": 3}

@@ -20,7 +20,8 @@ def header(command: int, family: int, body: bytes) -> bytes:
 
 
 V4 = header(0x21, 0x11, ipaddress.IPv4Address("198.51.100.7").packed
-            + ipaddress.IPv4Address("192.0.2.1").packed + struct.pack(">HH", 40000, 853))  # fmt: skip
+            + ipaddress.IPv4Address("192.0.2.1").packed
+            + struct.pack(">HH", 40000, 853))  # fmt: skip
 V6 = header(0x21, 0x21, ipaddress.IPv6Address("2001:db8::7").packed
             + ipaddress.IPv6Address("2001:db8::1").packed + struct.pack(">HH", 1, 853))  # fmt: skip
 LOCAL = header(0x20, 0x00, b"")
