@@ -100,6 +100,14 @@ def read_head(method: str, target: str, headers: Iterable[tuple[bytes, bytes]]) 
     return Request(device, None, True)
 
 
+def check_head_size(target: str, headers: Iterable[tuple[bytes, bytes]], limit: int) -> None:
+    """431 when the request line's target and the header fields exceed `limit` bytes (as
+    HTTP/2 counts a header list: 32 bytes of overhead per field, RFC 9113 §6.5.2)."""
+    size = len(target) + sum(len(key) + len(value) + 32 for key, value in headers)
+    if size > limit:
+        raise HttpError(431, "request header fields too large")
+
+
 def _route(path: str) -> str | None:
     if path == DOH_PATH:
         return None

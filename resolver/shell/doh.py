@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from resolver.shell.tls import TlsConnection
 
 Headers = list[tuple[bytes, bytes]]
+DISCARD_LIMIT = 1 << 20
+"""Bytes of a refused HTTP/1.1 request's body read and dropped before the connection is cut:
+closing at once would make the client's kernel discard our answer while it is still sending."""
 Respond = Callable[[int, Headers, bytes], None]
 
 
@@ -150,6 +153,9 @@ class Http2Connection(_Exchange):
                 codes.MAX_HEADER_LIST_SIZE: settings.max_header_bytes,
             },
         )
+        # Both limits hold from the first byte: h2 applies a changed header-list limit only once
+        # the client acknowledges our SETTINGS, which a hostile client need not wait for.
+        self.h2.decoder.max_header_list_size = settings.max_header_bytes
         self.h2.initiate_connection()
         self._send()
         self.rearm()
@@ -276,6 +282,7 @@ class Http1Connection(_Exchange):
         self.headers: Headers = []
         self.body = bytearray()
         self.refused = False  # the request was answered with an error before its body ended
+        self.discarded = 0  # bytes of a refused request's body read and dropped
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.rearm()
@@ -303,10 +310,18 @@ class Http1Connection(_Exchange):
             if isinstance(event, h11.Request):
                 self._head(event)
             elif isinstance(event, h11.Data):
-                if self.request is not None and not self.refused:
+                if self.refused:
+                    # Read (and drop) the rest of a refused request, so the client gets to read
+                    # our answer; a long one is cut off.
+                    self.discarded += len(event.data)
+                    if self.discarded > DISCARD_LIMIT:
+                        self.close()
+                elif self.request is not None:
                     self.body += event.data
                     if len(self.body) > doh.MAX_MESSAGE:
-                        self._refuse(doh.HttpError(413, "message too large"), close=True)
+                        self.discarded = len(self.body)
+                        self.body = bytearray()
+                        self._refuse(doh.HttpError(413, "message too large"), close=False)
             elif isinstance(event, h11.EndOfMessage):
                 self._complete()
             elif isinstance(event, h11.ConnectionClosed):
@@ -316,14 +331,17 @@ class Http1Connection(_Exchange):
         self.headers = [(key, value) for key, value in event.headers]
         self.body = bytearray()
         self.refused = False
+        self.discarded = 0
+        target = event.target.decode("latin-1")
         try:
-            self.request = doh.read_head(
-                event.method.decode("latin-1"), event.target.decode("latin-1"), self.headers
-            )
+            doh.check_head_size(target, self.headers, self.owner.config.max_header_bytes)
+            self.request = doh.read_head(event.method.decode("latin-1"), target, self.headers)
         except doh.HttpError as error:
             self.request = None
-            # Too large a body is not read at all; any other refusal lets the request end.
-            self._refuse(error, close=error.status == 413)
+            # The body of a refused request is read and dropped, up to DISCARD_LIMIT.
+            length = doh.header_value(self.headers, b"content-length") or b"0"
+            too_long = not length.isdigit() or int(length) > DISCARD_LIMIT
+            self._refuse(error, close=error.status == 431 or too_long)
 
     def _complete(self) -> None:
         request = self.request
@@ -339,6 +357,9 @@ class Http1Connection(_Exchange):
             self._next_cycle()
             return
         self.request = None
+        # One request at a time: read nothing more until it is answered, so a client that
+        # keeps sending cannot grow our buffers meanwhile.
+        self.tls.pause_reading()
         self.ask(message, self.headers, request.device, self._respond_and_continue)
 
     def _refuse(self, error: doh.HttpError, close: bool) -> None:
@@ -351,7 +372,13 @@ class Http1Connection(_Exchange):
         self._respond(status, headers, body)
         self._next_cycle()
         if not self.closed:
-            self.owner.loop.call_soon(self._process)  # a pipelined request may be buffered
+            self.owner.loop.call_soon(self._continue)
+
+    def _continue(self) -> None:
+        """Serve a pipelined request already buffered, then read again."""
+        self._process()
+        if not self.closed and not self.waiting:
+            self.tls.resume_reading()
 
     def _respond(self, status: int, headers: Headers, body: bytes) -> None:
         if self.closed or self.h11.our_state is not h11.SEND_RESPONSE:

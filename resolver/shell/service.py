@@ -268,7 +268,8 @@ class Service:
         if config.inspection != old.inspection:
             self.cache.flush()  # cached answers carry what the old rules looked for
         self.listeners.limits = config.limits
-        self.encrypted.reload(config.encrypted)
+        if config is not old:  # a reload for changed lists keeps the certificate too
+            self.encrypted.reload(config.encrypted)
         self.list_loaded = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.stats.count("reload.ok")
         self.audit.info(

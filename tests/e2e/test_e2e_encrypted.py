@@ -386,7 +386,7 @@ def test_doh_statuses_and_caching(encrypted: ServerProcess, pki: Pki, http2: boo
             client.get(doh_url(encrypted, "/dns-query/bad_id"), params={"dns": "AAAA"}).status_code,
         ]  # fmt: skip
         assert statuses == [405, 415, 413, 400, 400, 404, 400]
-        # The connection survives refusals (all but 413, which is not read and closes HTTP/1.1).
+        # The connection survives the refusals: a refused body is read and dropped.
         again = client.post(doh_url(encrypted), content=wire, headers=post)
         assert again.status_code == 200
 
@@ -648,3 +648,60 @@ def test_a_client_cannot_send_a_proxy_header(proxied: ServerProcess, pki: Pki) -
         return after.get(key, 0) - before.get(key, 0)
 
     assert (grew("not_tls"), grew("proxy_header")) == (1, 1)
+
+
+# --- HTTP limits -------------------------------------------------------------------------------
+
+
+def _tls_to_doh(server: ServerProcess, pki: Pki, alpn: str) -> ssl.SSLSocket:
+    context = client_context(pki)
+    context.set_alpn_protocols([alpn])
+    port = int(server.startup["doh"][0].rpartition(":")[2])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    return context.wrap_socket(raw, server_hostname=SERVER_NAME)
+
+
+def test_http1_request_head_over_the_limit_is_431(encrypted: ServerProcess, pki: Pki) -> None:
+    with _tls_to_doh(encrypted, pki, "http/1.1") as tls:
+        tls.sendall(b"GET /dns-query?dns=AAAB HTTP/1.1\r\nHost: dns.test\r\nX-Big: "
+                    + b"a" * 20000 + b"\r\n\r\n")  # fmt: skip
+        head = tls.recv(200)
+    assert head.startswith(b"HTTP/1.1 431 ")
+
+
+def test_http2_header_list_over_the_limit_ends_the_connection(encrypted: ServerProcess,
+                                                               pki: Pki) -> None:  # fmt: skip
+    before = metrics(encrypted)
+    with resolving_to_loopback(), doh_client(pki) as client, pytest.raises(httpx.HTTPError):
+        client.get(doh_url(encrypted), params={"dns": "AAAB"}, headers={"x-big": "a" * 20000})
+    after = metrics(encrypted)
+    key = ("dnswarden_encrypted_connections_total", (("event", "http_error"), ("transport", "doh")))
+    assert after[key] - before.get(key, 0) == 1
+
+
+def test_http2_streams_are_answered_concurrently(encrypted: ServerProcess, pki: Pki) -> None:
+    """A slow upstream answer does not hold back the blocked ones asked after it on the same
+    connection (HTTP/2 multiplexing)."""
+    import h2.connection
+    import h2.events
+
+    slow = query(fresh_name("slow"))
+    fast = query("tiktok.com.")
+    with _tls_to_doh(encrypted, pki, "h2") as tls:
+        conn = h2.connection.H2Connection()
+        conn.initiate_connection()
+        for stream_id, message in ((1, slow), (3, fast)):
+            conn.send_headers(stream_id, [(":method", "POST"), (":scheme", "https"),
+                                          (":authority", SERVER_NAME), (":path", "/dns-query"),
+                                          ("content-type", "application/dns-message")])  # fmt: skip
+            conn.send_data(stream_id, message.to_wire(), end_stream=True)
+        tls.sendall(conn.data_to_send())
+        finished = []
+        while len(finished) < 2:
+            data = tls.recv(65535)
+            assert data, "connection closed"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.StreamEnded):
+                    finished.append(event.stream_id)
+            tls.sendall(conn.data_to_send())
+    assert finished == [3, 1]

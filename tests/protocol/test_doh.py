@@ -128,3 +128,16 @@ def test_error_responses_say_why_and_are_not_cached() -> None:
     assert (b"cache-control", b"no-store") in headers
     assert body == b"only GET and POST\n"
     assert (b"content-length", str(len(body)).encode()) in headers
+
+
+@pytest.mark.parametrize(("extra", "refused"), [(0, False), (1, True)])
+def test_head_size_limit(extra: int, refused: bool) -> None:
+    headers = [(b"host", b"dns.test"), (b"x", b"a" * 100)]
+    limit = len("/dns-query") + (4 + 8 + 32) + (1 + 100 + 32)
+    target = "/dns-query" + "x" * extra
+    if refused:
+        with pytest.raises(doh.HttpError) as error:
+            doh.check_head_size(target, headers, limit)
+        assert error.value.status == 431
+    else:
+        doh.check_head_size(target, headers, limit)
