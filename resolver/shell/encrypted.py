@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import errno
 import ipaddress
 import socket
 import ssl
@@ -162,7 +161,13 @@ class EncryptedListeners:
         """Bind every encrypted listener; the start-up line's fields (`dot`, `doh`)."""
         if not self.config.enabled:
             return {}
-        contexts = self.contexts(self.config)
+        try:
+            contexts = self.contexts(self.config)
+        except (OSError, ssl.SSLError) as error:
+            raise OSError(
+                f"encrypted.certificate {self.config.certificate} with encrypted.key "
+                f"{self.config.key}: {error}"
+            ) from None
         fields: dict[str, list[str]] = {}
         for transport, context in contexts.items():
             kind = self.kinds[transport]
@@ -238,9 +243,7 @@ def bind_stream(endpoint: Endpoint, reuse_port: bool = False) -> socket.socket:
         try:
             sock.bind((endpoint.host, endpoint.port))
         except OSError as error:
-            if error.errno == errno.EADDRINUSE:
-                raise OSError(error.errno, f"{endpoint}: address already in use") from None
-            raise
+            raise OSError(error.errno, f"{endpoint}: {error.strerror or error}") from None
         sock.listen(TCP_BACKLOG)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -95,6 +95,15 @@ def make_pki(directory: Path) -> Pki:
     return Pki(directory / "ca.pem", cert, key, directory)
 
 
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 def free_port() -> int:
     """A free TCP port below the kernel's ephemeral range (32768 and up), so that no socket
     bound to port 0 elsewhere takes it between this check and the server's bind."""
@@ -128,7 +137,8 @@ def encrypted(
     shutil.copy(pki.key, tls_dir / "key.pem")
     config["encrypted"] = {
         # Fixed ports, picked free: DDR answers carry the configured port.
-        "dot": [f"127.0.0.1:{free_port()}"],
+        "dot": [f"127.0.0.1:{free_port()}"]
+        + ([f"[::1]:{free_port()}"] if ipv6_loopback() else []),
         "doh": [f"127.0.0.1:{free_port()}"],
         "certificate": str(tls_dir / "cert.pem"),
         "key": str(tls_dir / "key.pem"),
@@ -246,6 +256,16 @@ def test_device_id_from_the_server_name_reaches_group_and_audit(
     # Another phone, and the bare name, are in no device group: telegram is not blocked.
     other = dot_query(encrypted, pki, name, server_name=f"phone-2.{SERVER_NAME}")
     assert addresses(other) != ["0.0.0.0"]
+
+
+def test_dot_over_ipv6(encrypted: ServerProcess, pki: Pki) -> None:
+    if len(encrypted.startup["dot"]) < 2:
+        pytest.skip("no IPv6 loopback here")
+    host, _, port = encrypted.startup["dot"][1].rpartition(":")
+    reply = dns.query.tls(query("tiktok.com.", "AAAA"), host.strip("[]"), port=int(port),
+                          timeout=5, ssl_context=client_context(pki),
+                          server_hostname=SERVER_NAME)  # fmt: skip
+    assert addresses(reply) == ["::"]
 
 
 def test_pipelined_queries_are_answered_out_of_order(encrypted: ServerProcess, pki: Pki) -> None:
