@@ -1,7 +1,7 @@
 """The one path every query takes, declared in one place.
 
-    receive → parse → access control → DDR → policy → cache → upstream → response inspection
-    → reply → metrics/audit
+    receive → parse → access control → DDR → policy → missing lists → cache → upstream
+    → response inspection → reply → metrics/audit
 
 `handle` runs the steps that need no I/O and returns their answer at once: blocked and refused
 queries never leave this function, and neither does a cache hit (the hot path for every popular
@@ -43,7 +43,7 @@ from resolver.protocol.wire import (
     parse_query,
     udp_limit,
 )
-from resolver.state import ResolverState
+from resolver.state import FailClosed, ResolverState
 from resolver.upstream.pool import Overloaded, Resolved, UpstreamFailure, UpstreamPool, abandoned
 
 
@@ -136,6 +136,34 @@ class QueryPipeline:
         # Replaced whole by a reload; each query reads it once, so it sees one consistent state.
         self.inspector = Inspector(state.config.inspection)
         self._state = state
+        previous = getattr(self, "_closed", None)  # None: the first state, from __init__
+        self._closed = state.fail_closed(time.time())
+        if previous is not None:
+            self._announce(previous, self._closed)
+
+    def fail_closed(self, now: float) -> FailClosed:
+        """The groups served fail-closed at `now` (for /readyz and the events)."""
+        closed = self._closed
+        if not closed.since <= now < closed.until:
+            closed = self._reclose(now)
+        return closed
+
+    def _reclose(self, now: float) -> FailClosed:
+        """A policy window opened or closed since the groups were last worked out."""
+        previous = self._closed
+        self._closed = self._state.fail_closed(now)
+        self._announce(previous, self._closed)
+        return self._closed
+
+    def _announce(self, previous: FailClosed, current: FailClosed) -> None:
+        """Log the groups that start or stop being served fail-closed."""
+        started = sorted(set(current.groups) - set(previous.groups))
+        if started:
+            lists = sorted({name for g in started for name in current.groups[g].lists})
+            self.audit.error("fail_closed", groups=started, lists=lists)
+        ended = sorted(set(previous.groups) - set(current.groups))
+        if ended:
+            self.audit.info("fail_closed_lifted", groups=ended)
 
     def handle(
         self,
@@ -174,13 +202,28 @@ class QueryPipeline:
         # 3. Policy: the client's group (by device id, else by address), its policies in force
         #    now, and exemptions decide. A block is answered here, from the query's bytes; it
         #    comes before the cache so that a new block, or a lapsed one, takes effect at once.
+        now = time.time()
         device = "" if channel is None else channel.device
-        decision = state.policy.decide(client, query.qname, query.qtype, time.time(), device)
+        decision = state.policy.decide(client, query.qname, query.qtype, now, device)
         if decision.action is Action.BLOCK:
             return self._blocked(state, query, client, decision, over_udp, started, channel)
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
             return self._done(query, over_udp, "refused", reply, started, None, channel)
+        # 3b. Missing lists: a list this group must enforce now has no loaded copy (a feed
+        #    never fetched) and blocking.missing_lists is fail_closed, so what it might block
+        #    is not answered: SERVFAIL, EDE 14. After the policy (its blocks still apply) and
+        #    before the cache (a cached answer is no proof the missing list allows the name).
+        #    Nothing missing: one comparison and one empty-dict test.
+        closed = self._closed
+        if not closed.since <= now < closed.until:
+            closed = self._reclose(now)
+        if closed.groups:
+            group = closed.groups.get(decision.group)
+            if group is not None and group.refuses(query.qname):
+                self.stats.count("fail_closed")
+                reply = answers.servfail(query, EdeCode.NOT_READY, group.text)
+                return self._done(query, over_udp, "servfail", reply, started, None, channel)
         # 4. Cache: a fresh answer is served from here, synchronously; its answer names are checked
         #    against this client's policy like a forwarded answer's (step 6). While upstreams are
         #    known to fail (a cached failure), a stale answer or SERVFAIL is answered at once.
@@ -384,12 +427,9 @@ class QueryPipeline:
         channel: Channel | None = None,
     ) -> bytes:
         sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
-        if decision.policy:
-            cause = f"blocked by policy {decision.policy} ({decision.list_name})"
-        elif decision.reason:  # a response-IP or rebinding block says its own
-            cause = decision.reason
-        else:
-            cause = f"blocked by list {decision.list_name}"
+        # The cause (with its reference) was made when the policy was built: a block formats
+        # nothing but the CNAME that led to it.
+        cause = decision.cause
         cname = decision.cname
         if cname is not None:
             cause += f" via CNAME {to_text(cname)}"

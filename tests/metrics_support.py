@@ -18,7 +18,9 @@ class FakeView:
     entries: dict[str, int] = field(default_factory=lambda: {"tiktok": 40})
     refreshed: dict[str, float] = field(default_factory=lambda: {"tiktok": 1_700_000_000.0})
     failures: dict[str, int] = field(default_factory=dict)
+    missing: dict[str, bool] = field(default_factory=lambda: {"tiktok": False})
     policy_rows: list[tuple[str, bool, float | None]] = field(default_factory=list)
+    group_rules: dict[str, int] = field(default_factory=lambda: {"default": 40})
     cache_numbers: dict[str, int] | None = None
     audit_dropped: int = 0
     audit_file_errors: int = 0
@@ -33,7 +35,9 @@ class FakeView:
             list_sizes=self.entries,
             list_last_refresh=self.refreshed,
             list_refresh_failures=self.failures,
+            lists_missing=self.missing,
             policies=tuple(self.policy_rows),
+            group_blocked_rules=self.group_rules,
             cache=self.cache_numbers,
             audit_events_dropped=self.audit_dropped,
             audit_file_errors=self.audit_file_errors,

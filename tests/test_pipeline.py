@@ -9,7 +9,9 @@ import json
 import struct
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import dns.edns
@@ -21,7 +23,7 @@ import pytest
 
 from resolver.cache import Cache, CacheKey, cache_key
 from resolver.config import parse_config
-from resolver.lists.catalogue import catalogue_ids
+from resolver.lists.catalogue import catalogue_ids, load_catalogue_entry, reference_label
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, QueryPipeline
@@ -32,6 +34,8 @@ from resolver.state import ResolverState, build_state
 from resolver.upstream.pool import Resolved, UpstreamFailure
 
 CLIENT = "127.0.0.1"
+TIKTOK_DECISIONS = [reference_label(r) for r in load_catalogue_entry("tiktok").references]
+TIKTOK_REF = "; ".join(TIKTOK_DECISIONS)
 CONFIG = """
 listen: ["127.0.0.1:0"]
 upstream: {{servers: ["127.0.0.1:5399"], timeout: 0.5s, deadline: 2s}}
@@ -128,13 +132,19 @@ class Env:
         )
 
     def ask(
-        self, name: str, rdtype: str = "A", *, edns: bool = True, sync: bool | None = None
+        self,
+        name: str,
+        rdtype: str = "A",
+        *,
+        edns: bool = True,
+        sync: bool | None = None,
+        client: str = CLIENT,
     ) -> dns.message.Message:
         message = dns.message.make_query(name, rdtype, use_edns=0 if edns else None)
 
         async def exchange() -> tuple[bool, bytes | None]:
             later: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-            outcome = self.pipeline.handle(message.to_wire(), CLIENT, True, later.set_result)
+            outcome = self.pipeline.handle(message.to_wire(), client, True, later.set_result)
             if outcome is FORWARDED:
                 return False, await asyncio.wait_for(later, 5)
             assert not later.done()
@@ -290,14 +300,15 @@ def test_cname_cloaking_into_tiktok_is_blocked_audited_and_stays_blocked_from_ca
     ]
     first = env.ask("cdn.innocent.example.", sync=False)
     assert rdata(first) == ["0.0.0.0"]
-    assert ede(first) == [
-        (EdeCode.FORGED_ANSWER, "blocked by list tiktok via CNAME edge.tiktokv.com")
-    ]
+    cause = f"blocked by list tiktok (ref: {TIKTOK_REF}) via CNAME edge.tiktokv.com"
+    assert ede(first) == [(EdeCode.FORGED_ANSWER, cause)]
     second = env.ask("cdn.innocent.example.", sync=True)
     assert rdata(second) == ["0.0.0.0"]
     events = env.events("blocked")
     assert [e.get("cname") for e in events] == ["edge.tiktokv.com"] * 2
     assert events[0]["qname"] == "cdn.innocent.example" and events[0]["entry"] == "tiktok"
+    # The cloaked block cites the entry's decisions like a block of the question would.
+    assert (events[0]["reference"], events[0]["decisions"]) == (TIKTOK_REF, TIKTOK_DECISIONS)
     assert env.results() == {"blocked": 2}
     assert len(env.pool.calls) == 1
 
@@ -319,6 +330,7 @@ def test_rebinding(name: str, address: str, blocked: bool) -> None:
     if blocked:
         (event,) = env.events("blocked")
         assert (event["entry"], event["rule"]) == ("rebinding", address)
+        assert event["reference"] == "inspection.rebinding" and "decisions" not in event
 
 
 @pytest.mark.parametrize("first_octet", [10, 192])
@@ -343,6 +355,119 @@ def test_a_hostile_64k_reply_does_not_stall_the_loop(first_octet: int) -> None:
     assert findings is not None and (findings.ip_block is None) == (first_octet != 10)
     assert len(env.cache) == 0
     assert elapsed < 0.05, f"{elapsed * 1000:.1f} ms"
+
+
+# --- missing lists (blocking.missing_lists) -------------------------------------------------
+
+OFFICIAL = "127.0.0.2"
+FEED_CONFIG = """
+listen: ["127.0.0.1:0"]
+upstream: {{servers: ["127.0.0.1:5399"], timeout: 0.5s, deadline: 2s}}
+clients: {{allow: [127.0.0.0/8]}}
+state_dir: {tmp}/state
+sources:
+  feed: {{url: "https://127.0.0.1:1/feed.txt"}}
+groups:
+  officials: {{subnets: [127.0.0.2/32], block: [{block}]}}
+policies:
+  ban: {{block: [{policy}], groups: [officials], from: "{start}", until: "{end}"}}
+blocking: {{lists: [tiktok], missing_lists: {mode}}}
+"""
+
+
+def feed_state(
+    tmp_path: Path,
+    mode: str = "fail_closed",
+    *,
+    in_group: bool = True,
+    window: tuple[str, str] = ("2000-01-01", "2100-01-01"),
+) -> ResolverState:
+    """Group `officials` (client OFFICIAL) needs the never-fetched feed, through its own
+    `block` or through a policy with `window`; other clients are in the default group."""
+    text = FEED_CONFIG.format(
+        tmp=tmp_path,
+        block="feed" if in_group else "tiktok",
+        policy="tiktok" if in_group else "feed",
+        start=window[0],
+        end=window[1],
+        mode=mode,
+    )
+    return build_state(parse_config(text, "<test>", known_lists=catalogue_ids()), None)
+
+
+NOT_READY = (EdeCode.NOT_READY, "not ready: list feed not loaded yet (missing_lists: fail_closed)")
+
+
+def test_a_group_waiting_for_its_list_gets_servfail_not_ready(tmp_path: Path) -> None:
+    env = Env(feed_state(tmp_path))
+    env.pool.records["www.example.org."] = ["www.example.org. 300 IN A 192.0.2.1"]
+    waiting = env.ask("www.example.org.", client=OFFICIAL, sync=True)
+    assert waiting.rcode() == dns.rcode.SERVFAIL
+    assert ede(waiting) == [NOT_READY]
+    assert env.pool.calls == []  # nothing went upstream for it
+    # Blocks from the lists it has still apply; other groups are served as usual.
+    assert rdata(env.ask("www.tiktok.com.", client=OFFICIAL, sync=True)) == ["0.0.0.0"]
+    assert rdata(env.ask("www.example.org.", sync=False)) == ["192.0.2.1"]
+    # A cached answer is no proof the missing list allows the name.
+    again = env.ask("www.example.org.", client=OFFICIAL, sync=True)
+    assert (again.rcode(), ede(again)) == (dns.rcode.SERVFAIL, [NOT_READY])
+    assert env.results() == {"servfail": 2, "blocked": 1, "answered": 1}
+    assert env.stats.counts["fail_closed"] == 2
+
+
+def test_without_edns_the_servfail_carries_no_opt(tmp_path: Path) -> None:
+    env = Env(feed_state(tmp_path))
+    reply = env.ask("www.example.org.", client=OFFICIAL, edns=False, sync=True)
+    assert (reply.rcode(), reply.edns) == (dns.rcode.SERVFAIL, -1)
+
+
+def test_fail_open_answers_as_if_the_list_were_empty(tmp_path: Path) -> None:
+    env = Env(feed_state(tmp_path, "fail_open"))
+    env.pool.records["www.example.org."] = ["www.example.org. 300 IN A 192.0.2.1"]
+    assert rdata(env.ask("www.example.org.", client=OFFICIAL, sync=False)) == ["192.0.2.1"]
+    assert env.events("fail_closed") == []
+
+
+def test_a_reload_that_loads_the_list_lifts_it_and_says_so(tmp_path: Path) -> None:
+    env = Env(feed_state(tmp_path))
+    env.pool.records["www.example.org."] = ["www.example.org. 300 IN A 192.0.2.1"]
+    assert env.ask("www.example.org.", client=OFFICIAL).rcode() == dns.rcode.SERVFAIL
+    env.pipeline.state = state_for()  # the reload after the feed's first good fetch
+    assert rdata(env.ask("www.example.org.", client=OFFICIAL)) == ["192.0.2.1"]
+    assert [(e["level"], e["groups"]) for e in env.events("fail_closed_lifted")] == [
+        ("info", ["officials"])
+    ]
+    env.pipeline.state = feed_state(tmp_path)  # and back (a config naming a new feed)
+    assert env.ask("www.example.org.", client=OFFICIAL).rcode() == dns.rcode.SERVFAIL
+    assert [(e["level"], e["groups"], e["lists"]) for e in env.events("fail_closed")] == [
+        ("error", ["officials"], ["feed"])
+    ]
+
+
+WINDOW = ("2030-01-01T00:00:00Z", "2030-01-02T00:00:00Z")
+OPENS = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+CLOSES = datetime(2030, 1, 2, tzinfo=UTC).timestamp()
+
+
+def test_a_policy_window_opening_and_closing_is_followed_to_the_second(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No reload at the window's edges: the pipeline notices them at the next query."""
+    wall = [OPENS - 0.5]
+    clock = SimpleNamespace(time=lambda: wall[0], perf_counter=time.perf_counter)
+    monkeypatch.setattr("resolver.pipeline.time", clock)
+    env = Env(feed_state(tmp_path, in_group=False, window=WINDOW))
+    env.pool.records["www.example.org."] = ["www.example.org. 300 IN A 192.0.2.1"]
+    steps = [(OPENS - 0.5, dns.rcode.NOERROR), (OPENS, dns.rcode.SERVFAIL),
+             (CLOSES - 0.001, dns.rcode.SERVFAIL), (CLOSES, dns.rcode.NOERROR),
+             (OPENS + 1, dns.rcode.SERVFAIL)]  # fmt: skip  # (a wall clock set back)
+    for at, rcode in steps:
+        wall[0] = at
+        assert env.ask("www.example.org.", client=OFFICIAL).rcode() == rcode, at
+    assert [e["groups"] for e in env.events("fail_closed")] == [["officials"], ["officials"]]
+    assert [e["groups"] for e in env.events("fail_closed_lifted")] == [["officials"]]
+    assert env.pipeline.fail_closed(OPENS + 10).groups.keys() == {"officials"}
+    assert env.pipeline.fail_closed(CLOSES + 10).groups == {}
 
 
 # --- metrics --------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from resolver.config import Config, ConfigError, load_config, with_overrides
 from resolver.lists.catalogue import ListError, catalogue_ids
 from resolver.observe.audit import AuditLog, read_key
 from resolver.shell.workers import worker_count
-from resolver.state import build_state, read_resolv_conf
+from resolver.state import ResolverState, build_state, read_resolv_conf
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -78,9 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="validate a config file and the lists it names, start nothing",
         description="Exit 0 when FILE is valid; else print every problem as "
-        "FILE:LINE: key.path: message and exit 1.",
+        "FILE:LINE: key.path: message and exit 1. Also prints what each group has blocked now, "
+        "and warns of what the config does not enforce: a policy that has lapsed or not "
+        "started, the built-in public upstreams.",
     )
     check.add_argument("file", metavar="FILE")
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 on warnings too (for CI pipelines)"
+    )
 
     explain = commands.add_parser(
         "explain",
@@ -140,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "check":
-        return check(args.file)
+        return check(args.file, args.strict)
     if args.command == "serve":
         return serve_command(args)
     if args.command == "explain":
@@ -165,7 +170,7 @@ def _problems(error: ConfigError | ListError) -> int:
     return EXIT_INVALID
 
 
-def check(path: str) -> int:
+def check(path: str, strict: bool = False) -> int:
     try:
         config = load_config(path, known_lists=catalogue_ids())
         state = build_state(config, read_resolv_conf())
@@ -180,7 +185,50 @@ def check(path: str) -> int:
             print(f"  {name}: {_list_summary(report)}")
     for warning in state.warnings:
         print(f"  {warning}")
+    now = datetime.datetime.now(datetime.UTC)
+    for line in _blocked_now(state, now):
+        print(f"  {line}")
+    unenforced = _unenforced(state, now)
+    for warning in unenforced:
+        print(f"  warning: {warning}")
+    count = len(state.warnings) + len(unenforced)
+    if strict and count:
+        print(f"{path}: {count} warning(s), and --strict fails on warnings", file=sys.stderr)
+        return EXIT_INVALID
     return EXIT_OK
+
+
+def _blocked_now(state: ResolverState, now: datetime.datetime) -> list[str]:
+    """One line per group: the rules in force for it now, and from which lists."""
+    from resolver.policy import windows
+
+    lines = []
+    sizes = state.list_sizes
+    for group, entries in windows.lists_in_force(state.policy, now.timestamp()).items():
+        rules = sum(sizes.get(entry, 0) for entry in entries)
+        if rules:
+            counted = f"{rules} rule" if rules == 1 else f"{rules} rules"
+            lines.append(f"group {group}: {counted} blocked now, from {', '.join(entries)}")
+        else:
+            lines.append(f"group {group}: nothing blocked now")
+    return lines
+
+
+def _unenforced(state: ResolverState, now: datetime.datetime) -> list[str]:
+    """What the config says but does not do now, as the server would warn at start-up."""
+    from resolver.policy import windows
+    from resolver.shell.service import uses_public_fallback
+
+    config = state.config
+    found = [str(n) for n in windows.out_of_window(config.policies, config.source, now)]
+    if uses_public_fallback(state):
+        public = ", ".join(str(e) for e in state.upstreams)
+        found.append(
+            f"{config.source}: upstream.servers: not set, and /etc/resolv.conf names no "
+            f"nameserver but dnswarden itself: allowed queries go to the built-in public "
+            f"resolvers {public} (Quad9); set upstream.servers to your own"
+        )
+    return found
 
 
 def _list_summary(report: Any) -> str:

@@ -6,7 +6,7 @@ May import: protocol
 Does I/O: files (reads the config and the files it names; the environment for state_dir)
 """
 
-from resolver.config.blocking import AnswerMode, BlockingConfig
+from resolver.config.blocking import AnswerMode, BlockingConfig, MissingLists
 from resolver.config.cache import CacheConfig
 from resolver.config.clients import DEFAULT_ALLOW, ClientsConfig
 from resolver.config.document import parse_config
@@ -67,6 +67,7 @@ __all__ = [
     "ListRef",
     "LogConfig",
     "MetricsConfig",
+    "MissingLists",
     "PolicyConfig",
     "PrivacyMode",
     "SourceConfig",

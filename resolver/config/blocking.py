@@ -1,4 +1,5 @@
-"""The `blocking` section: the lists blocked for every client, and what a blocked name gets."""
+"""The `blocking` section: the lists blocked for every client, what a blocked name gets, and
+what happens while a list that must be enforced has not been loaded yet."""
 
 from __future__ import annotations
 
@@ -20,12 +21,21 @@ class AnswerMode(enum.Enum):
     IP = "ip"
 
 
+class MissingLists(enum.Enum):
+    """While a list in force has no loaded copy (a feed never fetched): refuse to answer the
+    names it might block (fail_closed), or answer them as if it were empty (fail_open)."""
+
+    FAIL_CLOSED = "fail_closed"
+    FAIL_OPEN = "fail_open"
+
+
 @dataclass(frozen=True, slots=True)
 class BlockingConfig:
-    lists: tuple[str, ...] = ("tiktok",)
+    lists: tuple[str, ...] = ("tiktok", "doh-bypass")  # doh-bypass: bans hold (default.yaml)
     answer: AnswerMode = AnswerMode.NULL_IP
     ip: tuple[IPAddress, ...] = ()
     ttl: int = 60
+    missing_lists: MissingLists = MissingLists.FAIL_CLOSED
 
 
 class Sinkhole(NamedTuple):
@@ -36,6 +46,7 @@ class Sinkhole(NamedTuple):
 
 
 answer_mode = choice(AnswerMode, "answer")
+missing_lists_mode = choice(MissingLists, "missing_lists mode")
 
 
 def read_blocking(
@@ -58,11 +69,15 @@ def read_blocking(
         ips = tuple(item.value for item in reader.unique(ip_items or []))
         ips_valid = ip_items is not None and len(ip_items) == len(entries["ip"][1].value)
     seconds = reader.value(entries, "ttl", path, ttl, defaults.ttl)
+    missing = reader.value(
+        entries, "missing_lists", path, missing_lists_mode, defaults.missing_lists
+    )
     config = BlockingConfig(
         lists=defaults.lists if names is None else names,
         answer=defaults.answer if answer is MISSING else answer,
         ip=ips,
         ttl=defaults.ttl if seconds is MISSING else seconds,
+        missing_lists=defaults.missing_lists if missing is MISSING else missing,
     )
     sinkhole = Sinkhole(answer, ips) if answer is not MISSING and ips_valid else None
     return config, entries, sinkhole

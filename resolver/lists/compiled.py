@@ -18,6 +18,9 @@ Layout (little-endian, every section 8-byte aligned)::
     flags    u8[n]              FLAG_* bits and answer code per name (absent when all equal)
     names    bytes              the canonical names (ASCII, no final dot), each ending in "\\n"
 
+The hash is ``crc32(name) >> 2``: stable across processes and Python versions (unlike
+`hash()`), computed in C, and small enough that Python sorts the keys at full speed.
+
 A lookup hashes each suffix of the query name (one per label, as `DomainMatcher` probes its
 dict). The filter turns away ~88% of the suffixes that are not listed after one byte read (most
 queries are not blocked); the others find their bucket, bisect a handful of names and compare

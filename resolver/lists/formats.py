@@ -6,10 +6,12 @@ rules (`v*.x.com`), regex rules, and a report (accepted, duplicates, skipped by 
 lines as ``source:LINE: message``). Invalid lines never abort a parse; `broken` decides, from the
 error ratio, whether the list as a whole must be refused (an HTML error page is not a list).
 
-Lists run to millions of lines, so the common line shapes (``name``, ``0.0.0.0 name``,
-``||name^``) are recognised for the whole buffer at once with C-level byte operations, and only
-the lines that fail that check go through the per-line parser, which also writes the error
-messages. Pure: bytes in, values out.
+This is the one parser of list lines: files, directories and feeds all reach it through
+`resolver.lists.compiled.parse_job` (catalogue entries are YAML, checked by `catalogue`). Lists
+run to millions of lines, so the common line shapes (``name``, ``0.0.0.0 name``, ``||name^``)
+are recognised for the whole buffer at once with C-level byte operations, and only the lines
+that fail that check go through the per-line parser, which also writes the error messages; both
+paths give the same result for every line. Pure: bytes in, values out.
 """
 
 from __future__ import annotations
@@ -18,13 +20,9 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from re import _parser as _sre_parse  # type: ignore[attr-defined]  # the parser `re` compiles with
 
 from resolver.protocol.names import BadName, normalise
-
-try:  # the stdlib's regex parser; public as `sre_parse` before 3.11 (deprecated alias since)
-    from re import _parser as _sre_parse  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover - Python < 3.11
-    import sre_parse as _sre_parse  # type: ignore[no-redef]
 
 __all__ = [
     "ANSWER_CODES",
@@ -774,7 +772,8 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
     The buffer is lowercased and the common decorations removed (hosts sink prefixes, comments,
     trailing blanks and dots; for adblock ``||`` and ``^``) without changing the line count;
     lines that are then one clean name are accepted in bulk, all others are parsed one by one
-    from their original text.
+    from their original text. Bulk acceptance is only a shortcut: it takes a line exactly when
+    `parse_line` would accept it as that name, so the result never depends on the path taken.
     """
     original = data
     low = b"\n" + data.lower()
@@ -786,9 +785,14 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
     if adblock:
         if b"\n!" in low:
             low = _BANG_COMMENT.sub(b"", low)
+        # `||`, `^` and `||^` alone are rules without a name (invalid), not blank lines.
         if b"\n||" in low:
+            while b"\n||\n" in low:
+                low = low.replace(b"\n||\n", b"\n\0\n")
             low = low.replace(b"\n||", b"\n")
         if b"^\n" in low:
+            while b"\n^\n" in low:
+                low = low.replace(b"\n^\n", b"\n\0\n")
             low = low.replace(b"^\n", b"\n")
     else:
         if b"#" in low:
@@ -831,14 +835,15 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
     good.pop(b"", None)
     for number in bad_numbers:
         good.pop(lines[number - 1], None)
+    if hosts:
+        # `0.0.0.0 localhost` lost its address above and now reads like a bare `localhost`
+        # line, which is a rule where the hosts line is not: the line parser tells them apart.
+        for name in _BOILERPLATE_BYTES & good.keys():
+            del good[name]
+            bad_numbers.extend(_line_numbers(lines, name))
+        bad_numbers.sort()
     good_lines = len(lines) - blank - len(bad_numbers)
     parsed.rule_lines += good_lines
-    if hosts:
-        # `0.0.0.0 localhost` lost its address above; such lines are skipped, as one by one
-        # (in a file with hosts lines, a bare `localhost` line is then skipped too).
-        for name in _BOILERPLATE_BYTES & good.keys():
-            good_lines -= lines.count(name)
-            del good[name]
     parsed.duplicates += good_lines - len(good)
     if not parsed.plain and not parsed.flagged:
         parsed.plain = good
@@ -849,6 +854,18 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
         parsed.duplicates += len(good.keys() & parsed.plain.keys())
         parsed.plain.update(good)
     if bad_numbers:
-        raw_lines = original.split(b"\n")
+        raw_lines = original.split(b"\n", bad_numbers[-1])  # split no further than needed
         for number in bad_numbers:
             parse_line(parsed, number, _decode_line(raw_lines[number - 1]))
+
+
+def _line_numbers(lines: list[bytes], text: bytes) -> list[int]:
+    """The numbers (from 1) of the lines equal to `text`, found at C speed."""
+    numbers: list[int] = []
+    index = -1
+    while True:
+        try:
+            index = lines.index(text, index + 1)
+        except ValueError:
+            return numbers
+        numbers.append(index + 1)

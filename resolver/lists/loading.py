@@ -11,8 +11,9 @@ download replaces the last good copy only if it parses and does not shrink suspi
 
 Bad lines are reported with ``file:line`` and skipped; a list with too many of them (more than
 `limits.max_bad_lines` and over 5% of its lines) is refused as a whole, because a broken or
-mis-downloaded list must not load half-silently. Catalogue entries, a few hundred rules each
-with per-rule answers, go through `build_blocking` into a `DomainMatcher` instead.
+mis-downloaded list must not load half-silently. Catalogue entries are few rules with per-rule
+answers, already checked strictly by `resolver.lists.catalogue`; `build_blocking` puts them in a
+`DomainMatcher` as they are.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from resolver.config import Config, ListKind, SourceConfig
-from resolver.lists.catalogue import ListError, catalogue_ids, load_catalogue_entry
+from resolver.lists.catalogue import ListError, load_catalogue_entry
 from resolver.lists.compiled import (
     CompiledMatcher,
     compile_job,
@@ -41,15 +42,8 @@ from resolver.lists.compiled import (
     parse_job,
 )
 from resolver.lists.fetch import FetchError, FetchResult, SourceStore, fetch
-from resolver.lists.formats import (
-    HOSTS_BOILERPLATE,
-    SINK_ADDRESSES,
-    ParsedRules,
-    is_address,
-    show,
-)
+from resolver.lists.formats import ParsedRules
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
-from resolver.protocol.names import BadName, normalise
 
 __all__ = [
     "AllowFiltered",
@@ -59,7 +53,6 @@ __all__ = [
     "ListReport",
     "LoadedLists",
     "Matcher",
-    "ParsedList",
     "RefreshOutcome",
     "build_blocking",
     "compile_job",
@@ -67,7 +60,6 @@ __all__ = [
     "list_specs",
     "load_lists",
     "local_changes",
-    "parse_domain_list",
     "poll_interval",
     "refresh_source",
     "size_changes",
@@ -75,189 +67,45 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class ParsedList:
-    """A parsed list file: normalised domains in file order, plus what was wrong with it.
-
-    ``errors`` holds the first ``max_errors`` problems as ``source:LINE: message``;
-    ``error_count`` counts all of them; ``duplicates`` counts repeated domains (not errors).
-    """
-
-    name: str
-    domains: tuple[str, ...]
-    errors: tuple[str, ...]
-    error_count: int
-    duplicates: int
-
-
-@dataclass(frozen=True, slots=True)
 class BlockingSet:
-    """The matcher built from all configured lists, and what each list contributed.
+    """The matcher built from catalogue entries, and what each entry contributed.
 
-    ``sizes`` maps each list name to the number of patterns it put into the matcher (a pattern
-    already added by an earlier list counts for the earlier one). ``warnings`` carries the bad
-    lines that were skipped because their list stayed under the cap, for the startup log.
+    ``sizes`` maps each entry id to the number of patterns it put into the matcher (a pattern
+    already added by an earlier entry counts for the earlier one).
     """
 
     matcher: DomainMatcher
     sizes: dict[str, int]
-    warnings: tuple[str, ...] = ()
 
 
-def parse_domain_list(text: str, source: str, name: str, *, max_errors: int = 100) -> ParsedList:
-    """Parse a list file's text; raises ``ListError`` when more than ``max_errors`` lines are bad.
+def build_blocking(entry_ids: Sequence[str]) -> BlockingSet:
+    """Build one matcher from bundled catalogue entries, in precedence order.
 
-    Accepted per line: a domain (wildcards as in the matcher, e.g. ``*.example.com``); a hosts
-    line whose address is 0.0.0.0, 127.0.0.1, :: or ::1 followed by one or more names (the
-    usual ``localhost``-style entries are skipped); blank lines; ``#`` comments, whole-line or
-    trailing. Lines are numbered from 1, split on ``\\n`` only, as editors count them.
-    """
-    domains: list[str] = []
-    seen: set[bytes] = set()
-    errors: list[str] = []
-    error_count = 0
-    duplicates = 0
-
-    def bad(line_no: int, message: str) -> None:
-        nonlocal error_count
-        error_count += 1
-        if len(errors) < max_errors:
-            errors.append(f"{source}:{line_no}: {message}")
-
-    def accept(line_no: int, domain: str, *, allow_wildcard: bool) -> None:
-        nonlocal duplicates
-        try:
-            wire, canonical = normalise(domain, allow_wildcard=allow_wildcard)
-        except BadName as exc:
-            bad(line_no, str(exc))
-            return
-        if wire == b"\x00":
-            bad(line_no, "the root '.' cannot be blocked")
-            return
-        if wire in seen:
-            duplicates += 1
-            return
-        seen.add(wire)
-        domains.append(canonical)
-
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    for line_no, raw in enumerate(text.split("\n"), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.split()
-        if fields[0] in SINK_ADDRESSES or is_address(fields[0]):
-            if len(fields) == 1:
-                bad(line_no, f"{show(fields[0])} is an address, not a domain name")
-                continue
-            if all(host.lower() in HOSTS_BOILERPLATE for host in fields[1:]):
-                continue
-            if fields[0] not in SINK_ADDRESSES:
-                bad(
-                    line_no,
-                    f"hosts line maps to {show(fields[0])}; only 0.0.0.0, 127.0.0.1, :: and ::1 "
-                    "mean 'block'",
-                )
-                continue
-            for host in fields[1:]:
-                if host.lower() in HOSTS_BOILERPLATE:
-                    continue
-                if is_address(host):
-                    bad(line_no, f"{show(host)} is an address, not a domain name")
-                    continue
-                accept(line_no, host, allow_wildcard=False)
-            continue
-        if len(fields) > 1:
-            bad(line_no, f"expected one domain per line, got {show(line)}")
-            continue
-        accept(line_no, fields[0], allow_wildcard=True)
-
-    if error_count > max_errors:
-        shown = f"first {len(errors)} shown" if errors else "none shown"
-        raise ListError(
-            [
-                *errors,
-                f"{source}: {error_count} invalid lines, more than the allowed {max_errors} "
-                f"({shown}); refusing to load this list",
-            ]
-        )
-    return ParsedList(
-        name=name,
-        domains=tuple(domains),
-        errors=tuple(errors),
-        error_count=error_count,
-        duplicates=duplicates,
-    )
-
-
-def _read_list(path: Path) -> str:
-    """Read a list file as UTF-8; undecodable bytes become U+FFFD and then fail as bad lines."""
-    return path.read_bytes().decode("utf-8", errors="replace")
-
-
-def build_blocking(lists: Sequence[str], *, max_bad_lines: int = 100) -> BlockingSet:
-    """Build the matcher from catalogue ids and list file paths, in precedence order.
-
-    An item without a ``/`` that names a bundled catalogue entry is that entry (its rules keep
-    their per-rule answer overrides); anything else is a path to a local list file whose name
-    is the file stem. List names appear in audit logs, so two lists may not share one. All
-    problems from all lists are collected and raised together as one ``ListError``.
+    Each rule keeps its per-rule answer override. List names appear in audit logs, so an entry
+    may not be named twice. All problems of all entries are raised together as one `ListError`.
     """
     matcher = DomainMatcher()
     sizes: dict[str, int] = {}
-    warnings: list[str] = []
     problems: list[str] = []
-    bundled: frozenset[str] | None = None
-    for item in lists:
-        if bundled is None:
-            bundled = catalogue_ids()
-        if "/" not in item and item in bundled:
-            name = item
-            if name in sizes:
-                problems.append(f"{item}: list {name!r} is configured twice")
-                continue
-            try:
-                entry = load_catalogue_entry(item)
-            except ListError as exc:
-                problems.extend(exc.problems)
-                continue
-            before = len(matcher)
-            for rule in entry.rules:
-                matcher.add(rule.domain, BlockRule(item, rule.domain, rule.answer))
-            sizes[name] = len(matcher) - before
-            continue
-        path = Path(item)
-        name = path.stem
-        if name in sizes:
-            problems.append(f"{item}: list name {name!r} (the file stem) is already in use")
+    for entry_id in entry_ids:
+        if entry_id in sizes:
+            problems.append(f"{entry_id}: list {entry_id!r} is configured twice")
             continue
         try:
-            text = _read_list(path)
-        except OSError as exc:
-            known = ", ".join(sorted(bundled)) or "(none)"
-            problems.append(
-                f"{item}: cannot read list file ({exc.strerror or exc}); "
-                f"bundled catalogue entries are: {known}"
-            )
-            continue
-        try:
-            parsed = parse_domain_list(text, item, name, max_errors=max_bad_lines)
+            entry = load_catalogue_entry(entry_id)
         except ListError as exc:
             problems.extend(exc.problems)
             continue
-        warnings.extend(parsed.errors)
         before = len(matcher)
-        for domain in parsed.domains:
-            matcher.add(domain, BlockRule(name, domain))
-        sizes[name] = len(matcher) - before
+        for rule in entry.rules:
+            matcher.add(rule.domain, BlockRule(entry_id, rule.domain, rule.answer))
+        sizes[entry_id] = len(matcher) - before
     if problems:
         raise ListError(problems)
-    return BlockingSet(matcher=matcher, sizes=sizes, warnings=tuple(warnings))
+    return BlockingSet(matcher=matcher, sizes=sizes)
 
 
-# ----- operator lists: every format, sources, compiled lists, last good copies ---------------
-
-PARSER_VERSION = 1
+PARSER_VERSION = 2
 """Part of every compiled list's fingerprint: bump it when parsing changes meaning."""
 
 CHILD_THRESHOLD = 1 << 20
@@ -333,6 +181,10 @@ class LoadedLists:
     `matchers` maps each configured reference (catalogue id, source name or path) to its list
     name and matcher, block lists already filtered through the allow lists; `watch` is what
     `local_changes` compares to notice edited list files.
+
+    `missing` names the lists that are not in force although configured: their matcher is
+    empty (a feed never fetched, with no last good copy). What that means for the groups
+    that use them is decided from these names alone (`state`, `blocking.missing_lists`).
     """
 
     matchers: Mapping[str, tuple[str, Matcher]]
@@ -340,6 +192,7 @@ class LoadedLists:
     reports: Mapping[str, ListReport]
     warnings: tuple[str, ...]
     watch: Mapping[str, tuple[tuple[str, int, int], ...]]
+    missing: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,7 +443,7 @@ def load_lists(config: Config, *, state_dir: str | None = None) -> LoadedLists:
     for spec in list_specs(config):
         if isinstance(spec, str):
             try:
-                blocking = build_blocking([spec], max_bad_lines=limits.max_bad_lines)
+                blocking = build_blocking([spec])
             except ListError as error:
                 problems.extend(error.problems)
                 failed.append(spec)
@@ -625,7 +478,8 @@ def load_lists(config: Config, *, state_dir: str | None = None) -> LoadedLists:
             item: (name, m if item in allow_names else AllowFiltered(m, allows))
             for item, (name, m) in loaded.items()
         }
-    return LoadedLists(loaded, sizes, reports, tuple(warnings), watch)
+    missing = frozenset(name for name, report in reports.items() if not report.fetched)
+    return LoadedLists(loaded, sizes, reports, tuple(warnings), watch, missing)
 
 
 def _watch_stamp(spec: _Spec, store: SourceStore | None) -> tuple[tuple[str, int, int], ...]:

@@ -1,8 +1,10 @@
 """The audit trail: structured JSON lines on stdout (and optionally a rotated file) for the SIEM.
 
-Every block is an event (who asked, what, under which policy, list and rule, what we answered),
-as are upstream failures, start-up, reloads and shutdown. Allowed queries are logged only when
-asked for. Three guarantees hold whatever clients send:
+Every block is an event (who asked, what, under which policy, list and rule, on whose authority,
+what we answered), as are upstream failures, start-up, reloads and shutdown. `reference` is the
+policy's mandate when a policy with one blocked, else the list's citation: a catalogue entry's
+decisions, an operator list's file or URL; `decisions` lists a catalogue entry's decisions.
+Allowed queries are logged only when asked for. Three guarantees hold whatever clients send:
 
 - One event is one line of printable ASCII JSON: names go through `names.to_text`, and
   ``ensure_ascii`` escapes every other character outside space..tilde (C0 controls, DEL, C1
@@ -419,8 +421,9 @@ class AuditLog:
 
     def blocked(self, client: str, query: Query, decision: Decision, device: str = "") -> None:
         """One event per blocked query, folded when the same client repeats it within the window;
-        `cname` is written for a block found in an upstream answer's names, `device` for a
-        client that presented a device id (DoT server name, DoH path)."""
+        `decisions` is written for a block through a catalogue entry, `cname` for a block found
+        in an upstream answer's names, `device` for a client that presented a device id (DoT
+        server name, DoH path)."""
         if not self.info_enabled:
             return
         now = self._clock()
@@ -447,6 +450,8 @@ class AuditLog:
             "reference": decision.reference,
             "answer": decision.answer,
         }
+        if decision.decisions:
+            fields["decisions"] = decision.decisions
         cname = decision.cname
         if cname is not None:
             fields["cname"] = to_text(cname)

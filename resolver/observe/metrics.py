@@ -61,7 +61,9 @@ class ServiceSnapshot:
     list_sizes: Mapping[str, int] = field(default_factory=dict)  # domain rules per list
     list_last_refresh: Mapping[str, float] = field(default_factory=dict)  # unix time, last load
     list_refresh_failures: Mapping[str, int] = field(default_factory=dict)
+    lists_missing: Mapping[str, bool] = field(default_factory=dict)  # list -> not loaded
     policies: tuple[tuple[str, bool, float | None], ...] = ()  # name, active now, until
+    group_blocked_rules: Mapping[str, int] = field(default_factory=dict)  # rules in force now
     cache: Mapping[str, int] | None = None  # `CACHE_KEYS`; None without a cache
     audit_events_dropped: int = 0
     audit_file_errors: int = 0
@@ -92,7 +94,9 @@ class ServiceSnapshot:
             list_sizes=first.list_sizes,
             list_last_refresh=first.list_last_refresh,
             list_refresh_failures=first.list_refresh_failures,
+            lists_missing=first.lists_missing,
             policies=first.policies,
+            group_blocked_rules=first.group_blocked_rules,
             cache=cache,
             audit_events_dropped=sum(s.audit_events_dropped for s in snapshots),
             audit_file_errors=sum(s.audit_file_errors for s in snapshots),
@@ -151,10 +155,16 @@ FAMILIES: Final = {
            "Unix time of the last successful load of each list."),
         _f("list_refresh_failures", "counter", ("list",),
            "Failed attempts to load or refresh each list."),
+        _f("lists_missing", "gauge", ("list",),
+           "1 while a configured list has no loaded copy (a feed never fetched), else 0."),
         _f("policy_active", "gauge", ("policy",),
            "1 while the policy's validity window contains now, else 0."),
         _f("policy_until_timestamp_seconds", "gauge", ("policy",),
            "Unix time at which the policy lapses (only policies with an end)."),
+        _f("group_blocked_rules", "gauge", ("group",),
+           "Rules of the lists in force now for each client group (its policies in their "
+           "window, its own lists, blocking.lists), before exemptions; 0: nothing is blocked "
+           "for the group. Recomputed at each policy window's edge and on reload."),
         _f("reloads", "counter", ("result",), "Configuration reloads (SIGHUP), by result."),
         _f("malformed_packets", "counter", ("reason",),
            "Packets that failed to parse, by reason."),
@@ -301,10 +311,14 @@ class StatsCollector:
             out.add("list_last_refresh_timestamp_seconds", (name,), when)
         for name, failures in sorted(snapshot.list_refresh_failures.items()):
             out.add("list_refresh_failures", (name,), failures)
+        for name, missing in sorted(snapshot.lists_missing.items()):
+            out.add("lists_missing", (name,), 1.0 if missing else 0.0)
         for name, active, until in snapshot.policies:
             out.add("policy_active", (name,), 1.0 if active else 0.0)
             if until is not None:
                 out.add("policy_until_timestamp_seconds", (name,), until)
+        for group, rules in sorted(snapshot.group_blocked_rules.items()):
+            out.add("group_blocked_rules", (group,), rules)
         cache = snapshot.cache
         if cache is not None:
             for key in CACHE_KEYS:

@@ -28,6 +28,7 @@ class EdeCode(IntEnum):
 
     STALE_ANSWER = 3
     FORGED_ANSWER = 4
+    NOT_READY = 14
     BLOCKED = 15
     CENSORED = 16
     PROHIBITED = 18

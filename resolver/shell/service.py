@@ -1,10 +1,11 @@
 """The service's life: start listeners and the metrics endpoint, log the start-up line, reload on
-SIGHUP, warn before policies lapse, stop on SIGINT/SIGTERM. Errors are raised to the CLI, which
-alone picks exit codes."""
+SIGHUP, warn before policies lapse and whenever one blocks nothing, stop on SIGINT/SIGTERM.
+Errors are raised to the CLI, which alone picks exit codes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import gc
 import os
@@ -17,13 +18,14 @@ from dataclasses import dataclass
 
 from resolver import __version__
 from resolver.cache import Cache
-from resolver.config import Config, ConfigError, LimitsConfig
+from resolver.config import FALLBACK_UPSTREAMS, Config, ConfigError, LimitsConfig, MissingLists
 from resolver.lists import loading
 from resolver.lists.catalogue import ListError
 from resolver.observe.audit import TICK_INTERVAL, AuditLog, read_key
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
 from resolver.pipeline import QueryPipeline
+from resolver.policy import windows
 from resolver.shell.encrypted import EncryptedListeners
 from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import Listeners
@@ -34,6 +36,17 @@ from resolver.upstream.pool import PoolOptions, UpstreamPool
 LAPSE_WARNING_DAYS = 14
 LAPSE_CHECK_INTERVAL = 86400.0
 MAX_STARTUP_WARNINGS = 20
+IN_FORCE = windows.Window.IN_FORCE
+WINDOW_RECHECK = 60.0
+"""Longest wait between looks at the policy windows: a reload or a step of the wall clock (the
+edges are wall-clock times, the loop's timers monotonic) is caught within it."""
+
+
+def uses_public_fallback(state: ResolverState) -> bool:
+    """Whether allowed queries go to the built-in public resolvers: no `upstream.servers`, and
+    resolv.conf named none (or only dnswarden itself). An operator must know their traffic
+    leaves for Quad9, which may be against the network's policy."""
+    return not state.config.upstream.servers and state.upstreams == FALLBACK_UPSTREAMS
 
 
 def event_loop_name() -> str:
@@ -68,6 +81,10 @@ class Service:
         self.started = False
         self._reload_pending: asyncio.Task[None] | None = None
         self._reload_again: tuple[str, bool] | None = None
+        self.blocked_rules: dict[str, int] = {}
+        self._in_force: frozenset[str] = frozenset()
+        self._windows_changed = asyncio.Event()
+        self.track_policy_windows(announce=False)
 
     @property
     def state(self) -> ResolverState:
@@ -85,10 +102,15 @@ class Service:
             list_sizes=dict(state.list_sizes),
             list_last_refresh=dict(self.list_loaded),
             list_refresh_failures=dict(self.list_failures),
+            lists_missing={
+                name: name in state.missing_lists
+                for name in {*state.list_sizes, *state.missing_lists}
+            },
             policies=tuple(
                 (p.name, p.active(now), p.valid_until.timestamp() if p.valid_until else None)
                 for p in state.config.policies
             ),
+            group_blocked_rules=dict(self.blocked_rules),
             cache=self.cache.stats() if self.cache.enabled else None,
             audit_events_dropped=self.audit.dropped_total,
             audit_file_errors=self.audit.file_errors,
@@ -109,18 +131,35 @@ class Service:
 
     def ready(self) -> tuple[bool, dict[str, object]]:
         healthy = [str(e) for e in self.pool.healthy]
-        # A feed without any good copy yet enforces nothing: not ready until it has one.
-        missing = [n for n, report in self.state.list_reports.items() if not report.fetched]
+        # A group served fail-closed answers only what its loaded lists block: not ready
+        # until its missing lists load. (With fail_open they are named, and ignored.)
+        closed = self.pipeline.fail_closed(time.time())
         detail: dict[str, object] = {
             "listeners": self.started,
             "lists": dict(self.state.list_sizes),
-            "lists_missing": missing,
+            "lists_missing": sorted(self.state.missing_lists),
+            "failing_closed": sorted(closed.groups),
             "healthy_upstreams": healthy,
         }
         if self.encrypted.active:
             detail["encrypted"] = self.encrypted.status()
         serving = self.started and self.encrypted.serving()
-        return serving and bool(healthy) and not missing, detail
+        return serving and bool(healthy) and not closed.groups, detail
+
+    def report_missing_lists(self, before: frozenset[str] = frozenset()) -> None:
+        """At start, and on a reload for lists missing since `before`: which lists are missing
+        and which groups must enforce them now; an error when those groups are served
+        fail-closed, a warning when they are answered as if the lists were empty (fail_open)
+        or when no group needs the lists now (a policy not in force yet, `allow`)."""
+        state = self.state
+        added = state.missing_lists - before
+        if not added:
+            return
+        mode = state.config.blocking.missing_lists
+        groups = sorted(state.waiting(time.time()).groups)
+        closed = bool(groups) and mode is MissingLists.FAIL_CLOSED
+        log = self.audit.error if closed else self.audit.warning
+        log("lists_missing", lists=sorted(added), missing_lists=mode.value, groups=groups)
 
     # --- life cycle --------------------------------------------------------------------------
 
@@ -224,6 +263,7 @@ class Service:
         started = time.monotonic() if started is None else started
         old = self.state.config
         old_sizes = dict(self.state.list_sizes)
+        old_missing = self.state.missing_lists
         try:
             if prepared is None:
                 config = self.load_config()
@@ -281,7 +321,72 @@ class Service:
             upstreams=[str(e) for e in state.upstreams],
             seconds=round(time.monotonic() - started, 3),
         )
+        recovered = old_missing - state.missing_lists
+        if recovered:
+            self.audit.info("lists_recovered", lists=sorted(recovered))
+        self.report_missing_lists(old_missing)
+        self.track_policy_windows(announce=False, reset=True)
+        self.warn_on_load()
+
+    def warn_on_load(self) -> None:
+        """At start-up and after every reload: what the new state does not enforce."""
         self.warn_lapsing_policies()
+        self.warn_policy_windows()
+        self.warn_upstream_fallback()
+
+    def warn_policy_windows(self) -> None:
+        """A policy that has lapsed or not started blocks nothing: say so, with its window."""
+        config = self.state.config
+        now = datetime.datetime.now(datetime.UTC)
+        for notice in windows.out_of_window(config.policies, config.source, now):
+            self.audit.warning(notice.event, **notice.fields())
+
+    def warn_upstream_fallback(self) -> None:
+        if uses_public_fallback(self.state):
+            self.audit.warning(
+                "upstream_fallback",
+                upstreams=[str(e) for e in self.state.upstreams],
+                reason="no upstream.servers, and /etc/resolv.conf names no nameserver other "
+                "than dnswarden itself",
+            )
+
+    def track_policy_windows(self, announce: bool, reset: bool = False) -> None:
+        """Recompute what each group has in force (the `group_blocked_rules` gauge), and with
+        `announce` log each policy that started or lapsed since the last look. `reset` (a new
+        state) forgets the last look: the reload's warnings have said what is out of window."""
+        state = self.state
+        now = time.time()
+        moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
+        self.blocked_rules = windows.blocked_rules(state.policy, state.list_sizes, now)
+        in_force = frozenset(
+            p.name for p in state.config.policies if windows.window(p, moment) is IN_FORCE
+        )
+        if announce and not reset:
+            source = state.config.source
+            for policy in state.config.policies:
+                if policy.name in in_force and policy.name not in self._in_force:
+                    self.audit.info("policy_started", **windows.policy_fields(policy, source),
+                                    blocked_rules=self.blocked_rules)  # fmt: skip
+                elif policy.name in self._in_force and policy.name not in in_force:
+                    notice = windows.OutOfWindow(policy, windows.window(policy, moment), source)
+                    self.audit.warning(notice.event, **notice.fields(),
+                                       blocked_rules=self.blocked_rules)  # fmt: skip
+        self._in_force = in_force
+        if reset:
+            self._windows_changed.set()  # the watcher's next edge may have moved
+
+    async def watch_policy_windows(self, announce: bool) -> None:
+        """Wake at each window's edge (or a reload) and track what is in force from then."""
+        while True:
+            now = datetime.datetime.now(datetime.UTC)
+            edge = windows.next_edge(self.state.config.policies, now)
+            wait = WINDOW_RECHECK
+            if edge is not None:
+                wait = min(wait, max((edge - now).total_seconds(), 0.0))
+            self._windows_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._windows_changed.wait(), wait)
+            self.track_policy_windows(announce)
 
     def warn_lapsing_policies(self) -> None:
         """A ban that lapses silently is a ban lifted by accident: warn from 14 days before."""
@@ -385,10 +490,12 @@ async def run_service(
             lists=dict(state.list_sizes),
             groups=sorted(state.policy.groups),
             policies=[p.name for p in state.config.policies],
+            missing_lists=state.config.blocking.missing_lists.value,
             audit_key_id=audit.key_id(),
             loop=event_loop_name(),
         )
     if worker is None or worker.index == 0:
+        service.report_missing_lists()
         for name, report in state.list_reports.items():
             if report.kind != "catalogue":
                 audit.info("list_loaded", list=name, **report.fields())
@@ -396,7 +503,7 @@ async def run_service(
             audit.warning("list_line_skipped", problem=warning)
         if len(state.warnings) > MAX_STARTUP_WARNINGS:
             audit.warning("list_lines_skipped", more=len(state.warnings) - MAX_STARTUP_WARNINGS)
-        service.warn_lapsing_policies()
+        service.warn_on_load()
 
     # What start-up built lives as long as the process: keep it out of the cyclic GC's full
     # collections, which otherwise pause the loop for tens of ms under load (no reply should
@@ -418,6 +525,7 @@ async def run_service(
     timers = [
         loop.create_task(every(TICK_INTERVAL, audit.tick)),
         loop.create_task(service.watch_lists()),
+        loop.create_task(service.watch_policy_windows(announce=worker is None or not worker.index)),
     ]
     if worker is None or worker.index == 0:
         timers.append(loop.create_task(every(LAPSE_CHECK_INTERVAL, service.warn_lapsing_policies)))

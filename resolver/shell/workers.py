@@ -122,8 +122,11 @@ class Supervisor:
             for w in self.workers
             if w.report is not None and w.report.snapshot.ready and _running(w)
         ]
-        healthy = [name for name, up in self.snapshot().upstream_health.items() if up]
-        detail: dict[str, object] = {"workers_ready": alive, "healthy_upstreams": healthy}
+        snapshot = self.snapshot()
+        healthy = [name for name, up in snapshot.upstream_health.items() if up]
+        missing = sorted(name for name, absent in snapshot.lists_missing.items() if absent)
+        detail: dict[str, object] = {"workers_ready": alive, "healthy_upstreams": healthy,
+                                     "lists_missing": missing}  # fmt: skip
         return len(alive) == self.count and bool(healthy), detail
 
     def _refresh_total(self) -> None:
@@ -206,6 +209,7 @@ class Supervisor:
                 lists=dict(state.list_sizes),
                 groups=sorted(state.policy.groups),
                 policies=[p.name for p in config.policies],
+                missing_lists=config.blocking.missing_lists.value,
                 loop="supervisor",
             )
             del state  # the workers hold the lists; the supervisor needs none

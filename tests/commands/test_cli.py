@@ -98,3 +98,116 @@ def test_version_and_help() -> None:
     serve_help = dnswarden("serve", "--help").stdout
     for option in ("--config", "--listen", "--upstream"):
         assert option in serve_help
+
+
+# --- check tells the truth: what each group has blocked now, and what is not enforced --------
+
+TRUTH_LISTS = {"national.txt": "a.example\nb.example\nc.example\n", "doh.txt": "d.example\n"}
+TRUTH_CONFIG = """\
+upstream: {servers: ["192.0.2.53"]}
+blocking: {lists: []}
+groups:
+  officials: {subnets: [10.20.0.0/16], block: [doh.txt]}
+  personal-wifi: {subnets: [10.30.0.0/16]}
+policies:
+  ban:
+    block: [national.txt]
+    groups: [officials]
+    reference: "decision 1"
+"""
+LAPSED = '    from: 2023-03-10\n    until: 2023-09-10\n'
+FUTURE = '    from: 2999-01-01\n'
+
+
+def write_truth_config(directory: Path, window: str = "", extra: str = "") -> Path:
+    for name, text in TRUTH_LISTS.items():
+        (directory / name).write_text(text, encoding="utf-8")
+    config = directory / "site.yaml"
+    config.write_text(TRUTH_CONFIG + window + extra, encoding="utf-8")
+    return config
+
+
+@pytest.mark.parametrize(
+    ("window", "strict", "code", "shown"),
+    [
+        ("", False, 0, ["group officials: 4 rules blocked now, from national, doh",
+                        "group personal-wifi: nothing blocked now",
+                        "group default: nothing blocked now"]),
+        ("", True, 0, ["group officials: 4 rules blocked now"]),
+        (LAPSED, False, 0, ["group officials: 1 rule blocked now, from doh",
+                            "warning: {config}:7: policies.ban: lapsed on "
+                            "2023-09-10T00:00:00+00:00 (window 2023-03-10T00:00:00+00:00 to "
+                            "2023-09-10T00:00:00+00:00); it blocks nothing now (for officials)"]),
+        (LAPSED, True, 1, ["warning: {config}:7: policies.ban: lapsed on"]),
+        (FUTURE, False, 0, ["group officials: 1 rule blocked now, from doh",
+                            "warning: {config}:7: policies.ban: not in force yet: starts on "
+                            "2999-01-01T00:00:00+00:00 (window 2999-01-01T00:00:00+00:00 to "
+                            "open); it blocks nothing now (for officials)"]),
+        (FUTURE, True, 1, ["warning: {config}:7: policies.ban: not in force yet"]),
+    ],
+)  # fmt: skip
+def test_check_prints_blocked_now_and_warns_of_policies_out_of_window(
+    tmp_path: Path, window: str, strict: bool, code: int, shown: list[str]
+) -> None:
+    config = write_truth_config(tmp_path, window)
+    result = dnswarden("check", *(["--strict"] if strict else []), str(config))
+    assert result.returncode == code, result.stdout + result.stderr
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    for expected in shown:
+        assert expected.format(config=config) in lines or any(
+            line.startswith(expected.format(config=config)) for line in lines
+        ), (expected, lines)
+    warnings = [line for line in lines if line.startswith("warning:")]
+    assert len(warnings) == (1 if window else 0)
+    if code:
+        assert result.stderr.strip() == f"{config}: 1 warning(s), and --strict fails on warnings"
+    else:
+        assert result.stderr == ""
+
+
+def test_check_strict_fails_on_list_warnings_too(tmp_path: Path) -> None:
+    config = write_truth_config(tmp_path)
+    (tmp_path / "national.txt").write_text("a.example\nbad..example\n", encoding="utf-8")
+    assert dnswarden("check", str(config)).returncode == 0
+    result = dnswarden("check", "--strict", str(config))
+    assert result.returncode == 1
+    assert "bad..example" in result.stdout
+    assert "1 warning(s)" in result.stderr
+
+
+def test_check_strict_is_documented_in_help() -> None:
+    assert "--strict" in dnswarden("check", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("servers", "resolv_conf", "warned"),
+    [
+        ("", "", True),  # nothing configured, nothing in resolv.conf: Quad9
+        ("", "nameserver 127.0.0.1\n", True),  # only dnswarden itself (listens on :53)
+        ("", "nameserver 192.0.2.1\n", False),
+        ('upstream: {servers: ["192.0.2.53"]}\n', "", False),
+        ('upstream: {servers: ["9.9.9.9", "149.112.112.112"]}\n', "", False),  # chosen, not fallen
+    ],
+)
+def test_check_warns_of_the_public_fallback(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    servers: str,
+    resolv_conf: str,
+    warned: bool,
+) -> None:
+    from resolver.commands import cli
+
+    config = tmp_path / "site.yaml"
+    config.write_text(f'listen: ["127.0.0.1:53"]\n{servers}', encoding="utf-8")
+    monkeypatch.setattr(cli, "read_resolv_conf", lambda: resolv_conf)
+    assert cli.main(["check", str(config)]) == 0
+    out = capsys.readouterr().out
+    line = (
+        f"  warning: {config}: upstream.servers: not set, and /etc/resolv.conf names no "
+        "nameserver but dnswarden itself: allowed queries go to the built-in public resolvers "
+        "udp://9.9.9.9:53, udp://149.112.112.112:53 (Quad9); set upstream.servers to your own"
+    )
+    assert (line in out.splitlines()) == warned, out
+    assert cli.main(["check", "--strict", str(config)]) == (1 if warned else 0)

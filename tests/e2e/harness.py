@@ -40,6 +40,8 @@ from fake_upstream import (
     Decoy,
 )
 
+from resolver.lists.catalogue import catalogue_ids, load_catalogue_entry, reference_label
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -92,6 +94,19 @@ Shouty.Banned-Too.Example.
 """
 
 _names = itertools.count(1)
+
+
+def decision_labels(entry: str) -> list[str]:
+    """The short labels of a catalogue entry's decisions, as blocks cite them."""
+    return [reference_label(reference) for reference in load_catalogue_entry(entry).references]
+
+
+def block_text(list_name: str) -> str:
+    """The EDE text of a block by `list_name` outside any policy: a catalogue entry cites its
+    decisions by label; an operator list only its name (its file or URL stays on the server)."""
+    if list_name not in catalogue_ids():
+        return f"blocked by list {list_name}"
+    return f"blocked by list {list_name} (ref: {'; '.join(decision_labels(list_name))})"
 
 
 def fresh_name(scenario: str = "plain", parent: str = "wild.example.org") -> str:

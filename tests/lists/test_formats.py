@@ -77,6 +77,12 @@ HOSTS_BOILERPLATE = [
     "255.255.255.255 broadcasthost",
     "0.0.0.0 0.0.0.0",
 ]
+HOSTS_BOILERPLATE_MORE = [
+    "127.0.0.1 localhost.localdomain",
+    "fe80::1%lo0 localhost",
+    "ff02::1 ip6-allnodes",
+    "127.0.0.1 LOCALHOST",
+]
 
 
 @pytest.mark.parametrize(
@@ -102,6 +108,21 @@ HOSTS_BOILERPLATE = [
         (["a.*.com"], {}, ["f.txt:1: 'a.*.com': '*' is only allowed in the leftmost label"]),
         ([".lead.com"], {}, ["f.txt:1: '.lead.com': empty label"]),
         (["caf\ufffd.com"], {}, ["f.txt:1: "]),
+        (["", "   ", "\t"], {}, []),
+        (["# a comment", "#tiktok.com"], {}, []),
+        (["tiktok.com#glued"], {"tiktok.com": SUBTREE}, []),
+        (["::1 x.com"], {"x.com": SUBTREE}, []),
+        (["0.0.0.0\tx.com\ty.com # ads"], {"x.com": SUBTREE, "y.com": SUBTREE}, []),
+        (HOSTS_BOILERPLATE_MORE, {}, []),
+        (["127.0.0.1 localhost x.com"], {"x.com": SUBTREE}, []),
+        (["127.0.0.1 localhost", "localhost"], {"localhost": SUBTREE}, []),
+        (["a/b.com"], {}, ["f.txt:1: 'a/b.com': invalid character '/'"]),
+        (["0.0.0.0 *.x.com"], {}, ["f.txt:1: '*.x.com': wildcard '*' is not allowed here"]),
+        (["0.0.0.0"], {}, ["f.txt:1: '0.0.0.0' is an address, not a domain name"]),
+        (["2001:db8::1"], {}, ["f.txt:1: '2001:db8::1' is an address"]),
+        (["0.0.0.0 1.2.3.4 ok.com"], {"ok.com": SUBTREE}, ["f.txt:1: '1.2.3.4' is an address"]),
+        (["ok.com", "", "# c", "evil\x1b.com"], {"ok.com": SUBTREE}, ["f.txt:4: 'evil\\x1b.com'"]),
+        (["."], {}, ["f.txt:1: the root '.' cannot be blocked"]),
     ],
 )
 def test_domains_and_hosts(lines: list[str], names: dict[str, int], errors: list[str]) -> None:
@@ -118,6 +139,12 @@ def test_label_wildcards_are_glob_rules() -> None:
         ("v*.tiktokcdn-eu.com", False, 1),
         ("p16-*.x.com", False, 2),
     ]
+
+
+def test_label_wildcards_are_normalised() -> None:
+    parsed = parse("*.capcut.test\nV*.tiktokcdn-eu.com.\n")
+    assert names_of(parsed) == {"capcut.test": FLAG_BELOW | FLAG_WILD}
+    assert [g.pattern for g in parsed.globs] == ["v*.tiktokcdn-eu.com"]
 
 
 def test_counts_duplicates_and_rule_lines() -> None:
@@ -142,6 +169,20 @@ def test_line_numbers_survive_bom_crlf_and_dirty_lines() -> None:
     assert parsed.errors == ["f:4: 'b..com': empty label", "f:7: 'f..': empty label"]
 
 
+def test_only_newline_splits_lines() -> None:
+    """A form feed or vertical tab inside a line must not shift later line numbers."""
+    parsed = parse_rules(b"a.com\x0cb.com\nbad..name\n", "f", "domains")
+    assert parsed.error_count == 2
+    assert parsed.errors[0].startswith("f:1: ")
+    assert parsed.errors[1].startswith("f:2: ")
+
+
+def test_undecodable_bytes_are_bad_lines_not_crashes() -> None:
+    parsed = parse_rules(b"ok.com\ncaf\xe9.com\n# caf\xe9 comment\n", "f", "domains")
+    assert names_of(parsed) == {"ok.com": SUBTREE}
+    assert len(parsed.errors) == 1 and parsed.errors[0].startswith("f:2: ")
+
+
 # The bulk path must decide exactly as the line-by-line parser, which explains every error.
 _LINE = st.one_of(
     st.sampled_from(
@@ -151,6 +192,7 @@ _LINE = st.one_of(
             "0.0.0.0 c.net",
             "0.0.0.0 c.net d.net",
             "127.0.0.1 localhost",
+            "localhost",
             "# c",
             "",
             "   ",
@@ -187,6 +229,54 @@ def test_bulk_path_agrees_with_line_by_line(lines: list[str]) -> None:
 
 # ----- adblock --------------------------------------------------------------------------------
 
+_ADBLOCK_LINE = st.one_of(
+    st.sampled_from(
+        [
+            "||a.com^",
+            "||A.com.^",
+            "@@||b.org^",
+            "|exact.com^",
+            "||",
+            "^",
+            "||^",
+            "! comment",
+            "[Adblock Plus 2.0]",
+            "0.0.0.0 c.net",
+            "||x.com^$important",
+            "x.com##.ad",
+            "/^re/",
+            "||*.w.com^",
+            "||v*.g.com^",
+            "||.^",
+            "||bad..com^",
+        ]
+    ),
+    st.tuples(
+        st.sampled_from(["", "||", "@@||", "|"]),
+        st.text(alphabet="ab.-_*0|^@!#$/ ", max_size=10),
+        st.sampled_from(["", "^", ".", "^$important"]),
+    ).map("".join),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_ADBLOCK_LINE, max_size=25))
+def test_adblock_bulk_path_agrees_with_line_by_line(lines: list[str]) -> None:
+    """As for domains; only `duplicates` may differ: the bulk path takes its lines first, so of
+    ``|x^`` and a later ``x`` it calls the first the duplicate, where file order calls neither."""
+    data = "\n".join(lines).encode()
+    bulk = parse_rules(data, "f", "adblock")
+    slow = ParsedRules(source="f", format="adblock")
+    formats._parse_per_line(slow, data, formats._adblock_line)
+    assert names_of(bulk) == names_of(slow)
+    assert bulk.errors == slow.errors
+    assert bulk.error_count == slow.error_count
+    assert bulk.skipped == slow.skipped
+    assert [(g.pattern, g.allow) for g in bulk.globs] == [(g.pattern, g.allow) for g in slow.globs]
+    assert [r.pattern for r in bulk.regexes] == [r.pattern for r in slow.regexes]
+    assert bulk.rule_lines == slow.rule_lines
+
+
 
 @pytest.mark.parametrize(
     ("line", "names", "skipped", "error"),
@@ -213,6 +303,9 @@ def test_bulk_path_agrees_with_line_by_line(lines: list[str]) -> None:
         ("[Adblock Plus 2.0]", {}, {}, ""),
         ("||bad..com^", {}, {}, "f.txt:1: 'bad..com': empty label"),
         ("||a|b^", {}, {}, "f.txt:1: '||a|b^': not an adblock DNS rule"),
+        ("||", {}, {}, "f.txt:1: '||': not an adblock DNS rule"),
+        ("^", {}, {}, "f.txt:1: '^': not an adblock DNS rule"),
+        ("||^", {}, {}, "f.txt:1: '||^': not an adblock DNS rule"),
     ],
 )
 def test_adblock_lines(

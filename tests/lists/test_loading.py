@@ -1,5 +1,5 @@
-"""Tests for resolver/lists/loading.py: list file lines, the bad-line cap, building the matcher, and
-loading sources of every kind with the compiled cache, allow lists and refreshes."""
+"""Tests for resolver/lists/loading.py: catalogue entries in one matcher, and loading sources of
+every kind with the compiled cache, allow lists and refreshes (list lines: test_formats.py)."""
 
 from __future__ import annotations
 
@@ -11,159 +11,21 @@ import pytest
 from resolver.config import Config, load_config
 from resolver.lists import loading
 from resolver.lists.catalogue import (
+    CatalogueEntry,
     ListError,
     catalogue_ids,
     load_catalogue_entry,
     parse_catalogue_entry,
 )
 from resolver.lists.fetch import FetchError, FetchResult, SourceStore
-from resolver.lists.loading import ParsedList, build_blocking, parse_domain_list
+from resolver.lists.loading import build_blocking
 from resolver.protocol.names import from_text
 from resolver.state import build_state
 
-
-def parse(*lines: str, max_errors: int = 100) -> ParsedList:
-    return parse_domain_list("\n".join(lines), "ops.txt", "ops", max_errors=max_errors)
+# ----- build_blocking: catalogue entries in one matcher -----
 
 
-HOSTS_BOILERPLATE = [
-    "127.0.0.1 localhost",
-    "127.0.0.1 localhost.localdomain",
-    "::1 ip6-localhost ip6-loopback",
-    "255.255.255.255 broadcasthost",
-    "fe80::1%lo0 localhost",
-    "0.0.0.0 0.0.0.0",
-    "ff02::1 ip6-allnodes",
-    "127.0.0.1 LOCALHOST",
-]
-
-
-@pytest.mark.parametrize(
-    ("lines", "domains", "errors"),
-    [
-        (["tiktok.com"], ["tiktok.com"], []),
-        (["  WWW.TikTok.COM.  "], ["www.tiktok.com"], []),
-        (["", "   ", "\t"], [], []),
-        (["# a comment", "#tiktok.com"], [], []),
-        (["tiktok.com # trailing comment"], ["tiktok.com"], []),
-        (["tiktok.com#glued"], ["tiktok.com"], []),
-        (["a.com", "b.com", "a.com"], ["a.com", "b.com"], []),
-        (["bücher.de"], ["xn--bcher-kva.de"], []),
-        (["*.capcut.test", "V*.tiktokcdn-eu.com."], ["*.capcut.test", "v*.tiktokcdn-eu.com"], []),
-        # hosts-file forms: every name after a blocking address
-        (["0.0.0.0 a.com b.com"], ["a.com", "b.com"], []),
-        (["127.0.0.1 x.com"], ["x.com"], []),
-        ([":: x.com"], ["x.com"], []),
-        (["::1 x.com"], ["x.com"], []),
-        (["0.0.0.0\tx.com\ty.com # ads"], ["x.com", "y.com"], []),
-        # standard hosts-file entries are skipped, whatever their address
-        (HOSTS_BOILERPLATE, [], []),
-        (["127.0.0.1 localhost x.com"], ["x.com"], []),
-        # invalid lines, with their line numbers
-        (["ok.com", "bad name.com extra"], ["ok.com"], ["ops.txt:2: expected one domain per line"]),
-        (["a..b"], [], ["ops.txt:1: 'a..b': empty label"]),
-        (["x" * 64 + ".com"], [], ["ops.txt:1: 'xxxx"]),
-        (["a/b.com"], [], ["ops.txt:1: 'a/b.com': invalid character '/'"]),
-        (["a.*.com"], [], ["ops.txt:1: 'a.*.com': '*' is only allowed in the leftmost label"]),
-        (["0.0.0.0 *.x.com"], [], ["ops.txt:1: '*.x.com': wildcard '*' is not allowed here"]),
-        (["192.168.1.10 printer.lan"], [], ["ops.txt:1: hosts line maps to '192.168.1.10'"]),
-        (["0.0.0.0"], [], ["ops.txt:1: '0.0.0.0' is an address, not a domain name"]),
-        (["10.1.2.3"], [], ["ops.txt:1: '10.1.2.3' is an address"]),
-        (["2001:db8::1"], [], ["ops.txt:1: '2001:db8::1' is an address"]),
-        (["0.0.0.0 1.2.3.4 ok.com"], ["ok.com"], ["ops.txt:1: '1.2.3.4' is an address"]),
-        (["||tiktok.com^"], [], ["ops.txt:1: '||tiktok.com^': invalid character '|'"]),
-        (["ok.com", "", "# c", "evil\x1b.com"], ["ok.com"], ["ops.txt:4: 'evil\\x1b.com'"]),
-        (["."], [], ["ops.txt:1: the root '.' cannot be blocked"]),
-    ],
-)
-def test_parse_lines(lines: list[str], domains: list[str], errors: list[str]) -> None:
-    parsed = parse(*lines)
-    assert list(parsed.domains) == domains
-    assert parsed.error_count == len(errors) == len(parsed.errors)
-    for error, start in zip(parsed.errors, errors, strict=True):
-        assert error.startswith(start), parsed.errors
-    assert parsed.name == "ops"
-
-
-def test_line_numbers_count_blank_lines_and_crlf() -> None:
-    parsed = parse_domain_list("\ufeffa.com\r\n\r\n# x\r\nb..com\r\nc.com\r\n", "f", "f")
-    assert parsed.domains == ("a.com", "c.com")
-    assert parsed.errors == ("f:4: 'b..com': empty label",)
-
-
-def test_only_newline_splits_lines() -> None:
-    """A form feed or vertical tab inside a line must not shift later line numbers."""
-    parsed = parse_domain_list("a.com\x0cb.com\nbad..name\n", "f", "f")
-    assert parsed.error_count == 2
-    assert parsed.errors[0].startswith("f:1: ")
-    assert parsed.errors[1].startswith("f:2: ")
-
-
-def test_duplicates_are_counted_not_errors() -> None:
-    parsed = parse("a.com", "A.COM.", "0.0.0.0 a.com b.com", "b.com")
-    assert parsed.domains == ("a.com", "b.com")
-    assert parsed.duplicates == 3
-    assert parsed.error_count == 0
-
-
-@pytest.mark.parametrize(("bad_lines", "max_errors"), [(0, 0), (2, 2), (3, 100)])
-def test_bad_lines_up_to_the_cap_are_skipped(bad_lines: int, max_errors: int) -> None:
-    parsed = parse("ok.com", *["bad..x"] * bad_lines, max_errors=max_errors)
-    assert parsed.domains == ("ok.com",)
-    assert parsed.error_count == bad_lines
-    assert [error.split(":")[1] for error in parsed.errors] == [
-        str(n) for n in range(2, 2 + bad_lines)
-    ]
-
-
-@pytest.mark.parametrize(("bad_lines", "max_errors"), [(1, 0), (3, 2), (250, 100)])
-def test_more_bad_lines_than_the_cap_refuse_the_list(bad_lines: int, max_errors: int) -> None:
-    with pytest.raises(ListError) as info:
-        parse("ok.com", *["bad..x"] * bad_lines, max_errors=max_errors)
-    problems = info.value.problems
-    assert len(problems) == max_errors + 1
-    assert all(problem.startswith("ops.txt:") for problem in problems)
-    assert problems[:max_errors] == tuple(
-        f"ops.txt:{n}: 'bad..x': empty label" for n in range(2, 2 + max_errors)
-    )
-    assert f"{bad_lines} invalid lines" in problems[-1]
-    assert f"allowed {max_errors}" in problems[-1]
-
-
-# ----- build_blocking -----
-
-
-def write(tmp_path: Path, name: str, text: str) -> str:
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
-
-
-def test_build_from_catalogue_and_file(tmp_path: Path) -> None:
-    ops = write(tmp_path, "ops.txt", "tiktok.com\nextra.example\n0.0.0.0 hosts.example\nbad..x\n")
-    blocking = build_blocking(["tiktok", ops])
-    tiktok_rules = len(load_catalogue_entry("tiktok").rules)
-    # tiktok.com is already in the catalogue entry, which comes first and wins
-    assert blocking.sizes == {"tiktok": tiktok_rules, "ops": 2}
-    assert len(blocking.matcher) == tiktok_rules + 2
-    hit = blocking.matcher.lookup(from_text("www.tiktok.com"))
-    assert hit is not None and hit[0].list_name == "tiktok" and hit[1] == 4
-    hit = blocking.matcher.lookup(from_text("a.extra.example"))
-    assert hit is not None and (hit[0].list_name, hit[0].pattern) == ("ops", "extra.example")
-    assert blocking.warnings == (f"{ops}:4: 'bad..x': empty label",)
-
-
-def test_list_order_is_precedence(tmp_path: Path) -> None:
-    ops = write(tmp_path, "ops.txt", "tiktok.com\n")
-    blocking = build_blocking([ops, "tiktok"])
-    hit = blocking.matcher.lookup(from_text("tiktok.com"))
-    assert hit is not None and hit[0].list_name == "ops"
-    assert blocking.sizes["ops"] == 1
-    assert blocking.sizes["tiktok"] == len(load_catalogue_entry("tiktok").rules) - 1
-
-
-def test_catalogue_answer_overrides_reach_the_rules(monkeypatch: pytest.MonkeyPatch) -> None:
-    text = """\
+DEMO = """\
 id: demo
 name: Demo
 vendor: Demo Corp.
@@ -173,13 +35,34 @@ references:
 rules:
   - {domain: demo.example, source: s, answer: nxdomain}
   - {domain: other.example, source: s}
+  - {domain: tiktok.com, source: s}
 provenance: p
 last_reviewed: 2026-01-01
 """
-    monkeypatch.setattr(loading, "catalogue_ids", lambda: frozenset({"demo"}))
-    monkeypatch.setattr(
-        loading, "load_catalogue_entry", lambda entry_id: parse_catalogue_entry(text, "demo.yaml")
-    )
+
+
+@pytest.fixture
+def demo_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `demo` entry beside the bundled ones; it shares `tiktok.com` with `tiktok`."""
+    bundled = loading.load_catalogue_entry
+
+    def load(entry_id: str) -> CatalogueEntry:
+        return parse_catalogue_entry(DEMO, "demo.yaml") if entry_id == "demo" else bundled(entry_id)
+
+    monkeypatch.setattr(loading, "load_catalogue_entry", load)
+
+
+def test_entry_order_is_precedence(demo_entry: None) -> None:
+    blocking = build_blocking(["demo", "tiktok"])
+    hit = blocking.matcher.lookup(from_text("tiktok.com"))
+    assert hit is not None and hit[0].list_name == "demo"
+    assert blocking.sizes["demo"] == 3
+    assert blocking.sizes["tiktok"] == len(load_catalogue_entry("tiktok").rules) - 1
+    hit = blocking.matcher.lookup(from_text("www.tiktok.com"))
+    assert hit is not None and hit[0].list_name == "demo" and hit[1] == 4
+
+
+def test_catalogue_answer_overrides_reach_the_rules(demo_entry: None) -> None:
     blocking = build_blocking(["demo"])
     first = blocking.matcher.lookup(from_text("demo.example"))
     second = blocking.matcher.lookup(from_text("other.example"))
@@ -187,44 +70,22 @@ last_reviewed: 2026-01-01
     assert second is not None and second[0].answer is None
 
 
-BROKEN = [*[f"DIR/broken.txt:{n}: 'x..y': empty label" for n in range(1, 4)],
-          "DIR/broken.txt: 5 invalid lines, more than the allowed 3"]  # fmt: skip
-
-
 @pytest.mark.parametrize(
     ("items", "expected"),
     [
-        (["missing.txt"], ["missing.txt: cannot read list file"]),
-        (["no-such-app"], ["no-such-app: cannot read list file"]),
+        (["no-such-app"], ["no-such-app: unknown catalogue entry (bundled: "]),
         (["tiktok", "tiktok"], ["tiktok: list 'tiktok' is configured twice"]),
-        (["DIR/a.txt", "DIR/sub/a.txt"], ["DIR/sub/a.txt: list name 'a' (the file stem)"]),
-        (["DIR/broken.txt"], BROKEN),
-        (["missing.txt", "DIR/a.txt", "DIR/broken.txt"], ["missing.txt: cannot read", *BROKEN]),
+        (["tiktok", "nope", "tiktok"], ["nope: unknown catalogue entry", "tiktok: list 'tiktok'"]),
     ],
 )
-def test_build_errors_name_file_and_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, items: list[str], expected: list[str]
-) -> None:
-    """Every problem of every list is reported together, each naming its file (and line)."""
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "sub").mkdir()
-    write(tmp_path, "a.txt", "a.com\n")
-    write(tmp_path, "sub/a.txt", "b.com\n")
-    write(tmp_path, "broken.txt", "x..y\n" * 5)
+def test_build_errors_name_the_entry(items: list[str], expected: list[str]) -> None:
+    """Every problem of every entry is reported together, each naming its entry."""
     with pytest.raises(ListError) as info:
-        build_blocking([item.replace("DIR", str(tmp_path)) for item in items], max_bad_lines=3)
+        build_blocking(items)
     problems = info.value.problems
     assert len(problems) == len(expected), problems
     for problem, start in zip(problems, expected, strict=True):
-        assert problem.startswith(start.replace("DIR", str(tmp_path))), problems
-
-
-def test_undecodable_bytes_are_bad_lines_not_crashes(tmp_path: Path) -> None:
-    path = tmp_path / "latin1.txt"
-    path.write_bytes(b"ok.com\ncaf\xe9.com\n# caf\xe9 comment\n")
-    blocking = build_blocking([str(path)])
-    assert blocking.sizes == {"latin1": 1}
-    assert len(blocking.warnings) == 1 and blocking.warnings[0].startswith(f"{path}:2: ")
+        assert problem.startswith(start), problems
 
 
 def test_empty_configuration_blocks_nothing() -> None:
@@ -283,6 +144,30 @@ def test_sources_of_every_kind(tmp_path: Path) -> None:
     assert blocked(loaded, "dir", "ok.four.example") is None
     assert blocked(loaded, "dir", "never.example") is None
     assert not (tmp_path / "state").exists()  # small lists never touch the state directory
+
+
+def test_a_feed_without_a_copy_is_missing_and_nothing_else_is(tmp_path: Path) -> None:
+    loaded = loading.load_lists(config_in(tmp_path, SOURCES, SOURCE_FILES))
+    assert loaded.missing == frozenset({"feed"})
+    store = SourceStore(str(tmp_path / "state"))
+    store.write_candidate("feed", b"five.example\n")
+    store.promote("feed", {"sha256": "x", "entries": 1})  # a last good copy, as a fetch leaves
+    fetched = loading.load_lists(config_in(tmp_path, SOURCES, SOURCE_FILES))
+    assert (fetched.missing, fetched.sizes["feed"]) == (frozenset(), 1)
+
+
+def test_two_lists_may_not_share_a_name(tmp_path: Path) -> None:
+    """A list file's name is its stem, and names appear in audit logs: they must be unique."""
+    config = config_in(
+        tmp_path,
+        "blocking:\n  lists: [a.txt, sub/a.txt]\n",
+        {"a.txt": "a.com\n", "sub/a.txt": "b.com\n"},
+    )
+    with pytest.raises(ListError) as info:
+        loading.load_lists(config)
+    assert info.value.problems == (
+        f"{tmp_path / 'sub' / 'a.txt'}: list name 'a' is already used by another list",
+    )
 
 
 def test_big_lists_are_compiled_by_a_child_and_cached(

@@ -90,6 +90,10 @@ def blocks(stream: io.StringIO) -> list[dict[str, Any]]:
         (block(cname=None), "A", {}),
         (block(cname=b"\x04Edge\x03cdn\x00"), "A", {"cname": "Edge.cdn"}),
         (block(cname=b"\x02\n\x1b\x00"), "A", {"cname": "\\010\\027"}),
+        # A block through a catalogue entry lists the entry's decisions; others write none.
+        (block(decisions=("EU 2023-02-23", "BE 2023-03-10")), "A",
+         {"decisions": ["EU 2023-02-23", "BE 2023-03-10"]}),
+        (block(policy=None, reference="/etc/dnswarden/ops.txt", decisions=()), "A", {}),
     ],
 )
 def test_blocked_event_schema(decision: Decision, qtype: str, extra: dict[str, str]) -> None:

@@ -222,6 +222,15 @@ def test_view_lists_policies_tcp_and_build() -> None:
     }
 
 
+def test_view_exports_the_rules_each_group_has_in_force() -> None:
+    view = FakeView(group_rules={"officials": 43, "personal-wifi": 0})
+    assert ours(scrape(Stats(), view), "dnswarden_group_blocked_rules") == {
+        (("group", "officials"),): 43,
+        (("group", "personal-wifi"),): 0,  # a group blocked nothing is a series, at 0
+    }
+    assert ours(scrape(Stats(), FakeView(group_rules={})), "dnswarden_group_blocked_rules") == {}
+
+
 @pytest.mark.parametrize(
     ("cache", "expected"),
     [
@@ -469,7 +478,8 @@ def test_every_dashboard_query_uses_only_exported_metrics() -> None:
     [r"dnswarden_upstream_up", r"dnswarden_request_duration_seconds_count\{result=\"servfail\"",
      r"dnswarden_list_last_refresh_timestamp_seconds", r"dnswarden_list_refresh_failures_total",
      r"dnswarden_policy_until_timestamp_seconds", r"dnswarden_blocked_total",
-     r"dnswarden_reloads_total\{result=\"failure\""],
+     r"dnswarden_reloads_total\{result=\"failure\"", r"dnswarden_group_blocked_rules == 0",
+     r"dnswarden_lists_missing"],
 )  # fmt: skip
 def test_alerts_cover_the_required_conditions(topic: str) -> None:
     assert any(re.search(topic, rule["expr"]) for rule in alert_rules()), topic
@@ -587,6 +597,14 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
                                       "job": "dnswarden", "list": "gov-extra"}])],
     ),
     (
+        {f'dnswarden_lists_missing{{{A},list="national"}}': "1x10",
+         f'dnswarden_lists_missing{{{A},list="tiktok"}}': "0x10",
+         f'dnswarden_lists_missing{{{B},list="national"}}': "1 1 0x8"},  # fetched at minute 2
+        [("DnswardenListMissing", 1, []),
+         ("DnswardenListMissing", 5, [{"severity": "critical", "instance": "a:9153",
+                                       "job": "dnswarden", "list": "national"}])],
+    ),
+    (
         {f'dnswarden_policy_until_timestamp_seconds{{{A},policy="be-2023"}}': f"{10 * 86400}x5",
          f'dnswarden_policy_until_timestamp_seconds{{{A},policy="long"}}': f"{100 * 86400}x5",
          f'dnswarden_policy_until_timestamp_seconds{{{A},policy="lapsed"}}': "-86400x5"},
@@ -604,6 +622,19 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
         },
         [("DnswardenBlockSpike", 1440, []),
          ("DnswardenBlockSpike", 1480, [{"severity": "warning", "group": "officials"}])],
+    ),
+    (
+        {  # officials lose their blocks at minute 11; the press office keeps them; personal
+            # devices never had any, so 0 there is no news
+            f'dnswarden_group_blocked_rules{{{A},group="officials"}}': "43x10 0x30",
+            f'dnswarden_group_blocked_rules{{{A},group="press-office"}}': "43x40",
+            f'dnswarden_group_blocked_rules{{{A},group="personal-wifi"}}': "0x40",
+            f'dnswarden_group_blocked_rules{{{B},group="officials"}}': "0 0 43x38",
+        },
+        [("DnswardenGroupBlocksNothing", 8, []),
+         ("DnswardenGroupBlocksNothing", 14, []),  # pending: 0 for 3 of the 5 minutes
+         ("DnswardenGroupBlocksNothing", 20, [{"severity": "critical", "instance": "a:9153",
+                                               "job": "dnswarden", "group": "officials"}])],
     ),
     (
         {f'dnswarden_reloads_total{{{A},result="failure"}}': "0 0 1x40",
