@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
+from resolver.lists.transfer import is_notify
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
@@ -35,6 +36,7 @@ from resolver.protocol.wire import (
     FORMERR,
     NOTIMP,
     TCP_MAX_MESSAGE,
+    NotImplementedOpcode,
     Query,
     UpstreamReply,
     WireError,
@@ -113,6 +115,9 @@ class QueryPipeline:
         # also for exchanges no client waits for any more (stale answer served, prefetch).
         upstreams.after_reply = self._after_reply
         upstreams.after_failure = self._after_failure
+        # NOTIFY from an RPZ zone's primary (the shell's zone feeds); None: NOTIMP like any
+        # opcode but QUERY.
+        self.on_notify: Callable[[bytes, str], bytes | None] | None = None
 
     @property
     def state(self) -> ResolverState:
@@ -162,6 +167,8 @@ class QueryPipeline:
         try:
             query = parse_query(packet)
         except WireError as error:
+            if type(error) is NotImplementedOpcode and self.on_notify and is_notify(packet):
+                return self.on_notify(packet, client)
             return self._malformed(packet, error, over_udp, started)
         # 2. Access control: clients outside clients.allow are refused before any lookup, and
         #    nothing of theirs goes upstream: never an open resolver.

@@ -29,6 +29,7 @@ from resolver.policy import windows
 from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import Listeners
 from resolver.shell.workers import REPORT_INTERVAL, WorkerReport, encode_report, every
+from resolver.shell.zones import ZoneFeeds
 from resolver.state import ResolverState, build_state, read_resolv_conf
 from resolver.upstream.pool import PoolOptions, UpstreamPool
 
@@ -73,6 +74,8 @@ class Service:
         self.cache = Cache(config.cache)
         self.pipeline = QueryPipeline(state, self.pool, self.stats, audit, self.cache)
         self.listeners = Listeners(self.pipeline, config.limits, self.stats, audit)
+        self.zones = ZoneFeeds(lambda: self.state.config, self._zone_changed, audit, self.stats)
+        self.pipeline.on_notify = self.zones.notify
         self.health: HealthServer | None = None
         self.list_loaded: dict[str, float] = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.list_failures: dict[str, int] = {}
@@ -117,6 +120,7 @@ class Service:
                 "loop": event_loop_name(),
             },
             ready=self.ready()[0],
+            rpz_zones=self.zones.metrics(),
         )
 
     def flush_cache(self) -> int:
@@ -138,6 +142,8 @@ class Service:
             "failing_closed": sorted(closed.groups),
             "healthy_upstreams": healthy,
         }
+        if self.zones.feeds:
+            detail["rpz_zones"] = self.zones.status()
         return self.started and bool(healthy) and not closed.groups, detail
 
     def report_missing_lists(self, before: frozenset[str] = frozenset()) -> None:
@@ -165,6 +171,7 @@ class Service:
             self.audit.warning("open_files_limit", limit=open_files, needed=needed)
         bound = await self.listeners.start(config.listen, reuse_port=worker is not None)
         self.started = True
+        self.zones.configure(config)
         fields: dict[str, object] = {"listeners": [str(e) for e in bound],
                                      "open_files": open_files}  # fmt: skip
         if config.metrics.enabled and worker is None:  # the supervisor serves workers' metrics
@@ -177,6 +184,7 @@ class Service:
         return fields
 
     async def stop(self) -> None:
+        await self.zones.close()
         if self.health is not None:
             await self.health.stop()
         await self.listeners.stop()
@@ -213,6 +221,10 @@ class Service:
             if self._reload_again is None:
                 return
             (reason, reread), self._reload_again = self._reload_again, None
+
+    def _zone_changed(self, name: str) -> None:
+        """A zone transfer replaced the last good copy of `name`: load it now."""
+        self.request_reload(f"zone transferred: {name}", reread=False)
 
     async def watch_lists(self) -> None:
         """Poll local list files for changes and fetch remote lists when due; reload after
@@ -299,6 +311,7 @@ class Service:
         if config.inspection != old.inspection:
             self.cache.flush()  # cached answers carry what the old rules looked for
         self.listeners.limits = config.limits
+        self.zones.configure(config)
         self.list_loaded = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.stats.count("reload.ok")
         self.audit.info(
