@@ -58,8 +58,8 @@ class SourceConfig:
     timeout: float = 30.0
     max_bytes: int = 256 << 20
     max_shrink: float = 0.5
-    transfer: TransferConfig | None = None
     line: int = 0
+    transfer: TransferConfig | None = None  # set for an RPZ zone taken by zone transfer
 
     @property
     def location(self) -> str:
@@ -140,7 +140,9 @@ def _read_source(reader: Reader, name: str, key_node: Node, entries: Entries) ->
         reader.problem(
             entries[extra][0],
             f"{path}.{extra}",
-            f"give only one of url, path, dir or primaries ({kinds[0]} is given at line "
+            f"give only one of url, path or dir ({kinds[0]} is given at line {first})"
+            if "primaries" not in kinds
+            else f"give only one of url, path, dir or primaries ({kinds[0]} is given at line "
             f"{first})",
         )
     kind = kinds[0] if kinds else None
@@ -156,8 +158,8 @@ def _read_source(reader: Reader, name: str, key_node: Node, entries: Entries) ->
             reader.problem(
                 entries[name_only_for_url][0],
                 f"{path}.{name_only_for_url}",
-                f"only used with {'url' if name_only_for_url == 'insecure' else 'url or primaries'}"
-                f" (this source is a {kind})",
+                f"only used with url (this source is a {kind})"
+                + ("; timeout also applies to primaries" if name_only_for_url == "timeout" else ""),
             )
     _check_transfer_keys(reader, entries, path, kind)
     refresh_default = DEFAULT_URL_REFRESH if kind == "url" else DEFAULT_FILE_REFRESH
