@@ -25,6 +25,7 @@ from typing import Any, Final
 from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
 from resolver.lists.transfer import is_notify
 from resolver.observe.audit import AuditLog
+from resolver.observe.outputs import DnstapOutput
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
 from resolver.policy.inspection import Findings, Inspector, verdict
@@ -118,6 +119,10 @@ class QueryPipeline:
         # NOTIFY from an RPZ zone's primary (the shell's zone feeds); None: NOTIMP like any
         # opcode but QUERY.
         self.on_notify: Callable[[bytes, str], bytes | None] | None = None
+        # dnstap's CLIENT_QUERY/RESPONSE (observe.outputs.DnstapOutput), and the block the
+        # last answer carried, for its `extra` field.
+        self.tap: DnstapOutput | None = None
+        self.last_block: Decision | None = None
 
     @property
     def state(self) -> ResolverState:
@@ -160,6 +165,35 @@ class QueryPipeline:
     def handle(self, packet: bytes, client: str, over_udp: bool, reply_to: ReplyTo) -> Outcome:
         """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
         query went upstream, and `reply_to` gets the reply bytes (or None) later, once."""
+        tap = self.tap
+        if tap is None:
+            return self._handle(packet, client, over_udp, reply_to)
+        # dnstap: the query as received, and its answer whenever it is sent. A block's decision
+        # is what `_blocked` left in `last_block`, read at once: nothing runs in between.
+        received = tap.client_query(packet, client, over_udp)
+        self.last_block = None
+        later = functools.partial(self._tapped, tap, client, over_udp, received, reply_to)
+        outcome = self._handle(packet, client, over_udp, later)
+        if type(outcome) is bytes:
+            tap.client_response(outcome, client, over_udp, received, self.last_block)
+        self.last_block = None
+        return outcome
+
+    def _tapped(
+        self,
+        tap: DnstapOutput,
+        client: str,
+        over_udp: bool,
+        received: float,
+        reply_to: ReplyTo,
+        reply: bytes | None,
+    ) -> None:
+        if reply is not None:
+            tap.client_response(reply, client, over_udp, received, self.last_block)
+        self.last_block = None
+        reply_to(reply)
+
+    def _handle(self, packet: bytes, client: str, over_udp: bool, reply_to: ReplyTo) -> Outcome:
         started = time.perf_counter()
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
@@ -398,6 +432,7 @@ class QueryPipeline:
             decision.group, decision.policy or "", decision.list_name or "", decision.answer
         )
         self.audit.blocked(client, query, decision)
+        self.last_block = decision
         return self._done(query, over_udp, "blocked", reply, started)
 
     def _done(

@@ -18,6 +18,7 @@ from yaml.nodes import Node
 from resolver.config.blocking import check_sinkhole, read_blocking
 from resolver.config.cache import read_cache
 from resolver.config.clients import read_clients
+from resolver.config.dnstap import read_dnstap
 from resolver.config.groups import read_groups
 from resolver.config.inspection import read_inspection
 from resolver.config.limits import read_limits
@@ -31,6 +32,7 @@ from resolver.config.problems import ConfigError
 from resolver.config.resolv import loop_message, loops
 from resolver.config.server import DEFAULT_LISTEN, read_listen, read_state_dir, read_workers
 from resolver.config.sources import read_sources
+from resolver.config.syslog import read_syslog
 from resolver.config.upstream import read_upstream, read_zones
 
 _SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "source"]
@@ -95,5 +97,7 @@ def _read(reader: Reader, root: Node | None, catalogue: frozenset[str]) -> Confi
         allow=allow,
         state_dir=read_state_dir(reader, top),
         workers=read_workers(reader, top),
+        dnstap=read_dnstap(reader, top),
+        syslog=read_syslog(reader, top),
     )
     return None if reader.problems else config

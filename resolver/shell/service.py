@@ -23,6 +23,7 @@ from resolver.lists import loading
 from resolver.lists.catalogue import ListError
 from resolver.observe.audit import TICK_INTERVAL, AuditLog, read_key
 from resolver.observe.metrics import Metrics, ServiceSnapshot
+from resolver.observe.outputs import DnstapOutput, Privacy, SyslogOutput
 from resolver.observe.stats import Stats
 from resolver.pipeline import QueryPipeline
 from resolver.policy import windows
@@ -76,6 +77,9 @@ class Service:
         self.listeners = Listeners(self.pipeline, config.limits, self.stats, audit)
         self.zones = ZoneFeeds(lambda: self.state.config, self._zone_changed, audit, self.stats)
         self.pipeline.on_notify = self.zones.notify
+        self.privacy = Privacy(config.audit.privacy.value, None)
+        self.dnstap: DnstapOutput | None = None
+        self.syslog: SyslogOutput | None = None
         self.health: HealthServer | None = None
         self.list_loaded: dict[str, float] = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.list_failures: dict[str, int] = {}
@@ -121,7 +125,42 @@ class Service:
             },
             ready=self.ready()[0],
             rpz_zones=self.zones.metrics(),
+            outputs=self.output_counts(),
         )
+
+    def output_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name, output in (("dnstap", self.dnstap), ("syslog", self.syslog)):
+            if output is not None:
+                counts[f"{name}.sent"] = output.writer.sent
+                counts[f"{name}.dropped"] = output.writer.dropped
+        return counts
+
+    def start_outputs(self, worker: WorkerLink | None = None) -> None:
+        """dnstap and syslog writers (threads; they connect in the background). The client
+        address in dnstap follows the audit trail's privacy mode and key."""
+        config = self.state.config
+        settings = config.audit
+        if settings.privacy.value == "pseudonymise":
+            self.privacy.key = read_key(settings.key_file, settings.key_env)
+        if config.dnstap.enabled:
+            index = worker.index if worker is not None else None
+            self.dnstap = DnstapOutput(config.dnstap, self.privacy, index)
+            self.pipeline.tap = self.dnstap
+            if config.dnstap.forwarder:
+                self.pool.tap = self.dnstap.forwarded
+        if config.syslog.enabled:
+            self.syslog = SyslogOutput(config.syslog)
+            self.audit.forward_to(self.syslog.write)
+
+    def close_outputs(self) -> None:
+        """After the last audit event: the writers send what they hold (briefly), then stop."""
+        self.pipeline.tap = None
+        self.pool.tap = None
+        self.audit.forward_to(None)
+        for output in (self.dnstap, self.syslog):
+            if output is not None:
+                output.close()
 
     def flush_cache(self) -> int:
         """Forget every cached answer and failure (for SIGUSR1 or a control command)."""
@@ -285,7 +324,7 @@ class Service:
             self.stats.count("reload.failed")
             self.audit.error("reload_failed", problems=[repr(error)[:300]])
             return
-        for section in ("listen", "metrics"):
+        for section in ("listen", "metrics", "dnstap", "syslog"):
             if getattr(config, section) != getattr(old, section):
                 self.audit.warning("reload_needs_restart", section=section)
         try:
@@ -294,9 +333,9 @@ class Service:
             # object, and skips this (it flushes folded audit events: ~20 ms under load).
             settings = config.audit
             if config is not old:
-                self.audit.set_privacy(
-                    settings.privacy.value, read_key(settings.key_file, settings.key_env)
-                )
+                key = read_key(settings.key_file, settings.key_env)
+                self.audit.set_privacy(settings.privacy.value, key)
+                self.privacy.mode, self.privacy.key = settings.privacy.value, key
         except (OSError, ValueError) as error:
             self.audit.error("reload_audit_key_failed", error=str(error))
         self.pipeline.state = state
@@ -476,9 +515,11 @@ async def run_service(
     loop = asyncio.get_running_loop()
     service = Service(state, load_config, audit)
     try:
+        service.start_outputs(worker)
         fields = await service.start(worker)
     except BaseException:
         await service.stop()
+        service.close_outputs()
         raise
     # With workers, the supervisor logs one start-up line and the warnings come from worker 0.
     if worker is None:
@@ -551,6 +592,7 @@ async def run_service(
             "shutdown" if worker is None else "worker_stopped", counts=service.stats.summary()
         )
         audit.close()
+        service.close_outputs()
 
 
 class WorkerReporter:
