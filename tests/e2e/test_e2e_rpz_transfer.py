@@ -8,8 +8,8 @@ zone is then missing, and its groups fail closed), and a restart while the prima
 served from the last good copy with the failure in /readyz.
 
 Skipped when Knot DNS (knotd, knotc) is not installed (Debian: knot; `.ci/run` installs it).
-knotd runs as a plain process with its own config, storage and control socket in a temporary
-directory, and is stopped by its PID.
+knotd runs docs/feeds.md's Knot configuration, put on loopback, as a plain process with its own
+storage and control socket in a temporary directory, and is stopped by its PID.
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ import dns.tsig
 import dns.tsigkeyring
 import pytest
 import yaml
+from doc_examples import DOCS, snippet
 from fake_upstream import FakeUpstream
 from harness import ServerFactory, ServerProcess, ask, ede, make_config, query
 
 pytestmark = pytest.mark.e2e
 
-ZONE = "rpz.example"
+ZONE = "rpz.example.gov"  # as in docs/feeds.md, whose Knot config this test runs
 KEY_NAME = "dnswarden-xfr"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -117,42 +118,29 @@ class Primary:
 
 
 def knot_config(directory: Path, port: int, secret: str, notify_port: int) -> Path:
+    """docs/feeds.md's Knot snippet, on loopback: our port, the NOTIFY target's, our paths,
+    plus what a non-service knotd needs (run and storage directories, a log on stderr)."""
     (directory / "db").mkdir()
     (directory / f"{ZONE}.zone").write_text(INITIAL_ZONE)
-    path = directory / "knot.conf"
-    path.write_text(
-        f"""server:
-    rundir: "{directory}"
-    listen: 127.0.0.1@{port}
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-log:
-  - target: stderr
-    any: info
-database:
-    storage: "{directory}/db"
-key:
-  - id: {KEY_NAME}
-    algorithm: hmac-sha256
-    secret: {secret}
-remote:
-  - id: dnswarden
-    address: 127.0.0.1@{notify_port}
-acl:
-  - id: transfer
-    address: 127.0.0.1
-    key: {KEY_NAME}
-    action: transfer
-zone:
-  - domain: {ZONE}
-    file: "{directory}/{ZONE}.zone"
-    notify: dnswarden
-    acl: transfer
-    zonefile-sync: -1
-    journal-content: changes
-"""
+    text = snippet(DOCS / "feeds.md", "# knot.conf")
+    for documented, here in (
+        ("SECRET", secret),
+        ("192.0.2.53@53", f"127.0.0.1@{port}"),
+        ("192.0.2.1@53", f"127.0.0.1@{notify_port}"),
+        ("address: 192.0.2.1\n", "address: 127.0.0.1\n"),
+        ("/var/lib/knot", str(directory)),
+    ):
+        assert documented in text, documented
+        text = text.replace(documented, here)
+    text = text.replace(
+        "server:\n",
+        f'server:\n    rundir: "{directory}"\n    udp-workers: 1\n    tcp-workers: 1\n'
+        "    background-workers: 1\n",
+        1,
     )
+    text += f'log:\n  - target: stderr\n    any: info\ndatabase:\n    storage: "{directory}/db"\n'
+    path = directory / "knot.conf"
+    path.write_text(text)
     return path
 
 

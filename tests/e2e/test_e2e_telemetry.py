@@ -6,7 +6,8 @@ source does), whose frames are decoded by independent readers: `dnstap-read` fro
 the fields `dnstap-read` does not print (`extra`). Then the reader goes away and comes back:
 dnswarden counts what it drops and reconnects. A second server writes a dnstap file with
 pseudonymised clients. syslog: a UDP and a TCP listener receive the audit trail, and every
-message parses as RFC 5424 with the event's fields as structured data.
+message parses as RFC 5424 with the event's fields as structured data; and rsyslogd, configured
+as docs/feeds.md shows, receives it and writes each event's JSON line.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 
 import dns.rcode
 import pytest
+from doc_examples import DOCS, snippet
 from fake_upstream import FakeUpstream
 from harness import ServerFactory, ServerProcess, ask, fresh_name, make_config, query
 
@@ -435,3 +437,58 @@ def test_a_dnstap_file_with_pseudonymised_clients_and_syslog_over_tcp(
         assert blocked[0]["sd"]["dnswarden@32473"]["client"] == event["client"]
     finally:
         tcp_syslog.close()
+
+
+def test_rsyslog_from_the_docs_receives_the_audit_trail(
+    launch: ServerFactory, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """docs/feeds.md's rsyslog input, run for real: rsyslogd parses our RFC 5424 messages and
+    writes each event's JSON line (MSG) to its file."""
+    rsyslogd = shutil.which("rsyslogd") or shutil.which("rsyslogd", path="/usr/sbin:/sbin")
+    if rsyslogd is None:
+        pytest.skip("rsyslogd is not installed (Debian: rsyslog)")
+    port = free_tcp_port()
+    out = tmp_path / "siem.jsonl"
+    text = snippet(DOCS / "feeds.md", 'module(load="imtcp")')
+    text = text.replace("/var/log/siem/dnswarden.jsonl", str(out)).replace('"601"', f'"{port}"')
+    conf = tmp_path / "rsyslog.conf"
+    conf.write_text(f'global(workDirectory="{tmp_path}")\n' + text)
+    log = (tmp_path / "rsyslogd.out").open("wb")
+    process = subprocess.Popen([rsyslogd, "-n", "-f", str(conf), "-i", str(tmp_path / "pid")],
+                               stdin=subprocess.DEVNULL, stdout=log, stderr=log)  # fmt: skip
+    try:
+        assert wait_for(lambda: port_open(port)), (tmp_path / "rsyslogd.out").read_text()
+        config = make_config([upstream.address])
+        config["syslog"] = {"target": f"tcp://127.0.0.1:{port}"}
+        server = launch(config, "rsyslog")
+        ask(query("www.tiktok.com.", edns=True), server.address)
+        event = server.wait_for_event(lambda e: e.get("event") == "blocked")
+        assert event is not None
+
+        def received() -> list[dict[str, Any]]:
+            if not out.exists():
+                return []
+            return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+        found = wait_for(lambda: [e for e in received() if e.get("event") == "blocked"])
+        assert found == [event]
+        assert any(e.get("event") == "startup" for e in received())
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
