@@ -76,7 +76,6 @@ class Service:
         self.pipeline = QueryPipeline(state, self.pool, self.stats, audit, self.cache)
         self.listeners = Listeners(self.pipeline, config.limits, self.stats, audit)
         self.zones = ZoneFeeds(lambda: self.state.config, self._zone_changed, audit, self.stats)
-        self.pipeline.on_notify = self.zones.notify
         self.privacy = Privacy(config.audit.privacy.value, None)
         self.dnstap: DnstapOutput | None = None
         self.syslog: SyslogOutput | None = None
@@ -210,7 +209,7 @@ class Service:
             self.audit.warning("open_files_limit", limit=open_files, needed=needed)
         bound = await self.listeners.start(config.listen, reuse_port=worker is not None)
         self.started = True
-        self.zones.configure(config)
+        self.configure_zones(config)
         fields: dict[str, object] = {"listeners": [str(e) for e in bound],
                                      "open_files": open_files}  # fmt: skip
         if config.metrics.enabled and worker is None:  # the supervisor serves workers' metrics
@@ -260,6 +259,12 @@ class Service:
             if self._reload_again is None:
                 return
             (reason, reread), self._reload_again = self._reload_again, None
+
+    def configure_zones(self, config: Config) -> None:
+        """Watch the config's zone-transfer sources; NOTIFY is answered only while there is
+        one (otherwise it stays NOTIMP, like every opcode but QUERY)."""
+        self.zones.configure(config)
+        self.pipeline.on_notify = self.zones.notify if self.zones.feeds else None
 
     def _zone_changed(self, name: str) -> None:
         """A zone transfer replaced the last good copy of `name`: load it now."""
@@ -350,7 +355,7 @@ class Service:
         if config.inspection != old.inspection:
             self.cache.flush()  # cached answers carry what the old rules looked for
         self.listeners.limits = config.limits
-        self.zones.configure(config)
+        self.configure_zones(config)
         self.list_loaded = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.stats.count("reload.ok")
         self.audit.info(
