@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
+from resolver.lists.transfer import is_notify
 from resolver.observe.audit import AuditLog
+from resolver.observe.outputs import DnstapOutput
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
 from resolver.policy.inspection import Findings, Inspector, verdict
@@ -36,6 +38,7 @@ from resolver.protocol.wire import (
     FORMERR,
     NOTIMP,
     TCP_MAX_MESSAGE,
+    NotImplementedOpcode,
     Query,
     UpstreamReply,
     WireError,
@@ -126,6 +129,13 @@ class QueryPipeline:
         # also for exchanges no client waits for any more (stale answer served, prefetch).
         upstreams.after_reply = self._after_reply
         upstreams.after_failure = self._after_failure
+        # NOTIFY from an RPZ zone's primary (the shell's zone feeds); None: NOTIMP like any
+        # opcode but QUERY.
+        self.on_notify: Callable[[bytes, str], bytes | None] | None = None
+        # dnstap's CLIENT_QUERY/RESPONSE (observe.outputs.DnstapOutput), and the block the
+        # last answer carried, for its `extra` field.
+        self.tap: DnstapOutput | None = None
+        self.last_block: Decision | None = None
 
     @property
     def state(self) -> ResolverState:
@@ -176,6 +186,42 @@ class QueryPipeline:
         """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
         query went upstream, and `reply_to` gets the reply bytes (or None) later, once.
         `channel` says how it came when that was DoT or DoH."""
+        tap = self.tap
+        if tap is None:
+            return self._handle(packet, client, over_udp, reply_to, channel)
+        # dnstap: the query as received, and its answer whenever it is sent. A block's decision
+        # is what `_blocked` left in `last_block`, read at once: nothing runs in between.
+        received = tap.client_query(packet, client, over_udp)
+        self.last_block = None
+        later = functools.partial(self._tapped, tap, client, over_udp, received, reply_to)
+        outcome = self._handle(packet, client, over_udp, later, channel)
+        if type(outcome) is bytes:
+            tap.client_response(outcome, client, over_udp, received, self.last_block)
+        self.last_block = None
+        return outcome
+
+    def _tapped(
+        self,
+        tap: DnstapOutput,
+        client: str,
+        over_udp: bool,
+        received: float,
+        reply_to: ReplyTo,
+        reply: bytes | None,
+    ) -> None:
+        if reply is not None:
+            tap.client_response(reply, client, over_udp, received, self.last_block)
+        self.last_block = None
+        reply_to(reply)
+
+    def _handle(
+        self,
+        packet: bytes,
+        client: str,
+        over_udp: bool,
+        reply_to: ReplyTo,
+        channel: Channel | None,
+    ) -> Outcome:
         started = time.perf_counter()
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
@@ -183,6 +229,8 @@ class QueryPipeline:
         try:
             query = parse_query(packet)
         except WireError as error:
+            if type(error) is NotImplementedOpcode and self.on_notify and is_notify(packet):
+                return self.on_notify(packet, client)
             return self._malformed(packet, error, over_udp, started, channel)
         # 2. Access control: clients outside clients.allow are refused before any lookup, and
         #    nothing of theirs goes upstream: never an open resolver.
@@ -438,6 +486,7 @@ class QueryPipeline:
             decision.group, decision.policy or "", decision.list_name or "", decision.answer
         )
         self.audit.blocked(client, query, decision, "" if channel is None else channel.device)
+        self.last_block = decision
         return self._done(query, over_udp, "blocked", reply, started, None, channel)
 
     def _done(

@@ -211,3 +211,11 @@ def block_after(block: Block) -> Block | None:
     """The next fenced block of the same page, if any."""
     later = [b for b in blocks(block.path) if b.line > block.line]
     return later[0] if later else None
+
+
+def snippet(path: Path, marker: str) -> str:
+    """The text of the one fenced block of `path` that contains `marker` (a first-line comment
+    such as ``# knot.conf``, or a line only that block has)."""
+    found = [block.text for block in blocks(path) if marker in block.text]
+    assert len(found) == 1, f"{relative(path)}: {len(found)} blocks contain {marker!r}"
+    return found[0]

@@ -24,6 +24,8 @@ class FakeView:
     cache_numbers: dict[str, int] | None = None
     audit_dropped: int = 0
     audit_file_errors: int = 0
+    zones: dict[str, dict[str, float]] = field(default_factory=dict)
+    outputs: dict[str, int] = field(default_factory=dict)
     build_labels: dict[str, str] = field(
         default_factory=lambda: {"version": "0.1.0", "python": "3.11.7", "loop": "asyncio"}
     )
@@ -43,6 +45,8 @@ class FakeView:
             audit_file_errors=self.audit_file_errors,
             build=self.build_labels,
             ready=True,
+            rpz_zones=self.zones,
+            outputs=self.outputs,
         )
 
 

@@ -9,6 +9,7 @@ Does I/O: files (reads the config and the files it names; the environment for st
 from resolver.config.blocking import AnswerMode, BlockingConfig, MissingLists
 from resolver.config.cache import CacheConfig
 from resolver.config.clients import DEFAULT_ALLOW, ClientsConfig
+from resolver.config.dnstap import DnstapConfig
 from resolver.config.document import parse_config
 from resolver.config.encrypted import EncryptedConfig
 from resolver.config.files import default_state_dir, default_yaml
@@ -25,6 +26,7 @@ from resolver.config.problems import ConfigError, ConfigProblem
 from resolver.config.resolv import FALLBACK_UPSTREAMS, parse_resolv_conf, resolve_upstreams
 from resolver.config.server import DEFAULT_LISTEN
 from resolver.config.sources import ListFormat, SourceConfig
+from resolver.config.syslog import SyslogConfig
 from resolver.config.upstream import Strategy, UpstreamConfig, ZoneConfig
 from resolver.config.values import (
     Endpoint,
@@ -54,6 +56,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "DnstapConfig",
     "EncryptedConfig",
     "Endpoint",
     "ExemptRule",
@@ -72,6 +75,7 @@ __all__ = [
     "PrivacyMode",
     "SourceConfig",
     "Strategy",
+    "SyslogConfig",
     "UpstreamConfig",
     "UpstreamServer",
     "ZoneConfig",

@@ -18,6 +18,7 @@ from yaml.nodes import Node
 from resolver.config.blocking import check_sinkhole, read_blocking
 from resolver.config.cache import read_cache
 from resolver.config.clients import read_clients
+from resolver.config.dnstap import read_dnstap
 from resolver.config.encrypted import read_encrypted
 from resolver.config.groups import read_groups
 from resolver.config.inspection import read_inspection
@@ -32,6 +33,7 @@ from resolver.config.problems import ConfigError
 from resolver.config.resolv import loop_message, loops
 from resolver.config.server import DEFAULT_LISTEN, read_listen, read_state_dir, read_workers
 from resolver.config.sources import read_sources
+from resolver.config.syslog import read_syslog
 from resolver.config.upstream import read_upstream, read_zones
 
 _SECTIONS = [f.name for f in dataclasses.fields(Config) if f.name != "source"]
@@ -100,5 +102,7 @@ def _read(reader: Reader, root: Node | None, catalogue: frozenset[str]) -> Confi
         encrypted=read_encrypted(
             reader, top, listen, metrics.listen if metrics.enabled else None
         ),
+        dnstap=read_dnstap(reader, top),
+        syslog=read_syslog(reader, top),
     )
     return None if reader.problems else config

@@ -9,7 +9,7 @@ here; only their form is checked, elsewhere.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -188,6 +188,36 @@ def key_file(reader: Reader, node: Node, key: str, name: str) -> str | None:
     if full is not None and full.stat().st_size == 0:
         reader.problem(node, key, f"key file {str(full)!r} is empty")
     return None if full is None else str(full)
+
+
+def secret_file(
+    reader: Reader,
+    node: Node,
+    key: str,
+    name: str,
+    parse: Callable[[bytes], object],
+    max_bytes: int,
+) -> str | None:
+    """The absolute path of a file holding a secret that `parse` accepts (it raises
+    ValueError); the secret itself stays in the file, read again by whoever uses it."""
+    full = existing_file(reader, node, key, name, "secret file")
+    if full is None:
+        return None
+    try:
+        with open(full, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as e:
+        reader.problem(node, key, f"cannot read secret file {str(full)!r}: {e.strerror or e}")
+        return None
+    if len(data) > max_bytes:
+        reader.problem(node, key, f"secret file {str(full)!r} is larger than {max_bytes} bytes")
+        return None
+    try:
+        parse(data)
+    except ValueError as e:
+        reader.problem(node, key, f"secret file {str(full)!r} {e}")
+        return None
+    return str(full)
 
 
 def log_file(reader: Reader, node: Node, key: str, name: str) -> str | None:

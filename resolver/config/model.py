@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from resolver.config.blocking import BlockingConfig
 from resolver.config.cache import CacheConfig
 from resolver.config.clients import ClientsConfig
+from resolver.config.dnstap import DnstapConfig
 from resolver.config.encrypted import EncryptedConfig
 from resolver.config.files import default_state_dir
 from resolver.config.groups import GroupConfig
@@ -18,6 +19,7 @@ from resolver.config.metrics import MetricsConfig
 from resolver.config.policies import PolicyConfig
 from resolver.config.server import DEFAULT_LISTEN, DEFAULT_WORKERS
 from resolver.config.sources import SourceConfig
+from resolver.config.syslog import SyslogConfig
 from resolver.config.upstream import UpstreamConfig, ZoneConfig
 from resolver.config.values import Endpoint
 
@@ -45,6 +47,8 @@ class Config:
     state_dir: str = field(default_factory=default_state_dir)
     workers: int | str = DEFAULT_WORKERS  # worker processes, or "auto" (one per CPU)
     encrypted: EncryptedConfig = field(default_factory=EncryptedConfig)
+    dnstap: DnstapConfig = field(default_factory=DnstapConfig)
+    syslog: SyslogConfig = field(default_factory=SyslogConfig)
 
     def list_source(self, name: str) -> SourceConfig | None:
         """The source called `name`, or None for a catalogue id or a path.

@@ -1,5 +1,5 @@
-"""The `sources` section: operator lists by name, each a URL, a file or a directory, with its
-format, refresh interval and download bounds."""
+"""The `sources` section: operator lists by name, each a URL, a file, a directory or an RPZ zone
+transferred from its primaries, with its format, refresh interval and download bounds."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from yaml.nodes import Node
 from resolver.config import files
 from resolver.config.nodes import MISSING, Entries, Reader, join, line_of
 from resolver.config.problems import describe
+from resolver.config.transfer import TRANSFER_KEYS, TransferConfig, read_transfer
 from resolver.config.values import (
     LIST_FILE_SUFFIXES,
     choice,
@@ -42,9 +43,10 @@ class ListFormat(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
     """An operator list, named so that `blocking.lists`, groups, policies and `allow` can refer
-    to it.  Exactly one of `url`, `path` (a file) or `dir` (every regular file in it) is set;
-    paths are absolute.  `refresh` is the fetch interval of a URL, or how often a file's or
-    directory's modification time is checked."""
+    to it.  Exactly one of `url`, `path` (a file), `dir` (every regular file in it) or
+    `transfer` (an RPZ zone from its primaries) is set; paths are absolute.  `refresh` is the
+    fetch interval of a URL, or how often a file's or directory's modification time is
+    checked; a transferred zone follows its SOA's refresh and retry timers instead."""
 
     name: str = ""
     url: str | None = None
@@ -57,11 +59,19 @@ class SourceConfig:
     max_bytes: int = 256 << 20
     max_shrink: float = 0.5
     line: int = 0
+    transfer: TransferConfig | None = None  # set for an RPZ zone taken by zone transfer
 
     @property
     def location(self) -> str:
-        """The URL, file or directory, for messages and logs."""
+        """The URL, file, directory or ``xfr://primary/zone``, for messages and logs."""
+        if self.transfer is not None:
+            return self.transfer.location
         return self.url or self.path or self.dir or ""
+
+    @property
+    def remote(self) -> bool:
+        """Fetched or transferred into a last good copy, rather than read where it lies."""
+        return bool(self.url) or self.transfer is not None
 
 
 _SOURCE_KEYS = (
@@ -74,8 +84,9 @@ _SOURCE_KEYS = (
     "timeout",
     "max_bytes",
     "max_shrink",
+    *TRANSFER_KEYS,
 )
-_SOURCE_KINDS = ("url", "path", "dir")
+_SOURCE_KINDS = ("url", "path", "dir", "primaries")
 _list_format = choice(ListFormat, "format")
 
 
@@ -121,29 +132,46 @@ def _read_source(reader: Reader, name: str, key_node: Node, entries: Entries) ->
         reader.problem(
             key_node,
             f"{path}.url",
-            "required: one of url (https://...), path (a file) or dir (a directory)",
+            "required: one of url (https://...), path (a file), dir (a directory) or "
+            "primaries (an RPZ zone by zone transfer)",
         )
     for extra in kinds[1:]:
         first = line_of(entries[kinds[0]][0])
         reader.problem(
             entries[extra][0],
             f"{path}.{extra}",
-            f"give only one of url, path or dir ({kinds[0]} is given at line {first})",
+            f"give only one of url, path or dir ({kinds[0]} is given at line {first})"
+            if "primaries" not in kinds
+            else f"give only one of url, path, dir or primaries ({kinds[0]} is given at line "
+            f"{first})",
         )
     kind = kinds[0] if kinds else None
     insecure = reader.value(entries, "insecure", path, strict_bool, defaults.insecure)
     location: dict[str, str | None] = dict.fromkeys(_SOURCE_KINDS)
-    if kind is not None:
+    transfer = None
+    if kind == "primaries":
+        transfer = read_transfer(reader, entries, path)
+    elif kind is not None:
         location[kind] = _read_location(reader, kind, entries, path, insecure)
     for name_only_for_url in ("insecure", "timeout"):
         if name_only_for_url in entries and kind in ("path", "dir"):
             reader.problem(
                 entries[name_only_for_url][0],
                 f"{path}.{name_only_for_url}",
-                f"only used with url (this source is a {kind})",
+                f"only used with url (this source is a {kind})"
+                + ("; timeout also applies to primaries" if name_only_for_url == "timeout" else ""),
             )
+    _check_transfer_keys(reader, entries, path, kind)
     refresh_default = DEFAULT_URL_REFRESH if kind == "url" else DEFAULT_FILE_REFRESH
     fmt = reader.value(entries, "format", path, _list_format, defaults.format)
+    if kind == "primaries":
+        if fmt not in (MISSING, ListFormat.AUTO, ListFormat.RPZ):
+            reader.problem(
+                entries["format"][1],
+                f"{path}.format",
+                "a zone transferred from primaries is an RPZ zone: use format rpz or leave it out",
+            )
+        fmt = ListFormat.RPZ
     refresh = reader.value(entries, "refresh", path, positive_duration, refresh_default)
     timeout = reader.value(entries, "timeout", path, positive_duration, defaults.timeout)
     max_bytes = reader.value(entries, "max_bytes", path, positive_size, defaults.max_bytes)
@@ -159,8 +187,32 @@ def _read_source(reader: Reader, name: str, key_node: Node, entries: Entries) ->
         timeout=defaults.timeout if timeout is MISSING else timeout,
         max_bytes=defaults.max_bytes if max_bytes is MISSING else max_bytes,
         max_shrink=defaults.max_shrink if shrink is MISSING else shrink,
+        transfer=transfer,
         line=line_of(key_node),
     )
+
+
+def _check_transfer_keys(reader: Reader, entries: Entries, path: str, kind: str | None) -> None:
+    """Keys that only make sense for one kind of source."""
+    if kind == "primaries":
+        for name in ("refresh", "insecure"):
+            if name in entries:
+                why = {
+                    "refresh": "the zone's SOA refresh and retry timers decide, and a NOTIFY "
+                    "from a primary starts a transfer at once",
+                    "insecure": "transfers are authenticated with tsig, not TLS",
+                }[name]
+                reader.problem(
+                    entries[name][0], f"{path}.{name}", f"not used with primaries: {why}"
+                )
+        return
+    for name in TRANSFER_KEYS[1:]:
+        if name in entries and kind is not None:
+            reader.problem(
+                entries[name][0],
+                f"{path}.{name}",
+                f"only used with primaries (this source is a {kind})",
+            )
 
 
 def _read_location(

@@ -236,8 +236,8 @@ def list_specs(config: Config) -> list[_Spec | str]:
 
 def _source_spec(item: str, source: SourceConfig) -> _Spec:
     fmt = source.format.value
-    if source.url:
-        return _Spec(item, source.name, "url", (), fmt, source.url, source.max_shrink)
+    if source.remote:  # a feed or a transferred zone: its last good copy
+        return _Spec(item, source.name, "url", (), fmt, source.location, source.max_shrink)
     if source.dir:
         return _Spec(item, source.name, "dir", _dir_files(Path(source.dir)), fmt)
     return _Spec(item, source.name, "file", (Path(source.location),), fmt)
@@ -524,7 +524,7 @@ MAX_POLL = 10.0
 def poll_interval(config: Config) -> float:
     """How often the service checks lists: the shortest `refresh` of a file or directory
     source, within [MIN_POLL, MAX_POLL] (remote sources are checked for being due as often)."""
-    refresh = [s.refresh for s in config.sources if not s.url]
+    refresh = [s.refresh for s in config.sources if not s.remote]
     return max(MIN_POLL, min([MAX_POLL, *refresh]))
 
 
@@ -555,7 +555,7 @@ def refresh_source(
     the compiled file is replaced with it, so the next `load_lists` maps it without parsing.
     """
     source = config.list_source(name)
-    if source is None or not source.url:
+    if source is None or not source.remote:
         return RefreshOutcome(name, "failed", "not a remote source")
     loader = ListLoader(
         config.state_dir,
@@ -584,7 +584,7 @@ def _refresh_locked(
     old = store.meta(name) if store.has_copy(name) else {}
     try:
         result = fetcher(
-            source.url,
+            source.location,
             etag=old.get("etag"),
             last_modified=old.get("last_modified"),
             timeout=source.timeout,
@@ -595,7 +595,7 @@ def _refresh_locked(
         )
     except FetchError as exc:
         store.touch(name, last_failure=now(), last_error=str(exc))
-        return RefreshOutcome(name, "failed", f"{source.url}: {exc}")
+        return RefreshOutcome(name, "failed", f"{source.location}: {exc}")
     if result.status == 304 or result.body is None:
         store.touch(name, checked_at=now())
         return RefreshOutcome(name, "unchanged", "not modified", old.get("entries"))
@@ -604,13 +604,13 @@ def _refresh_locked(
         store.touch(name, checked_at=now(), etag=result.etag, last_modified=result.last_modified)
         return RefreshOutcome(name, "unchanged", "same content", old.get("entries"))
     candidate = store.write_candidate(name, result.body)
-    spec = _Spec(name, name, "url", (), source.format.value, source.url)
+    spec = _Spec(name, name, "url", (), source.format.value, source.location)
     job_out = store.directory / f".{name}.candidate.dwl"
     fingerprint = _fingerprint(spec, digest, (loader.max_bad_lines, loader.max_regex))
     job = {
         "name": name,
         "files": [str(candidate)],
-        "label": {str(candidate): source.url},
+        "label": {str(candidate): source.location},
         "format": spec.format,
         "max_errors": loader.max_bad_lines,
         "max_regex": loader.max_regex,
@@ -630,7 +630,7 @@ def _refresh_locked(
         store.discard_candidate(name)
         job_out.unlink(missing_ok=True)
         detail = (
-            f"{source.url}: refresh rejected: {entries} entries where the last good copy has "
+            f"{source.location}: refresh rejected: {entries} entries where the last good copy has "
             f"{previous}, a shrink of {1 - entries / previous:.0%} (max_shrink "
             f"{source.max_shrink:.0%}); keeping the last good copy"
         )
@@ -639,7 +639,7 @@ def _refresh_locked(
     store.promote(
         name,
         {
-            "url": source.url,
+            "url": source.location,
             "etag": result.etag,
             "last_modified": result.last_modified,
             "fetched_at": now(),

@@ -256,6 +256,7 @@ class _Sink:
     def __init__(self, stream: TextIO, file: _RotatingFile | None) -> None:
         self.stream = stream
         self.file = file
+        self.forward: Callable[[str], None] | None = None  # e.g. the syslog output
 
     def msg(self, line: str) -> None:
         line += "\n"
@@ -264,6 +265,8 @@ class _Sink:
         self.stream.flush()
         if self.file is not None:
             self.file.write(line)
+        if self.forward is not None:
+            self.forward(line[:-1])
 
     info = warning = error = msg
 
@@ -502,6 +505,10 @@ class AuditLog:
         if self._file is not None:
             self._sink.file = None
             self._file.close()
+
+    def forward_to(self, write: Callable[[str], None] | None) -> None:
+        """Hand every line written (without its newline) to `write` too, e.g. to syslog."""
+        self._sink.forward = write
 
     @property
     def file_errors(self) -> int:

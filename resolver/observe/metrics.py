@@ -20,7 +20,7 @@ which merges its workers' snapshots into one and exports that.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -69,6 +69,9 @@ class ServiceSnapshot:
     audit_file_errors: int = 0
     build: Mapping[str, str] = field(default_factory=dict)  # version, python, loop
     ready: bool = False
+    # RPZ zones by transfer: list -> serial, last_transfer, failures, transfers.<kind>
+    rpz_zones: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    outputs: Mapping[str, int] = field(default_factory=dict)  # dnstap/syslog: "<out>.<outcome>"
 
     @classmethod
     def merge(cls, snapshots: Sequence[ServiceSnapshot]) -> ServiceSnapshot:
@@ -102,7 +105,32 @@ class ServiceSnapshot:
             audit_file_errors=sum(s.audit_file_errors for s in snapshots),
             build=first.build,
             ready=all(s.ready for s in snapshots),
+            rpz_zones=_merged_zones(snapshots),
+            outputs=_summed(s.outputs for s in snapshots),
         )
+
+
+def _merged_zones(snapshots: Sequence[ServiceSnapshot]) -> dict[str, dict[str, float]]:
+    """Each zone as the workers saw it: the newest serial and transfer, failures and transfers
+    added up (each worker counts the transfers it made)."""
+    merged: dict[str, dict[str, float]] = {}
+    for snapshot in snapshots:
+        for name, values in snapshot.rpz_zones.items():
+            into = merged.setdefault(name, {})
+            for key, value in values.items():
+                if key in ("serial", "last_transfer"):
+                    into[key] = max(into.get(key, value), value)
+                else:
+                    into[key] = into.get(key, 0.0) + value
+    return merged
+
+
+def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for one in counts:
+        for key, value in one.items():
+            total[key] = total.get(key, 0) + value
+    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +185,22 @@ FAMILIES: Final = {
            "Failed attempts to load or refresh each list."),
         _f("lists_missing", "gauge", ("list",),
            "1 while a configured list has no loaded copy (a feed never fetched), else 0."),
+        _f("rpz_zone_serial", "gauge", ("list",),
+           "SOA serial of the copy in force of each RPZ zone taken by zone transfer."),
+        _f("rpz_zone_last_transfer_timestamp_seconds", "gauge", ("list",),
+           "Unix time of the transfer that brought each RPZ zone's copy in force."),
+        _f("rpz_zone_transfers", "counter", ("list", "type"),
+           "Zone transfers that brought changes, by type (axfr, ixfr)."),
+        _f("rpz_zone_transfer_failures", "counter", ("list",),
+           "Failed checks of each RPZ zone: no primary answered, TSIG refused, or the new "
+           "version was refused as broken or shrunk (the last good copy stays in force)."),
+        _f("notifies", "counter", ("result",),
+           "NOTIFY messages received: accepted (from a listed primary, for its zone), refused, "
+           "malformed."),
+        _f("dnstap_frames", "counter", ("outcome",),
+           "dnstap frames: sent, dropped (queue full or no reader), by outcome."),
+        _f("syslog_messages", "counter", ("outcome",),
+           "Audit events sent to syslog, and dropped (queue full or no receiver), by outcome."),
         _f("policy_active", "gauge", ("policy",),
            "1 while the policy's validity window contains now, else 0."),
         _f("policy_until_timestamp_seconds", "gauge", ("policy",),
@@ -213,6 +257,7 @@ _PREFIXED: Final = {
     "udp.": "udp_errors",
     "dropped.": "dropped",
     "doh_response.": "doh_responses",
+    "notify.": "notifies",
 }
 _EXACT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "reload.ok": ("reloads", ("success",)),
@@ -325,6 +370,20 @@ class StatsCollector:
                 out.add("cache_" + key, (), cache.get(key, 0))
         out.add("audit_events_dropped", (), snapshot.audit_events_dropped)
         out.add("audit_file_errors", (), snapshot.audit_file_errors)
+        for name, values in sorted(snapshot.rpz_zones.items()):
+            if "serial" in values:
+                out.add("rpz_zone_serial", (name,), values["serial"])
+            if "last_transfer" in values:
+                out.add("rpz_zone_last_transfer_timestamp_seconds", (name,),
+                        values["last_transfer"])  # fmt: skip
+            out.add("rpz_zone_transfer_failures", (name,), values.get("failures", 0.0))
+            for kind in ("axfr", "ixfr"):
+                out.add("rpz_zone_transfers", (name, kind), values.get("transfers." + kind, 0.0))
+        for key, value in sorted(snapshot.outputs.items()):
+            output, _, outcome = key.partition(".")
+            family = {"dnstap": "dnstap_frames", "syslog": "syslog_messages"}.get(output)
+            if family is not None:
+                out.add(family, (outcome,), value)
         build = snapshot.build
         out.add("build_info", tuple(build.get(k, "") for k in ("version", "python", "loop")), 1)
 

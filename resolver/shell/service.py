@@ -23,6 +23,7 @@ from resolver.lists import loading
 from resolver.lists.catalogue import ListError
 from resolver.observe.audit import TICK_INTERVAL, AuditLog, read_key
 from resolver.observe.metrics import Metrics, ServiceSnapshot
+from resolver.observe.outputs import DnstapOutput, Privacy, SyslogOutput
 from resolver.observe.stats import Stats
 from resolver.pipeline import QueryPipeline
 from resolver.policy import windows
@@ -30,6 +31,7 @@ from resolver.shell.encrypted import EncryptedListeners
 from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import Listeners
 from resolver.shell.workers import REPORT_INTERVAL, WorkerReport, encode_report, every
+from resolver.shell.zones import ZoneFeeds
 from resolver.state import ResolverState, build_state, read_resolv_conf
 from resolver.upstream.pool import PoolOptions, UpstreamPool
 
@@ -75,6 +77,10 @@ class Service:
         self.pipeline = QueryPipeline(state, self.pool, self.stats, audit, self.cache)
         self.listeners = Listeners(self.pipeline, config.limits, self.stats, audit)
         self.encrypted = EncryptedListeners(self.listeners, config.encrypted, self.stats, audit)
+        self.zones = ZoneFeeds(lambda: self.state.config, self._zone_changed, audit, self.stats)
+        self.privacy = Privacy(config.audit.privacy.value, None)
+        self.dnstap: DnstapOutput | None = None
+        self.syslog: SyslogOutput | None = None
         self.health: HealthServer | None = None
         self.list_loaded: dict[str, float] = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.list_failures: dict[str, int] = {}
@@ -120,7 +126,43 @@ class Service:
                 "loop": event_loop_name(),
             },
             ready=self.ready()[0],
+            rpz_zones=self.zones.metrics(),
+            outputs=self.output_counts(),
         )
+
+    def output_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name, output in (("dnstap", self.dnstap), ("syslog", self.syslog)):
+            if output is not None:
+                counts[f"{name}.sent"] = output.writer.sent
+                counts[f"{name}.dropped"] = output.writer.dropped
+        return counts
+
+    def start_outputs(self, worker: WorkerLink | None = None) -> None:
+        """dnstap and syslog writers (threads; they connect in the background). The client
+        address in dnstap follows the audit trail's privacy mode and key."""
+        config = self.state.config
+        settings = config.audit
+        if settings.privacy.value == "pseudonymise":
+            self.privacy.key = read_key(settings.key_file, settings.key_env)
+        if config.dnstap.enabled:
+            index = worker.index if worker is not None else None
+            self.dnstap = DnstapOutput(config.dnstap, self.privacy, index)
+            self.pipeline.tap = self.dnstap
+            if config.dnstap.forwarder:
+                self.pool.tap = self.dnstap.forwarded
+        if config.syslog.enabled:
+            self.syslog = SyslogOutput(config.syslog)
+            self.audit.forward_to(self.syslog.write)
+
+    def close_outputs(self) -> None:
+        """After the last audit event: the writers send what they hold (briefly), then stop."""
+        self.pipeline.tap = None
+        self.pool.tap = None
+        self.audit.forward_to(None)
+        for output in (self.dnstap, self.syslog):
+            if output is not None:
+                output.close()
 
     def flush_cache(self) -> int:
         """Forget every cached answer and failure (for SIGUSR1 or a control command)."""
@@ -143,6 +185,8 @@ class Service:
         }
         if self.encrypted.active:
             detail["encrypted"] = self.encrypted.status()
+        if self.zones.feeds:
+            detail["rpz_zones"] = self.zones.status()
         serving = self.started and self.encrypted.serving()
         return serving and bool(healthy) and not closed.groups, detail
 
@@ -174,6 +218,7 @@ class Service:
                                      **await self.encrypted.start(reuse_port=worker is not None),
                                      "open_files": open_files}  # fmt: skip
         self.started = True
+        self.configure_zones(config)
         if config.metrics.enabled and worker is None:  # the supervisor serves workers' metrics
             metrics = Metrics(self.stats, self.snapshot)
             self.health = HealthServer(metrics, self.ready, metrics_token(config))
@@ -184,6 +229,7 @@ class Service:
         return fields
 
     async def stop(self) -> None:
+        await self.zones.close()
         if self.health is not None:
             await self.health.stop()
         self.encrypted.close_servers()
@@ -222,6 +268,16 @@ class Service:
             if self._reload_again is None:
                 return
             (reason, reread), self._reload_again = self._reload_again, None
+
+    def configure_zones(self, config: Config) -> None:
+        """Watch the config's zone-transfer sources; NOTIFY is answered only while there is
+        one (otherwise it stays NOTIMP, like every opcode but QUERY)."""
+        self.zones.configure(config)
+        self.pipeline.on_notify = self.zones.notify if self.zones.feeds else None
+
+    def _zone_changed(self, name: str) -> None:
+        """A zone transfer replaced the last good copy of `name`: load it now."""
+        self.request_reload(f"zone transferred: {name}", reread=False)
 
     async def watch_lists(self) -> None:
         """Poll local list files for changes and fetch remote lists when due; reload after
@@ -282,7 +338,7 @@ class Service:
             self.stats.count("reload.failed")
             self.audit.error("reload_failed", problems=[repr(error)[:300]])
             return
-        for section in ("listen", "metrics"):
+        for section in ("listen", "metrics", "dnstap", "syslog"):
             if getattr(config, section) != getattr(old, section):
                 self.audit.warning("reload_needs_restart", section=section)
         try:
@@ -291,9 +347,9 @@ class Service:
             # object, and skips this (it flushes folded audit events: ~20 ms under load).
             settings = config.audit
             if config is not old:
-                self.audit.set_privacy(
-                    settings.privacy.value, read_key(settings.key_file, settings.key_env)
-                )
+                key = read_key(settings.key_file, settings.key_env)
+                self.audit.set_privacy(settings.privacy.value, key)
+                self.privacy.mode, self.privacy.key = settings.privacy.value, key
         except (OSError, ValueError) as error:
             self.audit.error("reload_audit_key_failed", error=str(error))
         self.pipeline.state = state
@@ -310,6 +366,7 @@ class Service:
         self.listeners.limits = config.limits
         if config is not old:  # a reload for changed lists keeps the certificate too
             self.encrypted.reload(config.encrypted)
+        self.configure_zones(config)
         self.list_loaded = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.stats.count("reload.ok")
         self.audit.info(
@@ -481,9 +538,11 @@ async def run_service(
         loop.add_signal_handler(signum, stop.set)
     service = Service(state, load_config, audit)
     try:
+        service.start_outputs(worker)
         fields = await service.start(worker)
     except BaseException:
         await service.stop()
+        service.close_outputs()
         raise
     loop.add_signal_handler(signal.SIGHUP, service.request_reload)
     loop.add_signal_handler(signal.SIGUSR1, service.flush_cache)
@@ -553,6 +612,7 @@ async def run_service(
         audit.close(
             "shutdown" if worker is None else "worker_stopped", counts=service.stats.summary()
         )
+        service.close_outputs()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
 

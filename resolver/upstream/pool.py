@@ -259,6 +259,8 @@ class UpstreamPool:
         self.options = options or PoolOptions()
         self.after_reply: ReplyHook | None = None
         self.after_failure: FailureHook | None = None
+        # dnstap's FORWARDER_QUERY/RESPONSE: (server, query, reply bytes, seconds it took)
+        self.tap: Callable[[UpstreamServer, Query, bytes, float], None] | None = None
         self.configure(servers, timeout, deadline, max_inflight, self.options)
 
     def configure(
@@ -554,6 +556,8 @@ class UpstreamPool:
         """Whether `reply` ends the query, with the upstream's health and latency updated
         either way. REFUSED is the upstream failing; a plain SERVFAIL is neither an answer nor
         a failure (the caller keeps it); a SERVFAIL that says validation failed is an answer."""
+        if self.tap is not None:
+            self.tap(upstream.server, query, reply.raw, self._loop.time() - started)
         rcode = reply.rcode
         if rcode == REFUSED:
             self._failed(upstream, "refused", query)
