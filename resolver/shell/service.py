@@ -111,6 +111,8 @@ class Service:
             cache=self.cache.stats() if self.cache.enabled else None,
             audit_events_dropped=self.audit.dropped_total,
             audit_file_errors=self.audit.file_errors,
+            rate_limit_clients=self.pipeline.limiter.clients,
+            rate_limit_suspect_zones=self.pipeline.limiter.suspect_zones(),
             build={
                 "version": __version__,
                 "python": platform.python_version(),

@@ -282,6 +282,7 @@ def test_emitted_names_and_labels_match_the_catalogue() -> None:
     stats = busy_stats(random.Random(3), 500)
     stats.blocked("g", "", "tiktok", "nxdomain")
     stats.upstream("127.0.0.1:53", "ok", 0.01)
+    stats.rate_limited("g", "queries", "drop")
     for key in ("malformed.x", "tcp.accepted", "reload.ok", "upstream.merged", "other.thing"):
         stats.count(key)
     view = FakeView(failures={"tiktok": 1}, policy_rows=[("p", True, 2e9)],
