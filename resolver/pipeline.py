@@ -219,6 +219,11 @@ class QueryPipeline:
                 self.stats.count("fail_closed")
                 reply = answers.servfail(query, EdeCode.NOT_READY, group.text)
                 return self._done(query, over_udp, "servfail", reply, started)
+        # 3c. ANY: answered minimally here (RFC 8482), never forwarded: it is the amplification
+        #    query of choice, and no client needs the whole RRset collection.
+        if query.qtype == answers.TYPE_ANY:
+            self.stats.count("answers.rfc8482")
+            return self._done(query, over_udp, "answered", answers.minimal_any(query), started)
         # 4. Cache: a fresh answer is served from here, synchronously; its answer names are checked
         #    against this client's policy like a forwarded answer's (step 6). While upstreams are
         #    known to fail (a cached failure), a stale answer or SERVFAIL is answered at once.
@@ -469,16 +474,17 @@ class QueryPipeline:
         """A query over a rate limit: counted per group, folded into one audit event per
         client and limit, and dropped or REFUSED (EDE 18) as `rate_limit.action` says."""
         action = self._state.config.rate_limit.action
-        group = self.limiter.group(client, started)
-        self.stats.rate_limited(group, limit, action.value)
+        entry = self.limiter.entry(client, started)
+        self.stats.rate_limited(entry.group, limit, action.value)
+        held = entry.report_due(limit, started)
         if action is OverLimit.REFUSE and query is None:
             try:
                 query = parse_query(packet)
             except WireError:
                 query = None
-        self.audit.rate_limited(
-            client, group, limit, action.value, query.qname if query is not None else None
-        )
+        if held >= 0:
+            qname = query.qname if query is not None else None
+            self.audit.rate_limited(client, entry.group, limit, action.value, qname, held)
         if action is OverLimit.DROP or query is None:
             qtype = query.qtype if query is not None else -1
             self.stats.query("udp" if over_udp else "tcp", qtype, "dropped",

@@ -452,10 +452,11 @@ class AuditLog:
             folds[key] = _Fold(now + self._fold_window, fields, stamp, query.qtype)
 
     def rate_limited(self, client: str, group: str, limit: str, action: str,
-                     qname: bytes | None) -> None:  # fmt: skip
+                     qname: bytes | None, held: int = 0) -> None:  # fmt: skip
         """A query over a rate limit; repeats from the same client for the same limit within
         the fold window become one summary with a count (a flood is one event plus one
-        summary per window, whatever names it sends). `qname` is the first one's, if parsed."""
+        summary per window, whatever names it sends). `qname` is the first one's, if parsed;
+        `held` counts earlier repeats the caller held back rather than calling for each."""
         if not self.info_enabled:
             return
         now = self._clock()
@@ -465,7 +466,7 @@ class AuditLog:
         key = (client, b"", "rate_limited:" + limit)
         fold = folds.get(key)
         if fold is not None:
-            fold.repeats += 1
+            fold.repeats += 1 + held
             fold.last_seen = self._lines.timestamp()
             return
         fields: dict[str, Any] = {
@@ -478,7 +479,8 @@ class AuditLog:
         written = self._emit("info", "rate_limited", fields, now)
         if self._fold_window and len(folds) < FOLD_KEYS:
             stamp = self._lines.stamp if written else self._lines.timestamp()
-            folds[key] = _Fold(now + self._fold_window, fields, stamp, -1, "rate_limited")
+            folds[key] = fold = _Fold(now + self._fold_window, fields, stamp, -1, "rate_limited")
+            fold.repeats = held
 
     def allowed(self, client: str, query: Query, rcode: int) -> None:
         if not self.info_enabled:
@@ -513,6 +515,11 @@ class AuditLog:
         if self._file is not None:
             self._sink.file = None
             self._file.close()
+
+    @property
+    def file_path(self) -> str | None:
+        """The audit file being written (a worker's own `FILE.wN`), if any."""
+        return self._file.path if self._file is not None else None
 
     @property
     def file_errors(self) -> int:

@@ -36,8 +36,11 @@ UPSTREAM: Final = "upstream"
 ZONE: Final = "zone"
 LIMITS: Final = (QUERIES, UPSTREAM, ZONE)
 """The `limit` label: which budget a query exceeded."""
+_LIMIT_INDEX: Final = {limit: index for index, limit in enumerate(LIMITS)}
 
 MAX_ZONES = 16384
+REPORT_INTERVAL = 0.1
+"""Seconds between audit calls for queries one client prefix has shed (`ClientEntry`)."""
 WINDOW = 1.0
 """Seconds per window over which a zone's upstream answers are counted."""
 SUSPECT_SHARE = 0.5
@@ -79,13 +82,30 @@ class Bucket:
 class ClientEntry:
     """The budgets of one client prefix, shared by every address in it."""
 
-    __slots__ = ("exempt", "group", "queries", "upstream")
+    __slots__ = ("exempt", "group", "queries", "report_at", "unreported", "upstream")
 
     def __init__(self, group: str, queries: Bucket, upstream: Bucket, exempt: bool) -> None:
         self.group = group
         self.queries = queries
         self.upstream = upstream
         self.exempt = exempt
+        # Per limit (`LIMITS` order): queries shed since the last audit call for this prefix,
+        # and when the next may be made: a flood costs the audit trail a call per
+        # `REPORT_INTERVAL`, not one per packet.
+        self.unreported = [0, 0, 0]
+        self.report_at = [-math.inf, -math.inf, -math.inf]
+
+    def report_due(self, limit: str, now: float) -> int:
+        """-1 while audit calls for `limit` are held back (this shed counted for later); else
+        the sheds held back since the last call, which is to be made now."""
+        index = _LIMIT_INDEX[limit]
+        if now < self.report_at[index]:
+            self.unreported[index] += 1
+            return -1
+        self.report_at[index] = now + REPORT_INTERVAL
+        held = self.unreported[index]
+        self.unreported[index] = 0
+        return held
 
     def idle(self, now: float) -> bool:
         return self.queries.due <= now and self.upstream.due <= now

@@ -26,6 +26,7 @@ from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
 from resolver.pipeline import QueryPipeline
 from resolver.policy import windows
+from resolver.shell import privileges
 from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import Listeners
 from resolver.shell.workers import REPORT_INTERVAL, WorkerReport, encode_report, every
@@ -77,6 +78,7 @@ class Service:
         self.list_loaded: dict[str, float] = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.list_failures: dict[str, int] = {}
         self.started = False
+        self.kept_root = False
         self._reload_pending: asyncio.Task[None] | None = None
         self._reload_again: tuple[str, bool] | None = None
         self.blocked_rules: dict[str, int] = {}
@@ -176,7 +178,29 @@ class Service:
                 config.metrics.listen.host, config.metrics.listen.port
             )
             fields["metrics"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        fields.update(self.drop_privileges())
         return fields
+
+    def warn_if_root(self) -> None:
+        if self.kept_root:
+            self.audit.warning(
+                "running_as_root",
+                reason="started as root and privileges.user is not set: a bug reachable by "
+                "any client would run as root; set privileges.user",
+            )
+
+    def drop_privileges(self) -> dict[str, object]:
+        """Started as root: once every socket is bound, become `privileges.user` (no capability
+        left), or warn that we stay root. Fields for the start-up event."""
+        if not privileges.running_as_root():
+            return {}
+        config = self.state.config
+        if config.privileges.user is None:
+            self.kept_root = True  # said after the start-up line: `warn_if_root`
+            return {}
+        writable = (config.state_dir, self.audit.file_path or "")
+        dropped = privileges.drop(config.privileges, writable)
+        return {"privileges": dropped.fields(), "capabilities": privileges.capabilities()}
 
     async def stop(self) -> None:
         if self.health is not None:
@@ -486,6 +510,7 @@ async def run_service(
             loop=event_loop_name(),
         )
     if worker is None or worker.index == 0:
+        service.warn_if_root()
         service.report_missing_lists()
         for name, report in state.list_reports.items():
             if report.kind != "catalogue":
