@@ -23,6 +23,11 @@ from pathlib import Path
 
 from resolver.config import PrivilegesConfig
 
+ROOT_KEPT = (
+    "started as root and privileges.user is not set: a bug reachable by any client would run "
+    "as root; set privileges.user"
+)
+
 
 class PrivilegeError(OSError):
     """The drop cannot be done: an unknown account, or root still reachable afterwards."""

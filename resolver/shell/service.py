@@ -183,11 +183,7 @@ class Service:
 
     def warn_if_root(self) -> None:
         if self.kept_root:
-            self.audit.warning(
-                "running_as_root",
-                reason="started as root and privileges.user is not set: a bug reachable by "
-                "any client would run as root; set privileges.user",
-            )
+            self.audit.warning("running_as_root", reason=privileges.ROOT_KEPT)
 
     def drop_privileges(self) -> dict[str, object]:
         """Started as root: once every socket is bound, become `privileges.user` (no capability
@@ -509,8 +505,9 @@ async def run_service(
             audit_key_id=audit.key_id(),
             loop=event_loop_name(),
         )
-    if worker is None or worker.index == 0:
+    if worker is None:  # with workers, the supervisor says it
         service.warn_if_root()
+    if worker is None or worker.index == 0:
         service.report_missing_lists()
         for name, report in state.list_reports.items():
             if report.kind != "catalogue":
