@@ -54,6 +54,10 @@ _SECOND_LEVEL: Final = frozenset(
 without a public-suffix list, the registrable zone of x.y.co.uk is y.co.uk, not co.uk."""
 
 
+_ROUNDING = 1e-9
+"""Added to a bucket's slack, so float rounding never denies a query exactly on time."""
+
+
 class Bucket:
     """GCRA: `due` is when the bucket is full again; a query is admitted while `due` is at most
     `slack` ahead of now, and moves it `interval` later. Off: interval 0, slack infinite."""
@@ -67,7 +71,7 @@ class Bucket:
             self.slack = math.inf
         else:
             self.interval = 1.0 / rate
-            self.slack = (burst - 1) * self.interval
+            self.slack = (burst - 1) * self.interval + _ROUNDING
 
     def take(self, now: float) -> bool:
         due = self.due

@@ -480,7 +480,7 @@ def test_every_dashboard_query_uses_only_exported_metrics() -> None:
      r"dnswarden_list_last_refresh_timestamp_seconds", r"dnswarden_list_refresh_failures_total",
      r"dnswarden_policy_until_timestamp_seconds", r"dnswarden_blocked_total",
      r"dnswarden_reloads_total\{result=\"failure\"", r"dnswarden_group_blocked_rules == 0",
-     r"dnswarden_lists_missing"],
+     r"dnswarden_lists_missing", r"dnswarden_rate_limited_total"],
 )  # fmt: skip
 def test_alerts_cover_the_required_conditions(topic: str) -> None:
     assert any(re.search(topic, rule["expr"]) for rule in alert_rules()), topic
@@ -651,6 +651,18 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
         [("DnswardenInternalErrors", 2, []),
          ("DnswardenInternalErrors", 5, [{"severity": "warning", "instance": "a:9153",
                                           "job": "dnswarden"}])],
+    ),
+    (
+        {  # a flood from officials for 20 minutes; a trickle from the press office
+            f'dnswarden_rate_limited_total{{{A},group="officials",limit="queries",'
+            'action="drop"}': "0+6000x20 120000x10",
+            f'dnswarden_rate_limited_total{{{A},group="press",limit="zone",'
+            'action="drop"}': "0+60x30",
+        },
+        [("DnswardenRateLimiting", 4, []),
+         ("DnswardenRateLimiting", 16, [{"severity": "warning", "instance": "a:9153",
+                                         "group": "officials", "limit": "queries"}]),
+         ("DnswardenRateLimiting", 29, [])],
     ),
     (
         {f"dnswarden_audit_file_errors_total{{{A}}}": "0 0 0 3x10",
