@@ -85,6 +85,7 @@ class FloodRow:
     flood_answered: int
     shed: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: float | None = None
+    server_cpu_pct: float | None = None
 
 
 def victim_query(name: str, query_id: int) -> bytes:
@@ -219,6 +220,8 @@ class FloodBench:
             config = peers.dnswarden_config(port, self.nsd_port, str(self.workdir / "block.txt"),
                                             level="info", rate_limits=True)  # fmt: skip
             config["metrics"] = {"listen": f"{HOST}:0"}
+            if self.args.receive_buffer:
+                config["limits"] = {"udp_receive_buffer": self.args.receive_buffer}
             path = self.workdir / f"dnswarden-{port}.yaml"
             return peers.ServerSpec(
                 name="dnswarden", kind="dnswarden", port=port,
@@ -254,7 +257,9 @@ class FloodBench:
                                         log=self.log(f"flood-{tag}"))  # fmt: skip
             try:
                 time.sleep(min(1.0, duration / 4))  # the flood is on before the victim asks
+                cpu_before, began = procs.cpu_seconds(proc.pid), time.monotonic()
                 victim = run_victim(port, self.victims, self.args.victim_rate, duration - 1.0)
+                cpu_after, ended = procs.cpu_seconds(proc.pid), time.monotonic()
                 flood_proc.wait(timeout=duration + 30)
             finally:
                 self.sup.stop(flood_proc)
@@ -263,11 +268,14 @@ class FloodBench:
             rss = procs.peak_rss_mb(proc.pid)
         finally:
             self.sup.stop(proc)
+        cpu = None
+        if cpu_before is not None and cpu_after is not None:
+            cpu = 100 * (sum(cpu_after) - sum(cpu_before)) / (ended - began)
         ordered = sorted(victim.latencies)
         p50 = ordered[len(ordered) // 2] * 1000 if ordered else float("nan")
         return FloodRow(server, scenario, victim.sent, round(100 * victim.answered_share, 2),
                         round(p50, 2), round(victim.p99() * 1000, 2), stats.sent,
-                        stats.completed, shed, rss)  # fmt: skip
+                        stats.completed, shed, rss, cpu)  # fmt: skip
 
     def run(self) -> None:
         self.prepare()
@@ -282,13 +290,15 @@ class FloodBench:
 def render_row(row: FloodRow) -> str:
     shed = ", ".join(f"{k} {v}" for k, v in sorted(row.shed.items())) or "-"
     rss = f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-"
+    cpu = f"{row.server_cpu_pct:.0f}" if row.server_cpu_pct is not None else "-"
     return (f"| {row.scenario} | {row.server} | {row.victim_answered_pct:.2f}% | "
             f"{row.victim_p50_ms:.1f} | {row.victim_p99_ms:.1f} | {row.flood_sent} | "
-            f"{row.flood_answered} | {shed} | {rss} |")  # fmt: skip
+            f"{row.flood_answered} | {shed} | {cpu} | {rss} |")  # fmt: skip
 
 
 HEADER = ("| scenario | server | victim answered | p50 ms | p99 ms | flood sent | flood answered "
-          "| shed by dnswarden | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|")
+          "| shed by dnswarden | server CPU % | peak RSS MiB |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -299,6 +309,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per row (6)")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--receive-buffer", help="dnswarden's limits.udp_receive_buffer")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here too")
     args = parser.parse_args(argv)
     if not 2.0 <= args.duration <= 120.0:

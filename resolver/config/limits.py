@@ -21,7 +21,7 @@ class LimitsConfig:
     max_bad_lines: int = 100
     max_regex_rules: int = 1000
     tcp_connections_per_client: int = 20
-    udp_receive_buffer: int = 512 << 10
+    udp_receive_buffer: int = 2 << 20
 
 
 def read_limits(reader: Reader, top: Entries) -> LimitsConfig:
