@@ -99,11 +99,14 @@ def dnswarden_config(
     blocklist: str,
     level: str = "warning",
     metrics: bool = False,
+    rate_limits: bool = False,
 ) -> dict[str, Any]:
     """The YAML config as a dict: one loopback listener, nsd as the only upstream, the list.
 
     `metrics` off unless asked: the HTTP endpoint would take the fixed port 9153, and it is not
-    what is measured.
+    what is measured. Rate limits off unless asked: dnsperf is one client asking as fast as it
+    can, which is what `rate_limit` exists to stop, and the peers run without theirs
+    (`bench/flood.py` measures them, with the defaults).
     """
     config: dict[str, Any] = {
         "listen": [f"{HOST}:{port}"],
@@ -114,6 +117,8 @@ def dnswarden_config(
     }
     if not metrics:
         config["metrics"] = {"enabled": False}
+    if not rate_limits:
+        config["rate_limit"] = {"rate": 0, "upstream_rate": 0, "zone_rate": 0}
     return config
 
 

@@ -1,7 +1,7 @@
 """The one path every query takes, declared in one place.
 
-    receive → parse → access control → DDR → policy → missing lists → cache → upstream
-    → response inspection → reply → metrics/audit
+    receive → rate limit → parse → access control → DDR → policy → missing lists → cache →
+    upstream budget → upstream → response inspection → reply → metrics/audit
 
 `handle` runs the steps that need no I/O and returns their answer at once: blocked and refused
 queries never leave this function, and neither does a cache hit (the hot path for every popular
@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
+from resolver.config import OverLimit, RateLimitConfig
 from resolver.lists.transfer import is_notify
 from resolver.observe.audit import AuditLog
 from resolver.observe.outputs import DnstapOutput
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
 from resolver.policy.inspection import Findings, Inspector, verdict
+from resolver.policy.ratelimit import QUERIES, RateLimiter
 from resolver.protocol import answers
 from resolver.protocol.edns import EdeCode, opt_record
 from resolver.protocol.names import to_text
@@ -37,6 +39,7 @@ from resolver.protocol.wire import (
     BADVERS,
     FORMERR,
     NOTIMP,
+    NXDOMAIN,
     TCP_MAX_MESSAGE,
     NotImplementedOpcode,
     Query,
@@ -146,10 +149,29 @@ class QueryPipeline:
         # Replaced whole by a reload; each query reads it once, so it sees one consistent state.
         self.inspector = Inspector(state.config.inspection)
         self._state = state
+        self._limit_rates(state)
         previous = getattr(self, "_closed", None)  # None: the first state, from __init__
         self._closed = state.fail_closed(time.time())
         if previous is not None:
             self._announce(previous, self._closed)
+
+    def _limit_rates(self, state: ResolverState) -> None:
+        """The rate limiter outlives a reload that changes neither its settings nor the
+        groups (its buckets would start full again); otherwise it starts afresh."""
+        policy = state.policy
+
+        def group_of(client: str) -> str:
+            group = policy.group_of(client)
+            return group.name if group is not None else "refuse"
+
+        config = state.config
+        settings: tuple[RateLimitConfig, object] = (config.rate_limit, config.groups)
+        limiter = getattr(self, "limiter", None)
+        if limiter is None or getattr(self, "_limit_settings", None) != settings:
+            self.limiter = RateLimiter(config.rate_limit, group_of)
+            self._limit_settings = settings
+        else:
+            limiter.group_of = group_of
 
     def fail_closed(self, now: float) -> FailClosed:
         """The groups served fail-closed at `now` (for /readyz and the events)."""
@@ -223,6 +245,11 @@ class QueryPipeline:
         channel: Channel | None,
     ) -> Outcome:
         started = time.perf_counter()
+        # 0. Rate limit: a client prefix over its budget is shed before its bytes are even
+        #    parsed, so a flood costs one dict lookup and a few float operations per packet.
+        limiter = self.limiter
+        if limiter.active and not limiter.admits(client, started):
+            return self._limited(packet, None, client, over_udp, started, QUERIES)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
@@ -272,6 +299,12 @@ class QueryPipeline:
                 self.stats.count("fail_closed")
                 reply = answers.servfail(query, EdeCode.NOT_READY, group.text)
                 return self._done(query, over_udp, "servfail", reply, started, None, channel)
+        # 3c. ANY: answered minimally here (RFC 8482), never forwarded: it is the amplification
+        #    query of choice, and no client needs the whole RRset collection.
+        if query.qtype == answers.TYPE_ANY:
+            self.stats.count("answers.rfc8482")
+            return self._done(query, over_udp, "answered", answers.minimal_any(query), started,
+                              None, channel)  # fmt: skip
         # 4. Cache: a fresh answer is served from here, synchronously; its answer names are checked
         #    against this client's policy like a forwarded answer's (step 6). While upstreams are
         #    known to fail (a cached failure), a stale answer or SERVFAIL is answered at once.
@@ -311,6 +344,16 @@ class QueryPipeline:
         reply_to: ReplyTo,
         channel: Channel | None = None,
     ) -> Outcome:
+        # 5a. Upstream budget: the names a client may send upstream per second, and those under
+        #    a zone flooded with random subdomains (rate_limit.upstream_rate, zone_rate), so a
+        #    flood of unique names neither fills max_inflight nor floods the upstream.
+        limiter = self.limiter
+        if limiter.active:
+            over = limiter.admits_upstream(client, query.qname, started)
+            if over is not None:
+                if stale is not None:
+                    return self._stale(query, client, over_udp, started, stale)
+                return self._limited(query.packet, query, client, over_udp, started, over)
         # 5. Upstream: the strategy's order across the zone's upstreams within the deadline,
         #    merged with identical queries already in flight. With a stale answer to fall back
         #    on, a client waits at most cache.client_timeout (RFC 8767); the exchange goes on.
@@ -451,6 +494,9 @@ class QueryPipeline:
         """Once per upstream answer: inspect it, then cache it unless a client-independent
         rule (response IP, rebinding) blocks it. Answers whose names a policy might block are
         cached with those names, and every hit checks them against the asking client."""
+        limiter = self.limiter
+        if limiter.active:
+            limiter.answered(query.qname, reply.rcode == NXDOMAIN, time.perf_counter())
         findings = self.inspector.extract(reply.raw, query.question_end, query.qname)
         if findings is not None and findings.ip_block is not None:
             return findings
@@ -460,6 +506,9 @@ class QueryPipeline:
         return findings
 
     def _after_failure(self, query: Query, key: CacheKey, failure: UpstreamFailure) -> None:
+        limiter = self.limiter
+        if limiter.active:
+            limiter.answered(query.qname, True, time.perf_counter())
         cache = self.cache
         if cache is not None and cache.enabled:
             cache.fail(key, self.clock(), failure.ede)
@@ -509,6 +558,37 @@ class QueryPipeline:
                 rcode = reply[3] & 0x0F if len(reply) > 3 else 0
             stats.rcode(rcode)
         return reply
+
+    def _limited(
+        self,
+        packet: bytes,
+        query: Query | None,
+        client: str,
+        over_udp: bool,
+        started: float,
+        limit: str,
+    ) -> bytes | None:
+        """A query over a rate limit: counted per group, folded into one audit event per
+        client and limit, and dropped or REFUSED (EDE 18) as `rate_limit.action` says."""
+        action = self._state.config.rate_limit.action
+        entry = self.limiter.entry(client, started)
+        self.stats.rate_limited(entry.group, limit, action.value)
+        held = entry.report_due(limit, started)
+        if action is OverLimit.REFUSE and query is None:
+            try:
+                query = parse_query(packet)
+            except WireError:
+                query = None
+        if held >= 0:
+            qname = query.qname if query is not None else None
+            self.audit.rate_limited(client, entry.group, limit, action.value, qname, held)
+        if action is OverLimit.DROP or query is None:
+            qtype = query.qtype if query is not None else -1
+            self.stats.query("udp" if over_udp else "tcp", qtype, "dropped",
+                             time.perf_counter() - started)  # fmt: skip
+            return None
+        reply = answers.refused(query, EdeCode.PROHIBITED, f"rate limited ({limit})")
+        return self._done(query, over_udp, "refused", reply, started)
 
     def _malformed(
         self,

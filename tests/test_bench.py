@@ -964,3 +964,21 @@ def test_bare_loop_sinkholes_forwards_with_fresh_ports_and_caches(tmp_path: Path
             proc.kill()
             proc.wait(timeout=10)
         upstream.close()
+
+
+@pytest.mark.parametrize(
+    ("answered", "p99_ms", "verdict"),
+    [(100.0, 33.0, "met"), (99.0, 99.9, "met"), (98.9, 10.0, "NOT met"), (100.0, 100.0, "NOT met")],
+)
+def test_flood_targets_are_judged_per_dnswarden_row(
+    answered: float, p99_ms: float, verdict: str
+) -> None:
+    from bench.flood import FloodRow, verdicts
+
+    rows = [
+        FloodRow("dnswarden", "other-client", 500, answered, 1.0, p99_ms, 240_000, 1_000),
+        FloodRow("unbound", "other-client", 500, 40.0, 1.0, 900.0, 240_000, 1_000),
+    ]
+    (line,) = verdicts(rows)
+    assert line.startswith("target other-client: victim answered")
+    assert line.endswith(f": {verdict}")

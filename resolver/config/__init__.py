@@ -22,7 +22,9 @@ from resolver.config.log import AuditConfig, LogConfig, PrivacyMode
 from resolver.config.metrics import DEFAULT_METRICS_LISTEN, MetricsConfig
 from resolver.config.model import DEFAULT_SOURCE, Config
 from resolver.config.policies import PolicyConfig
+from resolver.config.privileges import PrivilegesConfig
 from resolver.config.problems import ConfigError, ConfigProblem
+from resolver.config.ratelimit import GroupRates, OverLimit, RateLimitConfig
 from resolver.config.resolv import FALLBACK_UPSTREAMS, parse_resolv_conf, resolve_upstreams
 from resolver.config.server import DEFAULT_LISTEN
 from resolver.config.sources import ListFormat, SourceConfig
@@ -61,6 +63,7 @@ __all__ = [
     "Endpoint",
     "ExemptRule",
     "GroupConfig",
+    "GroupRates",
     "IPAddress",
     "IPNetwork",
     "InspectionConfig",
@@ -71,8 +74,11 @@ __all__ = [
     "LogConfig",
     "MetricsConfig",
     "MissingLists",
+    "OverLimit",
     "PolicyConfig",
     "PrivacyMode",
+    "PrivilegesConfig",
+    "RateLimitConfig",
     "SourceConfig",
     "Strategy",
     "SyslogConfig",

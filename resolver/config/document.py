@@ -29,7 +29,9 @@ from resolver.config.metrics import read_metrics
 from resolver.config.model import Config
 from resolver.config.nodes import Reader
 from resolver.config.policies import read_policies
+from resolver.config.privileges import read_privileges
 from resolver.config.problems import ConfigError
+from resolver.config.ratelimit import read_rate_limit
 from resolver.config.resolv import loop_message, loops
 from resolver.config.server import DEFAULT_LISTEN, read_listen, read_state_dir, read_workers
 from resolver.config.sources import read_sources
@@ -87,6 +89,7 @@ def _read(reader: Reader, root: Node | None, catalogue: frozenset[str]) -> Confi
         clients=read_clients(reader, top, group_names),
         blocking=blocking,
         limits=read_limits(reader, top),
+        rate_limit=read_rate_limit(reader, top, group_names),
         log=read_log(reader, top),
         groups=groups,
         policies=policies,
@@ -104,5 +107,6 @@ def _read(reader: Reader, root: Node | None, catalogue: frozenset[str]) -> Confi
         ),
         dnstap=read_dnstap(reader, top),
         syslog=read_syslog(reader, top),
+        privileges=read_privileges(reader, top),
     )
     return None if reader.problems else config

@@ -1,4 +1,5 @@
-"""The `limits` section: the bounds on in-flight queries, TCP connections and bad list input."""
+"""The `limits` section: the bounds on in-flight queries, TCP connections, the listeners' receive
+buffer and bad list input."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from resolver.config.nodes import MISSING, Entries, Reader
 from resolver.config.problems import describe
-from resolver.config.values import positive_duration, positive_int
+from resolver.config.values import positive_duration, positive_int, positive_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,8 @@ class LimitsConfig:
     tcp_inflight_per_connection: int = 100
     max_bad_lines: int = 100
     max_regex_rules: int = 1000
+    tcp_connections_per_client: int = 20
+    udp_receive_buffer: int = 2 << 20
 
 
 def read_limits(reader: Reader, top: Entries) -> LimitsConfig:
@@ -30,10 +33,23 @@ def read_limits(reader: Reader, top: Entries) -> LimitsConfig:
         convert = positive_duration if isinstance(f.default, float) else positive_int
         if f.name == "max_regex_rules":
             convert = _count
+        elif f.name == "udp_receive_buffer":
+            convert = _receive_buffer
         value = reader.value(entries, f.name, "limits", convert, f.default)
         if value is not MISSING:
             values[f.name] = value
     return LimitsConfig(**values)
+
+
+MIN_RECEIVE_BUFFER = 64 << 10
+MAX_RECEIVE_BUFFER = 1 << 30
+
+
+def _receive_buffer(raw: object) -> int:
+    size = positive_size(raw)
+    if not MIN_RECEIVE_BUFFER <= size <= MAX_RECEIVE_BUFFER:
+        raise ValueError(f"expected a size from 64KiB to 1GiB, got {raw!r}")
+    return size
 
 
 def _count(raw: object) -> int:

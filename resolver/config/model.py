@@ -17,6 +17,8 @@ from resolver.config.listref import ListRef, list_refs
 from resolver.config.log import AuditConfig, LogConfig
 from resolver.config.metrics import MetricsConfig
 from resolver.config.policies import PolicyConfig
+from resolver.config.privileges import PrivilegesConfig
+from resolver.config.ratelimit import RateLimitConfig
 from resolver.config.server import DEFAULT_LISTEN, DEFAULT_WORKERS
 from resolver.config.sources import SourceConfig
 from resolver.config.syslog import SyslogConfig
@@ -34,6 +36,7 @@ class Config:
     clients: ClientsConfig = field(default_factory=ClientsConfig)
     blocking: BlockingConfig = field(default_factory=BlockingConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     log: LogConfig = field(default_factory=LogConfig)
     groups: tuple[GroupConfig, ...] = ()
     policies: tuple[PolicyConfig, ...] = ()
@@ -49,6 +52,7 @@ class Config:
     encrypted: EncryptedConfig = field(default_factory=EncryptedConfig)
     dnstap: DnstapConfig = field(default_factory=DnstapConfig)
     syslog: SyslogConfig = field(default_factory=SyslogConfig)
+    privileges: PrivilegesConfig = field(default_factory=PrivilegesConfig)
 
     def list_source(self, name: str) -> SourceConfig | None:
         """The source called `name`, or None for a catalogue id or a path.

@@ -117,7 +117,8 @@ def read_key(key_file: str | None, key_env: str | None) -> bytes | None:
     return None
 
 
-QUERY_DRIVEN_EVENTS = frozenset({"blocked", "query", "upstream_failed", "internal_error"})
+QUERY_DRIVEN_EVENTS = frozenset({"blocked", "query", "upstream_failed", "internal_error",
+                                 "rate_limited"})  # fmt: skip
 OPERATOR_EVENTS_PER_SECOND = 20.0
 
 
@@ -280,9 +281,11 @@ class _Fold:
     collections to walk, not two.
     """
 
-    __slots__ = ("deadline", "fields", "first_seen", "last_seen", "qtypes", "repeats")
+    __slots__ = ("deadline", "event", "fields", "first_seen", "last_seen", "qtypes", "repeats")
 
-    def __init__(self, deadline: float, fields: dict[str, Any], stamp: str, qtype: int) -> None:
+    def __init__(self, deadline: float, fields: dict[str, Any], stamp: str, qtype: int,
+                 event: str = "blocked") -> None:  # fmt: skip
+        self.event = event
         self.deadline = deadline
         self.fields = fields
         self.first_seen = stamp
@@ -292,7 +295,9 @@ class _Fold:
 
     def summary(self) -> dict[str, Any]:
         fields = dict(self.fields)
-        if len(self.qtypes) > 1:
+        if self.event != "blocked":
+            fields.pop("qname", None)  # the first query's, not the repeats'
+        elif len(self.qtypes) > 1:
             fields["qtypes"] = sorted(type_name(qtype) for qtype in self.qtypes)
         fields["repeated"] = self.repeats
         fields["first_seen"] = self.first_seen
@@ -467,6 +472,37 @@ class AuditLog:
             stamp = self._lines.stamp if written else self._lines.timestamp()
             folds[key] = _Fold(now + self._fold_window, fields, stamp, query.qtype)
 
+    def rate_limited(self, client: str, group: str, limit: str, action: str,
+                     qname: bytes | None, held: int = 0) -> None:  # fmt: skip
+        """A query over a rate limit; repeats from the same client for the same limit within
+        the fold window become one summary with a count (a flood is one event plus one
+        summary per window, whatever names it sends). `qname` is the first one's, if parsed;
+        `held` counts earlier repeats the caller held back rather than calling for each."""
+        if not self.info_enabled:
+            return
+        now = self._clock()
+        folds = self._folds
+        if folds:
+            self._expire(now)
+        key = (client, b"", "rate_limited:" + limit)
+        fold = folds.get(key)
+        if fold is not None:
+            fold.repeats += 1 + held
+            fold.last_seen = self._lines.timestamp()
+            return
+        fields: dict[str, Any] = {
+            "client": self._client(client),
+            "group": group,
+            "limit": limit,
+            "action": action,
+            "qname": None if qname is None else to_text(qname),
+        }
+        written = self._emit("info", "rate_limited", fields, now)
+        if self._fold_window and len(folds) < FOLD_KEYS:
+            stamp = self._lines.stamp if written else self._lines.timestamp()
+            folds[key] = fold = _Fold(now + self._fold_window, fields, stamp, -1, "rate_limited")
+            fold.repeats = held
+
     def allowed(self, client: str, query: Query, rcode: int, device: str = "") -> None:
         if not self.info_enabled:
             return
@@ -511,6 +547,11 @@ class AuditLog:
         self._sink.forward = write
 
     @property
+    def file_path(self) -> str | None:
+        """The audit file being written (a worker's own `FILE.wN`), if any."""
+        return self._file.path if self._file is not None else None
+
+    @property
     def file_errors(self) -> int:
         return self._file.errors if self._file is not None else 0
 
@@ -546,13 +587,13 @@ class AuditLog:
                 return
             del folds[key]
             if fold.repeats:
-                self._emit("info", "blocked", fold.summary(), now)
+                self._emit("info", fold.event, fold.summary(), now)
 
     def _flush_folds(self, now: float) -> None:
         folds, self._folds = self._folds, {}
         for fold in folds.values():
             if fold.repeats:
-                self._emit("info", "blocked", fold.summary(), now)
+                self._emit("info", fold.event, fold.summary(), now)
 
     def _report(self, now: float, force: bool) -> None:
         """The suppression report, itself exempt from the cap: at most one line a second."""

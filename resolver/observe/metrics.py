@@ -67,6 +67,8 @@ class ServiceSnapshot:
     cache: Mapping[str, int] | None = None  # `CACHE_KEYS`; None without a cache
     audit_events_dropped: int = 0
     audit_file_errors: int = 0
+    rate_limit_clients: int = 0  # client entries in the rate limiter's table
+    rate_limit_suspect_zones: int = 0  # zones limited as random-subdomain targets now
     build: Mapping[str, str] = field(default_factory=dict)  # version, python, loop
     ready: bool = False
     # RPZ zones by transfer: list -> serial, last_transfer, failures, transfers.<kind>
@@ -103,6 +105,8 @@ class ServiceSnapshot:
             cache=cache,
             audit_events_dropped=sum(s.audit_events_dropped for s in snapshots),
             audit_file_errors=sum(s.audit_file_errors for s in snapshots),
+            rate_limit_clients=sum(s.rate_limit_clients for s in snapshots),
+            rate_limit_suspect_zones=sum(s.rate_limit_suspect_zones for s in snapshots),
             build=first.build,
             ready=all(s.ready for s in snapshots),
             rpz_zones=_merged_zones(snapshots),
@@ -214,8 +218,10 @@ FAMILIES: Final = {
            "Packets that failed to parse, by reason."),
         _f("tcp_connections_open", "gauge", (), "Client TCP connections open now."),
         _f("tcp_connections", "counter", ("event",),
-           "Client TCP connection events: accepted, rejected (over the cap), idle_closed, "
-           "stalled (cut off mid-message)."),
+           "Client TCP connection events: accepted, rejected (over the cap), rejected_client "
+           "(over the cap per client prefix), idle_closed, stalled (cut off mid-message), "
+           "pipeline_full (reading paused: as many queries in flight as the per-connection "
+           "cap)."),
         _f("connections_open", "gauge", ("transport",),
            "Encrypted client connections open now, by transport (dot, doh)."),
         _f("encrypted_connections", "counter", ("transport", "event"),
@@ -232,6 +238,16 @@ FAMILIES: Final = {
            "UDP socket errors on the listeners: send_error, receive_error."),
         _f("dropped", "counter", ("reason",),
            "Queries dropped without an answer, by reason (overload: too many in flight)."),
+        _f("rate_limited", "counter", ("group", "limit", "action"),
+           "Queries over a rate limit, by client group, limit (queries: all of a client's; "
+           "upstream: its names the cache could not answer; zone: names under a zone flooded "
+           "with random subdomains) and action (drop, refuse)."),
+        _f("rate_limit_clients", "gauge", (),
+           "Client prefixes the rate limiter holds buckets for (bounded by "
+           "rate_limit.max_clients)."),
+        _f("rate_limit_suspect_zones", "gauge", (),
+           "Zones whose uncached names are limited now: most of their upstream answers were "
+           "NXDOMAIN or failures (random-subdomain floods)."),
         _f("internal_errors", "counter", (),
            "Bugs caught around one query; each cost that query its answer."),
         _f("events", "counter", ("event",), "Other counted events, by name."),
@@ -272,7 +288,8 @@ _EXACT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
 _ALWAYS: Final = (
     "reload.ok", "reload.failed", "internal_error", "upstream.mismatch", "upstream.merged",
     "upstream.tcp_retry", "upstream.receive_error", "tcp.accepted", "tcp.rejected",
-    "tcp.idle_closed", "tcp.stalled", "udp.send_error", "udp.receive_error", "dropped.overload",
+    "tcp.idle_closed", "tcp.stalled", "tcp.rejected_client", "tcp.pipeline_full",
+    "udp.send_error", "udp.receive_error", "dropped.overload",
     "dot.accepted", "dot.rejected", "doh.accepted", "doh.rejected", "tls_failed.dot.timeout",
     "tls_failed.doh.timeout", "doh_response.200",
 )  # fmt: skip
@@ -327,6 +344,8 @@ class StatsCollector:
             out.add("queries", labels, value)
         for labels, value in _merged_blocks(stats.blocks):
             out.add("blocked", labels, value)
+        for labels, value in sorted(stats.limited.items()):
+            out.add("rate_limited", (_label(labels[0]), labels[1], labels[2]), value)
         for rcode, value in sorted(stats.rcodes.items()):
             out.add("responses", (rcode,), value)
         for result in RESULTS:
@@ -384,6 +403,8 @@ class StatsCollector:
             family = {"dnstap": "dnstap_frames", "syslog": "syslog_messages"}.get(output)
             if family is not None:
                 out.add(family, (outcome,), value)
+        out.add("rate_limit_clients", (), snapshot.rate_limit_clients)
+        out.add("rate_limit_suspect_zones", (), snapshot.rate_limit_suspect_zones)
         build = snapshot.build
         out.add("build_info", tuple(build.get(k, "") for k in ("version", "python", "loop")), 1)
 

@@ -80,7 +80,7 @@ class Histogram:
 class Stats:
     """Lives as long as the process, so counters keep their values across reloads."""
 
-    __slots__ = ("blocks", "counts", "durations", "gc_pauses", "queries", "rcodes",
+    __slots__ = ("blocks", "counts", "durations", "gc_pauses", "limited", "queries", "rcodes",
                  "upstream_durations", "upstreams")  # fmt: skip
 
     def __init__(self) -> None:
@@ -91,6 +91,7 @@ class Stats:
         self.durations: dict[str, Histogram] = {result: Histogram() for result in RESULTS}
         self.rcodes: dict[str, int] = {}
         self.blocks: dict[tuple[str, str, str, str], int] = {}
+        self.limited: dict[tuple[str, str, str], int] = {}
         self.upstreams: dict[tuple[str, str], int] = {}
         self.upstream_durations: dict[str, Histogram] = {}
         self.gc_pauses: dict[str, Histogram] = {str(g): Histogram() for g in GC_GENERATIONS}
@@ -123,6 +124,13 @@ class Stats:
         blocks = self.blocks
         blocks[key] = blocks.get(key, 0) + 1
 
+    def rate_limited(self, group: str, limit: str, action: str) -> None:
+        """One query over a rate limit (`policy.ratelimit.LIMITS`) of a client in `group`, and
+        what it got (drop or refuse)."""
+        key = (group, limit, action)
+        limited = self.limited
+        limited[key] = limited.get(key, 0) + 1
+
     def upstream(self, upstream: str, outcome: str, seconds: float | None) -> None:
         """One exchange with `upstream` ("ip:port"), its outcome (ok, timeout, servfail, refused,
         bad_reply or error) and, when known, how long it took."""
@@ -144,7 +152,8 @@ class Stats:
         """Add every counter and histogram of `other` (another worker's report) to these."""
         self.counts.update(other.counts)
         for mine, theirs in ((self.queries, other.queries), (self.rcodes, other.rcodes),
-                             (self.blocks, other.blocks), (self.upstreams, other.upstreams)):
+                             (self.blocks, other.blocks), (self.upstreams, other.upstreams),
+                             (self.limited, other.limited)):
             for key, value in theirs.items():
                 mine[key] = mine.get(key, 0) + value  # type: ignore[index]
         for own, their in ((self.durations, other.durations),
@@ -166,6 +175,8 @@ class Stats:
     def summary(self) -> dict[str, int]:
         """The free-form counters plus `query.<result>` totals, for the shutdown summary."""
         merged = dict(self.counts)
+        for (_, limit, _), value in self.limited.items():
+            merged["rate_limited." + limit] = merged.get("rate_limited." + limit, 0) + value
         for result, value in self.results().items():
             if value:
                 merged["query." + result] = value

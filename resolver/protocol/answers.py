@@ -144,6 +144,25 @@ def _address_records(
     return len(chosen), b"".join(head + packed for packed in chosen)
 
 
+TYPE_HINFO: Final = 13
+TYPE_ANY: Final = 255
+MINIMAL_ANY_TTL: Final = 3600
+_RFC8482_RDATA: Final = b"\x07RFC8482\x00"  # HINFO: CPU "RFC8482", OS ""
+
+
+def minimal_any(query: Query) -> bytes:
+    """The RFC 8482 answer to an ANY query: one synthesised HINFO "RFC8482" record, never the
+    name's whole RRset collection. ANY is the classic amplification query (a few dozen bytes
+    in, kilobytes out) and no client needs it; the HINFO tells a debugging human why."""
+    record = (
+        b"\xc0\x0c"
+        + RR_FIXED.pack(TYPE_HINFO, query.qclass, MINIMAL_ANY_TTL, len(_RFC8482_RDATA))
+        + _RFC8482_RDATA
+    )
+    opt = opt_record(query.dnssec_ok) if query.has_edns else b""
+    return _compose(query, NOERROR, (1, record), _NONE, opt)
+
+
 def refused(query: Query, ede: int, text: str) -> bytes:
     """REFUSED, e.g. for a client outside `clients.allow` (EDE 18, Prohibited)."""
     return _compose(query, REFUSED, _NONE, _NONE, _opt(query, ede, text.encode()))

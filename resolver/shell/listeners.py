@@ -6,9 +6,21 @@ for every `recvfrom`, which on glibc can mean an mmap/munmap per packet. Answers
 upstream go straight back with `sendto`; a query that goes upstream is answered from a callback
 when its reply comes (no task either way).
 
+Under a flood, a query waits in the kernel's receive buffer behind every datagram queued before
+it, so the buffer's size is a latency bound, and it must also absorb the bursts that arrive
+while the process is not scheduled (a shed flood costs about 2 µs a packet, so the loop drains
+fast; but a flood of 40,000 a second fills 1,200 slots in a 30 ms scheduling gap). Measured
+with `bench/flood.py` at 40,000 a second on a shared 2-core machine: 512 KiB lost 6% of the
+victim's queries to such gaps, 2 MiB none (p99 33 ms), 4 MiB none but with a p99 of 120 ms. So
+`limits.udp_receive_buffer` is 2 MiB (the kernel doubles it: about 5,000 small queries at 830
+bytes of accounting each), beyond which the kernel drops: cheaper than anything we could do.
+The old fixed 4 MiB let a cache hit wait over a second behind an unshed flood.
+
 TCP follows RFC 7766: length-prefixed messages, pipelined queries answered concurrently in any
-order, a cap on open connections and on queries in flight per connection, an idle timeout, and a
-peer that stalls in the middle of a message is cut off after the same timeout.
+order, a cap on open connections (all together, and per client prefix) and on queries in flight
+per connection, an idle timeout, and a peer that stalls in the middle of a message is cut off
+after the same timeout. A connection's backlog of pipelined queries is read at most
+`tcp_inflight_per_connection` at a time per wake-up, so one connection cannot hold the loop.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ from resolver.pipeline import FORWARDED, Channel, QueryPipeline
 from resolver.shell.binding import TCP, UDP, BindError
 
 UDP_BATCH = 64
-UDP_RECEIVE_BUFFER = 4 << 20
+UDP_RECEIVE_BUFFER = 2 << 20
 TCP_BACKLOG = 1024
 _BIND_ATTEMPTS = 20
 
@@ -46,6 +58,8 @@ class Listeners:
         self.udp: list[UdpListener] = []
         self.tcp_servers: list[asyncio.Server] = []
         self.connections: set[TcpConnection] = set()
+        self.per_client: dict[object, int] = {}
+        """Open connections per client prefix (the rate limiter's), for the per-client cap."""
         self.forwarded = 0
         """Queries gone upstream whose reply is still to be sent: stop() gives them a grace."""
         self.bound: list[Endpoint] = []
@@ -55,7 +69,7 @@ class Listeners:
     ) -> list[Endpoint]:
         for endpoint in endpoints:
             try:
-                udp_sock, tcp_sock = bind_pair(endpoint, reuse_port)
+                udp_sock, tcp_sock = bind_pair(endpoint, reuse_port, self.limits.udp_receive_buffer)
             except OSError as error:
                 if not (_ipv6_unavailable(endpoint, error) and len(endpoints) > 1):
                     raise
@@ -99,7 +113,9 @@ def _ipv6_unavailable(endpoint: Endpoint, error: OSError) -> bool:
     return endpoint.host == "::1" and error.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL)
 
 
-def bind_pair(endpoint: Endpoint, reuse_port: bool = False) -> tuple[socket.socket, socket.socket]:
+def bind_pair(
+    endpoint: Endpoint, reuse_port: bool = False, receive_buffer: int = UDP_RECEIVE_BUFFER
+) -> tuple[socket.socket, socket.socket]:
     """A UDP and a TCP socket on the same address and port; port 0 picks one free for both.
     A failure is a `BindError` naming the address and the protocol.
 
@@ -118,7 +134,7 @@ def bind_pair(endpoint: Endpoint, reuse_port: bool = False) -> tuple[socket.sock
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             with contextlib.suppress(OSError):
-                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
             try:
                 udp.bind((endpoint.host, endpoint.port))
             except OSError as error:
@@ -214,12 +230,14 @@ class TcpConnection(asyncio.Protocol):
         self.listeners = listeners
         self.transport: asyncio.Transport | None = None
         self.client = ""
+        self.prefix: object = None  # counted in `Listeners.per_client` while open
         self.buffer = bytearray()
         self.pending = 0
         self.partial_since: float | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.reading_paused = False
         self.writing_paused = False
+        self.draining: asyncio.Handle | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -230,33 +248,78 @@ class TcpConnection(asyncio.Protocol):
             self.closed = True
             transport.abort()
             return
-        listeners.connections.add(self)
-        listeners.stats.count("tcp.accepted")
         peer = transport.get_extra_info("peername")
         self.client = peer[0] if peer else ""
+        limiter = listeners.pipeline.limiter
+        if not limiter.exempt(self.client, listeners.loop.time()):
+            prefix = limiter.prefix_key(self.client)
+            open_now = listeners.per_client.get(prefix, 0)
+            if open_now >= listeners.limits.tcp_connections_per_client:
+                listeners.stats.count("tcp.rejected_client")
+                self.closed = True
+                transport.abort()
+                return
+            listeners.per_client[prefix] = open_now + 1
+            self.prefix = prefix
+        listeners.connections.add(self)
+        listeners.stats.count("tcp.accepted")
         self._rearm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.draining is not None:
+            self.draining.cancel()
+            self.draining = None
+        self._release()
         self.listeners.connections.discard(self)
         if self.timer is not None:
             self.timer.cancel()
 
+    def _release(self) -> None:
+        prefix = self.prefix
+        if prefix is not None:
+            self.prefix = None
+            per_client = self.listeners.per_client
+            left = per_client.get(prefix, 1) - 1
+            if left > 0:
+                per_client[prefix] = left
+            else:
+                per_client.pop(prefix, None)
+
     def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        self._drain()
+
+    def _drain(self) -> None:
+        """Answer the complete messages buffered, at most `tcp_inflight_per_connection` per
+        call: the rest wait for the next turn of the loop (reading paused meanwhile), so a
+        client that pipelines thousands of cached names cannot hold the loop."""
+        self.draining = None
+        if self.closed:
+            return
         buffer = self.buffer
-        started_empty = not buffer
-        buffer += data
+        started_empty = self.partial_since is None
         completed = False
+        budget = self.listeners.limits.tcp_inflight_per_connection
         while len(buffer) >= 2:
             size = (buffer[0] << 8) | buffer[1]
             if len(buffer) < 2 + size:
                 break
+            if budget <= 0:
+                self._pause_reading()
+                self.draining = self.listeners.loop.call_soon(self._drain)
+                return
+            budget -= 1
             message = bytes(buffer[2 : 2 + size])
             del buffer[: 2 + size]
             completed = True
             self._answer(message)
             if self.closed:
                 return
+        if self.reading_paused and not self.writing_paused and (
+            self.pending < self.listeners.limits.tcp_inflight_per_connection
+        ):
+            self._resume_reading()
         if not buffer:
             self.partial_since = None
         elif started_empty or completed or self.partial_since is None:
@@ -278,6 +341,8 @@ class TcpConnection(asyncio.Protocol):
             listeners.forwarded += 1
             self.pending += 1
             if self.pending >= listeners.limits.tcp_inflight_per_connection:
+                if not self.reading_paused:
+                    listeners.stats.count("tcp.pipeline_full")
                 self._pause_reading()
 
     def _deliver(self, reply: bytes | None) -> None:
@@ -290,6 +355,7 @@ class TcpConnection(asyncio.Protocol):
         if (
             self.reading_paused
             and not self.writing_paused
+            and self.draining is None
             and self.pending < self.listeners.limits.tcp_inflight_per_connection
         ):
             self._resume_reading()
@@ -316,7 +382,8 @@ class TcpConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.writing_paused = False
-        if self.pending < self.listeners.limits.tcp_inflight_per_connection:
+        cap = self.listeners.limits.tcp_inflight_per_connection
+        if self.draining is None and self.pending < cap:
             self._resume_reading()
 
     def _rearm(self) -> None:
@@ -344,5 +411,9 @@ class TcpConnection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        if self.draining is not None:
+            self.draining.cancel()
+            self.draining = None
+        self._release()
         if self.transport is not None:
             self.transport.close()

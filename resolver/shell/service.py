@@ -27,6 +27,7 @@ from resolver.observe.outputs import DnstapOutput, Privacy, SyslogOutput
 from resolver.observe.stats import Stats
 from resolver.pipeline import QueryPipeline
 from resolver.policy import windows
+from resolver.shell import privileges
 from resolver.shell.encrypted import EncryptedListeners
 from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import Listeners
@@ -85,6 +86,7 @@ class Service:
         self.list_loaded: dict[str, float] = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.list_failures: dict[str, int] = {}
         self.started = False
+        self.kept_root = False
         self._reload_pending: asyncio.Task[None] | None = None
         self._reload_again: tuple[str, bool] | None = None
         self.blocked_rules: dict[str, int] = {}
@@ -120,6 +122,8 @@ class Service:
             cache=self.cache.stats() if self.cache.enabled else None,
             audit_events_dropped=self.audit.dropped_total,
             audit_file_errors=self.audit.file_errors,
+            rate_limit_clients=self.pipeline.limiter.clients,
+            rate_limit_suspect_zones=self.pipeline.limiter.suspect_zones(),
             build={
                 "version": __version__,
                 "python": platform.python_version(),
@@ -226,7 +230,25 @@ class Service:
                 config.metrics.listen.host, config.metrics.listen.port
             )
             fields["metrics"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        fields.update(self.drop_privileges())
         return fields
+
+    def warn_if_root(self) -> None:
+        if self.kept_root:
+            self.audit.warning("running_as_root", reason=privileges.ROOT_KEPT)
+
+    def drop_privileges(self) -> dict[str, object]:
+        """Started as root: once every socket is bound, become `privileges.user` (no capability
+        left), or warn that we stay root. Fields for the start-up event."""
+        if not privileges.running_as_root():
+            return {}
+        config = self.state.config
+        if config.privileges.user is None:
+            self.kept_root = True  # said after the start-up line: `warn_if_root`
+            return {}
+        writable = (config.state_dir, self.audit.file_path or "")
+        dropped = privileges.drop(config.privileges, writable)
+        return {"privileges": dropped.fields(), "capabilities": privileges.capabilities()}
 
     async def stop(self) -> None:
         await self.zones.close()
@@ -582,6 +604,8 @@ async def run_service(
             audit_key_id=audit.key_id(),
             loop=event_loop_name(),
         )
+    if worker is None:  # with workers, the supervisor says it
+        service.warn_if_root()
     if worker is None or worker.index == 0:
         service.report_missing_lists()
         for name, report in state.list_reports.items():

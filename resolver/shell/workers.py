@@ -30,6 +30,7 @@ from resolver.config import Config, Endpoint
 from resolver.observe.audit import TICK_INTERVAL, AuditLog
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
+from resolver.shell import privileges
 from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import bind_pair
 from resolver.state import ResolverState
@@ -229,6 +230,8 @@ class Supervisor:
                 missing_lists=config.blocking.missing_lists.value,
                 loop="supervisor",
             )
+            if privileges.running_as_root() and config.privileges.user is None:
+                self.audit.warning("running_as_root", reason=privileges.ROOT_KEPT)
             del state  # the workers hold the lists; the supervisor needs none
             tasks = [loop.create_task(self._watch(w, listen)) for w in self.workers]
             tasks.append(loop.create_task(every(TICK_INTERVAL, self.audit.tick)))

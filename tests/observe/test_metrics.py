@@ -282,6 +282,7 @@ def test_emitted_names_and_labels_match_the_catalogue() -> None:
     stats = busy_stats(random.Random(3), 500)
     stats.blocked("g", "", "tiktok", "nxdomain")
     stats.upstream("127.0.0.1:53", "ok", 0.01)
+    stats.rate_limited("g", "queries", "drop")
     for key in ("malformed.x", "tcp.accepted", "reload.ok", "upstream.merged", "other.thing",
                 "notify.accepted"):  # fmt: skip
         stats.count(key)
@@ -483,7 +484,7 @@ def test_every_dashboard_query_uses_only_exported_metrics() -> None:
      r"dnswarden_list_last_refresh_timestamp_seconds", r"dnswarden_list_refresh_failures_total",
      r"dnswarden_policy_until_timestamp_seconds", r"dnswarden_blocked_total",
      r"dnswarden_reloads_total\{result=\"failure\"", r"dnswarden_group_blocked_rules == 0",
-     r"dnswarden_lists_missing"],
+     r"dnswarden_lists_missing", r"dnswarden_rate_limited_total"],
 )  # fmt: skip
 def test_alerts_cover_the_required_conditions(topic: str) -> None:
     assert any(re.search(topic, rule["expr"]) for rule in alert_rules()), topic
@@ -654,6 +655,18 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
         [("DnswardenInternalErrors", 2, []),
          ("DnswardenInternalErrors", 5, [{"severity": "warning", "instance": "a:9153",
                                           "job": "dnswarden"}])],
+    ),
+    (
+        {  # a flood from officials for 20 minutes; a trickle from the press office
+            f'dnswarden_rate_limited_total{{{A},group="officials",limit="queries",'
+            'action="drop"}': "0+6000x20 120000x10",
+            f'dnswarden_rate_limited_total{{{A},group="press",limit="zone",'
+            'action="drop"}': "0+60x30",
+        },
+        [("DnswardenRateLimiting", 4, []),
+         ("DnswardenRateLimiting", 16, [{"severity": "warning", "instance": "a:9153",
+                                         "group": "officials", "limit": "queries"}]),
+         ("DnswardenRateLimiting", 29, [])],
     ),
     (
         {f"dnswarden_audit_file_errors_total{{{A}}}": "0 0 0 3x10",
