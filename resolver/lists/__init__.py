@@ -4,5 +4,6 @@ references into matchers.
 
 May import: protocol, config
 Does I/O: catalogue (reads the bundled catalogue files), compiled (maps and writes compiled
-    lists), fetch (HTTPS feeds, last good copies), loading (list files, the compile child process)
+    lists), fetch (HTTPS feeds, last good copies), feeds (fetches feeds, keeps their last good
+    copies), loading (list files, the compile child process), refusals (accept markers)
 """

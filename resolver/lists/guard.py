@@ -129,6 +129,22 @@ def judge(
     return None
 
 
+def rule_line(data: bytes, label: str) -> int | None:
+    """The number (from 1) of the first line of `data` that writes the single-label rule
+    `label` (``com``, ``||com^``, ``0.0.0.0 com``, ``*.com``), for a ``file:line`` report;
+    None when no line does (an RPZ owner written in full, say). Comments are skipped."""
+    pattern = re.compile(
+        rb"(?<![\w.*-])(?:\*\.)?" + re.escape(label.encode()) + rb"\.?(?![\w.-])", re.I
+    )
+    for match in pattern.finditer(data):
+        start = data.rfind(b"\n", 0, match.start()) + 1
+        before = data[start : match.start()]
+        if b"#" in before or before.lstrip().startswith((b"!", b";")):
+            continue
+        return data.count(b"\n", 0, start) + 1
+    return None
+
+
 def single_label_names(names: Iterable[bytes]) -> list[str]:
     """The single-label names (``com``) among wire-format names, as text."""
     found = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from resolver.config import Config, load_config
-from resolver.lists import loading
+from resolver.lists import feeds, loading
 from resolver.lists.catalogue import (
     CatalogueEntry,
     ListError,
@@ -179,18 +179,19 @@ def test_big_lists_are_compiled_by_a_child_and_cached(
         "sources:\n  big: {path: big.txt}\nblocking:\n  lists: [big]\n",
         {"big.txt": "".join(f"d{i}.example\n" for i in range(500)) + "bad..line\n"},
     )
-    first = loading.load_lists(config)
+    first = loading.load_lists(config, keep=True)
     assert first.sizes == {"big": 500} and not first.reports["big"].cached
     assert first.warnings == (f"{tmp_path / 'big.txt'}:501: 'bad..line': empty label",)
     compiled_files = list((tmp_path / "state" / "compiled").glob("big-*.dwl"))
     assert len(compiled_files) == 1
-    again = loading.load_lists(config)
+    again = loading.load_lists(config, keep=True)
     assert again.reports["big"].cached and again.sizes == {"big": 500}
     assert blocked(again, "big", "www.d42.example") == "d42.example"
-    (tmp_path / "big.txt").write_text("new.example\n")
+    # A new version within max_shrink of the last good copy (a bigger cut is refused).
+    (tmp_path / "big.txt").write_text("".join(f"n{i}.example\n" for i in range(300)))
     assert loading.local_changes(config, again.watch) == ["big"]
-    changed = loading.load_lists(config)
-    assert not changed.reports["big"].cached and changed.sizes == {"big": 1}
+    changed = loading.load_lists(config, keep=True)
+    assert not changed.reports["big"].cached and changed.sizes == {"big": 300}
     assert blocked(again, "big", "d1.example") == "d1.example"  # the old mapping still works
     assert blocked(changed, "big", "d1.example") is None
 
@@ -198,23 +199,25 @@ def test_big_lists_are_compiled_by_a_child_and_cached(
 def test_a_broken_list_is_refused_with_file_and_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Too many invalid lines: the version is refused (not loaded half-silently), each bad
+    line named; with no good version anywhere the list is missing (groups fail closed)."""
     config = config_in(
         tmp_path,
         "sources:\n  page: {path: page.txt}\nblocking:\n  lists: [tiktok, page]\n"
         "limits:\n  max_bad_lines: 2\n",
-        {"page.txt": "<html>\n<head>\n</head>\n<body>\nok.example\n"},
+        {"page.txt": "bad..one\nbad..two\nbad..three\nbad..four\nok.example\n"},
     )
     for threshold in (1 << 20, 0):  # in process, then in the child process
         monkeypatch.setattr(loading, "CHILD_THRESHOLD", threshold)
-        with pytest.raises(ListError) as info:
-            loading.load_lists(config)
-        problems = info.value.problems
-        assert (
-            problems[0]
-            == f"{tmp_path / 'page.txt'}:1: '<html>': invalid character '<' in label '<html>'"
-        )
-        assert "4 invalid lines, more than the allowed 2" in problems[-1]
-        assert info.value.failed_lists == ("page",)  # type: ignore[attr-defined]
+        loaded = loading.load_lists(config, keep=True)
+        refused = loaded.rejected["page"]
+        assert refused.reason == "invalid"
+        assert refused.samples[0] == f"{tmp_path / 'page.txt'}:1: 'bad..one': empty label"
+        assert "4 invalid lines, more than the allowed 2" in refused.detail
+        assert (loaded.missing, loaded.sizes["page"], refused.kept) == (
+            frozenset({"page"}), 0, "nothing"
+        )  # fmt: skip
+        assert not list((tmp_path / "state" / "compiled").glob("page-*.dwl"))
 
 
 def test_regex_rules_are_capped_across_sources(tmp_path: Path) -> None:
@@ -306,7 +309,7 @@ def test_due_sources(
     )
     if sidecar is not None:
         SourceStore(config.state_dir).touch("feed", **sidecar)
-    assert loading.due_sources(config, now) == (["feed"] if due else [])
+    assert feeds.due_sources(config, now) == (["feed"] if due else [])
 
 
 def fake_fetcher(*results: FetchResult | FetchError) -> Callable[..., FetchResult]:
@@ -328,7 +331,7 @@ def test_refresh_outcomes(tmp_path: Path) -> None:
         {},
     )
     body = b"a.example\nb.example\n"
-    run = loading.refresh_source
+    run = feeds.refresh_source
     first = run(config, "feed", fetcher=fake_fetcher(FetchResult(200, body, '"e1"', None)))
     assert (first.status, first.entries) == ("updated", 2)
     same = run(config, "feed", fetcher=fake_fetcher(FetchResult(200, body, '"e2"', None)))

@@ -17,7 +17,7 @@ import pytest
 from resolver.config import Config, LimitsConfig, parse_config
 from resolver.lists.catalogue import catalogue_ids
 from resolver.lists.fetch import FetchResult
-from resolver.lists.loading import refresh_source
+from resolver.lists.feeds import refresh_source
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.shell import service
