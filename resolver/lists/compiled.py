@@ -637,7 +637,9 @@ def _judge_job(
     too_many = broken(parsed, job["max_errors"])
     if content is not None:
         verdict = judge(content=content[0], **facts)
-        samples, more = [f"{content[1]}: {verdict.detail if verdict else content[0]}"], 0
+        samples, more = [], 0
+        if len(job["files"]) > 1:  # a directory: which file
+            samples = [f"{content[1]}: {verdict.detail if verdict else content[0]}"]
     elif too_many:
         verdict = Refusal("invalid", too_many)
     else:

@@ -31,6 +31,10 @@ _TEXT_CONTROLS: Final = frozenset(b"\t\n\r\f\v")
 _HTML = re.compile(rb"<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]|<title>", re.I)
 
 
+LIFTED_BY_ACCEPT: Final = frozenset({"empty", "shrink"})
+"""The refusals an operator can overrule (`accept`): the others say the text is no list."""
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a version of a list is refused: `reason` is a short, stable code for metrics and

@@ -44,7 +44,7 @@ from resolver.lists.compiled import (
 )
 from resolver.lists.fetch import SourceStore
 from resolver.lists.formats import ParsedRules
-from resolver.lists.guard import DEFAULT_MAX_SHRINK, judge
+from resolver.lists.guard import DEFAULT_MAX_SHRINK, LIFTED_BY_ACCEPT, judge
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
 from resolver.lists.refusals import (
     KEPT_LAST_GOOD,
@@ -74,6 +74,7 @@ __all__ = [
     "local_changes",
     "poll_interval",
     "size_changes",
+    "watch_stamps",
 ]
 
 
@@ -643,6 +644,10 @@ def load_lists(
                 regex_left -= len(compiled.regexes())
             warnings.extend(one.errors)
             matcher, report, size = compiled, one.report, one.report.entries
+            if spec.kind == "url" and loader.store is not None:
+                meta = loader.store.meta(name)  # its last download was refused (`feeds`)
+                if meta.get("refused_sha256") and not report.refused:
+                    report = replace(report, refused=str(meta.get("refused_reason", "refused")))
             if one.rejection is not None:
                 rejected[name] = one.rejection
             if one.acceptance is not None:
@@ -705,6 +710,16 @@ def local_changes(
     ]
 
 
+def watch_stamps(config: Config) -> dict[str, tuple[tuple[str, int, int], ...]]:
+    """What `local_changes` would compare now, for every operator list of `config`."""
+    store = SourceStore(config.state_dir) if config.state_dir else None
+    return {
+        spec.item: _watch_stamp(spec, store)
+        for spec in list_specs(config)
+        if not isinstance(spec, str)
+    }
+
+
 def size_changes(old: Mapping[str, int], new: Mapping[str, int]) -> dict[str, str]:
     """What a reload changed, per list: ``added 120``, ``removed``, ``1000 -> 1200``."""
     changes: dict[str, str] = {}
@@ -747,7 +762,13 @@ def accept_version(config: Config, name: str, now: float) -> str:
         )
     if not config.state_dir:
         raise ValueError("no state_dir to record the acceptance in")
-    loader = ListLoader(config.state_dir)
+    limits = config.limits
+    loader = ListLoader(
+        config.state_dir,
+        max_bad_lines=limits.max_bad_lines,
+        max_regex=limits.max_regex_rules,
+        keep=False,
+    )
     if spec.kind == "url":
         meta = SourceStore(config.state_dir).meta(spec.name)
         refused = meta.get("refused_sha256")
@@ -755,10 +776,23 @@ def accept_version(config: Config, name: str, now: float) -> str:
             raise ValueError(f"{spec.url}: no refused download of {spec.name} to accept")
         key = f"sha256:{refused}"
         what = f"the download of {spec.url} with SHA-256 {refused}"
+        reason = str(meta.get("refused_reason", ""))
     else:
         key = loader.version_key(spec)
         shown = ", ".join(f"{path} ({size} bytes)" for path, size, _ in _stat(spec.files))
         what = shown or "an empty directory"
+        try:
+            judged = loader.load(spec, limits.max_regex_rules).rejection
+        except ListError as error:
+            raise ValueError("; ".join(error.problems[:3])) from None
+        reason = judged.reason if judged is not None else ""
+        if judged is None:
+            what += " (the list guard does not refuse it now)"
+    if reason and reason not in LIFTED_BY_ACCEPT:
+        raise ValueError(
+            f"{spec.url or what}: refused as {reason}, which no --accept lifts "
+            "(it is not a list of rules, or blocks a whole TLD); fix the list"
+        )
     write_marker(config.state_dir, spec.name, key, now, what)
     return what
 

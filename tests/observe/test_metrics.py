@@ -282,7 +282,8 @@ def test_emitted_names_and_labels_match_the_catalogue() -> None:
     stats = busy_stats(random.Random(3), 500)
     stats.blocked("g", "", "tiktok", "nxdomain")
     stats.upstream("127.0.0.1:53", "ok", 0.01)
-    for key in ("malformed.x", "tcp.accepted", "reload.ok", "upstream.merged", "other.thing"):
+    for key in ("malformed.x", "tcp.accepted", "reload.ok", "upstream.merged", "other.thing",
+                "list_rejected.tiktok"):  # fmt: skip
         stats.count(key)
     view = FakeView(failures={"tiktok": 1}, policy_rows=[("p", True, 2e9)],
                     cache_numbers={"entries": 1, "bytes": 2, "hits": 3, "misses": 4,
