@@ -290,7 +290,8 @@ def test_check_passes_single_label_rules_a_source_allows(
     assert run_check(config, capsys)[0] == 0
     config = guard_config(tmp_path, "{path: mylist.txt, allow_tld_rules: yes please}")
     code, _, err = run_check(config, capsys)
-    assert code == 1 and f"{config}:2: sources.mylist.allow_tld_rules: expected true or false" in err
+    assert code == 1
+    assert f"{config}:2: sources.mylist.allow_tld_rules: expected true or false" in err
 
 
 def test_reload_accept_records_the_version_and_names_what_it_cannot_accept(

@@ -336,7 +336,8 @@ def test_reload_failed_carries_a_summary_a_few_problems_and_a_count(
     problems: list[str], shown: list[str], more: int | None
 ) -> None:
     fields = service.capped(problems)
-    assert list(fields)[0] == "summary" and f"{len(problems)} problem" in str(fields["summary"])
+    assert next(iter(fields)) == "summary"
+    assert f"{len(problems)} problem" in str(fields["summary"])
     assert fields["problems"] == shown and fields.get("more") == more
 
 
