@@ -580,7 +580,7 @@ def parse_job(job: Mapping[str, Any]) -> tuple[ParsedRules, list[str], dict[str,
     problems: list[str] = []
     labels = job.get("label", {})
     content: tuple[str, str] | None = None  # (what a file plainly is, its label)
-    read: list[tuple[str, bytes]] = []
+    read: list[tuple[str, str]] = []  # (label, file name) of each file read
     for name in job["files"]:
         try:
             data = Path(name).read_bytes()
@@ -592,7 +592,7 @@ def parse_job(job: Mapping[str, Any]) -> tuple[ParsedRules, list[str], dict[str,
             what = sniff(data)
             if what is not None:
                 content = (what, label)
-        read.append((label, data))
+        read.append((label, name))
         if content is not None:
             continue  # the list is refused whatever the rest holds: no need to parse it
         parsed = parse_rules(
@@ -618,7 +618,7 @@ def _judge_job(
     job: Mapping[str, Any],
     parsed: ParsedRules,
     content: tuple[str, str] | None,
-    read: list[tuple[str, bytes]],
+    read: list[tuple[str, str]],
     summary: dict[str, Any],
 ) -> None:
     """Fill the report's ``refusal`` (and ``accepted_over``): what `guard.judge` says of this
@@ -673,16 +673,24 @@ def _single_labels(parsed: ParsedRules) -> list[str]:
     return sorted({name.decode("ascii") for name in found})
 
 
-def _tld_samples(labels: list[str], read: list[tuple[str, bytes]]) -> list[str]:
-    """``file:line: 'com'`` for each single-label rule (the first line that writes it)."""
-    samples = []
-    for label in labels[:MAX_SAMPLES]:
-        where = next(
-            (f"{name}:{line}" for name, data in read if (line := rule_line(data, label))),
-            read[0][0] if read else "?",
-        )
-        samples.append(f"{where}: {label!r} blocks the whole top-level domain")
-    return samples
+def _tld_samples(labels: list[str], read: list[tuple[str, str]]) -> list[str]:
+    """``file:line: 'com'`` for each single-label rule (the first line that writes it). The
+    files are read again: rare, and a big list's text is not kept through the parse for it."""
+    found: dict[str, str] = {}
+    for source, name in read:
+        try:
+            data = Path(name).read_bytes()
+        except OSError:
+            continue
+        for label in labels[:MAX_SAMPLES]:
+            line = None if label in found else rule_line(data, label)
+            if line is not None:
+                found[label] = f"{source}:{line}"
+    default = read[0][0] if read else "?"
+    return [
+        f"{found.get(label, default)}: {label!r} blocks the whole top-level domain"
+        for label in labels[:MAX_SAMPLES]
+    ]
 
 
 def compile_job(job: Mapping[str, Any]) -> dict[str, Any]:

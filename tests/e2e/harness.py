@@ -200,7 +200,9 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "resolver", "serve", "-c", str(self.config), *self.extra_args],
             cwd=self.cwd,
-            env=server_env(self.env),
+            # The server's default state_dir (PID file, last good copies of lists) is this
+            # server's own, never the user's, unless the test chooses one.
+            env=server_env({"XDG_STATE_HOME": str(self.cwd / "xdg-state"), **(self.env or {})}),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
