@@ -377,12 +377,9 @@ class QueryPipeline:
         started: float,
     ) -> bytes:
         sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
-        if decision.policy:
-            cause = f"blocked by policy {decision.policy} ({decision.list_name})"
-        elif decision.reason:  # a response-IP or rebinding block says its own
-            cause = decision.reason
-        else:
-            cause = f"blocked by list {decision.list_name}"
+        # The cause (with its reference) was made when the policy was built: a block formats
+        # nothing but the CNAME that led to it.
+        cause = decision.cause
         cname = decision.cname
         if cname is not None:
             cause += f" via CNAME {to_text(cname)}"

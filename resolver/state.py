@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from resolver.config import Config, Endpoint, MissingLists, resolve_upstreams
+from resolver.lists.catalogue import load_catalogue_entry
 from resolver.lists.loading import ListReport, LoadedLists, load_lists
 from resolver.lists.matcher import Matcher
+from resolver.lists.provenance import list_provenance
 from resolver.policy.access import ClientAccess
 from resolver.policy.engine import Binding, Exemptions, PolicyEngine, build_engine
 from resolver.protocol.answers import ANSWER_MODES, IP_MODE, SinkholeAnswer
@@ -144,14 +146,15 @@ def build_state(
     only read them.
     """
     loaded = load_lists(config, previous=previous.lists if previous else None, keep=keep)
-    allow = set(config.allow)
+    blocking = _blocking_items(config)
     matchers = dict(loaded.matchers)
     sizes = dict(loaded.sizes)
-    blocked = sum(sizes[name] for item, (name, _) in matchers.items() if item not in allow)
+    blocked = sum(sizes[name] for item, (name, _) in matchers.items() if item in blocking)
+    provenance = list_provenance(loaded.reports, load_catalogue_entry)
     return ResolverState(
         config=config,
         access=ClientAccess(config.clients.allow),
-        policy=build_engine(config, matchers, blocked),  # type: ignore[arg-type]
+        policy=build_engine(config, matchers, blocked, provenance),  # type: ignore[arg-type]
         sinkholes=_sinkholes(config),
         list_sizes=sizes,
         upstreams=resolve_upstreams(config, resolv_conf),
@@ -168,6 +171,18 @@ def _not_ready_text(lists: tuple[str, ...]) -> str:
     """The EDE text of a fail-closed answer: which lists it waits for, and why."""
     noun = "list" if len(lists) == 1 else "lists"
     return f"not ready: {noun} {', '.join(lists)} not loaded yet (missing_lists: fail_closed)"
+
+
+def _blocking_items(config: Config) -> frozenset[str]:
+    """The list items that block somewhere (not the `allow` sources, not the catalogue entries
+    only exempted): what the blocked-domain count adds up."""
+    return frozenset(
+        (
+            *config.blocking.lists,
+            *(item for group in config.groups for item in group.block),
+            *(item for policy in config.policies for item in policy.block),
+        )
+    )
 
 
 def _sinkholes(config: Config) -> dict[SinkholeKey, SinkholeAnswer]:

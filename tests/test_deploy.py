@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from resolver.commands.cli import EXIT_CANNOT_START, EXIT_INVALID, EXIT_USAGE
 from resolver.config import Config, parse_config
 from resolver.lists.catalogue import catalogue_ids
 
@@ -255,6 +256,31 @@ def test_systemd_analyze_verify_prints_nothing(tmp_path: Path) -> None:
 )
 def test_unit_sets(key: str, value: str) -> None:
     assert value in unit_settings().get(key, []), (key, unit_settings().get(key))
+
+
+def test_unit_gives_up_on_a_server_that_cannot_start() -> None:
+    """Exit 1 (invalid config) and 2 (usage) are never restarted; exit 3 (cannot start: the
+    address may come up later) is, but only a few times: `StartLimitBurst` starts within
+    `StartLimitIntervalSec` put the unit in `failed` instead of restarting it forever."""
+    settings = unit_settings()
+    prevented = " ".join(settings["RestartPreventExitStatus"]).split()
+    assert {str(EXIT_INVALID), str(EXIT_USAGE)} <= set(prevented)
+    assert str(EXIT_CANNOT_START) not in prevented
+    unit_section = UNIT.read_text(encoding="utf-8").split("[Service]")[0]
+    assert "StartLimitIntervalSec=" in unit_section and "StartLimitBurst=" in unit_section
+    burst = int(settings["StartLimitBurst"][-1])
+    interval = seconds(settings["StartLimitIntervalSec"][-1])
+    restart = seconds(settings["RestartSec"][-1])
+    # Starts that fail at once come every RestartSec: `burst` of them fit in the interval, with
+    # room for slow starts (lists to load) too.
+    assert 2 <= burst <= 10 and burst * (restart + 20) <= interval
+
+
+def seconds(text: str) -> float:
+    units = {"s": 1, "min": 60, "m": 60, "h": 3600}
+    match = re.fullmatch(r"(\d+)(s|min|m|h)?", text)
+    assert match, text
+    return int(match[1]) * units[match[2] or "s"]
 
 
 def test_unit_checks_the_config_before_reloading() -> None:

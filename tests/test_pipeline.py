@@ -23,7 +23,7 @@ import pytest
 
 from resolver.cache import Cache, CacheKey, cache_key
 from resolver.config import parse_config
-from resolver.lists.catalogue import catalogue_ids
+from resolver.lists.catalogue import catalogue_ids, load_catalogue_entry, reference_label
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, QueryPipeline
@@ -34,6 +34,8 @@ from resolver.state import ResolverState, build_state
 from resolver.upstream.pool import Resolved, UpstreamFailure
 
 CLIENT = "127.0.0.1"
+TIKTOK_DECISIONS = [reference_label(r) for r in load_catalogue_entry("tiktok").references]
+TIKTOK_REF = "; ".join(TIKTOK_DECISIONS)
 CONFIG = """
 listen: ["127.0.0.1:0"]
 upstream: {{servers: ["127.0.0.1:5399"], timeout: 0.5s, deadline: 2s}}
@@ -298,14 +300,15 @@ def test_cname_cloaking_into_tiktok_is_blocked_audited_and_stays_blocked_from_ca
     ]
     first = env.ask("cdn.innocent.example.", sync=False)
     assert rdata(first) == ["0.0.0.0"]
-    assert ede(first) == [
-        (EdeCode.FORGED_ANSWER, "blocked by list tiktok via CNAME edge.tiktokv.com")
-    ]
+    cause = f"blocked by list tiktok (ref: {TIKTOK_REF}) via CNAME edge.tiktokv.com"
+    assert ede(first) == [(EdeCode.FORGED_ANSWER, cause)]
     second = env.ask("cdn.innocent.example.", sync=True)
     assert rdata(second) == ["0.0.0.0"]
     events = env.events("blocked")
     assert [e.get("cname") for e in events] == ["edge.tiktokv.com"] * 2
     assert events[0]["qname"] == "cdn.innocent.example" and events[0]["entry"] == "tiktok"
+    # The cloaked block cites the entry's decisions like a block of the question would.
+    assert (events[0]["reference"], events[0]["decisions"]) == (TIKTOK_REF, TIKTOK_DECISIONS)
     assert env.results() == {"blocked": 2}
     assert len(env.pool.calls) == 1
 
@@ -327,6 +330,7 @@ def test_rebinding(name: str, address: str, blocked: bool) -> None:
     if blocked:
         (event,) = env.events("blocked")
         assert (event["entry"], event["rule"]) == ("rebinding", address)
+        assert event["reference"] == "inspection.rebinding" and "decisions" not in event
 
 
 @pytest.mark.parametrize("first_octet", [10, 192])

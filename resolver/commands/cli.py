@@ -8,10 +8,11 @@ import datetime
 import ipaddress
 import json
 import os
+import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +20,40 @@ from resolver import __version__
 from resolver.config import Config, ConfigError, load_config, with_overrides
 from resolver.lists.catalogue import ListError, catalogue_ids
 from resolver.observe.audit import AuditLog, read_key
+from resolver.shell.binding import BindError
+from resolver.shell.pidfile import PidFile, PidFileBusy, is_dnswarden_server
 from resolver.shell.workers import worker_count
 from resolver.state import ResolverState, build_state, read_resolv_conf
 
 EXIT_OK = 0
 EXIT_INVALID = 1
-EXIT_CANNOT_START = 2
+"""An invalid config or list: restarting cannot help."""
+EXIT_USAGE = 2
+"""A bad argument or environment variable (argparse's own code); `reload` and `export` also
+use it when they cannot act (no running server, a file that cannot be written)."""
+EXIT_CANNOT_START = 3
+"""`serve` cannot start: an address in use or not (yet) on this host, no permission for the
+port, the PID file of a server still running. A later retry may work (an interface coming up),
+so the systemd unit retries, a few times."""
 EVENT_LOOP_VARIABLE = "DNSWARDEN_EVENT_LOOP"
+MAX_SHOWN_PROBLEMS = 5
+MAX_PROBLEM_CHARS = 200
+_LINE_PROBLEM = re.compile(r"^.*?:\d+: ")
+"""`FILE:LINE: ...`: a problem on one line, as opposed to a verdict on a whole file."""
+
+
+class UsageError(Exception):
+    """A bad argument found only after parsing (a group the config does not define, an
+    environment variable): reported as argparse reports its own, usage line first, exit 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return build_parsers()[0]
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The `dnswarden` parser, and each command's own (by every name it answers to), which
+    reports errors found after parsing in the same words as argparse's own."""
     parser = argparse.ArgumentParser(
         prog="dnswarden",
         description="DNS resolver that sinkholes the domains of apps banned on official devices "
@@ -62,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers",
         metavar="N",
+        type=_workers_argument,
         help="worker processes sharing the listeners (SO_REUSEPORT), or `auto` for one per CPU "
         "(default: the config's `workers`, 1 unless set)",
     )
@@ -95,10 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
         "the answer the client would get.",
     )
     explain.add_argument("name", metavar="NAME")
-    explain.add_argument("--client", default="127.0.0.1", help="client address (default 127.0.0.1)")
-    explain.add_argument("--type", default="A", dest="qtype", help="query type (default A)")
     explain.add_argument(
-        "--at", metavar="TIME", help="ISO 8601 date or time (default now; no offset means UTC)"
+        "--client",
+        default="127.0.0.1",
+        type=_client_argument,
+        help="client address (default 127.0.0.1)",
+    )
+    explain.add_argument(
+        "--type", default="A", dest="qtype", type=_qtype_argument, help="query type (default A)"
+    )
+    explain.add_argument(
+        "--at",
+        metavar="TIME",
+        type=_time_argument,
+        help="ISO 8601 date or time (default now; no offset means UTC)",
     )
     explain.add_argument("-c", "--config", metavar="FILE", help="YAML config (default: embedded)")
     explain.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -143,18 +179,72 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("-c", "--config", metavar="FILE", help="YAML config (default: embedded)")
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
-    return parser
+    return parser, {
+        name: sub
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+        for name, sub in action.choices.items()
+    }
+
+
+def _workers_argument(text: str) -> int:
+    try:
+        return worker_count(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number from 1 to 256 or auto, got {text!r}"
+        ) from None
+
+
+def _client_argument(text: str) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an IPv4 or IPv6 address (192.0.2.7, 2001:db8::7), got {text!r}"
+        ) from None
+
+
+def _qtype_argument(text: str) -> int:
+    from resolver.commands.explain import qtype_number
+
+    try:
+        return qtype_number(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"unknown query type {text!r} (a name such as A, AAAA, MX, HTTPS, or a number: "
+            "TYPE65 or 65)"
+        ) from None
+
+
+def _time_argument(text: str) -> datetime.datetime:
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            "expected an ISO 8601 date or time (2024-05-01, 2024-05-01T12:00, "
+            f"2024-05-01T12:00+02:00; no offset means UTC), got {text!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser, commands = build_parsers()
     args = parser.parse_args(argv)
+    try:
+        return run_command(parser, args)
+    except UsageError as error:
+        commands.get(args.command, parser).error(str(error))
+
+
+def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "check":
         return check(args.file, args.strict)
     if args.command == "serve":
         return serve_command(args)
     if args.command == "explain":
-        return explain(args.name, args.client, args.qtype, args.at, args.config, args.json)
+        moment = args.at or datetime.datetime.now(datetime.UTC)
+        return explain(args.name, args.client, args.qtype, moment, args.config, args.json)
     if args.command in ("catalogue", "lists"):
         return catalogue(args.json)
     if args.command == "reload":
@@ -162,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "export":
         return export(args.format, args.group, args.origin, args.config, args.output)
     parser.print_help()
-    return EXIT_CANNOT_START
+    return EXIT_USAGE
 
 
 def _problems(error: ConfigError | ListError) -> int:
@@ -270,8 +360,12 @@ def _list_summary(report: Any) -> str:
 
 def serve_command(args: argparse.Namespace) -> int:
     """`dnswarden serve`: load the config and lists, then run one service (or a supervisor and
-    its workers) until stopped."""
+    its workers) until stopped. Every way it can fail to start ends in `_cannot_start`."""
     path, listen, upstreams = args.config, args.listen, args.upstream
+    try:
+        run = event_loop_runner(os.environ.get(EVENT_LOOP_VARIABLE, ""))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
     def load() -> Config:
         config = load_config(path, known_lists=catalogue_ids())
@@ -281,17 +375,8 @@ def serve_command(args: argparse.Namespace) -> int:
         config = load()
         state = build_state(config, read_resolv_conf(), keep=True)
     except (ConfigError, ListError) as error:
-        return _problems(error)
-    try:
-        workers = worker_count(str(args.workers or config.workers))
-    except ValueError as error:
-        print(f"dnswarden serve: --workers: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
-    try:
-        run = event_loop_runner(os.environ.get(EVENT_LOOP_VARIABLE, ""))
-    except ValueError as error:
-        print(f"dnswarden serve: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
+        return _invalid(error, path)
+    workers = args.workers or worker_count(str(config.workers))
     worker = None
     if args.worker_report_fd is not None:
         from resolver.shell.service import WorkerLink
@@ -300,8 +385,17 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         audit = audit_log(config, worker_index=None if worker is None else worker.index)
     except (OSError, ValueError) as error:
-        print(f"{config.source}: audit: {error}", file=sys.stderr)
-        return EXIT_INVALID
+        return _cannot_start(None, f"{config.source}: audit: {error}", EXIT_INVALID)
+    pid_file = None
+    if worker is None:  # workers are the supervisor's; `reload` signals the supervisor
+        # Until the event loop's handlers are in, a `reload` (SIGHUP) must not kill us.
+        for signum in (signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(signum, signal.SIG_IGN)
+        try:
+            pid_file = _hold_pid_file(args.pid_file, config)
+        except PidFileBusy as busy:
+            return _cannot_start(audit, str(busy), EXIT_CANNOT_START, pid_file=str(busy.path),
+                                 holder=busy.holder)  # fmt: skip
     if workers > 1 and worker is None:
         from resolver.shell.workers import Supervisor
 
@@ -311,17 +405,62 @@ def serve_command(args: argparse.Namespace) -> int:
         from resolver.shell.service import run_service
 
         main = run_service(state, load, audit, worker)
-    pid_file = _write_pid_file(args.pid_file, config) if worker is None else None
     try:
         run(main)
+    except BindError as error:
+        fields = error.fields()
+        hint = str(fields.pop("hint", ""))
+        return _cannot_start(audit, str(error), EXIT_CANNOT_START, hint=hint, **fields)
     except (OSError, TimeoutError) as error:
-        audit.error("startup_failed", error=str(error) or type(error).__name__)
-        print(f"dnswarden: cannot start: {error or type(error).__name__}", file=sys.stderr)
-        return EXIT_CANNOT_START
+        return _cannot_start(audit, str(error) or type(error).__name__, EXIT_CANNOT_START)
     finally:
         if pid_file is not None:
-            pid_file.unlink(missing_ok=True)
+            pid_file.release()
     return EXIT_OK
+
+
+def _invalid(error: ConfigError | ListError, path: str | None) -> int:
+    """A config or list that cannot be loaded at start-up: the verdict, a few samples and the
+    count (a broken list can have thousands of bad lines; `check` lists every one)."""
+    problems = ordered_problems(str(p) for p in error.problems)
+    shown = [_cut(p) for p in problems[:MAX_SHOWN_PROBLEMS]]
+    lines = shown[1:]
+    if len(problems) > len(shown):
+        where = f"`dnswarden check {path}` lists" if path else "`dnswarden check FILE` lists"
+        more = len(problems) - len(shown)
+        lines.append(f"... {more} more {'problem' if more == 1 else 'problems'}; {where} every one")
+    return _cannot_start(None, shown[0], EXIT_INVALID, lines=lines, problems=shown,
+                         problem_count=len(problems))  # fmt: skip
+
+
+def ordered_problems(problems: Iterable[str]) -> list[str]:
+    """Verdicts on a whole file (`FILE: 400 invalid lines ...; refusing to load this list`)
+    before the line-level problems they sum up; otherwise in the order found."""
+    listed = list(problems)
+    return sorted(listed, key=lambda problem: _LINE_PROBLEM.match(problem) is not None)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_PROBLEM_CHARS else text[: MAX_PROBLEM_CHARS - 3] + "..."
+
+
+def _cannot_start(audit: AuditLog | None, error: str, exit_code: int, *, hint: str = "",
+                  lines: Sequence[str] = (), **fields: object) -> int:  # fmt: skip
+    """Every failed start ends here: one `startup_failed` event on stdout (the journal, the
+    SIEM), bounded, and the same for a person on stderr; the exit code says whether a restart
+    can help. Without the config's own audit log (the config is what failed), a default one
+    writes the event."""
+    log = audit if audit is not None else AuditLog()
+    if hint:
+        fields = {**fields, "hint": hint}
+    log.error("startup_failed", error=error, **fields)
+    log.close()
+    print(f"dnswarden: cannot start: {error}", file=sys.stderr)
+    if hint:
+        print(f"  hint: {hint}", file=sys.stderr)
+    for line in lines:
+        print(f"  {line}", file=sys.stderr)
+    return exit_code
 
 
 def audit_log(config: Config, worker_index: int | None = None) -> AuditLog:
@@ -346,34 +485,18 @@ def audit_log(config: Config, worker_index: int | None = None) -> AuditLog:
     )
 
 
-def _parse_time(text: str | None) -> datetime.datetime:
-    if text is None:
-        return datetime.datetime.now(datetime.UTC)
-    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-
-
-def explain(
-    name: str, client: str, qtype: str, at: str | None, path: str | None, as_json: bool
-) -> int:
+def explain(name: str, client: str, qtype: int, moment: datetime.datetime, path: str | None,
+            as_json: bool) -> int:  # fmt: skip
     from resolver.commands import explain as explaining
 
-    try:
-        moment = _parse_time(at)
-        number = explaining.qtype_number(qtype)
-        ipaddress.ip_address(client)
-    except ValueError as error:
-        print(f"dnswarden explain: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
     try:
         state = build_state(load_config(path, known_lists=catalogue_ids()), None)
     except (ConfigError, ListError) as error:
         return _problems(error)
     try:
-        result = explaining.explain(state, name, client, number, moment)
+        result = explaining.explain(state, name, client, qtype, moment)
     except ValueError as error:
-        print(f"dnswarden explain: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
+        raise UsageError(f"argument NAME: {error}") from None
     print(json.dumps(result, indent=2) if as_json else explaining.render_text(result))
     return EXIT_OK
 
@@ -386,7 +509,8 @@ def catalogue(as_json: bool) -> int:
     except ListError as error:
         return _problems(error)
     if as_json:
-        print(json.dumps(rows, indent=2))
+        typed = [{**row, "domains": int(row["domains"])} for row in rows]  # the table's is text
+        print(json.dumps(typed, indent=2))
         return EXIT_OK
     columns = list(rows[0]) if rows else []
     widths = {c: max(len(c), *(len(str(row[c])) for row in rows)) for c in columns}
@@ -403,18 +527,15 @@ def _pid_path(pid_file: str | None, config: Config) -> Path:
     return Path(pid_file) if pid_file else Path(config.state_dir) / PID_FILE_NAME
 
 
-def _write_pid_file(pid_file: str | None, config: Config) -> Path | None:
-    """Write our PID for `dnswarden reload`; a server that cannot still serves (warned)."""
+def _hold_pid_file(pid_file: str | None, config: Config) -> PidFile | None:
+    """Our PID, locked, for `dnswarden reload`. PidFileBusy when another live server holds the
+    file; a server that cannot write one at all still serves (warned)."""
     path = _pid_path(pid_file, config)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}")
-        temporary.write_text(f"{os.getpid()}\n", encoding="ascii")
-        os.replace(temporary, path)
+        return PidFile.acquire(path)
     except OSError as error:
         print(f"dnswarden serve: cannot write PID file {path}: {error}", file=sys.stderr)
         return None
-    return path
 
 
 def reload_server(path: str | None, pid_file: str | None, accept: Sequence[str] = ()) -> int:
@@ -440,22 +561,16 @@ def reload_server(path: str | None, pid_file: str | None, accept: Sequence[str] 
         pid = int(pid_path.read_text(encoding="ascii").strip())
     except (OSError, ValueError) as error:
         print(f"dnswarden reload: no usable PID file {pid_path}: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.parent.parent.is_dir() and Path("/proc/self").exists():
-        try:
-            argv = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            argv = []
-        if not any(b"resolver" in part or b"dnswarden" in part for part in argv):
-            print(f"dnswarden reload: PID {pid} from {pid_path} is not a running dnswarden "
-                  "(stale PID file?)", file=sys.stderr)  # fmt: skip
-            return EXIT_CANNOT_START
+        return EXIT_USAGE
+    if is_dnswarden_server(pid) is False:
+        print(f"dnswarden reload: PID {pid} from {pid_path} is not a running dnswarden "
+              "(stale PID file?)", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     try:
         os.kill(pid, signal.SIGHUP)
     except OSError as error:
         print(f"dnswarden reload: cannot signal PID {pid}: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
+        return EXIT_USAGE
     print(f"dnswarden reload: sent SIGHUP to PID {pid}; the server logs the outcome")
     return EXIT_OK
 
@@ -473,8 +588,7 @@ def export(fmt: str, group: str, origin: str | None, path: str | None, output: s
     try:
         policy = exporting.effective_policy(config, state.policy, group, now.timestamp())
     except ValueError as error:
-        print(f"dnswarden export: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
+        raise UsageError(f"argument --group: {error}") from None
     lines = exporting.render(
         policy,
         fmt,
@@ -491,7 +605,7 @@ def export(fmt: str, group: str, origin: str | None, path: str | None, output: s
         Path(output).write_text(text, encoding="utf-8")
     except OSError as error:
         print(f"dnswarden export: cannot write {output}: {error}", file=sys.stderr)
-        return EXIT_CANNOT_START
+        return EXIT_USAGE
     return EXIT_OK
 
 

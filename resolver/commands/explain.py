@@ -2,7 +2,8 @@
 
 An operator asked "why is this blocked for the press office?" needs the whole chain: the client's
 group and the subnet that put it there, every list that matches the name, which of them applies
-at that instant and why the others do not (window, exemption), the legal reference and the answer
+at that instant and why the others do not (window, exemption), the legal reference (the policy's,
+then the catalogue entry's decisions in full, or the operator list's file or URL) and the answer
 the device will see. This walks the same compiled policy the server uses, so it cannot disagree
 with it. Pure: the config and the instant are passed in.
 """
@@ -15,7 +16,8 @@ from typing import Any
 
 from resolver.config import ListKind
 from resolver.lists.catalogue import ListError, load_catalogue_entry
-from resolver.policy.engine import Action, Group
+from resolver.lists.provenance import decision_fields
+from resolver.policy.engine import Action, Binding, Group
 from resolver.protocol.names import from_text, to_text
 from resolver.protocol.wire import TYPE_NAMES, type_name
 from resolver.state import ResolverState
@@ -63,6 +65,20 @@ def _catalogue_info(list_name: str, catalogue: frozenset[str]) -> dict[str, Any]
         "vendor": loaded.vendor,
         "dns_coverage": loaded.dns_coverage,
         "coverage_note": loaded.coverage_note,
+    }
+
+
+def _provenance(binding: Binding) -> dict[str, Any]:
+    """What a block through `binding` cites, and where that comes from."""
+    source = binding.provenance
+    cited_by = None
+    if binding.reference is not None:
+        cited_by = "policy" if binding.censored else "list"  # censored: the policy's own
+    return {
+        "reference": binding.reference,
+        "reference_from": cited_by,
+        "source": {"kind": source.kind, "location": source.source} if source else None,
+        "decisions": [decision_fields(d) for d in source.decisions] if source else [],
     }
 
 
@@ -131,7 +147,7 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
                 "catalogue": _catalogue_info(binding.list_name, catalogue),
                 "rule": candidate.rule.pattern,
                 "policy": binding.policy,
-                "reference": binding.reference,
+                **_provenance(binding),
                 "in_force": {"from": _iso(binding.valid_from), "until": _iso(binding.valid_until)},
                 "applies": candidate.applies,
                 "why_not": candidate.why_not or None,
@@ -139,11 +155,15 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
         )
     result["matches"] = matches
     if decision.action is Action.BLOCK:
+        applied = next(m for m in matches if m["applies"])
         result["decision"] = {
             "policy": decision.policy,
             "list": decision.list_name,
             "rule": decision.rule,
             "reference": decision.reference,
+            "reference_from": applied["reference_from"],
+            "source": applied["source"],
+            "decisions": applied["decisions"],
             "in_force": {"from": _iso(decision.valid_from), "until": _iso(decision.valid_until)},
         }
         result["answer"] = _answer_text(
@@ -164,8 +184,7 @@ def render_text(result: dict[str, Any]) -> str:
     if decision:
         by = f"policy {decision['policy']}" if decision["policy"] else "blocking lists"
         lines.append(f"  by:      {by}, list {decision['list']}, rule {decision['rule']}")
-        if decision["reference"]:
-            lines.append(f"  reference: {decision['reference']}")
+        lines.extend(_provenance_lines(decision))
         window = decision["in_force"]
         if window["from"] or window["until"]:
             lines.append(
@@ -180,3 +199,29 @@ def render_text(result: dict[str, Any]) -> str:
         if info and info["dns_coverage"] == "partial":
             lines.append(f"    partial DNS coverage: {info['coverage_note']}")
     return "\n".join(lines)
+
+
+_SOURCE_KINDS = {"catalogue": "catalogue entry", "file": "list file", "dir": "list directory",
+                 "url": "list feed"}  # fmt: skip
+
+
+def _provenance_lines(decision: dict[str, Any]) -> list[str]:
+    """The reference of a block, where it comes from, and a catalogue entry's decisions."""
+    lines = []
+    source = decision["source"]
+    where = f"{_SOURCE_KINDS.get(source['kind'], source['kind'])} {decision['list']}" if source \
+        else f"list {decision['list']}"  # fmt: skip
+    if decision["reference_from"] == "policy":
+        lines.append(f"  reference: {decision['reference']} (policy {decision['policy']})")
+    elif decision["reference_from"] == "list":
+        lines.append(f"  reference: {decision['reference']} ({where})")
+    else:
+        lines.append(f"  reference: none ({where} cites no decision, and no policy reference)")
+    if source and source["kind"] != "catalogue":
+        lines.append(f"  source:  {source['location']}")
+    if decision["decisions"]:
+        lines.append(f"  decisions of {where} ({source['location']}):")
+        for cited in decision["decisions"]:
+            unverified = "" if cited["verified"] else " (not yet verified)"
+            lines.append(f"    {cited['label']}: {cited['authority']}: {cited['url']}{unverified}")
+    return lines

@@ -20,6 +20,11 @@ header):
 - domain lists mean "this name and below" to most consumers: subtree rules only.
 
 Label wildcards (``v*.x.com``) and regex rules have no equivalent in any of the three.
+
+The header says on whose authority: for every list in force, where it comes from (catalogue
+entry, file, directory or feed), the policy and its reference when a policy binds it, and each
+decision a catalogue entry cites; and the catalogue entries a group exempts (`exempt_lists`,
+written as passthru rules). Blocks exported to another resolver keep their provenance.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from resolver.config import Config
+from resolver.lists.catalogue import reference_label
 from resolver.lists.formats import (
     FLAG_ALLOW_BELOW,
     FLAG_ALLOW_SELF,
@@ -55,6 +61,7 @@ class Effective:
     unexportable: dict[str, int] = field(default_factory=dict)
     lists: list[str] = field(default_factory=list)
     addresses: tuple[str, ...] = ()
+    citations: list[str] = field(default_factory=list)  # header comment lines, provenance
 
     def lost(self, reason: str, count: int = 1) -> None:
         self.unexportable[reason] = self.unexportable.get(reason, 0) + count
@@ -111,14 +118,20 @@ def effective_policy(config: Config, engine: Any, group_name: str, now: float) -
     group_config = next((g for g in config.groups if g.name == group_name), None)
     for rule in group_config.exempt if group_config is not None else ():
         _add_passthru(result, str(rule))
+    for name, matcher in group.exemptions.lists:
+        result.citations.append(f"group {group_name} exempts every name of catalogue entry {name}")
+        _add_list_passthru(result, matcher)
     policies = {policy.name: policy for policy in config.policies}
     for binding in group.bindings:
         if not binding.in_force(now):
             continue
         result.lists.append(binding.list_name)
+        result.citations.extend(_citations(binding))
         policy = policies.get(binding.policy) if binding.policy else None
         for rule in policy.exempt if policy is not None else ():
             _add_passthru(result, str(rule))
+        for _, exempted in binding.exemptions.lists:
+            _add_list_passthru(result, exempted)
         matcher = binding.matcher
         for allow in getattr(matcher, "allows", ()):  # global allow lists (`allow:`)
             for name, bits, _ in _entries(allow):
@@ -149,12 +162,52 @@ def effective_policy(config: Config, engine: Any, group_name: str, now: float) -
     return result
 
 
+_KINDS = {"catalogue": "catalogue entry", "file": "list file", "dir": "list directory",
+          "url": "list feed"}  # fmt: skip
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _citations(binding: Any) -> list[str]:
+    """Comment lines saying where one bound list comes from and on whose authority."""
+    source = binding.provenance
+    where = f"{_KINDS.get(source.kind, source.kind)} {source.source}" if source else "unknown"
+    lines = [f"list {binding.list_name}: {_one_line(where)}"]
+    if binding.policy is not None:
+        mandate = binding.reference if binding.censored else None
+        lines.append(f"  policy {binding.policy}, reference: {_one_line(mandate or '(none)')}")
+    for decision in source.decisions if source else ():
+        verified = "" if decision.verified else " (not yet verified)"
+        lines.append(
+            f"  decision {reference_label(decision)}: {_one_line(decision.authority)}: "
+            f"{_one_line(decision.url)}{verified}"
+        )
+    if binding.reference is None:
+        lines.append("  cites no decision")
+    return lines
+
+
+def _add_list_passthru(result: Effective, matcher: Any) -> None:
+    """Every rule of an exempted catalogue entry as passthru (its subtree, or below only for
+    ``*.x``); label wildcards cannot be written and are counted."""
+    for name, bits, _ in _entries(getattr(matcher, "inner", matcher)):
+        if bits & (_SELF | _BELOW):
+            _add_allow(result, name, (_ALLOW_SELF if bits & _SELF else 0) | _ALLOW_BELOW)
+        else:
+            result.lost("wildcard exemptions (exempt_lists)")
+
+
 def _add_passthru(result: Effective, pattern: str) -> None:
     """An exemption (``x``: the name and below; ``=x``: the name alone) as allow bits."""
     if pattern.startswith("="):
-        name, bits = pattern[1:], _ALLOW_SELF
+        _add_allow(result, pattern[1:], _ALLOW_SELF)
     else:
-        name, bits = pattern, _ALLOW_SELF | _ALLOW_BELOW
+        _add_allow(result, pattern, _ALLOW_SELF | _ALLOW_BELOW)
+
+
+def _add_allow(result: Effective, name: str, bits: int) -> None:
     old = result.names.get(name)
     if old is None:
         result.names[name] = (bits, "", "exempt")
@@ -200,6 +253,8 @@ def render(
     yield f"{comment} lists, in precedence order: {', '.join(policy.lists) or '(none)'}"
     for reason, count in sorted(policy.unexportable.items()):
         yield f"{comment} not expressible in {fmt}: {count} x {reason}"
+    for line in policy.citations:
+        yield f"{comment} {line}"
     if fmt == "rpz":
         yield f"$ORIGIN {origin.rstrip('.')}."
         yield f"$TTL {ttl}"

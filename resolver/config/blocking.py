@@ -31,7 +31,7 @@ class MissingLists(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class BlockingConfig:
-    lists: tuple[str, ...] = ("tiktok",)
+    lists: tuple[str, ...] = ("tiktok", "doh-bypass")  # doh-bypass: bans hold (default.yaml)
     answer: AnswerMode = AnswerMode.NULL_IP
     ip: tuple[IPAddress, ...] = ()
     ttl: int = 60

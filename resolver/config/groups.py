@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from resolver.config.listref import ListNames
 from resolver.config.nodes import Entries, Item, Reader, join, line_of
-from resolver.config.problems import describe
-from resolver.config.values import IPNetwork, network
+from resolver.config.problems import describe, suggest
+from resolver.config.values import IPNetwork, names_a_file, network
 from resolver.protocol import names
 
 DEFAULT_GROUP = "default"
@@ -38,9 +38,10 @@ class GroupConfig:
     block: tuple[str, ...] = ()
     exempt: tuple[ExemptRule, ...] = ()
     line: int = 0
+    exempt_lists: tuple[str, ...] = ()  # catalogue ids: every name of the entry is exempt
 
 
-_GROUP_KEYS = ("subnets", "block", "exempt")
+_GROUP_KEYS = ("subnets", "block", "exempt", "exempt_lists")
 
 
 def read_groups(
@@ -96,17 +97,73 @@ def read_groups(
                 name=name,
                 subnets=tuple(subnets),
                 block=lists.resolve(reader, entries, "block", path) or (),
-                exempt=read_exempt(reader, entries, path),
+                exempt=read_exempt(reader, entries, path, lists),
                 line=line_of(key_node),
+                exempt_lists=read_exempt_lists(reader, entries, path, lists),
             )
         )
     return tuple(groups), frozenset(found)
 
 
-def read_exempt(reader: Reader, entries: Entries, path: str) -> tuple[ExemptRule, ...]:
-    """The `exempt` entry of a group or a policy."""
+def read_exempt(
+    reader: Reader, entries: Entries, path: str, lists: ListNames
+) -> tuple[ExemptRule, ...]:
+    """The `exempt` entry of a group or a policy.
+
+    A bare catalogue id there is refused: `tiktok` is a valid (single-label) domain, so
+    reading it as the entry would make the meaning of a line depend on which catalogue is
+    installed, and reading it as a domain would exempt nothing the operator meant. Whole
+    entries go under `exempt_lists`; `=tiktok` still names the single-label domain.
+    """
     items = reader.items(entries, "exempt", path, _exempt_rule)
-    return tuple(item.value for item in reader.unique(items or []))
+    good: list[Item] = []
+    for item in reader.unique(items or []):
+        rule: ExemptRule = item.value
+        if not rule.exact and rule.pattern in lists.catalogue:
+            reader.problem(
+                item.node,
+                item.key,
+                f"{rule.pattern!r} is a catalogue entry, not a domain: to exempt every name "
+                f"of the entry write exempt_lists: [{rule.pattern}] (for the single-label "
+                f"domain, write '={rule.pattern}')",
+            )
+            continue
+        good.append(item)
+    return tuple(item.value for item in good)
+
+
+def read_exempt_lists(
+    reader: Reader, entries: Entries, path: str, lists: ListNames
+) -> tuple[str, ...]:
+    """`exempt_lists`: catalogue ids whose every name is exempt, as if each of the entry's
+    domains were written under `exempt` (the press office that needs TikTok: one line).
+
+    Only catalogue ids: an operator's own names go under `exempt`, and a key of its own
+    keeps an id from ever being read as a domain (see `read_exempt`).
+    """
+    items = reader.items(entries, "exempt_lists", path, _catalogue_id)
+    good: list[str] = []
+    for item in reader.unique(items or []):
+        name: str = item.value
+        if name in lists.catalogue:
+            good.append(name)
+            continue
+        bundled = ", ".join(sorted(lists.catalogue)) or "(none)"
+        hint = suggest(name, lists.catalogue)
+        if name in lists.sources or names_a_file(name) or "." in name:
+            hint += "; exempt_lists takes catalogue ids only: write the names under exempt"
+        reader.problem(
+            item.node,
+            item.key,
+            f"unknown catalogue entry {name!r}: bundled entries are: {bundled}{hint}",
+        )
+    return tuple(good)
+
+
+def _catalogue_id(raw: object) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"expected a catalogue id such as tiktok, got {describe(raw)}")
+    return raw.strip()
 
 
 def _exempt_rule(raw: object) -> ExemptRule:

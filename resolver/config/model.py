@@ -54,7 +54,8 @@ class Config:
     @property
     def list_refs(self) -> tuple[ListRef, ...]:
         """Every list the config names (global, per group, per policy, then the `allow`
-        sources), first-seen order, once each, each with its kind.
+        sources, then the catalogue entries only exempted), first-seen order, once each, each
+        with its kind.
 
         The loader needs them all up front: a policy whose window opens later must find its
         lists already loaded, since windows are evaluated per query without a reload.
@@ -64,5 +65,7 @@ class Config:
             *(name for group in self.groups for name in group.block),
             *(name for policy in self.policies for name in policy.block),
             *self.allow,
+            *(name for group in self.groups for name in group.exempt_lists),
+            *(name for policy in self.policies for name in policy.exempt_lists),
         ]
         return list_refs(names, self.sources)

@@ -7,7 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from resolver.config.blocking import AnswerMode, Sinkhole, answer_mode
-from resolver.config.groups import DEFAULT_GROUP, REFUSE, ExemptRule, read_exempt
+from resolver.config.groups import (
+    DEFAULT_GROUP,
+    REFUSE,
+    ExemptRule,
+    read_exempt,
+    read_exempt_lists,
+)
 from resolver.config.listref import ListNames
 from resolver.config.nodes import MISSING, Entries, Reader, join, line_of
 from resolver.config.problems import describe, suggest
@@ -35,6 +41,7 @@ class PolicyConfig:
     ttl: int | None = None
     exempt: tuple[ExemptRule, ...] = ()
     line: int = 0
+    exempt_lists: tuple[str, ...] = ()  # catalogue ids whose names this policy never blocks
 
     def active(self, now: datetime) -> bool:
         """Whether the policy applies at `now` (timezone-aware); `until` is exclusive."""
@@ -43,7 +50,9 @@ class PolicyConfig:
         return self.valid_until is None or now < self.valid_until
 
 
-_POLICY_KEYS = ("block", "groups", "reference", "from", "until", "answer", "ttl", "exempt")
+_POLICY_KEYS = (
+    "block", "groups", "reference", "from", "until", "answer", "ttl", "exempt", "exempt_lists",
+)  # fmt: skip
 
 
 def read_policies(
@@ -116,8 +125,9 @@ def read_policies(
                 valid_until=None if valid_until is MISSING else valid_until,
                 answer=None if answer is MISSING else answer,
                 ttl=None if seconds is MISSING else seconds,
-                exempt=read_exempt(reader, entries, path),
+                exempt=read_exempt(reader, entries, path, lists),
                 line=line_of(key_node),
+                exempt_lists=read_exempt_lists(reader, entries, path, lists),
             )
         )
     return tuple(policies), answers

@@ -1,6 +1,6 @@
 """Blocklists: the matcher, every list format, the compiled on-disk form, the bundled app
-catalogue, remote feeds and their last good copies, and the loader that turns the config's list
-references into matchers.
+catalogue, remote feeds and their last good copies, the loader that turns the config's list
+references into matchers, and what each list cites for its blocks (provenance).
 
 May import: protocol, config
 Does I/O: catalogue (reads the bundled catalogue files), compiled (maps and writes compiled

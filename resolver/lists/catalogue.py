@@ -180,13 +180,23 @@ def load_catalogue() -> tuple[CatalogueEntry, ...]:
     return tuple(entries)
 
 
+_PARSED: dict[str, tuple[str, CatalogueEntry]] = {}
+
+
 def _read_bundled(entry_id: str) -> CatalogueEntry:
+    """The entry from its file, parsed again only when the text changed: every state build
+    reads the entries twice (their rules, then their references for `provenance`)."""
     item = catalogue_dir() / f"{entry_id}.yaml"
     try:
         text = item.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ListError([f"{item}: cannot read catalogue file: {exc}"]) from None
-    return parse_catalogue_entry(text, str(item), expected_id=entry_id)
+    known = _PARSED.get(entry_id)
+    if known is not None and known[0] == text and known[1].path == str(item):
+        return known[1]
+    entry = parse_catalogue_entry(text, str(item), expected_id=entry_id)
+    _PARSED[entry_id] = (text, entry)
+    return entry
 
 
 def parse_catalogue_entry(

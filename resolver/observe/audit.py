@@ -1,8 +1,10 @@
 """The audit trail: structured JSON lines on stdout (and optionally a rotated file) for the SIEM.
 
-Every block is an event (who asked, what, under which policy, list and rule, what we answered),
-as are upstream failures, start-up, reloads and shutdown. Allowed queries are logged only when
-asked for. Three guarantees hold whatever clients send:
+Every block is an event (who asked, what, under which policy, list and rule, on whose authority,
+what we answered), as are upstream failures, start-up, reloads and shutdown. `reference` is the
+policy's mandate when a policy with one blocked, else the list's citation: a catalogue entry's
+decisions, an operator list's file or URL; `decisions` lists a catalogue entry's decisions.
+Allowed queries are logged only when asked for. Three guarantees hold whatever clients send:
 
 - One event is one line of printable ASCII JSON: names go through `names.to_text`, and
   ``ensure_ascii`` escapes every other character outside space..tilde (C0 controls, DEL, C1
@@ -300,7 +302,8 @@ class AuditLog:
 
     `blocked`, `allowed` and `info`/`warning`/`error` may be called at any rate: folding and the
     rate cap keep the output bounded. The service calls `tick` every `TICK_INTERVAL` (it writes
-    the summaries of closed fold windows and the suppression report) and `close` at shutdown.
+    the summaries of closed fold windows and the suppression report) and `close` at shutdown,
+    with the `shutdown` event, which it writes last.
     Counters for metrics: `dropped_total` (events the rate cap dropped) and `file_errors`.
     """
 
@@ -410,7 +413,8 @@ class AuditLog:
 
     def blocked(self, client: str, query: Query, decision: Decision) -> None:
         """One event per blocked query, folded when the same client repeats it within the window;
-        `cname` is written for a block found in an upstream answer's names."""
+        `decisions` is written for a block through a catalogue entry, `cname` for a block found
+        in an upstream answer's names."""
         if not self.info_enabled:
             return
         now = self._clock()
@@ -437,6 +441,8 @@ class AuditLog:
             "reference": decision.reference,
             "answer": decision.answer,
         }
+        if decision.decisions:
+            fields["decisions"] = decision.decisions
         cname = decision.cname
         if cname is not None:
             fields["cname"] = to_text(cname)
@@ -470,11 +476,15 @@ class AuditLog:
             self._expire(now)
         self._report(now, force=False)
 
-    def close(self) -> None:
-        """Summarise every pending fold, report what was dropped, close the file."""
+    def close(self, event: str | None = None, **fields: object) -> None:
+        """Summarise every pending fold, report what was dropped, write `event` (`shutdown`),
+        close the file. `event` is the last line whatever the rate cap: a reader that waits for
+        `shutdown` must have everything by then."""
         now = self._clock()
         self._flush_folds(now)
         self._report(now, force=True)
+        if event is not None and self.info_enabled:
+            self._write["info"](event, fields=fields)
         self._sink.stream.flush()
         if self._file is not None:
             self._sink.file = None

@@ -6,6 +6,11 @@ answers for one client, one name and one instant, and returns a `Decision` that 
 cause: the group, the policy, the list (an operator list or a catalogue entry), the rule and the
 reference. A block found in a forwarded answer (`resolver.policy.inspection`) is a `Decision` too.
 
+Provenance: every block cites something. A policy's own `reference` comes first; otherwise the
+list's citation (`resolver.lists.provenance`): a catalogue entry's decisions, an operator list's
+file or URL. The citation strings, the decision labels and the EDE text are made once per
+binding when the engine is built, so a block copies references and formats nothing.
+
 Cost per query: the client's group is a longest-prefix match over per-prefix-length maps
 (memoised), independent of the number of groups; then one O(labels) lookup per list bound to that
 group, in precedence order — policies (in config order), the group's own lists, then the
@@ -20,6 +25,12 @@ never tracks, so a flood of new names (unique subdomains, the benchmark's 200,00
 does not fill the young generation and pause the loop for milliseconds. A listed name is looked
 up again each time (a few microseconds), and whether a policy is in force and whether an
 exemption applies are judged per query anyway: they depend on `now`.
+
+A block's `Decision` depends only on the group, the binding (list, policy, reference, window,
+EDE text), the rule and where the blocked zone starts in the name, so each one is made once and
+reused (at most `BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when full): a name
+asked again, or a flood of subdomains of one blocked domain, costs a dict lookup instead of
+building a sixteen-field object. Decisions are immutable, so sharing them is safe.
 """
 
 from __future__ import annotations
@@ -38,10 +49,15 @@ from resolver.config import (
     PolicyConfig,
 )
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
+from resolver.lists.provenance import Provenance
 from resolver.policy.access import CLIENT_MEMO_LIMIT, client_address
 from resolver.protocol.names import from_text
 
 UNLISTED_MEMO_LIMIT = 16384
+BLOCK_MEMO_LIMIT = 4096
+EDE_TEXT_BUDGET = 160
+"""Bytes of EDE EXTRA-TEXT a block's cause may take (the answer builder cuts at 200), leaving
+room for " via CNAME name" after it; a longer reference is shortened to fit."""
 
 
 class Action(enum.Enum):
@@ -60,7 +76,7 @@ class Decision:
     policy: str | None = None  # None: blocked by blocking.lists or the group's own lists
     list_name: str | None = None  # the list (or catalogue entry) that matched
     rule: str | None = None  # the pattern that matched
-    reference: str | None = None  # the mandate, when a policy carries one
+    reference: str | None = None  # the policy's mandate, else the list's citation
     answer: str = ""  # answer mode for a block: the rule's, else the policy's, else the global one
     ttl: int = 0
     zone_offset: int = 0  # where the blocked zone starts inside the wire qname
@@ -68,19 +84,22 @@ class Decision:
     valid_until: float | None = None
     reason: str = ""  # the cause in words where the fields do not give it: a refusal, an IP block
     cname: bytes | None = None  # for a block found in an answer: the answer name that matched
-
-    @property
-    def censored(self) -> bool:
-        """A block mandated by an authority other than the operator (RFC 8914 EDE 16)."""
-        return self.reference is not None
+    decisions: tuple[str, ...] = ()  # a catalogue entry's decisions, as short labels
+    cause: str = ""  # the EDE EXTRA-TEXT of the blocked answer, made when the engine was built
+    # A block mandated by an authority other than the operator (RFC 8914 EDE 16): through a
+    # policy that carries a reference. A catalogue entry applied by the operator is EDE 15.
+    censored: bool = False
 
 
 class Exemptions:
-    """Allow rules: a domain exempts itself and its subdomains, `=name` only that name."""
+    """Allow rules: a domain exempts itself and its subdomains, `=name` only that name, and an
+    exempted catalogue entry (`exempt_lists`) every name its rules cover."""
 
-    __slots__ = ("_exact", "_suffixes", "active")
+    __slots__ = ("_exact", "_suffixes", "active", "lists")
 
-    def __init__(self, rules: Iterable[ExemptRule]) -> None:
+    def __init__(
+        self, rules: Iterable[ExemptRule], lists: Sequence[tuple[str, Matcher]] = ()
+    ) -> None:
         self._suffixes = DomainMatcher()
         self._exact: dict[bytes, str] = {}
         for rule in rules:
@@ -88,19 +107,27 @@ class Exemptions:
                 self._exact.setdefault(from_text(rule.pattern), "=" + rule.pattern)
             else:
                 self._suffixes.add(rule.pattern, BlockRule("exempt", rule.pattern))
+        self.lists = tuple(lists)
         # An attribute, not __bool__: every block asks, and a Python-level call costs more.
-        self.active = bool(self._exact) or len(self._suffixes) > 0
+        self.active = bool(self._exact) or len(self._suffixes) > 0 or bool(self.lists)
 
     def __bool__(self) -> bool:
         return self.active
 
     def match(self, qname: bytes) -> str | None:
-        """The exemption covering `qname` (as written in the config), or None."""
+        """The exemption covering `qname` (as written in the config, or `exempt_lists: id
+        (rule pattern)` for an exempted entry), or None."""
         exact = self._exact.get(qname)
         if exact is not None:
             return exact
         hit = self._suffixes.lookup(qname)
-        return hit[0].pattern if hit is not None else None
+        if hit is not None:
+            return hit[0].pattern
+        for name, matcher in self.lists:
+            found = matcher.lookup(qname)
+            if found is not None:
+                return f"exempt_lists: {name} (rule {found[0].pattern})"
+        return None
 
 
 NO_EXEMPTIONS = Exemptions(())
@@ -119,6 +146,10 @@ class Binding:
     answer: str
     ttl: int
     exemptions: Exemptions
+    provenance: Provenance | None = None
+    decisions: tuple[str, ...] = ()  # the catalogue entry's decision labels
+    cause: str = ""  # EDE text of its blocks
+    censored: bool = False  # through a policy that carries a reference
 
     def in_force(self, now: float) -> bool:
         return (self.valid_from is None or self.valid_from <= now) and (
@@ -174,6 +205,11 @@ class PolicyEngine:
         # Per group, names no list of it matches (module docstring); `_unlisted_count` in all.
         self._unlisted: dict[str, set[bytes]] = {group.name: set() for group in groups}
         self._unlisted_count = 0
+        # Per group, the block decisions made so far, by binding, rule and zone (docstring).
+        self._blocks: dict[str, dict[tuple[int, str, str | None, int], Decision]] = {
+            group.name: {} for group in groups
+        }
+        self._blocks_count = 0
 
     def group_of(self, client: str) -> Group | None:
         """The group whose subnet is the longest prefix of `client`, else the default group."""
@@ -222,19 +258,18 @@ class PolicyEngine:
             if binding.exemptions.active and binding.exemptions.match(qname) is not None:
                 continue
             rule, zone_offset = hit
-            return Decision(
-                Action.BLOCK,
-                group.name,
-                binding.policy,
-                binding.list_name,
-                rule.pattern,
-                binding.reference,
-                rule.answer or binding.answer,
-                binding.ttl,
-                zone_offset,
-                binding.valid_from,
-                binding.valid_until,
-            )
+            blocks = self._blocks[group.name]
+            key = (id(binding), rule.pattern, rule.answer, zone_offset)
+            decision = blocks.get(key)
+            if decision is None:
+                decision = self._block(group, binding, rule, zone_offset)
+                if self._blocks_count >= BLOCK_MEMO_LIMIT:
+                    for made in self._blocks.values():
+                        made.clear()
+                    self._blocks_count = 0
+                blocks[key] = decision
+                self._blocks_count += 1
+            return decision
         if not listed:
             if self._unlisted_count >= UNLISTED_MEMO_LIMIT:
                 for names in self._unlisted.values():
@@ -243,6 +278,27 @@ class PolicyEngine:
             unlisted.add(qname)
             self._unlisted_count += 1
         return group.allow
+
+    @staticmethod
+    def _block(group: Group, binding: Binding, rule: BlockRule, zone_offset: int) -> Decision:
+        return Decision(
+            Action.BLOCK,
+            group.name,
+            binding.policy,
+            binding.list_name,
+            rule.pattern,
+            binding.reference,
+            rule.answer or binding.answer,
+            binding.ttl,
+            zone_offset,
+            binding.valid_from,
+            binding.valid_until,
+            "",
+            None,
+            binding.decisions,
+            binding.cause,
+            binding.censored,
+        )
 
     def candidates(self, group: Group, qname: bytes, now: float) -> list[Candidate]:
         """Every list of `group` that matches `qname`, with why each applies or not: the slow,
@@ -271,39 +327,102 @@ def _timestamp(value: object) -> float | None:
     return None if value is None else value.timestamp()  # type: ignore[attr-defined]
 
 
+def _fit(text: str, budget: int) -> str:
+    """`text` cut to `budget` UTF-8 bytes, never inside a character, marked by "..."."""
+    raw = text.encode()
+    if len(raw) <= budget:
+        return text
+    return raw[: max(budget - 3, 0)].decode("utf-8", "ignore").rstrip() + "..."
+
+
+def _labels_within(labels: Sequence[str], budget: int) -> str:
+    """As many decision labels as fit in `budget` bytes, then how many more there are."""
+    for shown in range(len(labels), 0, -1):
+        rest = len(labels) - shown
+        text = "; ".join(labels[:shown]) + (f"; +{rest} more" if rest else "")
+        if len(text.encode()) <= budget:
+            return text
+    return ""
+
+
+def block_cause(
+    list_name: str, policy: str | None, reference: str | None, provenance: Provenance | None
+) -> str:
+    """The EDE text of a block: who blocked it and, briefly, on whose authority.
+
+    A policy's own reference comes first; else a catalogue entry's decision labels. An operator
+    list's file or URL is left out: it is the server's business, not the client's (the audit
+    event and `explain` cite it)."""
+    head = f"blocked by policy {policy} ({list_name}" if policy else f"blocked by list {list_name}"
+    close = ")" if policy else ""
+    opening = "; ref: " if policy else " (ref: "
+    fixed = len((head + opening).encode()) + 1
+    budget = EDE_TEXT_BUDGET - fixed
+    if reference is not None and policy:
+        cited = _fit(reference, budget)
+    elif provenance is not None and provenance.labels:
+        cited = _labels_within(provenance.labels, budget)
+    else:
+        cited = ""
+    if not cited or budget <= 0:
+        return _fit(head + close, EDE_TEXT_BUDGET)
+    return f"{head}{opening}{cited})"
+
+
 def build_engine(
-    config: Config, matchers: Mapping[str, tuple[str, Matcher]], domain_count: int
+    config: Config,
+    matchers: Mapping[str, tuple[str, Matcher]],
+    domain_count: int,
+    provenance: Mapping[str, Provenance] | None = None,
 ) -> PolicyEngine:
     """Compile `config` against loaded lists: `matchers` maps each configured list item (id or
-    path) to its name and matcher."""
+    path) to its name and matcher, `provenance` each list name to what its blocks cite (lists
+    without one cite nothing but a policy's reference)."""
     blocking = config.blocking
+    cited = provenance or {}
 
-    def always(item: str) -> Binding:
+    def bind(
+        item: str,
+        policy: PolicyConfig | None,
+        answer: str,
+        ttl: int,
+        exemptions: Exemptions,
+    ) -> Binding:
         name, matcher = matchers[item]
+        source = cited.get(name)
+        own = policy.reference if policy is not None else None
         return Binding(
             name,
             matcher,
-            None,
-            None,
-            None,
-            None,
-            blocking.answer.value,
-            blocking.ttl,
-            NO_EXEMPTIONS,
+            policy.name if policy is not None else None,
+            own if own is not None else (source.citation if source is not None else None),
+            _timestamp(policy.valid_from) if policy is not None else None,
+            _timestamp(policy.valid_until) if policy is not None else None,
+            answer,
+            ttl,
+            exemptions,
+            source,
+            source.labels if source is not None else (),
+            block_cause(name, policy.name if policy is not None else None, own, source),
+            own is not None,
         )
+
+    def always(item: str) -> Binding:
+        return bind(item, None, blocking.answer.value, blocking.ttl, NO_EXEMPTIONS)
+
+    def exemptions_of(rules: Sequence[ExemptRule], lists: Sequence[str]) -> Exemptions:
+        if not rules and not lists:
+            return NO_EXEMPTIONS
+        return Exemptions(rules, [matchers[item] for item in lists])
 
     baseline = tuple(always(item) for item in blocking.lists)
     policy_bindings: dict[str, tuple[Binding, ...]] = {}
     for policy in config.policies:
-        exemptions = Exemptions(policy.exempt) if policy.exempt else NO_EXEMPTIONS
+        exemptions = exemptions_of(policy.exempt, policy.exempt_lists)
         policy_bindings[policy.name] = tuple(
-            Binding(
-                matchers[item][0],
-                matchers[item][1],
-                policy.name,
-                policy.reference,
-                _timestamp(policy.valid_from),
-                _timestamp(policy.valid_until),
+            bind(
+                item,
+                policy,
                 (policy.answer or blocking.answer).value,
                 blocking.ttl if policy.ttl is None else policy.ttl,
                 exemptions,
@@ -327,7 +446,7 @@ def build_engine(
                 name=group.name,
                 subnets=tuple(str(net) for net in group.subnets),
                 bindings=from_policies + own + baseline,
-                exemptions=Exemptions(group.exempt) if group.exempt else NO_EXEMPTIONS,
+                exemptions=exemptions_of(group.exempt, group.exempt_lists),
                 allow=Decision(Action.ALLOW, group.name),
             )
         )

@@ -47,6 +47,8 @@ MAX_RECORDS: Final = 128
 MAX_NAMES: Final = 16
 RESPONSE_IP: Final = "response-ip"
 REBINDING: Final = "rebinding"
+IP_REFERENCES: Final = {RESPONSE_IP: "inspection.response_ip", REBINDING: "inspection.rebinding"}
+"""What an address block cites: the operator's own configuration key."""
 
 _QNAME_POINTER: Final = bytes((0xC0, HEADER_LEN))
 
@@ -215,16 +217,18 @@ def verdict(
     if findings.ip_block is not None:
         kind, rule = findings.ip_block
         group = policy.group_of(client)
+        cause = f"blocked by {kind} rule {rule}"
         return Decision(
             Action.BLOCK,
             group.name if group is not None else "",
             None,
             kind,
             rule,
-            None,
+            IP_REFERENCES[kind],
             blocking.answer.value,
             blocking.ttl,
-            reason=f"blocked by {kind} rule {rule}",
+            reason=cause,
+            cause=cause,
         )
     for name in findings.names:
         decision = policy.decide(client, name, qtype, now)

@@ -20,8 +20,9 @@ import json
 from collections.abc import Callable
 from typing import Final
 
-from resolver.config import Config
+from resolver.config import Config, Endpoint
 from resolver.observe.metrics import Metrics
+from resolver.shell.binding import METRICS, BindError
 
 MAX_HEAD: Final = 8192
 READ_TIMEOUT: Final = 5.0
@@ -88,11 +89,15 @@ class HealthServer:
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        """Listen on `host`:`port` exactly as given (port 0 picks one); the bound address."""
+        """Listen on `host`:`port` exactly as given (port 0 picks one); the bound address.
+        A failure is a `BindError` naming the endpoint."""
         loop = asyncio.get_running_loop()
         self._last_beat = loop.time()
-        self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_HEAD,
-                                                  reuse_address=True)  # fmt: skip
+        try:
+            self._server = await asyncio.start_server(self._accept, host, port, limit=MAX_HEAD,
+                                                      reuse_address=True)  # fmt: skip
+        except OSError as error:
+            raise BindError(Endpoint(host, port), METRICS, error) from error
         self._heartbeat = loop.create_task(self._beat())
         bound = self._server.sockets[0].getsockname()
         return bound[0], bound[1]

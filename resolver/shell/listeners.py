@@ -24,6 +24,7 @@ from resolver.config import Endpoint, LimitsConfig
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, QueryPipeline
+from resolver.shell.binding import TCP, UDP, BindError
 
 UDP_BATCH = 64
 UDP_RECEIVE_BUFFER = 4 << 20
@@ -100,6 +101,7 @@ def _ipv6_unavailable(endpoint: Endpoint, error: OSError) -> bool:
 
 def bind_pair(endpoint: Endpoint, reuse_port: bool = False) -> tuple[socket.socket, socket.socket]:
     """A UDP and a TCP socket on the same address and port; port 0 picks one free for both.
+    A failure is a `BindError` naming the address and the protocol.
 
     With `reuse_port`, several worker processes bind the same address (SO_REUSEPORT) and the
     kernel spreads clients across them."""
@@ -117,7 +119,10 @@ def bind_pair(endpoint: Endpoint, reuse_port: bool = False) -> tuple[socket.sock
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             with contextlib.suppress(OSError):
                 udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
-            udp.bind((endpoint.host, endpoint.port))
+            try:
+                udp.bind((endpoint.host, endpoint.port))
+            except OSError as error:
+                raise BindError(endpoint, UDP, error) from error
             port = udp.getsockname()[1]
             try:
                 tcp.bind((endpoint.host, port))
@@ -126,14 +131,15 @@ def bind_pair(endpoint: Endpoint, reuse_port: bool = False) -> tuple[socket.sock
                     udp.close()
                     tcp.close()
                     continue
-                raise
+                raise BindError(Endpoint(endpoint.host, port), TCP, error) from error
             tcp.listen(TCP_BACKLOG)
             return udp, tcp
         except BaseException:
             udp.close()
             tcp.close()
             raise
-    raise OSError(errno.EADDRINUSE, f"no free port for both UDP and TCP on {endpoint.host}")
+    no_port = OSError(errno.EADDRINUSE, "no port free for both UDP and TCP")
+    raise BindError(endpoint, f"{UDP} and {TCP}", no_port)
 
 
 class UdpListener:

@@ -574,8 +574,15 @@ async def run_service(
     audit: AuditLog,
     worker: WorkerLink | None = None,
 ) -> None:
-    """Serve `state` until SIGINT/SIGTERM; SIGHUP rebuilds the state from `load_config()`."""
+    """Serve `state` until SIGINT/SIGTERM; SIGHUP rebuilds the state from `load_config()`.
+
+    Signal handlers go in first and the `startup` line comes last, once the server serves:
+    whoever reads that line may signal at once, and must get a clean stop and a `shutdown`
+    line, which is the last line."""
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     service = Service(state, load_config, audit)
     service.primary = worker is None or worker.index == 0
     try:
@@ -583,6 +590,28 @@ async def run_service(
     except BaseException:
         await service.stop()
         raise
+    loop.add_signal_handler(signal.SIGHUP, service.request_reload)
+    loop.add_signal_handler(signal.SIGUSR1, service.flush_cache)
+
+    # What start-up built lives as long as the process: keep it out of the cyclic GC's full
+    # collections, which otherwise pause the loop for tens of ms under load (no reply should
+    # take over 50 ms, even while lists reload).
+    # A young collection walks what survived since the last one: a forwarded answer leaves
+    # about three tuples (its cached answer among them), which it then stops tracking. So the
+    # threshold sets the pause, not the total: per 50,000 forwarded answers 33-58 ms of
+    # collections at 700, 2,000 or 20,000 alike, but pauses up to 0.35, 1.3 and 20 ms.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
+    gc_pauses = GcPauses(service.stats)
+    gc_pauses.start()
+    timers = [
+        loop.create_task(every(TICK_INTERVAL, audit.tick)),
+        loop.create_task(service.watch_lists()),
+        loop.create_task(service.watch_policy_windows(announce=worker is None or not worker.index)),
+    ]
+    if worker is None or worker.index == 0:
+        timers.append(loop.create_task(every(LAPSE_CHECK_INTERVAL, service.warn_lapsing_policies)))
     # With workers, the supervisor logs one start-up line and the warnings come from worker 0.
     if worker is None:
         audit.info(
@@ -611,50 +640,31 @@ async def run_service(
             audit.warning("list_lines_skipped", more=len(state.warnings) - MAX_STARTUP_WARNINGS)
         service.warn_on_load()
 
-    # What start-up built lives as long as the process: keep it out of the cyclic GC's full
-    # collections, which otherwise pause the loop for tens of ms under load (no reply should
-    # take over 50 ms, even while lists reload).
-    # A young collection walks what survived since the last one: a forwarded answer leaves
-    # about three tuples (its cached answer among them), which it then stops tracking. So the
-    # threshold sets the pause, not the total: per 50,000 forwarded answers 33-58 ms of
-    # collections at 700, 2,000 or 20,000 alike, but pauses up to 0.35, 1.3 and 20 ms.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
-    gc_pauses = GcPauses(service.stats)
-    gc_pauses.start()
-    stop = asyncio.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, service.request_reload)
-    loop.add_signal_handler(signal.SIGUSR1, service.flush_cache)
-    timers = [
-        loop.create_task(every(TICK_INTERVAL, audit.tick)),
-        loop.create_task(service.watch_lists()),
-        loop.create_task(service.watch_policy_windows(announce=worker is None or not worker.index)),
-    ]
-    if worker is None or worker.index == 0:
-        timers.append(loop.create_task(every(LAPSE_CHECK_INTERVAL, service.warn_lapsing_policies)))
     reporter = None
-    if worker is not None:
+    if worker is not None:  # its first report makes this worker ready: the last step
         reporter = await WorkerReporter.open(service, worker)
         timers.append(loop.create_task(every(REPORT_INTERVAL, reporter.send)))
     try:
         await stop.wait()
     finally:
         gc_pauses.stop()
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
-            loop.remove_signal_handler(signum)
+        for signum in (signal.SIGHUP, signal.SIGUSR1):  # stopping: neither reload nor flush
+            loop.add_signal_handler(signum, _ignore)
         for timer in timers:
             timer.cancel()
         await service.stop()
         if reporter is not None:
             reporter.send()
             reporter.close()
-        audit.info(
+        audit.close(
             "shutdown" if worker is None else "worker_stopped", counts=service.stats.summary()
         )
-        audit.close()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+            loop.remove_signal_handler(signum)
+
+
+def _ignore() -> None:
+    """The handler of SIGHUP and SIGUSR1 while stopping: neither may kill nor reload."""
 
 
 class WorkerReporter:
@@ -681,7 +691,8 @@ class WorkerReporter:
         if transport.is_closing() or transport.get_write_buffer_size() > self.MAX_BUFFERED:
             return
         service = self.service
-        transport.write(encode_report(WorkerReport(service.stats, service.snapshot())))
+        detail = service.ready()[1]
+        transport.write(encode_report(WorkerReport(service.stats, service.snapshot(), detail)))
 
     def close(self) -> None:
         self.transport.close()

@@ -22,7 +22,7 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from resolver import __version__
@@ -44,10 +44,12 @@ _MAX_FRAME = 16 << 20
 
 @dataclass(frozen=True, slots=True)
 class WorkerReport:
-    """What a worker sends the supervisor once a second: its counters and its snapshot."""
+    """What a worker sends the supervisor once a second: its counters, its snapshot and the
+    detail of its own /readyz verdict."""
 
     stats: Stats
     snapshot: ServiceSnapshot
+    readiness: Mapping[str, object] = field(default_factory=dict)
 
 
 def encode_report(report: WorkerReport) -> bytes:
@@ -117,16 +119,27 @@ class Supervisor:
         return ServiceSnapshot.merge([w.report.snapshot for w in self.workers if w.report])
 
     def ready(self) -> tuple[bool, dict[str, object]]:
+        """The single server's verdict and detail (`listeners`, `lists`, `lists_missing`,
+        `healthy_upstreams`) over every worker, plus `workers_ready`: the lists are the same in
+        every worker (one config), so the first report's stand for all; a list missing in any
+        worker is missing."""
+        reports = [w.report for w in self.workers if w.report is not None and _running(w)]
         alive = [
             w.index
             for w in self.workers
             if w.report is not None and w.report.snapshot.ready and _running(w)
         ]
-        snapshot = self.snapshot()
-        healthy = [name for name, up in snapshot.upstream_health.items() if up]
-        missing = sorted(name for name, absent in snapshot.lists_missing.items() if absent)
-        detail: dict[str, object] = {"workers_ready": alive, "healthy_upstreams": healthy,
-                                     "lists_missing": missing}  # fmt: skip
+        healthy = [name for name, up in self.snapshot().upstream_health.items() if up]
+        missing = sorted({str(name) for r in reports for name in _names(r.readiness)})
+        detail: dict[str, object] = {
+            **(reports[0].readiness if reports else {}),
+            "listeners": len(reports) == self.count
+            and all(r.readiness.get("listeners") is True for r in reports),
+            "lists": dict(reports[0].snapshot.list_sizes) if reports else {},
+            "lists_missing": missing,
+            "healthy_upstreams": healthy,
+            "workers_ready": alive,
+        }
         return len(alive) == self.count and bool(healthy), detail
 
     def _refresh_total(self) -> None:
@@ -159,38 +172,31 @@ class Supervisor:
         await loop.connect_read_pipe(lambda: ReportReader(worker), os.fdopen(read_fd, "rb", 0))
 
     async def run(self, state: ResolverState) -> None:
+        """Start the workers and the metrics endpoint, log `startup`, and supervise until
+        SIGINT/SIGTERM. Handlers go in first: whoever reads `startup` may signal at once. A
+        failure before `startup` stops whatever started and is raised (no `shutdown` line)."""
         loop = asyncio.get_running_loop()
         config = self.config
-        # Port 0 (tests) must become one concrete port that every worker shares: hold a probe
-        # pair on it until the workers have bound theirs.
-        probes = []
-        listen: list[Endpoint] = []
-        for endpoint in config.listen:
-            udp, tcp = bind_pair(endpoint, reuse_port=True)
-            probes += [udp, tcp]
-            listen.append(Endpoint(endpoint.host, udp.getsockname()[1]))
-        health = None
-        try:
-            for worker in self.workers:
-                await self._spawn(worker, listen)
-            await asyncio.wait_for(
-                asyncio.gather(*(w.ready.wait() for w in self.workers)), READY_TIMEOUT
-            )
-        except BaseException:
-            await self._stop_workers()
-            raise
-        finally:
-            for sock in probes:
-                sock.close()
-        # Handlers before the start-up line: whoever reads it may signal us at once.
         stop = asyncio.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGHUP, self._signal_all, signal.SIGHUP)
         loop.add_signal_handler(signal.SIGUSR1, self._signal_all, signal.SIGUSR1)
-        tasks: list[asyncio.Task[None]] = []
+        # Port 0 (tests) must become one concrete port that every worker shares: hold a probe
+        # pair on it until the workers have bound theirs.
+        probes = []
+        listen: list[Endpoint] = []
+        health = None
+        fields: dict[str, object] = {}
         try:
-            fields: dict[str, object] = {"listeners": [str(e) for e in listen]}
+            for endpoint in config.listen:
+                udp, tcp = bind_pair(endpoint, reuse_port=True)
+                probes += [udp, tcp]
+                listen.append(Endpoint(endpoint.host, udp.getsockname()[1]))
+            for worker in self.workers:
+                await self._spawn(worker, listen)
+            await self._all_ready()
+            fields["listeners"] = [str(e) for e in listen]
             if config.metrics.enabled:
                 metrics = Metrics(self.total, self.snapshot)
                 health = HealthServer(metrics, self.ready, metrics_token(config))
@@ -198,6 +204,17 @@ class Supervisor:
                     config.metrics.listen.host, config.metrics.listen.port
                 )
                 fields["metrics"] = str(Endpoint(host, port))
+        except BaseException:
+            self.stopping = True
+            await self._stop_workers()
+            if health is not None:
+                await health.stop()
+            raise
+        finally:
+            for sock in probes:
+                sock.close()
+        tasks: list[asyncio.Task[None]] = []
+        try:
             self.audit.info(
                 "startup",
                 version=__version__,
@@ -218,16 +235,36 @@ class Supervisor:
             await stop.wait()
         finally:
             self.stopping = True
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
-                loop.remove_signal_handler(signum)
             await self._stop_workers()
             for task in tasks:
                 task.cancel()
             if health is not None:
                 await health.stop()
             self._refresh_total()
-            self.audit.info("shutdown", counts=self.total.summary(), restarts=self.restarts)
-            self.audit.close()
+            self.audit.close("shutdown", counts=self.total.summary(), restarts=self.restarts)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
+                loop.remove_signal_handler(signum)
+
+    async def _all_ready(self) -> None:
+        """Return once every worker has sent its first report. A worker that exits before (it
+        logged its own `startup_failed`) or a start slower than READY_TIMEOUT fails the whole
+        start at once: the supervisor restarts workers only once it serves."""
+        ready = asyncio.ensure_future(asyncio.gather(*(w.ready.wait() for w in self.workers)))
+        exits = {asyncio.ensure_future(w.process.wait()): w for w in self.workers if w.process}
+        try:
+            done, _ = await asyncio.wait(
+                [ready, *exits], timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in [ready, *exits]:
+                waiter.cancel()
+        if ready in done:
+            return
+        for waiter, worker in exits.items():
+            if waiter in done:
+                raise OSError(f"worker {worker.index} exited before it was ready "
+                              f"(exit code {waiter.result()})")  # fmt: skip
+        raise TimeoutError(f"the workers were not ready within {READY_TIMEOUT:g} s")
 
     async def _watch(self, worker: Worker, listen: Sequence[Endpoint]) -> None:
         """Restart `worker` whenever it exits, unless we are stopping."""
@@ -271,6 +308,11 @@ class Supervisor:
         for worker in self.workers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.reports_closed.wait(), 2.0)
+
+
+def _names(readiness: Mapping[str, object]) -> list[object]:
+    missing = readiness.get("lists_missing")
+    return list(missing) if isinstance(missing, list | tuple) else []
 
 
 def _running(worker: Worker) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -309,3 +310,53 @@ def test_reload_accept_records_the_version_and_names_what_it_cannot_accept(
     assert result.returncode == 2
     assert "bundled catalogue entries change only with dnswarden itself" in result.stderr
     assert "--accept" in dnswarden("reload", "--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "error_line"),
+    [
+        (("explain", "x.org", "--at", "tomorrow"), {},
+         "dnswarden explain: error: argument --at: expected an ISO 8601 date or time (2024-05-01, "
+         "2024-05-01T12:00, 2024-05-01T12:00+02:00; no offset means UTC), got 'tomorrow'"),
+        (("serve", "--workers", "abc"), {},
+         "dnswarden serve: error: argument --workers: expected a number from 1 to 256 or auto, "
+         "got 'abc'"),
+        (("serve", "--workers", "0"), {},
+         "dnswarden serve: error: argument --workers: expected a number from 1 to 256 or auto, "
+         "got '0'"),
+        (("explain", "x.org", "--type", "FOO"), {},
+         "dnswarden explain: error: argument --type: unknown query type 'FOO' (a name such as A, "
+         "AAAA, MX, HTTPS, or a number: TYPE65 or 65)"),
+        (("explain", "x.org", "--client", "nope"), {},
+         "dnswarden explain: error: argument --client: expected an IPv4 or IPv6 address "
+         "(192.0.2.7, 2001:db8::7), got 'nope'"),
+        (("export", "--group", "nope"), {},
+         "dnswarden export: error: argument --group: unknown group 'nope' (groups: default)"),
+        (("serve",), {"DNSWARDEN_EVENT_LOOP": "trio"},
+         "dnswarden serve: error: DNSWARDEN_EVENT_LOOP='trio': expected auto, asyncio or uvloop"),
+    ],
+    ids=["at", "workers-word", "workers-zero", "type", "client", "group", "event-loop"],
+)  # fmt: skip
+def test_usage_errors_read_like_argparse(
+    args: tuple[str, ...], env: dict[str, str], error_line: str, tmp_path: Path
+) -> None:
+    """Exit 2 and `dnswarden CMD: error: ...` with the accepted forms, never a raw Python
+    message (`Invalid isoformat string`, `invalid literal for int()`)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "resolver", *args],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(f"usage: dnswarden {args[0]}"), lines
+    assert lines[-1] == error_line
+    assert result.stdout == ""
+
+
+def test_catalogue_json_counts_are_numbers() -> None:
+    rows = json.loads(dnswarden("catalogue", "--json").stdout)
+    assert rows and all(type(row["domains"]) is int and row["domains"] > 0 for row in rows)

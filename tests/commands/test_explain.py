@@ -7,13 +7,16 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from resolver.commands.explain import explain, qtype_number, render_text
 from resolver.config import load_config
-from resolver.lists.catalogue import catalogue_ids
+from resolver.lists.catalogue import catalogue_ids, load_catalogue_entry, reference_label
+from resolver.lists.loading import load_lists
+from resolver.policy.engine import build_engine
 from resolver.state import build_state
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,3 +100,103 @@ def test_explain_cli_rejects_a_bad_client() -> None:
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "nope" in result.stderr
+
+
+# --- provenance: what each block cites, and an exempted catalogue entry ----------------------
+
+PROVENANCE_CONFIG = """
+clients: {{allow: [10.0.0.0/8]}}
+blocking: {{lists: [tiktok, {ops}]}}
+groups:
+  press: {{subnets: [10.9.0.0/16], exempt_lists: [tiktok]}}
+"""
+
+
+@pytest.fixture
+def provenance_state(tmp_path: Path):  # type: ignore[no-untyped-def]
+    ops = tmp_path / "ops.txt"
+    ops.write_text("ops-banned.example\n")
+    (tmp_path / "c.yaml").write_text(PROVENANCE_CONFIG.format(ops=ops))
+    return build_state(load_config(tmp_path / "c.yaml", known_lists=catalogue_ids()), None)
+
+
+def tiktok_labels() -> list[str]:
+    return [reference_label(r) for r in load_catalogue_entry("tiktok").references]
+
+
+def test_a_catalogue_block_explains_every_decision(provenance_state) -> None:  # type: ignore[no-untyped-def]
+    result = explain(provenance_state, "www.tiktok.com", "10.1.1.1", 1, DURING)
+    decision = result["decision"]
+    assert decision["reference"] == "; ".join(tiktok_labels())
+    assert decision["reference_from"] == "list"
+    assert decision["source"]["kind"] == "catalogue"
+    assert decision["source"]["location"].endswith("tiktok.yaml")
+    entry = load_catalogue_entry("tiktok")
+    assert [d["label"] for d in decision["decisions"]] == tiktok_labels()
+    assert [(d["authority"], d["url"]) for d in decision["decisions"]] == [
+        (r.authority, r.url) for r in entry.references
+    ]
+    assert result["matches"][0]["decisions"] == decision["decisions"]
+    text = render_text(result)
+    assert f"reference: {'; '.join(tiktok_labels())} (catalogue entry tiktok)" in text
+    assert "decisions of catalogue entry tiktok (" in text
+    for reference in entry.references:
+        assert f"    {reference_label(reference)}: {reference.authority}: " in text
+
+
+def test_an_operator_list_block_explains_its_file(provenance_state, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = explain(provenance_state, "ops-banned.example", "10.1.1.1", 1, DURING)
+    decision = result["decision"]
+    path = str(tmp_path / "ops.txt")
+    assert (decision["reference"], decision["reference_from"]) == (path, "list")
+    assert decision["source"] == {"kind": "file", "location": path}
+    assert decision["decisions"] == []
+    text = render_text(result)
+    assert f"reference: {path} (list file ops)" in text
+    assert f"source:  {path}" in text
+
+
+def test_a_policy_block_cites_the_policy_first_then_the_entry(state) -> None:  # type: ignore[no-untyped-def]
+    result = explain(state, "www.tiktok.com", "10.20.1.1", 1, DURING)
+    decision = result["decision"]
+    assert decision["reference_from"] == "policy"
+    assert "National Security Council" in decision["reference"]
+    assert [d["label"] for d in decision["decisions"]] == tiktok_labels()
+    text = render_text(result)
+    assert "(policy be-tiktok-2023)" in text
+    assert "decisions of catalogue entry tiktok" in text
+
+
+def test_a_block_citing_nothing_says_so(provenance_state) -> None:  # type: ignore[no-untyped-def]
+    """An engine built without provenance (nothing to cite): explain says it, invents nothing."""
+    config = provenance_state.config
+    bare = build_engine(config, load_lists(config).matchers, 0)  # type: ignore[arg-type]
+    result = explain(replace(provenance_state, policy=bare), "ops-banned.example", "10.1.1.1", 1,
+                     DURING)  # fmt: skip
+    assert (result["decision"]["reference"], result["decision"]["reference_from"]) == (None, None)
+    assert "reference: none (list ops cites no decision, and no policy reference)" in render_text(
+        result
+    )
+
+
+def test_an_exempted_catalogue_entry_is_shown(provenance_state) -> None:  # type: ignore[no-untyped-def]
+    result = explain(provenance_state, "www.tiktok.com", "10.9.1.1", 1, DURING)
+    assert result["action"] == "allow"
+    (match,) = result["matches"]
+    assert match["why_not"] == "exempt for group press by exempt_lists: tiktok (rule tiktok.com)"
+    text = render_text(result)
+    assert "does not apply: exempt for group press by exempt_lists: tiktok" in text
+    # Outside the entry, the press office is blocked like everyone else.
+    assert explain(provenance_state, "ops-banned.example", "10.9.1.1", 1, DURING)["action"] == (
+        "block"
+    )
+
+
+def test_explain_cli_json_cites_the_decisions() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "resolver", "explain", "www.tiktok.com", "--json"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    decision = json.loads(result.stdout)["decision"]
+    assert decision["reference"] == "; ".join(tiktok_labels())
+    assert [d["label"] for d in decision["decisions"]] == tiktok_labels()

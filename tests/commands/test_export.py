@@ -10,14 +10,14 @@ import pytest
 
 from resolver.commands.export import effective_policy, render
 from resolver.config import Config, load_config
-from resolver.lists.catalogue import catalogue_ids
+from resolver.lists.catalogue import catalogue_ids, load_catalogue_entry, reference_label
 from resolver.lists.compiled import from_parsed
 from resolver.lists.formats import parse_rules
 from resolver.policy.engine import Action
 from resolver.protocol.names import from_text
 from resolver.state import ResolverState, build_state
 
-CLIENTS = {"default": "192.168.1.5", "press": "10.9.0.7"}
+CLIENTS = {"default": "192.168.1.5", "press": "10.9.0.7", "newsroom": "10.8.0.7"}
 NOW = time.time()
 
 
@@ -55,6 +55,9 @@ groups:
   press:
     subnets: [10.9.0.0/16]
     exempt: [press.tiktok.com, "=tiktok.com", sub.ops-one.example]
+  newsroom:
+    subnets: [10.8.0.0/16]
+    exempt_lists: [tiktok]
 policies:
   current:
     block: [ban]
@@ -91,7 +94,7 @@ def probe_names(state: ResolverState) -> list[str]:
     return sorted(names)
 
 
-@pytest.mark.parametrize("group", ["default", "press"])
+@pytest.mark.parametrize("group", ["default", "press", "newsroom"])
 def test_rpz_round_trip_gives_the_same_decisions(
     setup: tuple[Config, ResolverState], group: str
 ) -> None:
@@ -181,3 +184,38 @@ def test_unknown_group_and_format(setup: tuple[Config, ResolverState]) -> None:
         effective_policy(config, state.policy, "nobody", NOW)
     with pytest.raises(ValueError, match="unknown export format"):
         list(render(effective_policy(config, state.policy, "default", NOW), "csv"))
+
+
+def test_header_cites_every_list_and_its_decisions(
+    setup: tuple[Config, ResolverState], tmp_path: Path
+) -> None:
+    """Blocks exported to another resolver keep their provenance, as comments."""
+    config, state = setup
+    for fmt, mark in (("rpz", ";"), ("hosts", "#"), ("domains", "#")):
+        lines = list(render(effective_policy(config, state.policy, "default", NOW), fmt))
+        header = [line for line in lines if line.startswith(mark)]
+        entry = load_catalogue_entry("tiktok")
+        expected = [
+            f"{mark} list ban: list file {tmp_path / 'ban.txt'}",
+            f"{mark}   policy current, reference: Decision 1/2024",
+            f"{mark} list tiktok: catalogue entry {entry.path}",
+            *(f"{mark}   decision {reference_label(r)}: {r.authority}: {r.url}"
+              + ("" if r.verified else " (not yet verified)") for r in entry.references),
+            f"{mark} list ops: list file {tmp_path / 'ops.txt'}",
+            f"{mark} list zone: list file {tmp_path / 'zone.rpz'}",
+            f"{mark} list ads: list file {tmp_path / 'ads.txt'}",
+        ]  # fmt: skip
+        assert [line for line in header if line in expected] == expected
+        assert not any("old" in line.split(":")[0] for line in header)  # lapsed: not in force
+
+
+def test_a_group_exempting_a_catalogue_entry_exports_its_names_as_passthru(
+    setup: tuple[Config, ResolverState],
+) -> None:
+    config, state = setup
+    lines = list(render(effective_policy(config, state.policy, "newsroom", NOW), "rpz"))
+    assert "; group newsroom exempts every name of catalogue entry tiktok" in lines
+    assert "tiktok.com CNAME rpz-passthru." in lines
+    assert "*.tiktok.com CNAME rpz-passthru." in lines
+    assert "tiktok.com A 0.0.0.0" not in lines
+    assert any("wildcard exemptions (exempt_lists)" in line for line in lines)

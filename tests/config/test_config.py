@@ -439,6 +439,59 @@ BAD_CONFIGS = [
         "policies:\n  p: {block: [tiktok], groups: [default], exempt: ['*.x.org']}\n",
         [(2, "policies.p.exempt[0]", "without '*.'")],
     ),
+    # exempt_lists: catalogue ids only, and a catalogue id is never read as a domain
+    (
+        "groups:\n  a:\n    subnets: [10.0.0.0/8]\n    exempt_lists: [tiktk]\n",
+        [
+            (
+                4,
+                "groups.a.exempt_lists[0]",
+                "unknown catalogue entry 'tiktk': bundled entries are: facebook, tiktok "
+                "(did you mean 'tiktok'?)",
+            )
+        ],
+    ),
+    (
+        "groups:\n  a:\n    subnets: [10.0.0.0/8]\n    exempt_lists: [tiktok, tiktok]\n",
+        [(4, "groups.a.exempt_lists[1]", "tiktok is listed twice")],
+    ),
+    (
+        "groups:\n  a:\n    subnets: [10.0.0.0/8]\n    exempt_lists: tiktok\n",
+        [(4, "groups.a.exempt_lists", "expected a list")],
+    ),
+    (
+        "groups:\n  a:\n    subnets: [10.0.0.0/8]\n    exempt_lists: [[tiktok]]\n",
+        [(4, "groups.a.exempt_lists[0]", "expected a single value")],
+    ),
+    (
+        "groups:\n  a:\n    subnets: [10.0.0.0/8]\n    exempt_lists: [tiktok.com]\n",
+        [(4, "groups.a.exempt_lists[0]", "exempt_lists takes catalogue ids only")],
+    ),
+    (
+        "sources:\n  ops: {url: 'https://x.org/l'}\n"
+        "groups:\n  a:\n    subnets: [10.0.0.0/8]\n    exempt_lists: [ops]\n",
+        [(6, "groups.a.exempt_lists[0]", "write the names under exempt")],
+    ),
+    (
+        "groups:\n  a:\n    subnets: [10.0.0.0/8]\n    exempt: [example.org, TikTok]\n",
+        [
+            (
+                4,
+                "groups.a.exempt[1]",
+                "'tiktok' is a catalogue entry, not a domain: to exempt every name of the entry "
+                "write exempt_lists: [tiktok]",
+            )
+        ],
+    ),
+    (
+        "policies:\n  p:\n    block: [tiktok]\n    groups: [default]\n"
+        "    exempt_lists: [facebok]\n",
+        [(5, "policies.p.exempt_lists[0]", "did you mean 'facebook'")],
+    ),
+    (
+        "policies:\n  p: {block: [tiktok], groups: [default], exempt: [facebook]}\n",
+        [(2, "policies.p.exempt[0]", "exempt_lists: [facebook]")],
+    ),
     # metrics
     ("metrics: true\n", [(1, "metrics", "expected a mapping")]),
     ("metrics:\n  port: 9153\n", [(2, "metrics.port", "unknown key")]),
@@ -924,7 +977,7 @@ def test_defaults_match_the_documented_values() -> None:
     ]
     assert config.upstream == UpstreamConfig(servers=(), timeout=1.5, deadline=4.0)
     assert config.upstream == UpstreamConfig((), 1.5, 4.0, Strategy.FAILOVER, 3, 5.0, None)
-    assert config.blocking == BlockingConfig(("tiktok",), AnswerMode.NULL_IP, (), 60)
+    assert config.blocking == BlockingConfig(("tiktok", "doh-bypass"), AnswerMode.NULL_IP, (), 60)
     assert config.limits == LimitsConfig(10000, 1000, 10.0, 100, 100)
     assert config.limits.max_regex_rules == 1000
     assert config.log == LogConfig("info", False)
@@ -1137,6 +1190,24 @@ VALID = [
         "policies:\n  p: {block: [tiktok], groups: [default]}\n"
         "  q: {block: [facebook], groups: [default]}",
         lambda c: [p.name for p in c.policies] == ["p", "q"],
+    ),
+    (
+        "groups: {press: {subnets: [10.0.0.0/8], exempt_lists: [tiktok, ' facebook ']}}",
+        lambda c: c.groups[0].exempt_lists == ("tiktok", "facebook") and c.groups[0].exempt == (),
+    ),
+    (
+        "groups: {press: {subnets: [10.0.0.0/8], exempt: ['=tiktok']}}",
+        lambda c: c.groups[0].exempt == (ExemptRule("tiktok", exact=True),),
+    ),
+    (
+        "policies: {p: {block: [facebook], groups: [default], exempt_lists: [tiktok]}}",
+        lambda c: c.policies[0].exempt_lists == ("tiktok",),
+    ),
+    (
+        # An entry only exempted is still loaded (its names are the exemption), after the rest.
+        "blocking: {lists: [facebook]}\n"
+        "groups: {press: {subnets: [10.0.0.0/8], exempt_lists: [tiktok]}}",
+        lambda c: all_lists(c) == ("facebook", "tiktok"),
     ),
     # metrics
     ("metrics: {enabled: false}", lambda c: c.metrics == MetricsConfig(enabled=False)),

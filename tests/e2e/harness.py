@@ -40,6 +40,8 @@ from fake_upstream import (
     Decoy,
 )
 
+from resolver.lists.catalogue import catalogue_ids, load_catalogue_entry, reference_label
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -94,6 +96,19 @@ Shouty.Banned-Too.Example.
 _names = itertools.count(1)
 
 
+def decision_labels(entry: str) -> list[str]:
+    """The short labels of a catalogue entry's decisions, as blocks cite them."""
+    return [reference_label(reference) for reference in load_catalogue_entry(entry).references]
+
+
+def block_text(list_name: str) -> str:
+    """The EDE text of a block by `list_name` outside any policy: a catalogue entry cites its
+    decisions by label; an operator list only its name (its file or URL stays on the server)."""
+    if list_name not in catalogue_ids():
+        return f"blocked by list {list_name}"
+    return f"blocked by list {list_name} (ref: {'; '.join(decision_labels(list_name))})"
+
+
 def fresh_name(scenario: str = "plain", parent: str = "wild.example.org") -> str:
     """A name never queried before, so no cache or merged query can hide what a test checks."""
     return f"t{next(_names)}-{secrets.token_hex(3)}.{scenario}.{parent}."
@@ -102,6 +117,13 @@ def fresh_name(scenario: str = "plain", parent: str = "wild.example.org") -> str
 def mixed_case(name: str) -> str:
     """Alternate letter case, to check the question comes back byte for byte."""
     return "".join(c.upper() if i % 2 else c.lower() for i, c in enumerate(name))
+
+
+def private_state(cwd: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`extra` with XDG_STATE_HOME in `cwd` unless it says otherwise: each test server keeps its
+    state (the PID file above all) to itself, never in the user's `~/.local/state/dnswarden`
+    nor in another test server's."""
+    return {"XDG_STATE_HOME": str(cwd / "state"), **(extra or {})}
 
 
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -200,9 +222,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "resolver", "serve", "-c", str(self.config), *self.extra_args],
             cwd=self.cwd,
-            # The server's default state_dir (PID file, last good copies of lists) is this
-            # server's own, never the user's, unless the test chooses one.
-            env=server_env({"XDG_STATE_HOME": str(self.cwd / "xdg-state"), **(self.env or {})}),
+            env=server_env(private_state(self.cwd, self.env)),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -309,7 +329,7 @@ def run_cli(
     return subprocess.run(
         [sys.executable, "-m", "resolver", *args],
         cwd=cwd,
-        env=server_env(env),
+        env=server_env(private_state(cwd, env)),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -18,6 +18,7 @@ from harness import (
     Event,
     ServerProcess,
     ask,
+    block_text,
     ede,
     query,
     question_bytes,
@@ -95,7 +96,7 @@ def test_address_queries_get_the_null_address(
     assert (rrset.name, rrset.rdtype) == (dns.name.from_text(name), dns.rdatatype.from_text(rdtype))
     assert [rdata.to_text() for rdata in rrset] == [address]
     assert rrset.ttl == BLOCK_TTL
-    assert ede(reply) == [(EDE_FORGED, f"blocked by list {list_name}")]
+    assert ede(reply) == [(EDE_FORGED, block_text(list_name))]
     assert_untouched_upstreams(upstreams, name)
 
 
@@ -113,7 +114,7 @@ def test_other_types_get_nodata_with_soa(
     assert reply.rcode() == dns.rcode.NOERROR
     assert_sinkhole_header(sent, wire, reply)
     assert_negative_soa(name, reply)
-    assert ede(reply) == [(EDE_BLOCKED, f"blocked by list {list_name}")]
+    assert ede(reply) == [(EDE_BLOCKED, block_text(list_name))]
     assert_untouched_upstreams(upstreams, name)
 
 
@@ -129,7 +130,7 @@ def test_reply_shape_over_each_transport(
     assert [rdata.to_text() for rrset in reply.answer for rdata in rrset] == ["0.0.0.0"]
     if edns:
         assert reply.edns == 0
-        assert ede(reply) == [(EDE_FORGED, "blocked by list tiktok")]
+        assert ede(reply) == [(EDE_FORGED, block_text("tiktok"))]
     else:
         assert reply.edns == -1, "no OPT in the reply when the query had none"
 

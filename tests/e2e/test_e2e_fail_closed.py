@@ -195,7 +195,8 @@ def test_fail_closed_until_the_feed_loads_then_served_normally(
         assert answered.rcode() == dns.rcode.NOERROR and addresses(answered)
         banned = ask_from(OFFICIAL, server, "www.banned-by-decree.example.")
         assert addresses(banned) == ["0.0.0.0"]
-        assert ede(banned) == [(4, "blocked by policy national-ban (national)")]
+        cause = "blocked by policy national-ban (national; ref: national list decision)"
+        assert ede(banned) == [(4, cause)]
         status, detail = readyz(server)
         assert (status, detail["lists_missing"], detail["failing_closed"]) == (200, [], [])
         assert lists_missing_gauge(server)["national"] == 0.0

@@ -16,6 +16,7 @@ from harness import (
     ServerFactory,
     ServerProcess,
     ask,
+    block_text,
     ede,
     make_config,
     query,
@@ -90,7 +91,7 @@ def test_block_mode_answer(
         assert dns.name.from_text(NAME).is_subdomain(soa.name)
         assert min(soa.ttl, next(iter(soa)).minimum) == BLOCK_TTL
     if edns:
-        assert ede(reply) == [(expect.code, "blocked by list tiktok")]
+        assert ede(reply) == [(expect.code, block_text("tiktok"))]
     else:
         assert reply.edns == -1
     assert upstreams[0].queries(NAME) == []

@@ -69,7 +69,7 @@ def test_same_name_different_groups_different_answers(
 ) -> None:
     official = ask_from(OFFICIAL, policy_server, "www.tiktok.com.")
     assert [rr.to_text() for rrset in official.answer for rr in rrset] == ["0.0.0.0"]
-    assert ede(official) == [(4, "blocked by policy be-tiktok (tiktok)")]
+    assert ede(official) == [(4, f"blocked by policy be-tiktok (tiktok; ref: {REFERENCE})")]
 
     before = len(upstreams[1].queries(qname="www.tiktok.com."))
     personal = ask_from(PERSONAL, policy_server, "www.tiktok.com.")
@@ -95,7 +95,7 @@ def test_censored_ede_for_a_referenced_policy(policy_server: ServerProcess) -> N
         sock.sendto(wire, policy_server.address)
         mx = dns.message.from_wire(sock.recvfrom(65535)[0])
     assert reply.rcode() == dns.rcode.NOERROR
-    assert ede(mx) == [(16, "blocked by policy be-tiktok (tiktok)")]
+    assert ede(mx) == [(16, f"blocked by policy be-tiktok (tiktok; ref: {REFERENCE})")]
 
 
 def test_client_in_no_group_is_refused(policy_server: ServerProcess) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -97,6 +98,27 @@ def ready(server: ServerProcess) -> bool:
             return response.status == 200
     except OSError:
         return False
+
+
+def readiness(server: ServerProcess) -> dict[str, object]:
+    """The /readyz body once every worker is ready (the documented detail, merged)."""
+    host, port = parse_hostport(server.startup["metrics"])
+    deadline = time.monotonic() + 10
+    while not ready(server) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with urllib.request.urlopen(f"http://{host}:{port}/readyz", timeout=5) as response:
+        detail: dict[str, object] = json.loads(response.read())
+    return detail
+
+
+def test_readyz_has_the_documented_fields_with_workers(workers_server: ServerProcess) -> None:
+    detail = readiness(workers_server)
+    documented = {"ready", "listeners", "lists", "lists_missing", "healthy_upstreams"}
+    assert documented <= detail.keys(), detail
+    assert detail["ready"] is True and detail["listeners"] is True
+    assert detail["lists"] == workers_server.startup["lists"]
+    assert detail["lists_missing"] == []
+    assert detail["workers_ready"] == [0, 1]
 
 
 def test_reload_reaches_every_worker(workers_server: ServerProcess) -> None:

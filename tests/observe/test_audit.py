@@ -90,6 +90,10 @@ def blocks(stream: io.StringIO) -> list[dict[str, Any]]:
         (block(cname=None), "A", {}),
         (block(cname=b"\x04Edge\x03cdn\x00"), "A", {"cname": "Edge.cdn"}),
         (block(cname=b"\x02\n\x1b\x00"), "A", {"cname": "\\010\\027"}),
+        # A block through a catalogue entry lists the entry's decisions; others write none.
+        (block(decisions=("EU 2023-02-23", "BE 2023-03-10")), "A",
+         {"decisions": ["EU 2023-02-23", "BE 2023-03-10"]}),
+        (block(policy=None, reference="/etc/dnswarden/ops.txt", decisions=()), "A", {}),
     ],
 )
 def test_blocked_event_schema(decision: Decision, qtype: str, extra: dict[str, str]) -> None:
@@ -310,6 +314,24 @@ def test_identical_blocks_fold_into_one_summary(closed_by: str, lines_after: int
             "last_seen")} == {k: v for k, v in first.items() if k != "timestamp"}  # fmt: skip
     if closed_by == "next_event":
         assert "repeated" not in written[2]
+
+
+def test_the_closing_event_is_the_last_line() -> None:
+    """`shutdown` ends the trail: pending fold summaries and the suppression report come
+    before it, and a spent operator budget cannot drop it."""
+    log, stream, _ = make(fold_window=10.0)
+    for _ in range(3):
+        log.blocked("192.0.2.7", query("h1.tiktok.com."), block())
+    for index in range(int(OPERATOR_EVENTS_PER_SECOND) + 3):
+        log.info("note", index=index)
+    log.close("shutdown", counts={"blocked": 3})
+    written = events(stream.getvalue())
+    names = [e["event"] for e in written]
+    assert names[-1] == "shutdown" and names.count("shutdown") == 1
+    assert (written[-1]["level"], written[-1]["counts"]) == ("info", {"blocked": 3})
+    assert [e["repeated"] for e in written if "repeated" in e] == [2]
+    [report] = [e for e in written if e["event"] == "audit_suppressed"]
+    assert report["events"] == {"note": 3}
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,18 @@ import gc
 import pytest
 
 from resolver.config import parse_config
+from resolver.lists.catalogue import CatalogueEntry, Reference
 from resolver.lists.matcher import BlockRule, DomainMatcher
-from resolver.policy.engine import UNLISTED_MEMO_LIMIT, Action, PolicyEngine, build_engine
+from resolver.lists.provenance import catalogue_provenance, source_provenance
+from resolver.policy.engine import (
+    BLOCK_MEMO_LIMIT,
+    EDE_TEXT_BUDGET,
+    UNLISTED_MEMO_LIMIT,
+    Action,
+    PolicyEngine,
+    block_cause,
+    build_engine,
+)
 from resolver.protocol.names import from_text
 
 BELGIAN_CASE = """
@@ -38,6 +48,7 @@ policies:
 LISTS = {
     "tiktok": ["tiktok.com", "tiktokv.com", "v*.tiktokcdn-eu.com"],
     "wechat": ["wechat.com", "weixin.qq.com"],
+    "doh-bypass": ["use-application-dns.net"],  # in the default blocking.lists
 }
 
 
@@ -228,3 +239,198 @@ def test_candidates_say_why_a_list_does_not_apply() -> None:
     officials = engine.groups["officials"]
     (lapsed,) = engine.candidates(officials, from_text("tiktok.com"), at("2024-01-01T00:00:00"))
     assert lapsed.why_not == "policy not in force at that time"
+
+
+# --- provenance: every block cites something, computed when the engine is built -------------
+
+DECISIONS = (
+    Reference("European Commission", "suspends TikTok", datetime.date(2023, 2, 23), "ec", False),
+    Reference("Belgium, National Security Council", "bans TikTok", datetime.date(2023, 3, 10),
+              "https://example.gov/be", True),
+)  # fmt: skip
+PROVENANCE_CASE = """
+clients: {allow: [10.0.0.0/8], default_group: default}
+blocking: {lists: [tiktok, ops]}
+groups:
+  officials: {subnets: [10.20.0.0/16], block: [wechat]}
+  press: {subnets: [10.20.5.0/24], exempt_lists: [tiktok]}
+  quiet: {subnets: [10.50.0.0/16]}
+  lab: {subnets: [10.60.0.0/16], block: [wechat]}
+policies:
+  mandated:
+    block: [wechat]
+    groups: [officials, quiet]
+    reference: "Decision 7/2023"
+  unreferenced:
+    block: [tiktok]
+    groups: [quiet]
+  lenient:
+    block: [ops]
+    groups: [quiet]
+    exempt_lists: [tiktok]
+"""
+OPS_PATH = "/etc/dnswarden/ops.txt"
+
+
+def provenance_engine(text: str = PROVENANCE_CASE) -> PolicyEngine:
+    """`tiktok` a catalogue entry with two decisions, `ops` an operator file that also lists
+    tiktok.com, `wechat` a list with no provenance at all."""
+    lists = {**LISTS, "ops": ["tiktok.com", "ops.example"]}
+    config = parse_config(text, "<test>", known_lists=frozenset(lists))
+    matchers = {}
+    for name, patterns in lists.items():
+        matcher = DomainMatcher()
+        for pattern in patterns:
+            matcher.add(pattern, BlockRule(name, pattern))
+        matchers[name] = (name, matcher)
+    entry = CatalogueEntry("tiktok", "TikTok", "ByteDance", "", DECISIONS, (), "", datetime.date(
+        2026, 1, 1), "blocklists/tiktok.yaml")  # fmt: skip
+    cited = {
+        "tiktok": catalogue_provenance(entry),
+        "ops": source_provenance("ops", "file", OPS_PATH),
+    }
+    return build_engine(config, matchers, 0, cited)
+
+
+LABELS = ("EU 2023-02-23", "BE 2023-03-10")
+
+# client, name, policy, entry, reference, decisions, EDE text, censored
+PROVENANCE = [
+    # A catalogue entry through blocking.lists cites its decisions, by label.
+    ("10.1.1.1", "www.tiktok.com", None, "tiktok", "EU 2023-02-23; BE 2023-03-10", LABELS,
+     "blocked by list tiktok (ref: EU 2023-02-23; BE 2023-03-10)", False),
+    # An operator list cites its file (but the client's EDE text does not show it).
+    ("10.1.1.1", "ops.example", None, "ops", OPS_PATH, (), "blocked by list ops", False),
+    # A policy's own reference comes first; the entry's decisions still go along.
+    ("10.20.1.1", "wechat.com", "mandated", "wechat", "Decision 7/2023", (),
+     "blocked by policy mandated (wechat; ref: Decision 7/2023)", True),
+    # A policy without a reference: the list's citation, and EDE 15 as before.
+    ("10.50.1.1", "tiktok.com", "unreferenced", "tiktok", "EU 2023-02-23; BE 2023-03-10", LABELS,
+     "blocked by policy unreferenced (tiktok; ref: EU 2023-02-23; BE 2023-03-10)", False),
+    # A list that truly cites nothing: reference None, nothing invented.
+    ("10.60.1.1", "weixin.qq.com", None, "wechat", None, (), "blocked by list wechat", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("client", "name", "policy", "entry", "reference", "decisions", "cause", "censored"),
+    PROVENANCE,
+)
+def test_blocks_cite_their_provenance(
+    client: str,
+    name: str,
+    policy: str | None,
+    entry: str,
+    reference: str | None,
+    decisions: tuple[str, ...],
+    cause: str,
+    censored: bool,
+) -> None:
+    decision = provenance_engine().decide(client, from_text(name), 1, at(IN_FORCE))
+    assert decision.action is Action.BLOCK
+    assert (decision.policy, decision.list_name) == (policy, entry)
+    assert (decision.reference, decision.decisions) == (reference, decisions)
+    assert (decision.cause, decision.censored) == (cause, censored)
+
+
+def test_block_decisions_share_the_strings_made_at_build_time() -> None:
+    """Nothing is formatted per query: two blocks carry the very same string objects."""
+    engine = provenance_engine()
+    first = engine.decide("10.1.1.1", from_text("a.tiktok.com"), 1, at(IN_FORCE))
+    second = engine.decide("10.1.1.1", from_text("b.tiktok.com"), 28, at(IN_FORCE))
+    assert first.cause is second.cause and first.reference is second.reference
+    assert first.decisions is second.decisions
+
+
+@pytest.mark.parametrize(
+    ("policy", "reference", "labels", "expected"),
+    [
+        (None, None, [], "blocked by list l"),
+        ("p", "x" * 400, [], "blocked by policy p (l; ref: " + "x" * 127 + "...)"),
+        ("p", "Décision " * 40, [], None),
+        (None, None, [f"XX 2023-01-{day:02d}" for day in range(1, 29)], None),
+    ],
+)
+def test_the_ede_text_stays_short(
+    policy: str | None, reference: str | None, labels: list[str], expected: str | None
+) -> None:
+    references = tuple(
+        Reference(label[:2], "d", datetime.date.fromisoformat(label[3:]), "u", True)
+        for label in labels
+    )
+    entry = CatalogueEntry("l", "L", "V", "", references, (), "", datetime.date(2026, 1, 1), "p")
+    cause = block_cause("l", policy, reference, catalogue_provenance(entry))
+    assert len(cause.encode()) <= EDE_TEXT_BUDGET
+    cause.encode().decode("utf-8")  # never cut inside a character
+    if expected is not None:
+        assert cause == expected
+    if labels:
+        assert cause.startswith("blocked by list l (ref: XX 2023-01-01; XX 2023-01-02; ")
+        assert cause.endswith(" more)")
+
+
+# --- exempting a whole catalogue entry --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("client", "name", "action", "entry"),
+    [
+        # The press office gets TikTok: every name of the entry, whichever list blocks it (ops
+        # lists tiktok.com too), and its CNAME targets alike.
+        ("10.20.5.1", "tiktok.com", Action.ALLOW, None),
+        ("10.20.5.1", "a.b.tiktokv.com", Action.ALLOW, None),
+        ("10.20.5.1", "v16.tiktokcdn-eu.com", Action.ALLOW, None),
+        # Names outside the entry stay blocked for it.
+        ("10.20.5.1", "ops.example", Action.BLOCK, "ops"),
+        # The officials around it are not exempt.
+        ("10.20.1.1", "tiktok.com", Action.BLOCK, "tiktok"),
+        # A policy's exempt_lists spares only that policy's lists: "lenient" does not block
+        # tiktok.com through ops, but "unreferenced" still blocks it for the same group.
+        ("10.50.1.1", "tiktok.com", Action.BLOCK, "tiktok"),
+    ],
+)
+def test_exempt_lists(client: str, name: str, action: Action, entry: str | None) -> None:
+    decision = provenance_engine().decide(client, from_text(name), 1, at(IN_FORCE))
+    assert (decision.action, decision.list_name) == (action, entry)
+
+
+def test_a_policy_exempting_an_entry_lets_its_names_through_its_own_lists() -> None:
+    text = PROVENANCE_CASE.replace("[tiktok]\n    groups: [quiet]", "[tiktok]\n    groups: [lab]")
+    decision = provenance_engine(text).decide("10.50.1.1", from_text("tiktok.com"), 1, 0.0)
+    # tiktok.com: blocking.lists still blocks it (tiktok, then ops), the policy does not.
+    assert (decision.action, decision.policy, decision.list_name) == (Action.BLOCK, None, "tiktok")
+    engine = provenance_engine(text)
+    lenient = next(
+        c
+        for c in engine.candidates(engine.groups["quiet"], from_text("tiktok.com"), 0.0)
+        if c.binding.policy == "lenient"
+    )
+    assert lenient.why_not == "exempt from policy lenient by exempt_lists: tiktok (rule tiktok.com)"
+
+
+def test_candidates_show_an_exempted_entry() -> None:
+    engine = provenance_engine()
+    found = engine.candidates(engine.groups["press"], from_text("www.tiktok.com"), 0.0)
+    assert [(c.binding.list_name, c.applies) for c in found] == [("tiktok", False), ("ops", False)]
+    assert {c.why_not for c in found} == {
+        "exempt for group press by exempt_lists: tiktok (rule tiktok.com)"
+    }
+
+
+def test_block_decisions_are_made_once_and_the_memo_stays_bounded() -> None:
+    lists = {"many": [f"r{i}.example" for i in range(BLOCK_MEMO_LIMIT + 500)]}
+    matcher = DomainMatcher()
+    for pattern in lists["many"]:
+        matcher.add(pattern, BlockRule("many", pattern))
+    config = parse_config("blocking: {lists: [many]}", "<test>", known_lists=frozenset(lists))
+    engine = build_engine(config, {"many": ("many", matcher)}, 0)
+    first = engine.decide("10.1.1.1", from_text("www.r1.example"), 1, 0.0)
+    assert engine.decide("10.1.1.1", from_text("www.r1.example"), 28, 0.0) is first
+    # Another zone offset is another decision: the SOA of a negative answer sits there.
+    deeper = engine.decide("10.1.1.1", from_text("a.www.r1.example"), 1, 0.0)
+    assert (deeper.rule, deeper.zone_offset) == ("r1.example", first.zone_offset + 2)
+    for i, pattern in enumerate(lists["many"]):
+        decision = engine.decide("10.1.1.1", from_text(f"x.{pattern}"), 1, 0.0)
+        assert (decision.action, decision.rule) == (Action.BLOCK, pattern), i
+    held = sum(len(made) for made in engine._blocks.values())
+    assert 0 < held <= BLOCK_MEMO_LIMIT and held == engine._blocks_count

@@ -255,3 +255,15 @@ def test_ip_block_verdict_uses_the_global_answer() -> None:
     assert (block.group, block.policy, block.list_name, block.rule, block.cname) == (
         "personal", None, REBINDING, "10.1.2.3", None)  # fmt: skip
     assert block.answer == blocking.answer.value and block.ttl == 42 and not block.censored
+
+
+@pytest.mark.parametrize(
+    ("kind", "rule", "reference"),
+    [(REBINDING, "10.1.2.3", "inspection.rebinding"),
+     (RESPONSE_IP, "203.0.113.0/24", "inspection.response_ip")],
+)  # fmt: skip
+def test_ip_block_cites_the_config_key_that_made_it(kind: str, rule: str, reference: str) -> None:
+    block = verdict(Findings((), (kind, rule)), PERSONAL, 1, engine(), BlockingConfig(), 0.0)
+    assert block is not None
+    assert (block.reference, block.decisions) == (reference, ())
+    assert block.cause == f"blocked by {kind} rule {rule}"

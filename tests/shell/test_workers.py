@@ -1,15 +1,31 @@
-"""The supervisor's pure parts: adding up worker counters, report frames, --workers values."""
+"""The supervisor's pure parts (adding up worker counters, report frames, --workers values,
+readiness over workers) and a start whose workers cannot start."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 import os
 import pickle
+import time
+from pathlib import Path
 
 import pytest
 
+from resolver.config import load_config, with_overrides
+from resolver.lists.catalogue import catalogue_ids
+from resolver.observe.audit import AuditLog
 from resolver.observe.metrics import ServiceSnapshot
 from resolver.observe.stats import Stats
-from resolver.shell.workers import ReportReader, Worker, WorkerReport, encode_report, worker_count
+from resolver.shell.workers import (
+    ReportReader,
+    Supervisor,
+    Worker,
+    WorkerReport,
+    encode_report,
+    worker_count,
+)
+from resolver.state import build_state
 
 
 def sample(seed: int) -> Stats:
@@ -67,3 +83,60 @@ def test_worker_count(text: str, expected: int) -> None:
 def test_worker_count_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         worker_count(text)
+
+
+def test_a_worker_that_exits_before_it_is_ready_fails_the_start_at_once(tmp_path: Path) -> None:
+    """Here the workers' config file is missing, so each exits at once (exit 1): waiting the
+    full READY_TIMEOUT for them would only delay the `startup_failed` line."""
+    embedded = load_config(None, known_lists=catalogue_ids())
+    config = with_overrides(embedded, listen=["127.0.0.1:0"], upstreams=["127.0.0.1:1"])
+    state = build_state(config, None)
+    stream = io.StringIO()
+    supervisor = Supervisor(config, ["-c", str(tmp_path / "missing.yaml")], 2, AuditLog(stream))
+    started = time.monotonic()
+    with pytest.raises(OSError, match=r"^worker [01] exited before it was ready \(exit code 1\)$"):
+        asyncio.run(supervisor.run(state))
+    assert time.monotonic() - started < 20
+    assert "startup" not in stream.getvalue() and "shutdown" not in stream.getvalue()
+
+
+def report(ready: bool, missing: list[str], listeners: bool = True) -> WorkerReport:
+    snapshot = ServiceSnapshot(upstream_health={"udp://127.0.0.1:53": True},
+                               list_sizes={"tiktok": 35, "feed": 0}, ready=ready)  # fmt: skip
+    readiness = {"listeners": listeners, "lists": {"tiktok": 35, "feed": 0},
+                 "lists_missing": missing, "healthy_upstreams": ["udp://127.0.0.1:53"]}  # fmt: skip
+    return WorkerReport(Stats(), snapshot, readiness)
+
+
+class Running:
+    """Stands for a live worker process in `Supervisor.ready`."""
+
+    returncode = None
+
+
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        ([report(True, []), report(True, [])],
+         (True, {"listeners": True, "lists_missing": [], "workers_ready": [0, 1]})),
+        ([report(True, []), report(False, ["feed"])],
+         (False, {"listeners": True, "lists_missing": ["feed"], "workers_ready": [0]})),
+        ([report(True, []), None],
+         (False, {"listeners": False, "lists_missing": [], "workers_ready": [0]})),
+        ([report(False, [], listeners=False), report(True, [])],
+         (False, {"listeners": False, "lists_missing": [], "workers_ready": [1]})),
+    ],
+    ids=["all-ready", "one-missing-a-list", "one-not-reported", "one-not-listening"],
+)  # fmt: skip
+def test_readiness_over_workers_has_the_single_servers_fields(
+    reports: list[WorkerReport | None], expected: tuple[bool, dict[str, object]]
+) -> None:
+    config = load_config(None, known_lists=catalogue_ids())
+    supervisor = Supervisor(config, [], len(reports), AuditLog(io.StringIO()))
+    for worker, sent in zip(supervisor.workers, reports, strict=True):
+        worker.process = Running()  # type: ignore[assignment]
+        worker.report = sent
+    ready, detail = supervisor.ready()
+    assert (ready, {key: detail[key] for key in expected[1]}) == expected
+    assert detail["lists"] == {"tiktok": 35, "feed": 0}
+    assert detail["healthy_upstreams"] == ["udp://127.0.0.1:53"]

@@ -1,0 +1,73 @@
+"""Bind failures that name the listener and say what to do.
+
+The bare OSError (`[Errno 98] Address already in use`) says neither which of several listeners
+failed (each DNS address has a UDP and a TCP socket, and there is the metrics endpoint) nor what
+the operator can do about it; on a gateway the usual causes are few and each has one remedy.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+from resolver.config import Endpoint
+
+UDP = "UDP"
+TCP = "TCP"
+METRICS = "metrics HTTP"
+
+
+class BindError(OSError):
+    """`address` could not be bound for `protocol` (UDP, TCP or metrics HTTP); `hint` says what
+    to do (empty when there is nothing useful to say)."""
+
+    def __init__(self, endpoint: Endpoint, protocol: str, error: OSError) -> None:
+        code = error.errno or 0
+        super().__init__(code, os.strerror(code) if code else str(error))
+        self.address = str(endpoint)
+        self.protocol = protocol
+        self.hint = bind_hint(code, endpoint, protocol)
+
+    def __str__(self) -> str:
+        return f"cannot listen on {self.address} ({self.protocol}): {self.strerror}"
+
+    def fields(self) -> dict[str, object]:
+        """For the `startup_failed` event."""
+        fields: dict[str, object] = {
+            "listener": self.address,
+            "protocol": self.protocol,
+            "errno": errno.errorcode.get(self.errno or 0, str(self.errno)),
+        }
+        if self.hint:
+            fields["hint"] = self.hint
+        return fields
+
+
+def bind_hint(code: int, endpoint: Endpoint, protocol: str) -> str:
+    if code in (errno.EACCES, errno.EPERM):
+        if endpoint.port < 1024:
+            python = os.path.realpath(sys.executable)
+            return (
+                f"port {endpoint.port} is below 1024 and needs the CAP_NET_BIND_SERVICE "
+                "capability: run under systemd with AmbientCapabilities=CAP_NET_BIND_SERVICE "
+                "(as deploy/systemd/dnswarden.service does), or grant it to this interpreter "
+                f"(and so to all it runs) with `setcap cap_net_bind_service=+ep {python}`, or "
+                "run as root"
+            )
+        return "the system refused it (a security policy such as SELinux or AppArmor?)"
+    if code == errno.EADDRINUSE:
+        flags = "-lunp" if protocol == UDP else "-ltnp"
+        return (
+            f"something else already listens there (`ss {flags} 'sport = :{endpoint.port}'` "
+            "names it): another dnswarden, or a local resolver such as systemd-resolved or "
+            "dnsmasq"
+        )
+    if code == errno.EADDRNOTAVAIL:
+        return (
+            f"{endpoint.host} is not an address of this host (`ip -brief address` lists them), "
+            "or its interface is not up yet"
+        )
+    if code == errno.EAFNOSUPPORT:
+        return "IPv6 is disabled on this host: listen on IPv4 addresses only"
+    return ""
