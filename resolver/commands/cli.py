@@ -8,16 +8,16 @@ import datetime
 import ipaddress
 import json
 import os
-import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from resolver import __version__
 from resolver.config import Config, ConfigError, load_config, with_overrides
+from resolver.config.problems import ordered_problems
 from resolver.lists.catalogue import ListError, catalogue_ids
 from resolver.observe.audit import AuditLog, read_key
 from resolver.shell.binding import BindError
@@ -38,9 +38,6 @@ so the systemd unit retries, a few times."""
 EVENT_LOOP_VARIABLE = "DNSWARDEN_EVENT_LOOP"
 MAX_SHOWN_PROBLEMS = 5
 MAX_PROBLEM_CHARS = 200
-_LINE_PROBLEM = re.compile(r"^.*?:\d+: ")
-"""`FILE:LINE: ...`: a problem on one line, as opposed to a verdict on a whole file."""
-
 
 class UsageError(Exception):
     """A bad argument found only after parsing (a group the config does not define, an
@@ -433,13 +430,6 @@ def _invalid(error: ConfigError | ListError, path: str | None) -> int:
                          problem_count=len(problems))  # fmt: skip
 
 
-def ordered_problems(problems: Iterable[str]) -> list[str]:
-    """Verdicts on a whole file (`FILE: 400 invalid lines ...; refusing to load this list`)
-    before the line-level problems they sum up; otherwise in the order found."""
-    listed = list(problems)
-    return sorted(listed, key=lambda problem: _LINE_PROBLEM.match(problem) is not None)
-
-
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_PROBLEM_CHARS else text[: MAX_PROBLEM_CHARS - 3] + "..."
 
@@ -554,7 +544,7 @@ def reload_server(path: str | None, pid_file: str | None, accept: Sequence[str] 
                 what = accept_version(config, name, time.time())
             except (ValueError, OSError) as error:
                 print(f"dnswarden reload: --accept {name}: {error}", file=sys.stderr)
-                return EXIT_CANNOT_START
+                return EXIT_USAGE
             print(f"dnswarden reload: accepting {what} as list {name}")
     pid_path = Path(pid_file) if pid_file else _pid_path(None, config)  # type: ignore[arg-type]
     try:

@@ -566,12 +566,13 @@ counted. `check` prints them all; a log event carries fewer."""
 
 def parse_job(job: Mapping[str, Any]) -> tuple[ParsedRules, list[str], dict[str, Any]]:
     """Parse a compile job's files and judge the result: the rules, the problems that make the
-    list unusable (unreadable files, or the guard's refusal; empty when it is good) and the
-    parse report.
+    list unusable (unreadable files, a broken list, the guard's refusal; empty when it is
+    good) and the parse report.
 
-    The report's ``refusal`` is None when this version may replace the one in force, else
-    ``{reason, detail, samples, more}`` (`resolver.lists.guard`), and its ``problems`` then
-    say the same in lines. The job says what the judge
+    A list with too many invalid lines (`formats.broken`) cannot be loaded at all, as before
+    the guard. Any other version is judged (`resolver.lists.guard`): the report's ``refusal``
+    is None when it may replace the version in force, else ``{reason, detail, samples,
+    more}``, and its ``problems`` then say the same in lines. The job says what the judge
     needs: ``previous`` (rules of the version in force, or None), ``max_shrink``,
     ``allow_tld_rules`` and ``accept`` (the operator accepted this version). When `accept`
     is what let it through, ``accepted_over`` holds the refusal it lifted.
@@ -593,8 +594,6 @@ def parse_job(job: Mapping[str, Any]) -> tuple[ParsedRules, list[str], dict[str,
             if what is not None:
                 content = (what, label)
         read.append((label, name))
-        if content is not None:
-            continue  # the list is refused whatever the rest holds: no need to parse it
         parsed = parse_rules(
             data,
             label,
@@ -605,6 +604,9 @@ def parse_job(job: Mapping[str, Any]) -> tuple[ParsedRules, list[str], dict[str,
         )
     if parsed is None:
         parsed = ParsedRules(source=job["name"], format=job["format"])
+    reason = broken(parsed, job["max_errors"])
+    if reason:
+        problems = [*parsed.errors, reason, *problems]
     summary: dict[str, Any] = parsed.summary()
     summary["errors"] = list(parsed.errors)
     summary["problems"] = problems
@@ -622,7 +624,7 @@ def _judge_job(
     summary: dict[str, Any],
 ) -> None:
     """Fill the report's ``refusal`` (and ``accepted_over``): what `guard.judge` says of this
-    version, after the older rule that a list with too many invalid lines is broken."""
+    version."""
     facts: dict[str, Any] = {
         "accepted": parsed.accepted,
         "invalid": parsed.error_count - parsed.over_limit,
@@ -634,14 +636,11 @@ def _judge_job(
     samples: list[str] = list(parsed.errors[:MAX_SAMPLES])
     more = parsed.error_count - len(samples)
     verdict: Refusal | None = None
-    too_many = broken(parsed, job["max_errors"])
     if content is not None:
         verdict = judge(content=content[0], **facts)
-        samples, more = [], 0
+        samples, more = [], 0  # its "invalid lines" are mojibake or markup: no help
         if len(job["files"]) > 1:  # a directory: which file
             samples = [f"{content[1]}: {verdict.detail if verdict else content[0]}"]
-    elif too_many:
-        verdict = Refusal("invalid", too_many)
     else:
         singles = _single_labels(parsed)
         facts["tld_rules"] = singles

@@ -8,12 +8,13 @@ parse, a reload never holds the GIL for seconds, and a restart with unchanged li
 compiled files without parsing anything (each carries the fingerprint of the text it came
 from). Remote lists are fetched by `resolver.lists.feeds`.
 
-Every new version of every list is judged before use (`resolver.lists.guard`): an error page,
-binary data, a list with too many invalid lines (more than `limits.max_bad_lines` and over 5%
-of its lines, or over half of them), a rule that blocks a whole TLD, or a version emptied or
-shrunk by more than `max_shrink` is refused, and the version in force stays: the running
-state's, or at start-up the compiled file in the state directory, which is each list's last
-good copy. Catalogue entries are few rules with per-rule answers, already checked strictly by
+Bad lines are reported with ``file:line`` and skipped; a list with too many of them (more than
+`limits.max_bad_lines` and over 5% of its lines) is broken and cannot be loaded at all. Every
+other new version of every list is judged before use (`resolver.lists.guard`): an error page,
+binary data, a list with over half of its lines invalid, a rule that blocks a whole TLD, or a
+version emptied or shrunk by more than `max_shrink` is refused, and the version in force stays:
+the running state's, or at start-up the compiled file in the state directory, which is each
+list's last good copy. Catalogue entries are few rules with per-rule answers, already checked strictly by
 `resolver.lists.catalogue`; `build_blocking` puts them in a `DomainMatcher` as they are.
 """
 

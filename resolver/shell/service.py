@@ -20,6 +20,7 @@ from typing import ClassVar
 from resolver import __version__
 from resolver.cache import Cache
 from resolver.config import FALLBACK_UPSTREAMS, Config, ConfigError, LimitsConfig, MissingLists
+from resolver.config.problems import ordered_problems
 from resolver.lists import feeds, loading
 from resolver.lists.catalogue import ListError
 from resolver.lists.refusals import KEPT_PREVIOUS, ListAcceptance, ListRejection
@@ -468,10 +469,12 @@ def _same_refusal(one: ListRejection, other: ListRejection) -> bool:
 
 
 def capped(problems: Sequence[str], shown: int = 5, width: int = 300) -> dict[str, object]:
-    """A `reload_failed` event's fields: a summary first, the first few problems (each cut to
-    `width`), and how many more there are. One broken list can have thousands of bad lines;
-    the event says enough to act on, and `dnswarden check` prints them all."""
-    first = [p if len(p) <= width else p[:width] + "..." for p in problems[:shown]]
+    """A `reload_failed` event's fields: a summary first, the first few problems (verdicts on a
+    whole file before the lines they sum up; each cut to `width`), and how many more there
+    are. One broken list can have thousands of bad lines; the event says enough to act on,
+    and `dnswarden check` prints them all."""
+    ordered = ordered_problems(problems)
+    first = [p if len(p) <= width else p[:width] + "..." for p in ordered[:shown]]
     count = len(problems)
     fields: dict[str, object] = {
         "summary": f"{count} problem{'s' if count != 1 else ''}; the running state is kept "

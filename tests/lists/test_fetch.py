@@ -280,7 +280,7 @@ def test_feed_lifecycle(server: Server, tmp_path: Path) -> None:
     # A broken download (an error page) is refused too.
     server.routes["/feed.txt"] = Route(body=b"<html>\n<body>oops</body>\n" * 60, etag='"3"')
     broken = feeds.refresh_source(config, "feed", fetcher=_no_wait)
-    assert broken.status == "failed" and "HTML page" in broken.detail
+    assert broken.status == "failed" and "refusing to load this list" in broken.detail
     # The feed is gone: a restart without network still enforces from the last good copy.
     server.routes.clear()
     assert feeds.refresh_source(config, "feed", fetcher=_no_wait).status == "failed"

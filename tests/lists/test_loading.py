@@ -199,25 +199,23 @@ def test_big_lists_are_compiled_by_a_child_and_cached(
 def test_a_broken_list_is_refused_with_file_and_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Too many invalid lines: the version is refused (not loaded half-silently), each bad
-    line named; with no good version anywhere the list is missing (groups fail closed)."""
     config = config_in(
         tmp_path,
         "sources:\n  page: {path: page.txt}\nblocking:\n  lists: [tiktok, page]\n"
         "limits:\n  max_bad_lines: 2\n",
-        {"page.txt": "bad..one\nbad..two\nbad..three\nbad..four\nok.example\n"},
+        {"page.txt": "<html>\n<head>\n</head>\n<body>\nok.example\n"},
     )
     for threshold in (1 << 20, 0):  # in process, then in the child process
         monkeypatch.setattr(loading, "CHILD_THRESHOLD", threshold)
-        loaded = loading.load_lists(config, keep=True)
-        refused = loaded.rejected["page"]
-        assert refused.reason == "invalid"
-        assert refused.samples[0] == f"{tmp_path / 'page.txt'}:1: 'bad..one': empty label"
-        assert "4 invalid lines, more than the allowed 2" in refused.detail
-        assert (loaded.missing, loaded.sizes["page"], refused.kept) == (
-            frozenset({"page"}), 0, "nothing"
-        )  # fmt: skip
-        assert not list((tmp_path / "state" / "compiled").glob("page-*.dwl"))
+        with pytest.raises(ListError) as info:
+            loading.load_lists(config)
+        problems = info.value.problems
+        assert (
+            problems[0]
+            == f"{tmp_path / 'page.txt'}:1: '<html>': invalid character '<' in label '<html>'"
+        )
+        assert "4 invalid lines, more than the allowed 2" in problems[-1]
+        assert info.value.failed_lists == ("page",)  # type: ignore[attr-defined]
 
 
 def test_regex_rules_are_capped_across_sources(tmp_path: Path) -> None:

@@ -330,6 +330,11 @@ def test_an_unchanged_broken_list_is_not_retried_every_poll(tmp_path: Path) -> N
         ([f"l.txt:{n}: bad" for n in range(1, 101)], [f"l.txt:{n}: bad" for n in range(1, 6)],
          95),
         (["x" * 1000], ["x" * 300 + "..."], None),
+        (  # a broken list: its verdict comes last from the parser, first in the event
+            [*(f"l.txt:{n}: bad" for n in range(1, 9)), "l.txt: 8 invalid lines; refusing"],
+            ["l.txt: 8 invalid lines; refusing", *(f"l.txt:{n}: bad" for n in range(1, 5))],
+            4,
+        ),
     ],
 )  # fmt: skip
 def test_reload_failed_carries_a_summary_a_few_problems_and_a_count(
