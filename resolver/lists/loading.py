@@ -14,8 +14,9 @@ other new version of every list is judged before use (`resolver.lists.guard`): a
 binary data, a list with over half of its lines invalid, a rule that blocks a whole TLD, or a
 version emptied or shrunk by more than `max_shrink` is refused, and the version in force stays:
 the running state's, or at start-up the compiled file in the state directory, which is each
-list's last good copy. Catalogue entries are few rules with per-rule answers, already checked strictly by
-`resolver.lists.catalogue`; `build_blocking` puts them in a `DomainMatcher` as they are.
+list's last good copy. Catalogue entries are few rules with per-rule answers, already checked
+strictly by `resolver.lists.catalogue`; `build_blocking` puts them in a `DomainMatcher` as they
+are.
 """
 
 from __future__ import annotations
