@@ -11,7 +11,6 @@ judged afresh, and every worker and `check` read the same answer from the same f
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import re
@@ -152,8 +151,3 @@ def write_marker(state_dir: str | Path, name: str, key: str, at: float, what: st
     body = {"list": name, "key": key, "at": at, "version": what}
     write_atomic(path, [json.dumps(body, indent=1).encode()])
     return path
-
-
-def drop_marker(state_dir: str | Path, name: str) -> None:
-    with contextlib.suppress(OSError):
-        marker_path(state_dir, name).unlink()
