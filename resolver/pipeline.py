@@ -1,7 +1,7 @@
 """The one path every query takes, declared in one place.
 
-    receive → parse → access control → policy → missing lists → cache → upstream → response
-    inspection → reply → metrics/audit
+    receive → parse → access control → DDR → policy → missing lists → cache → upstream
+    → response inspection → reply → metrics/audit
 
 `handle` runs the steps that need no I/O and returns their answer at once: blocked and refused
 queries never leave this function, and neither does a cache hit (the hot path for every popular
@@ -20,6 +20,7 @@ import asyncio
 import functools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 
 from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
@@ -46,6 +47,16 @@ from resolver.state import FailClosed, ResolverState
 from resolver.upstream.pool import Overloaded, Resolved, UpstreamFailure, UpstreamPool, abandoned
 
 
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """How a query reached us when it was not plain UDP or TCP: its transport (the `protocol`
+    label of the query metrics: "dot", "doh") and the device id the client presented in its
+    TLS server name or DoH path ("" for none), which can pick its group and is audited."""
+
+    transport: str
+    device: str = ""
+
+
 class Forwarded:
     """The type of `FORWARDED`: `handle`'s answer for a query that went upstream."""
 
@@ -70,8 +81,8 @@ def _plain_opt(dnssec_ok: bool, ext_rcode: int) -> bytes:
 class _Waiting:
     """A client whose query went upstream, until its reply (or a stale answer) is sent."""
 
-    __slots__ = ("answered", "client", "over_udp", "patience", "query", "reply_to", "stale",
-                 "started")  # fmt: skip
+    __slots__ = ("answered", "channel", "client", "over_udp", "patience", "query", "reply_to",
+                 "stale", "started")  # fmt: skip
 
     def __init__(
         self,
@@ -81,8 +92,10 @@ class _Waiting:
         started: float,
         stale: CachedAnswer | None,
         reply_to: ReplyTo,
+        channel: Channel | None,
     ) -> None:
         self.query = query
+        self.channel = channel
         self.client = client
         self.over_udp = over_udp
         self.started = started
@@ -152,9 +165,17 @@ class QueryPipeline:
         if ended:
             self.audit.info("fail_closed_lifted", groups=ended)
 
-    def handle(self, packet: bytes, client: str, over_udp: bool, reply_to: ReplyTo) -> Outcome:
+    def handle(
+        self,
+        packet: bytes,
+        client: str,
+        over_udp: bool,
+        reply_to: ReplyTo,
+        channel: Channel | None = None,
+    ) -> Outcome:
         """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
-        query went upstream, and `reply_to` gets the reply bytes (or None) later, once."""
+        query went upstream, and `reply_to` gets the reply bytes (or None) later, once.
+        `channel` says how it came when that was DoT or DoH."""
         started = time.perf_counter()
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
@@ -162,22 +183,33 @@ class QueryPipeline:
         try:
             query = parse_query(packet)
         except WireError as error:
-            return self._malformed(packet, error, over_udp, started)
+            return self._malformed(packet, error, over_udp, started, channel)
         # 2. Access control: clients outside clients.allow are refused before any lookup, and
         #    nothing of theirs goes upstream: never an open resolver.
         if not state.access.allows(client):
             reply = answers.refused(query, EdeCode.PROHIBITED, "client not allowed")
-            return self._done(query, over_udp, "refused", reply, started)
-        # 3. Policy: the client's group, its policies in force now, and exemptions decide. A
-        #    block is answered here, from the query's bytes; it comes before the cache so that
-        #    a new block, or a lapsed one, takes effect at once.
+            return self._done(query, over_udp, "refused", reply, started, None, channel)
+        # 2b. DDR: with encrypted listeners, `_dns.resolver.arpa` and `_dns.<our name>` are
+        #    answered with them (RFC 9462), never forwarded; before the policy, whose doh-bypass
+        #    entry answers resolver.arpa NODATA (what clients get without encrypted listeners).
+        designated = state.designated
+        if designated is not None:
+            opt = _plain_opt(query.dnssec_ok, 0) if query.has_edns else b""
+            limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+            reply = designated.answer(query, opt, limit)
+            if reply is not None:
+                return self._done(query, over_udp, "ddr", reply, started, None, channel)
+        # 3. Policy: the client's group (by device id, else by address), its policies in force
+        #    now, and exemptions decide. A block is answered here, from the query's bytes; it
+        #    comes before the cache so that a new block, or a lapsed one, takes effect at once.
         now = time.time()
-        decision = state.policy.decide(client, query.qname, query.qtype, now)
+        device = "" if channel is None else channel.device
+        decision = state.policy.decide(client, query.qname, query.qtype, now, device)
         if decision.action is Action.BLOCK:
-            return self._blocked(state, query, client, decision, over_udp, started)
+            return self._blocked(state, query, client, decision, over_udp, started, channel)
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
-            return self._done(query, over_udp, "refused", reply, started)
+            return self._done(query, over_udp, "refused", reply, started, None, channel)
         # 3b. Missing lists: a list this group must enforce now has no loaded copy (a feed
         #    never fetched) and blocking.missing_lists is fail_closed, so what it might block
         #    is not answered: SERVFAIL, EDE 14. After the policy (its blocks still apply) and
@@ -191,7 +223,7 @@ class QueryPipeline:
             if group is not None and group.refuses(query.qname):
                 self.stats.count("fail_closed")
                 reply = answers.servfail(query, EdeCode.NOT_READY, group.text)
-                return self._done(query, over_udp, "servfail", reply, started)
+                return self._done(query, over_udp, "servfail", reply, started, None, channel)
         # 4. Cache: a fresh answer is served from here, synchronously; its answer names are checked
         #    against this client's policy like a forwarded answer's (step 6). While upstreams are
         #    known to fail (a cached failure), a stale answer or SERVFAIL is answered at once.
@@ -205,18 +237,20 @@ class QueryPipeline:
             if cached is not None and now < cached.expires:
                 if cache.prefetch_due(cached, now):
                     self.upstreams.refresh(query)
-                return self._cached(state, cache, query, client, cached, over_udp, started, False)
+                return self._cached(
+                    state, cache, query, client, cached, over_udp, started, False, channel
+                )
             failed = cache.failure(key, now)
             if failed is not None:
                 if cached is not None:
                     return self._cached(
-                        state, cache, query, client, cached, over_udp, started, True
+                        state, cache, query, client, cached, over_udp, started, True, channel
                     )
                 reply = answers.servfail(query, failed, _FAILURE_TEXT)
-                return self._done(query, over_udp, "servfail", reply, started)
+                return self._done(query, over_udp, "servfail", reply, started, None, channel)
             stale = cached
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
-        return self._forward(query, key, client, over_udp, started, stale, reply_to)
+        return self._forward(query, key, client, over_udp, started, stale, reply_to, channel)
 
     def _forward(
         self,
@@ -227,6 +261,7 @@ class QueryPipeline:
         started: float,
         stale: CachedAnswer | None,
         reply_to: ReplyTo,
+        channel: Channel | None = None,
     ) -> Outcome:
         # 5. Upstream: the strategy's order across the zone's upstreams within the deadline,
         #    merged with identical queries already in flight. With a stale answer to fall back
@@ -236,9 +271,9 @@ class QueryPipeline:
         except Overloaded:
             self.stats.count("dropped.overload")
             if stale is not None:
-                return self._stale(query, client, over_udp, started, stale)
-            return self._done(query, over_udp, "dropped", None, started)
-        waiting = _Waiting(query, client, over_udp, started, stale, reply_to)
+                return self._stale(query, client, over_udp, started, stale, channel)
+            return self._done(query, over_udp, "dropped", None, started, None, channel)
+        waiting = _Waiting(query, client, over_udp, started, stale, reply_to, channel)
         if stale is not None:
             waiting.patience = shared.get_loop().call_later(
                 self._state.config.cache.client_timeout, self._impatient, waiting
@@ -252,7 +287,9 @@ class QueryPipeline:
     def _impatient(self, waiting: _Waiting) -> None:
         """The client waited cache.client_timeout: its stale answer now (RFC 8767)."""
         q = waiting
-        self._answer_later(q, self._stale, q.query, q.client, q.over_udp, q.started, q.stale)
+        self._answer_later(
+            q, self._stale, q.query, q.client, q.over_udp, q.started, q.stale, q.channel
+        )
 
     def _answer_later(
         self, waiting: _Waiting, answer: Callable[..., bytes | None], *args: Any
@@ -271,15 +308,15 @@ class QueryPipeline:
         waiting.reply_to(reply)
 
     def _from_upstream(self, waiting: _Waiting, shared: asyncio.Future[Resolved]) -> bytes | None:
-        query, client, over_udp, started = (
-            waiting.query, waiting.client, waiting.over_udp, waiting.started
+        query, client, over_udp, started, channel = (
+            waiting.query, waiting.client, waiting.over_udp, waiting.started, waiting.channel
         )  # fmt: skip
         failure = abandoned() if shared.cancelled() else shared.exception()
         if failure is not None:
             if not isinstance(failure, UpstreamFailure):
                 raise failure
             if waiting.stale is not None:
-                return self._stale(query, client, over_udp, started, waiting.stale)
+                return self._stale(query, client, over_udp, started, waiting.stale, channel)
             servfail = failure.reply  # the upstream's own SERVFAIL, with its EDEs, if one came
             if servfail is None:
                 out = answers.servfail(query, failure.ede, failure.text)
@@ -287,24 +324,25 @@ class QueryPipeline:
                 opt = _plain_opt(query.dnssec_ok, servfail.ext_rcode) if query.has_edns else b""
                 limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
                 out = client_reply(servfail, query, limit, opt)
-            return self._done(query, over_udp, "servfail", out, started)
+            return self._done(query, over_udp, "servfail", out, started, None, channel)
         reply, findings = shared.result()
         state = self._state
         # 6. Response inspection: a CNAME chain or owner name in the answer that this client's
         #    policy blocks, an address in a response-IP network, or a private address for a
         #    public name (rebinding) turns the answer into the blocked answer to the question.
+        device = "" if channel is None else channel.device
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time())  # fmt: skip
+                            time.time(), device)  # fmt: skip
             if block is not None:
-                return self._blocked(state, query, client, block, over_udp, started)
+                return self._blocked(state, query, client, block, over_udp, started, channel)
         # 7. Reply: the client's ID, question and EDNS back, cut to what it can receive.
         opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
         out = client_reply(reply, query, udp_limit(query) if over_udp else TCP_MAX_MESSAGE, opt)
         # 8. Metrics/audit: allowed queries are logged only when the operator asks for it.
         if self.audit.allowed_queries:
-            self.audit.allowed(client, query, reply.rcode)
-        return self._done(query, over_udp, "answered", out, started, reply.rcode)
+            self.audit.allowed(client, query, reply.rcode, device)
+        return self._done(query, over_udp, "answered", out, started, reply.rcode, channel)
 
     def internal_error(self, error: BaseException) -> None:
         self.stats.count("internal_error")
@@ -320,14 +358,16 @@ class QueryPipeline:
         over_udp: bool,
         started: float,
         stale: bool,
+        channel: Channel | None = None,
     ) -> bytes | None:
         """Steps 6-8 for an answer from the cache (fresh, or stale when `stale`)."""
         findings = cached.findings
+        device = "" if channel is None else channel.device
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time())  # fmt: skip
+                            time.time(), device)  # fmt: skip
             if block is not None:
-                return self._blocked(state, query, client, block, over_udp, started)
+                return self._blocked(state, query, client, block, over_udp, started, channel)
         if query.has_edns:
             if stale:
                 code = EdeCode.STALE_NXDOMAIN_ANSWER if cached.nxdomain else EdeCode.STALE_ANSWER
@@ -339,14 +379,23 @@ class QueryPipeline:
         limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
         out = cache.build_reply(cached, query, limit, opt, self.clock(), stale)
         if self.audit.allowed_queries:
-            self.audit.allowed(client, query, cached.rcode)
-        return self._done(query, over_udp, "stale" if stale else "cached", out, started)
+            self.audit.allowed(client, query, cached.rcode, device)
+        result = "stale" if stale else "cached"
+        return self._done(query, over_udp, result, out, started, None, channel)
 
     def _stale(
-        self, query: Query, client: str, over_udp: bool, started: float, cached: CachedAnswer | None
+        self,
+        query: Query,
+        client: str,
+        over_udp: bool,
+        started: float,
+        cached: CachedAnswer | None,
+        channel: Channel | None = None,
     ) -> bytes | None:
         assert cached is not None and self.cache is not None
-        return self._cached(self._state, self.cache, query, client, cached, over_udp, started, True)
+        return self._cached(
+            self._state, self.cache, query, client, cached, over_udp, started, True, channel
+        )
 
     def _after_reply(
         self, query: Query, key: CacheKey, reply: UpstreamReply
@@ -375,6 +424,7 @@ class QueryPipeline:
         decision: Decision,
         over_udp: bool,
         started: float,
+        channel: Channel | None = None,
     ) -> bytes:
         sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
         # The cause (with its reference) was made when the policy was built: a block formats
@@ -387,8 +437,8 @@ class QueryPipeline:
         self.stats.blocked(
             decision.group, decision.policy or "", decision.list_name or "", decision.answer
         )
-        self.audit.blocked(client, query, decision)
-        return self._done(query, over_udp, "blocked", reply, started)
+        self.audit.blocked(client, query, decision, "" if channel is None else channel.device)
+        return self._done(query, over_udp, "blocked", reply, started, None, channel)
 
     def _done(
         self,
@@ -398,13 +448,13 @@ class QueryPipeline:
         reply: bytes | None,
         started: float,
         rcode: int | None = None,
+        channel: Channel | None = None,
     ) -> bytes | None:
         """8. Metrics: one record per query, whatever path it took. `rcode` is the whole
         (extended) one when it may not fit the header's four bits: an upstream's."""
         stats = self.stats
-        stats.query(
-            "udp" if over_udp else "tcp", query.qtype, result, time.perf_counter() - started
-        )
+        protocol = ("udp" if over_udp else "tcp") if channel is None else channel.transport
+        stats.query(protocol, query.qtype, result, time.perf_counter() - started)
         if reply is not None:
             if rcode is None:
                 rcode = reply[3] & 0x0F if len(reply) > 3 else 0
@@ -412,13 +462,19 @@ class QueryPipeline:
         return reply
 
     def _malformed(
-        self, packet: bytes, error: WireError, over_udp: bool, started: float
+        self,
+        packet: bytes,
+        error: WireError,
+        over_udp: bool,
+        started: float,
+        channel: Channel | None = None,
     ) -> bytes | None:
         stats = self.stats
         stats.count("malformed." + error.reason)
         reply = answers.error_reply(packet, error)
         result = "dropped" if reply is None else _ERROR_RESULTS.get(error.rcode or 0, "formerr")
-        stats.query("udp" if over_udp else "tcp", -1, result, time.perf_counter() - started)
+        protocol = ("udp" if over_udp else "tcp") if channel is None else channel.transport
+        stats.query(protocol, -1, result, time.perf_counter() - started)
         if reply is not None:
             stats.rcode(error.rcode or 0)
         return reply

@@ -30,6 +30,7 @@ from resolver.lists.provenance import list_provenance
 from resolver.policy.access import ClientAccess
 from resolver.policy.engine import Binding, Exemptions, PolicyEngine, build_engine
 from resolver.protocol.answers import ANSWER_MODES, IP_MODE, SinkholeAnswer
+from resolver.protocol.ddr import DesignatedResolver, EncryptedEndpoint
 from resolver.protocol.edns import EdeCode
 
 RESOLV_CONF = Path("/etc/resolv.conf")
@@ -91,6 +92,7 @@ class ResolverState:
     list_watch: Mapping[str, tuple[tuple[str, int, int], ...]] = field(default_factory=dict)
     missing_lists: frozenset[str] = frozenset()  # configured lists with no loaded copy
     allows: tuple[Matcher, ...] = ()  # the global allow lists
+    designated: DesignatedResolver | None = None  # DDR answers; None without encrypted listeners
     lists: LoadedLists | None = None  # what the matchers came from, for the next reload
 
     def sinkhole(self, mode: str, ttl: int, censored: bool) -> SinkholeAnswer:
@@ -161,6 +163,7 @@ def build_state(
         warnings=loaded.warnings,
         list_reports=loaded.reports,
         list_watch=loaded.watch,
+        designated=designated_resolver(config),
         missing_lists=loaded.missing,
         allows=tuple(matchers[item][1] for item in config.allow if item in matchers),
         lists=loaded,
@@ -183,6 +186,22 @@ def _blocking_items(config: Config) -> frozenset[str]:
             *(item for policy in config.policies for item in policy.block),
         )
     )
+
+
+def designated_resolver(config: Config) -> DesignatedResolver | None:
+    """Our DDR answer (RFC 9462): DoH first, then DoT, each on its first configured port
+    (a port 0 listener, which only tests use, is published as the protocol's default)."""
+    encrypted = config.encrypted
+    if not encrypted.enabled or not encrypted.ddr or encrypted.server_name is None:
+        return None
+    hints = encrypted.ddr_hints()
+    kinds = (("doh", encrypted.doh, 443), ("dot", encrypted.dot, 853))
+    endpoints = [
+        EncryptedEndpoint(transport, listeners[0].port or default, hints)
+        for transport, listeners, default in kinds
+        if listeners
+    ]
+    return DesignatedResolver(encrypted.server_name, endpoints)
 
 
 def _sinkholes(config: Config) -> dict[SinkholeKey, SinkholeAnswer]:

@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from resolver import __version__
+from resolver.commands import profile
 from resolver.config import Config, ConfigError, load_config, with_overrides
 from resolver.config.problems import ordered_problems
 from resolver.lists.catalogue import ListError, catalogue_ids
 from resolver.observe.audit import AuditLog, read_key
+from resolver.protocol.devices import parse_device_id
 from resolver.shell.binding import BindError
 from resolver.shell.pidfile import PidFile, PidFileBusy, is_dnswarden_server
 from resolver.shell.workers import worker_count
@@ -128,6 +130,11 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
         "--type", default="A", dest="qtype", type=_qtype_argument, help="query type (default A)"
     )
     explain.add_argument(
+        "--device",
+        type=_device_argument,
+        help="device id the client presents over DoT or DoH (default none)",
+    )
+    explain.add_argument(
         "--at",
         metavar="TIME",
         type=_time_argument,
@@ -176,6 +183,7 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     export.add_argument("-c", "--config", metavar="FILE", help="YAML config (default: embedded)")
     export.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    profile.add_parser(commands)
     return parser, {
         name: sub
         for action in parser._actions
@@ -225,6 +233,13 @@ def _time_argument(text: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
+def _device_argument(text: str) -> str:
+    try:
+        return parse_device_id(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser, commands = build_parsers()
     args = parser.parse_args(argv)
@@ -241,13 +256,17 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         return serve_command(args)
     if args.command == "explain":
         moment = args.at or datetime.datetime.now(datetime.UTC)
-        return explain(args.name, args.client, args.qtype, moment, args.config, args.json)
+        return explain(
+            args.name, args.client, args.qtype, moment, args.config, args.json, args.device or ""
+        )
     if args.command in ("catalogue", "lists"):
         return catalogue(args.json)
     if args.command == "reload":
         return reload_server(args.config, args.pid_file, args.accept)
     if args.command == "export":
         return export(args.format, args.group, args.origin, args.config, args.output)
+    if args.command == "profile":
+        return profile.run(args)
     parser.print_help()
     return EXIT_USAGE
 
@@ -476,7 +495,7 @@ def audit_log(config: Config, worker_index: int | None = None) -> AuditLog:
 
 
 def explain(name: str, client: str, qtype: int, moment: datetime.datetime, path: str | None,
-            as_json: bool) -> int:  # fmt: skip
+            as_json: bool, device: str = "") -> int:  # fmt: skip
     from resolver.commands import explain as explaining
 
     try:
@@ -484,7 +503,7 @@ def explain(name: str, client: str, qtype: int, moment: datetime.datetime, path:
     except (ConfigError, ListError) as error:
         return _problems(error)
     try:
-        result = explaining.explain(state, name, client, qtype, moment)
+        result = explaining.explain(state, name, client, qtype, moment, device)
     except ValueError as error:
         raise UsageError(f"argument NAME: {error}") from None
     print(json.dumps(result, indent=2) if as_json else explaining.render_text(result))

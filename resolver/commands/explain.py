@@ -101,8 +101,9 @@ def _answer_text(state: ResolverState, mode: str, ttl: int, censored: bool, qtyp
 
 
 def explain(state: ResolverState, name: str, client: str, qtype: int,
-            at: datetime.datetime) -> dict[str, Any]:  # fmt: skip
-    """The full story for `client` asking `name` at `at`, as a JSON-ready dict."""
+            at: datetime.datetime, device: str = "") -> dict[str, Any]:  # fmt: skip
+    """The full story for `client` (over DoT or DoH with `device`, "" for none) asking `name` at
+    `at`, as a JSON-ready dict."""
     qname = from_text(name)
     now = at.timestamp()
     result: dict[str, Any] = {
@@ -111,6 +112,8 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
         "client": client,
         "at": at.astimezone(datetime.UTC).isoformat(),
     }
+    if device:
+        result["device"] = device
     if not state.access.allows(client):
         result.update(
             action="refuse",
@@ -119,7 +122,7 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
         )
         return result
     engine = state.policy
-    group = engine.group_of(client)
+    group = engine.group_of(client, device)
     if group is None:
         result.update(
             action="refuse",
@@ -129,11 +132,12 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
         )
         return result
     subnet = _matching_subnet(group, client)
-    result["group"] = {
-        "name": group.name,
-        "matched_by": subnet or f"clients.default_group ({group.name})",
-    }
-    decision = engine.decide(client, qname, qtype, now)
+    if device and device in group.devices:
+        matched_by = f"device {device}"
+    else:
+        matched_by = subnet or f"clients.default_group ({group.name})"
+    result["group"] = {"name": group.name, "matched_by": matched_by}
+    decision = engine.decide(client, qname, qtype, now, device)
     result["action"] = decision.action.value
     catalogue = frozenset(
         ref.name for ref in state.config.list_refs if ref.kind is ListKind.CATALOGUE
@@ -175,7 +179,8 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
 
 
 def render_text(result: dict[str, Any]) -> str:
-    lines = [f"{result['name']} {result['qtype']} asked by {result['client']} at {result['at']}"]
+    asker = result["client"] + (f" (device {result['device']})" if "device" in result else "")
+    lines = [f"{result['name']} {result['qtype']} asked by {asker} at {result['at']}"]
     group = result.get("group")
     if group:
         lines.append(f"  group:   {group['name']} (matched by {group['matched_by']})")

@@ -10,6 +10,7 @@ from resolver.config.blocking import AnswerMode, BlockingConfig, MissingLists
 from resolver.config.cache import CacheConfig
 from resolver.config.clients import DEFAULT_ALLOW, ClientsConfig
 from resolver.config.document import parse_config
+from resolver.config.encrypted import EncryptedConfig
 from resolver.config.files import default_state_dir, default_yaml
 from resolver.config.groups import DEFAULT_GROUP, REFUSE, ExemptRule, GroupConfig
 from resolver.config.inspection import InspectionConfig
@@ -53,6 +54,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigProblem",
+    "EncryptedConfig",
     "Endpoint",
     "ExemptRule",
     "GroupConfig",

@@ -18,6 +18,7 @@ from yaml.nodes import Node
 from resolver.config.blocking import check_sinkhole, read_blocking
 from resolver.config.cache import read_cache
 from resolver.config.clients import read_clients
+from resolver.config.encrypted import read_encrypted
 from resolver.config.groups import read_groups
 from resolver.config.inspection import read_inspection
 from resolver.config.limits import read_limits
@@ -76,6 +77,7 @@ def _read(reader: Reader, root: Node | None, catalogue: frozenset[str]) -> Confi
     policies, policy_answers = read_policies(reader, top, lists, group_names, sinkhole)
     check_sinkhole(reader, blocking_entries, sinkhole, policy_answers)
     allow = lists.allow_sources(reader, top)
+    metrics = read_metrics(reader, top, listen)
     config = Config(
         source=reader.source,
         listen=listen or DEFAULT_LISTEN,
@@ -86,7 +88,7 @@ def _read(reader: Reader, root: Node | None, catalogue: frozenset[str]) -> Confi
         log=read_log(reader, top),
         groups=groups,
         policies=policies,
-        metrics=read_metrics(reader, top, listen),
+        metrics=metrics,
         audit=read_audit(reader, top),
         zones=zones,
         cache=read_cache(reader, top, deadline),
@@ -95,5 +97,8 @@ def _read(reader: Reader, root: Node | None, catalogue: frozenset[str]) -> Confi
         allow=allow,
         state_dir=read_state_dir(reader, top),
         workers=read_workers(reader, top),
+        encrypted=read_encrypted(
+            reader, top, listen, metrics.listen if metrics.enabled else None
+        ),
     )
     return None if reader.problems else config

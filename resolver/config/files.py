@@ -124,6 +124,31 @@ def ca_file(reader: Reader, node: Node, key: str, name: str) -> str | None:
     return None
 
 
+def pem_file(reader: Reader, node: Node, key: str, name: str, what: str) -> str | None:
+    """The absolute path of a PEM certificate chain or private key (`what`), after checking
+    its form: a DER file or the wrong half of the pair is caught now, not at the first
+    handshake. The shell loads it (here there is no `ssl`)."""
+    full = existing_file(reader, node, key, name, what)
+    if full is None:
+        return None
+    try:
+        with open(full, "rb") as f:
+            data = f.read(MAX_CA_BYTES + 1)
+    except OSError as e:
+        reader.problem(node, key, f"cannot read {what} {str(full)!r}: {e.strerror or e}")
+        return None
+    marker = b"PRIVATE KEY-----" if what == "private key" else b"-----BEGIN CERTIFICATE-----"
+    if len(data) > MAX_CA_BYTES:
+        reader.problem(node, key, f"{what} {str(full)!r} is larger than {MAX_CA_BYTES} bytes")
+    elif marker not in data:
+        reader.problem(
+            node, key, f"{what} {str(full)!r} holds no PEM {what} ({marker.decode().strip('-')})"
+        )
+    else:
+        return str(full)
+    return None
+
+
 def token_file(reader: Reader, node: Node, key: str, name: str) -> str | None:
     """The token file's absolute path, after checking it holds a usable token."""
     full = existing_file(reader, node, key, name, "token file")

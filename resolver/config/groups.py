@@ -9,6 +9,7 @@ from resolver.config.nodes import Entries, Item, Reader, join, line_of
 from resolver.config.problems import describe, suggest
 from resolver.config.values import IPNetwork, names_a_file, network
 from resolver.protocol import names
+from resolver.protocol.devices import parse_device_id
 
 DEFAULT_GROUP = "default"
 REFUSE = "refuse"
@@ -31,7 +32,9 @@ class ExemptRule:
 
 @dataclass(frozen=True, slots=True)
 class GroupConfig:
-    """Clients by subnet; the longest matching prefix wins, so groups may nest."""
+    """Clients by subnet; the longest matching prefix wins, so groups may nest. A client that
+    presents a device id (over DoT or DoH) listed under `devices` is in this group whatever
+    its address."""
 
     name: str = ""
     subnets: tuple[IPNetwork, ...] = ()
@@ -39,9 +42,10 @@ class GroupConfig:
     exempt: tuple[ExemptRule, ...] = ()
     line: int = 0
     exempt_lists: tuple[str, ...] = ()  # catalogue ids: every name of the entry is exempt
+    devices: tuple[str, ...] = ()
 
 
-_GROUP_KEYS = ("subnets", "block", "exempt", "exempt_lists")
+_GROUP_KEYS = ("subnets", "devices", "block", "exempt", "exempt_lists")
 
 
 def read_groups(
@@ -52,6 +56,7 @@ def read_groups(
     groups: list[GroupConfig] = []
     found: set[str] = set()
     owners: dict[IPNetwork, Item] = {}
+    device_owners: dict[str, Item] = {}
     for name, key_node, value_node in reader.named(top, "groups", "group"):
         path = join("groups", name)
         if name == REFUSE:
@@ -66,7 +71,7 @@ def read_groups(
         entries = reader.mapping(value_node, path, _GROUP_KEYS)
         if entries is None:
             continue
-        may_be_empty = name == DEFAULT_GROUP
+        may_be_empty = name == DEFAULT_GROUP or "devices" in entries
         items = reader.items(
             entries,
             "subnets",
@@ -96,6 +101,7 @@ def read_groups(
             GroupConfig(
                 name=name,
                 subnets=tuple(subnets),
+                devices=_devices(reader, entries, path, device_owners),
                 block=lists.resolve(reader, entries, "block", path) or (),
                 exempt=read_exempt(reader, entries, path, lists),
                 line=line_of(key_node),
@@ -103,6 +109,32 @@ def read_groups(
             )
         )
     return tuple(groups), frozenset(found)
+
+
+def _devices(
+    reader: Reader, entries: Entries, path: str, owners: dict[str, Item]
+) -> tuple[str, ...]:
+    """The group's device ids; like a network, a device belongs to one group only."""
+    items = reader.items(entries, "devices", path, _device_id)
+    devices: list[str] = []
+    for item in reader.unique(items or []):
+        first = owners.setdefault(item.value, item)
+        if first is item:
+            devices.append(item.value)
+            continue
+        reader.problem(
+            item.node,
+            item.key,
+            f"device {item.value} is already in {first.key} (line {line_of(first.node)}); "
+            "a device belongs to one group only",
+        )
+    return tuple(devices)
+
+
+def _device_id(raw: object) -> str:
+    if not isinstance(raw, str):
+        raise ValueError(f"expected a device id such as phone-0117, got {describe(raw)}")
+    return parse_device_id(raw)
 
 
 def read_exempt(

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from resolver.config.blocking import BlockingConfig
 from resolver.config.cache import CacheConfig
 from resolver.config.clients import ClientsConfig
+from resolver.config.encrypted import EncryptedConfig
 from resolver.config.files import default_state_dir
 from resolver.config.groups import GroupConfig
 from resolver.config.inspection import InspectionConfig
@@ -43,6 +44,7 @@ class Config:
     allow: tuple[str, ...] = ()
     state_dir: str = field(default_factory=default_state_dir)
     workers: int | str = DEFAULT_WORKERS  # worker processes, or "auto" (one per CPU)
+    encrypted: EncryptedConfig = field(default_factory=EncryptedConfig)
 
     def list_source(self, name: str) -> SourceConfig | None:
         """The source called `name`, or None for a catalogue id or a path.

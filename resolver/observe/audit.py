@@ -338,7 +338,7 @@ class AuditLog:
         self.dropped_total = 0
         self._clock = clock
         self._fold_window = float(fold_window)
-        self._folds: dict[tuple[str, bytes, object], _Fold] = {}
+        self._folds: dict[tuple[str, bytes, object, str], _Fold] = {}
         self._query_bucket = _TokenBucket(float(max_events_per_second), clock())
         self._operator_bucket = _TokenBucket(OPERATOR_EVENTS_PER_SECOND, clock())
         self._dropped: dict[str, int] = {}
@@ -411,10 +411,20 @@ class AuditLog:
     def error(self, event: str, **fields: object) -> None:
         self._event("error", event, fields)
 
-    def blocked(self, client: str, query: Query, decision: Decision) -> None:
+    def _device(self, device: str) -> str | None:
+        """A device id as the privacy mode shows it: as it is (raw), not at all (truncate: the
+        id would name the one phone the truncated address hides), or keyed like addresses."""
+        if self.privacy == "raw":
+            return device
+        if self._key is None:
+            return None
+        return pseudonym(self._key, "device:" + device)
+
+    def blocked(self, client: str, query: Query, decision: Decision, device: str = "") -> None:
         """One event per blocked query, folded when the same client repeats it within the window;
         `decisions` is written for a block through a catalogue entry, `cname` for a block found
-        in an upstream answer's names."""
+        in an upstream answer's names, `device` for a client that presented a device id (DoT
+        server name, DoH path)."""
         if not self.info_enabled:
             return
         now = self._clock()
@@ -422,7 +432,7 @@ class AuditLog:
         if folds:
             self._expire(now)
         policy = decision.policy
-        key = (client, query.qname, policy)
+        key = (client, query.qname, policy, device)
         fold = folds.get(key)
         if fold is not None:
             fold.repeats += 1
@@ -446,19 +456,22 @@ class AuditLog:
         cname = decision.cname
         if cname is not None:
             fields["cname"] = to_text(cname)
+        if device and (shown := self._device(device)) is not None:
+            fields["device"] = shown
         written = self._emit("info", "blocked", fields, now)
         if self._fold_window and len(folds) < FOLD_KEYS:
             # first_seen is exactly the written event's timestamp, so the SOC can pair them.
             stamp = self._lines.stamp if written else self._lines.timestamp()
             folds[key] = _Fold(now + self._fold_window, fields, stamp, query.qtype)
 
-    def allowed(self, client: str, query: Query, rcode: int) -> None:
+    def allowed(self, client: str, query: Query, rcode: int, device: str = "") -> None:
         if not self.info_enabled:
             return
-        self._emit("info", "query", {"client": self._client(client),
-                                     "qname": to_text(query.qname),
-                                     "qtype": type_name(query.qtype), "rcode": rcode},
-                   self._clock())  # fmt: skip
+        fields = {"client": self._client(client), "qname": to_text(query.qname),
+                  "qtype": type_name(query.qtype), "rcode": rcode}  # fmt: skip
+        if device and (shown := self._device(device)) is not None:
+            fields["device"] = shown
+        self._emit("info", "query", fields, self._clock())
 
     def upstream_failed(self, upstream: str, reason: str, query: Query) -> None:
         if not self._warning_enabled:

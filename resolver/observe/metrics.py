@@ -43,6 +43,9 @@ NONE_LABEL: Final = "none"
 Kind = Literal["counter", "gauge", "histogram"]
 
 
+ENCRYPTED_TRANSPORTS: Final = ("dot", "doh")
+"""The `transport` label of the encrypted listeners' series (both always exported)."""
+
 CACHE_KEYS: Final = ("entries", "bytes", "hits", "misses", "evictions")
 """What `ServiceSnapshot.cache` holds (`Cache.stats()`), each exported as `cache_<key>`."""
 
@@ -54,6 +57,7 @@ class ServiceSnapshot:
 
     upstream_health: Mapping[str, bool] = field(default_factory=dict)  # upstream label -> up
     tcp_connections_open: int = 0
+    connections_open: Mapping[str, int] = field(default_factory=dict)  # DoT/DoH, by transport
     list_sizes: Mapping[str, int] = field(default_factory=dict)  # domain rules per list
     list_last_refresh: Mapping[str, float] = field(default_factory=dict)  # unix time, last load
     list_refresh_failures: Mapping[str, int] = field(default_factory=dict)
@@ -84,6 +88,10 @@ class ServiceSnapshot:
         return cls(
             upstream_health=health,
             tcp_connections_open=sum(s.tcp_connections_open for s in snapshots),
+            connections_open={
+                name: sum(s.connections_open.get(name, 0) for s in snapshots)
+                for name in sorted({n for s in snapshots for n in s.connections_open})
+            },
             list_sizes=first.list_sizes,
             list_last_refresh=first.list_last_refresh,
             list_refresh_failures=first.list_refresh_failures,
@@ -174,6 +182,18 @@ FAMILIES: Final = {
         _f("tcp_connections", "counter", ("event",),
            "Client TCP connection events: accepted, rejected (over the cap), idle_closed, "
            "stalled (cut off mid-message)."),
+        _f("connections_open", "gauge", ("transport",),
+           "Encrypted client connections open now, by transport (dot, doh)."),
+        _f("encrypted_connections", "counter", ("transport", "event"),
+           "Encrypted client connection events: accepted, rejected (over "
+           "encrypted.max_connections), idle_closed, stalled (cut off mid-message), http_error "
+           "(a malformed HTTP/1.1 or HTTP/2 stream)."),
+        _f("tls_handshake_failures", "counter", ("transport", "reason"),
+           "TLS handshakes that failed, by reason: timeout, not_tls, protocol_version, "
+           "no_shared_cipher, certificate_rejected (the client refused our certificate), "
+           "closed, proxy_header, other."),
+        _f("doh_responses", "counter", ("status",),
+           "DNS-over-HTTPS responses by HTTP status (200, 400, 404, 405, 413, 415, ...)."),
         _f("udp_errors", "counter", ("event",),
            "UDP socket errors on the listeners: send_error, receive_error."),
         _f("dropped", "counter", ("reason",),
@@ -203,6 +223,7 @@ _PREFIXED: Final = {
     "udp.": "udp_errors",
     "dropped.": "dropped",
     "list_rejected.": "list_rejected",
+    "doh_response.": "doh_responses",
 }
 _EXACT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "reload.ok": ("reloads", ("success",)),
@@ -218,6 +239,8 @@ _ALWAYS: Final = (
     "reload.ok", "reload.failed", "internal_error", "upstream.mismatch", "upstream.merged",
     "upstream.tcp_retry", "upstream.receive_error", "tcp.accepted", "tcp.rejected",
     "tcp.idle_closed", "tcp.stalled", "udp.send_error", "udp.receive_error", "dropped.overload",
+    "dot.accepted", "dot.rejected", "doh.accepted", "doh.rejected", "tls_failed.dot.timeout",
+    "tls_failed.doh.timeout", "doh_response.200",
 )  # fmt: skip
 
 
@@ -291,6 +314,8 @@ class StatsCollector:
         for upstream, up in sorted(snapshot.upstream_health.items()):
             out.add("upstream_up", (upstream,), 1.0 if up else 0.0)
         out.add("tcp_connections_open", (), snapshot.tcp_connections_open)
+        for transport in ENCRYPTED_TRANSPORTS:
+            out.add("connections_open", (transport,), snapshot.connections_open.get(transport, 0))
         for name, size in sorted(snapshot.list_sizes.items()):
             out.add("list_entries", (name,), size)
         for name, when in sorted(snapshot.list_last_refresh.items()):
@@ -328,10 +353,24 @@ def _merged_blocks(
     return sorted(merged.items())
 
 
+# Keys with two label values: prefix -> family; the rest of the key is "first.second".
+_TWO_LABELS: Final = {
+    "tls_failed.": "tls_handshake_failures",
+    "dot.": "encrypted_connections",
+    "doh.": "encrypted_connections",
+}
+
+
 def _count_family(key: str) -> tuple[str, tuple[str, ...]]:
     exact = _EXACT.get(key)
     if exact is not None:
         return exact
+    for prefix, family in _TWO_LABELS.items():
+        if key.startswith(prefix):
+            if family == "encrypted_connections":
+                return family, (prefix[:-1], key[len(prefix) :])
+            first, _, second = key[len(prefix) :].partition(".")
+            return family, (first, second)
     for prefix, family in _PREFIXED.items():
         if key.startswith(prefix):
             return family, (key[len(prefix) :],)

@@ -20,8 +20,9 @@ from collections import Counter
 from typing import Final
 
 RESULTS: Final = ("answered", "blocked", "refused", "cached", "stale", "servfail", "formerr",
-                  "notimp", "badvers", "dropped")  # fmt: skip
-"""What became of a query; the `result` label. `answered` means forwarded and answered."""
+                  "notimp", "badvers", "dropped", "ddr")  # fmt: skip
+"""What became of a query; the `result` label. `answered` means forwarded and answered, `ddr`
+answered with our own encrypted endpoints (RFC 9462)."""
 
 DURATION_BUCKETS: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
                            0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # fmt: skip
@@ -98,7 +99,8 @@ class Stats:
         self.counts[key] += amount
 
     def query(self, protocol: str, qtype: int, result: str, seconds: float) -> None:
-        """One query finished: `protocol` "udp"/"tcp", `result` one of `RESULTS` (anything else
+        """One query finished: `protocol` "udp", "tcp", "dot" or "doh", `result` one of
+        `RESULTS` (anything else
         raises KeyError: a typo must show up in tests, not as a new series), `seconds` from
         receipt to answer."""
         histogram = self.durations[result]

@@ -164,6 +164,7 @@ class Group:
     bindings: tuple[Binding, ...]
     exemptions: Exemptions
     allow: Decision
+    devices: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,8 @@ class PolicyEngine:
         for (version, length), networks in sorted(by_length.items(), key=lambda kv: -kv[0][1]):
             self._prefixes[version].append((length, networks))
         self._memo: dict[str, Group | None] = {}
+        # A device id (DoT server name, DoH path) listed in a group outranks any subnet.
+        self._devices = {device: group for group in groups for device in group.devices}
         # Per group, names no list of it matches (module docstring); `_unlisted_count` in all.
         self._unlisted: dict[str, set[bytes]] = {group.name: set() for group in groups}
         self._unlisted_count = 0
@@ -211,8 +214,13 @@ class PolicyEngine:
         }
         self._blocks_count = 0
 
-    def group_of(self, client: str) -> Group | None:
-        """The group whose subnet is the longest prefix of `client`, else the default group."""
+    def group_of(self, client: str, device: str = "") -> Group | None:
+        """The group that lists `device`, else the one whose subnet is the longest prefix of
+        `client`, else the default group."""
+        if device:
+            listed = self._devices.get(device)
+            if listed is not None:
+                return listed
         try:
             return self._memo[client]
         except KeyError:
@@ -237,9 +245,12 @@ class PolicyEngine:
                 return group
         return None
 
-    def decide(self, client: str, qname: bytes, qtype: int, now: float) -> Decision:
-        """The decision for `client` asking `qname` (lowercase wire form) of type `qtype`."""
-        group = self.group_of(client)
+    def decide(
+        self, client: str, qname: bytes, qtype: int, now: float, device: str = ""
+    ) -> Decision:
+        """The decision for `client` (and the `device` id it presented, "" for none) asking
+        `qname` (lowercase wire form) of type `qtype`."""
+        group = self.group_of(client, device)
         if group is None:
             return _REFUSE_NO_GROUP
         unlisted = self._unlisted[group.name]
@@ -445,6 +456,7 @@ def build_engine(
             Group(
                 name=group.name,
                 subnets=tuple(str(net) for net in group.subnets),
+                devices=group.devices,
                 bindings=from_policies + own + baseline,
                 exemptions=exemptions_of(group.exempt, group.exempt_lists),
                 allow=Decision(Action.ALLOW, group.name),

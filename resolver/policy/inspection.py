@@ -209,6 +209,7 @@ def verdict(
     policy: PolicyEngine,
     blocking: BlockingConfig,
     now: float,
+    device: str = "",
 ) -> Decision | None:
     """The block `findings` impose on `client`'s answer, or None to let it through.
 
@@ -216,7 +217,7 @@ def verdict(
     the question name itself: `zone_offset` is 0 whatever the matched answer name was."""
     if findings.ip_block is not None:
         kind, rule = findings.ip_block
-        group = policy.group_of(client)
+        group = policy.group_of(client, device)
         cause = f"blocked by {kind} rule {rule}"
         return Decision(
             Action.BLOCK,
@@ -231,7 +232,7 @@ def verdict(
             cause=cause,
         )
     for name in findings.names:
-        decision = policy.decide(client, name, qtype, now)
+        decision = policy.decide(client, name, qtype, now, device)
         if decision.action is Action.BLOCK:
             return replace(decision, zone_offset=0, cname=name)
     return None

@@ -23,7 +23,7 @@ from typing import Any
 from resolver.config import Endpoint, LimitsConfig
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
-from resolver.pipeline import FORWARDED, QueryPipeline
+from resolver.pipeline import FORWARDED, Channel, QueryPipeline
 from resolver.shell.binding import TCP, UDP, BindError
 
 UDP_BATCH = 64
@@ -204,6 +204,12 @@ class UdpListener:
 
 
 class TcpConnection(asyncio.Protocol):
+    """RFC 7766 framing over a stream; DNS over TLS (`resolver.shell.dot`) runs the same on
+    decrypted bytes, with its own `channel`, event prefix and idle timeout."""
+
+    events = "tcp."  # prefix of the `Stats.count` keys of connection events
+    channel: Channel | None = None
+
     def __init__(self, listeners: Listeners) -> None:
         self.listeners = listeners
         self.transport: asyncio.Transport | None = None
@@ -260,7 +266,9 @@ class TcpConnection(asyncio.Protocol):
     def _answer(self, message: bytes) -> None:
         listeners = self.listeners
         try:
-            outcome = listeners.pipeline.handle(message, self.client, False, self._deliver)
+            outcome = listeners.pipeline.handle(
+                message, self.client, False, self._deliver, self.channel
+            )
         except Exception as error:
             listeners.internal_error(error)
             return
@@ -320,7 +328,7 @@ class TcpConnection(asyncio.Protocol):
         if self.closed or self.pending:
             return
         loop = self.listeners.loop
-        timeout = self.listeners.limits.tcp_idle_timeout
+        timeout = self.idle_timeout()
         start = self.partial_since if self.partial_since is not None else loop.time()
         self.timer = loop.call_at(start + timeout, self._expire)
 
@@ -328,8 +336,11 @@ class TcpConnection(asyncio.Protocol):
         self.timer = None
         if self.closed or self.pending:
             return
-        self.listeners.stats.count("tcp.stalled" if self.buffer else "tcp.idle_closed")
+        self.listeners.stats.count(self.events + ("stalled" if self.buffer else "idle_closed"))
         self.close()
+
+    def idle_timeout(self) -> float:
+        return self.listeners.limits.tcp_idle_timeout
 
     def close(self) -> None:
         self.closed = True

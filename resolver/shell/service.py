@@ -29,6 +29,7 @@ from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
 from resolver.pipeline import QueryPipeline
 from resolver.policy import windows
+from resolver.shell.encrypted import EncryptedListeners
 from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import Listeners
 from resolver.shell.workers import REPORT_INTERVAL, WorkerReport, encode_report, every
@@ -76,6 +77,7 @@ class Service:
         self.cache = Cache(config.cache)
         self.pipeline = QueryPipeline(state, self.pool, self.stats, audit, self.cache)
         self.listeners = Listeners(self.pipeline, config.limits, self.stats, audit)
+        self.encrypted = EncryptedListeners(self.listeners, config.encrypted, self.stats, audit)
         self.health: HealthServer | None = None
         self.list_loaded: dict[str, float] = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.list_failures: dict[str, int] = {}
@@ -103,6 +105,7 @@ class Service:
         return ServiceSnapshot(
             upstream_health=self.pool.health(),
             tcp_connections_open=len(self.listeners.connections),
+            connections_open=self.encrypted.open_connections(),
             list_sizes=dict(state.list_sizes),
             list_last_refresh=dict(self.list_loaded),
             list_refresh_failures=dict(self.list_failures),
@@ -149,7 +152,10 @@ class Service:
             "failing_closed": sorted(closed.groups),
             "healthy_upstreams": healthy,
         }
-        return self.started and bool(healthy) and not closed.groups, detail
+        if self.encrypted.active:
+            detail["encrypted"] = self.encrypted.status()
+        serving = self.started and self.encrypted.serving()
+        return serving and bool(healthy) and not closed.groups, detail
 
     def report_missing_lists(self, before: frozenset[str] = frozenset()) -> None:
         """At start, and on a reload for lists missing since `before`: which lists are missing
@@ -175,9 +181,10 @@ class Service:
         if open_files < needed:
             self.audit.warning("open_files_limit", limit=open_files, needed=needed)
         bound = await self.listeners.start(config.listen, reuse_port=worker is not None)
-        self.started = True
         fields: dict[str, object] = {"listeners": [str(e) for e in bound],
+                                     **await self.encrypted.start(reuse_port=worker is not None),
                                      "open_files": open_files}  # fmt: skip
+        self.started = True
         if config.metrics.enabled and worker is None:  # the supervisor serves workers' metrics
             metrics = Metrics(self.stats, self.snapshot)
             self.health = HealthServer(metrics, self.ready, metrics_token(config))
@@ -190,7 +197,9 @@ class Service:
     async def stop(self) -> None:
         if self.health is not None:
             await self.health.stop()
+        self.encrypted.close_servers()
         await self.listeners.stop()
+        await self.encrypted.stop()
         await self.pool.close()
 
     def request_reload(self, reason: str = "signal", reread: bool = True) -> None:
@@ -355,6 +364,8 @@ class Service:
         if config.inspection != old.inspection:
             self.cache.flush()  # cached answers carry what the old rules looked for
         self.listeners.limits = config.limits
+        if config is not old:  # a reload for changed lists keeps the certificate too
+            self.encrypted.reload(config.encrypted)
         loaded_at = dict.fromkeys(state.list_sizes, state.loaded_at)
         if state.lists is not None:  # a refused list's version in force is as old as it was
             for name, refused in state.lists.rejected.items():
