@@ -5,10 +5,10 @@ assignment, so a query sees either the old state or the new one, never a mixture
 that fails to build leaves the running state untouched.
 
 A list that a group must enforce but that is not loaded (`LoadedLists.missing`: a feed never
-fetched) is either waited for or ignored, as `blocking.missing_lists` says. Policies have
-windows, so which groups wait changes with time without a reload: `fail_closed(now)` gives the
-answer together with the interval over which it holds, and the pipeline asks again only when
-`now` leaves it.
+fetched, a refused version with no good one to keep) is either waited for or ignored, as
+`blocking.missing_lists` says. Policies have windows, so which groups wait changes with time
+without a reload: `fail_closed(now)` gives the answer together with the interval over which it
+holds, and the pipeline asks again only when `now` leaves it.
 
 May import: protocol, config, lists, policy
 Does I/O: read_resolv_conf (reads /etc/resolv.conf for the default upstreams)
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from resolver.config import Config, Endpoint, MissingLists, resolve_upstreams
 from resolver.lists.catalogue import load_catalogue_entry
-from resolver.lists.loading import ListReport, load_lists
+from resolver.lists.loading import ListReport, LoadedLists, load_lists
 from resolver.lists.matcher import Matcher
 from resolver.lists.provenance import list_provenance
 from resolver.policy.access import ClientAccess
@@ -93,6 +93,7 @@ class ResolverState:
     missing_lists: frozenset[str] = frozenset()  # configured lists with no loaded copy
     allows: tuple[Matcher, ...] = ()  # the global allow lists
     designated: DesignatedResolver | None = None  # DDR answers; None without encrypted listeners
+    lists: LoadedLists | None = None  # what the matchers came from, for the next reload
 
     def sinkhole(self, mode: str, ttl: int, censored: bool) -> SinkholeAnswer:
         return self.sinkholes[(mode, ttl, EdeCode.CENSORED if censored else EdeCode.BLOCKED)]
@@ -130,13 +131,23 @@ class ResolverState:
         return FailClosed(groups, since, until)
 
 
-def build_state(config: Config, resolv_conf: str | None = None) -> ResolverState:
+def build_state(
+    config: Config,
+    resolv_conf: str | None = None,
+    *,
+    previous: ResolverState | None = None,
+    keep: bool = False,
+) -> ResolverState:
     """Build the state for `config`; raises `ListError` naming file and line.
 
     Each list is loaded once, into its own matcher, however many groups and policies use it;
     big operator lists are compiled in a child process and memory-mapped (`resolver.lists.loading`).
+    Each new version of a list is judged against the one in `previous` (the running state; at
+    start-up, against the last good copy in the state directory), and a refused one leaves
+    that in force. `keep` (the server) writes last good copies; `check` and the other commands
+    only read them.
     """
-    loaded = load_lists(config)
+    loaded = load_lists(config, previous=previous.lists if previous else None, keep=keep)
     blocking = _blocking_items(config)
     matchers = dict(loaded.matchers)
     sizes = dict(loaded.sizes)
@@ -155,6 +166,7 @@ def build_state(config: Config, resolv_conf: str | None = None) -> ResolverState
         designated=designated_resolver(config),
         missing_lists=loaded.missing,
         allows=tuple(matchers[item][1] for item in config.allow if item in matchers),
+        lists=loaded,
     )
 
 

@@ -19,6 +19,7 @@ class FakeView:
     refreshed: dict[str, float] = field(default_factory=lambda: {"tiktok": 1_700_000_000.0})
     failures: dict[str, int] = field(default_factory=dict)
     missing: dict[str, bool] = field(default_factory=lambda: {"tiktok": False})
+    refused: dict[str, bool] = field(default_factory=lambda: {"tiktok": False})
     policy_rows: list[tuple[str, bool, float | None]] = field(default_factory=list)
     group_rules: dict[str, int] = field(default_factory=lambda: {"default": 40})
     cache_numbers: dict[str, int] | None = None
@@ -38,6 +39,7 @@ class FakeView:
             list_last_refresh=self.refreshed,
             list_refresh_failures=self.failures,
             lists_missing=self.missing,
+            lists_refused=self.refused,
             policies=tuple(self.policy_rows),
             group_blocked_rules=self.group_rules,
             cache=self.cache_numbers,

@@ -8,16 +8,17 @@ import datetime
 import ipaddress
 import json
 import os
-import re
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
 from resolver import __version__
 from resolver.commands import profile
 from resolver.config import Config, ConfigError, load_config, with_overrides
+from resolver.config.problems import ordered_problems
 from resolver.lists.catalogue import ListError, catalogue_ids
 from resolver.observe.audit import AuditLog, read_key
 from resolver.protocol.devices import parse_device_id
@@ -39,9 +40,6 @@ so the systemd unit retries, a few times."""
 EVENT_LOOP_VARIABLE = "DNSWARDEN_EVENT_LOOP"
 MAX_SHOWN_PROBLEMS = 5
 MAX_PROBLEM_CHARS = 200
-_LINE_PROBLEM = re.compile(r"^.*?:\d+: ")
-"""`FILE:LINE: ...`: a problem on one line, as opposed to a verdict on a whole file."""
-
 
 class UsageError(Exception):
     """A bad argument found only after parsing (a group the config does not define, an
@@ -160,6 +158,15 @@ def build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argumen
     )
     reload.add_argument("-c", "--config", metavar="FILE", help="YAML config (for its state_dir)")
     reload.add_argument("--pid-file", metavar="FILE", help="the server's PID file")
+    reload.add_argument(
+        "--accept",
+        metavar="LIST",
+        action="append",
+        default=[],
+        help="load the version of LIST there is now (a feed: its last refused download) even "
+        "though the list guard refuses it for being emptied or shrunk beyond max_shrink; "
+        "logged as `list_accepted`; repeatable",
+    )
 
     export = commands.add_parser(
         "export",
@@ -255,7 +262,7 @@ def run_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     if args.command in ("catalogue", "lists"):
         return catalogue(args.json)
     if args.command == "reload":
-        return reload_server(args.config, args.pid_file)
+        return reload_server(args.config, args.pid_file, args.accept)
     if args.command == "export":
         return export(args.format, args.group, args.origin, args.config, args.output)
     if args.command == "profile":
@@ -271,15 +278,27 @@ def _problems(error: ConfigError | ListError) -> int:
 
 
 def check(path: str, strict: bool = False) -> int:
+    """Validate the config and its lists as the server would load them: exit 1 on a problem,
+    or on a list version the server's list guard would refuse (judged against the last good
+    copy in state_dir, as at start-up), with every problem as FILE:LINE on stderr."""
     try:
         config = load_config(path, known_lists=catalogue_ids())
         state = build_state(config, read_resolv_conf())
     except (ConfigError, ListError) as error:
         return _problems(error)
-    print(
-        f"{path}: ok ({state.policy.domain_count} blocked domains from "
-        f"{len(state.list_sizes)} lists, {len(config.listen)} listeners)"
+    rejected = state.lists.rejected if state.lists is not None else {}
+    for refused in rejected.values():
+        for line in refused.lines():
+            print(line, file=sys.stderr)
+    counts = (
+        f"{state.policy.domain_count} blocked domains from {len(state.list_sizes)} lists, "
+        f"{len(config.listen)} listeners"
     )
+    if rejected:
+        names = ", ".join(rejected)
+        print(f"{path}: refused: {names} (the server would not load their new versions; {counts})")
+    else:
+        print(f"{path}: ok ({counts})")
     for name, report in state.list_reports.items():
         if report.kind != "catalogue":
             print(f"  {name}: {_list_summary(report)}")
@@ -292,6 +311,8 @@ def check(path: str, strict: bool = False) -> int:
     for warning in unenforced:
         print(f"  warning: {warning}")
     count = len(state.warnings) + len(unenforced)
+    if rejected:
+        return EXIT_INVALID
     if strict and count:
         print(f"{path}: {count} warning(s), and --strict fails on warnings", file=sys.stderr)
         return EXIT_INVALID
@@ -321,6 +342,13 @@ def _unenforced(state: ResolverState, now: datetime.datetime) -> list[str]:
 
     config = state.config
     found = [str(n) for n in windows.out_of_window(config.policies, config.source, now)]
+    for name, report in state.list_reports.items():
+        if report.kind == "url" and report.refused:
+            found.append(
+                f"{report.location}: the last download of list {name} was refused "
+                f"({report.refused}); its last good copy stays in force (the server's "
+                "`list_rejected` event says why; `dnswarden reload --accept` loads it anyway)"
+            )
     if uses_public_fallback(state):
         public = ", ".join(str(e) for e in state.upstreams)
         found.append(
@@ -361,7 +389,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     try:
         config = load()
-        state = build_state(config, read_resolv_conf())
+        state = build_state(config, read_resolv_conf(), keep=True)
     except (ConfigError, ListError) as error:
         return _invalid(error, path)
     workers = args.workers or worker_count(str(config.workers))
@@ -419,13 +447,6 @@ def _invalid(error: ConfigError | ListError, path: str | None) -> int:
         lines.append(f"... {more} more {'problem' if more == 1 else 'problems'}; {where} every one")
     return _cannot_start(None, shown[0], EXIT_INVALID, lines=lines, problems=shown,
                          problem_count=len(problems))  # fmt: skip
-
-
-def ordered_problems(problems: Iterable[str]) -> list[str]:
-    """Verdicts on a whole file (`FILE: 400 invalid lines ...; refusing to load this list`)
-    before the line-level problems they sum up; otherwise in the order found."""
-    listed = list(problems)
-    return sorted(listed, key=lambda problem: _LINE_PROBLEM.match(problem) is not None)
 
 
 def _cut(text: str) -> str:
@@ -526,12 +547,24 @@ def _hold_pid_file(pid_file: str | None, config: Config) -> PidFile | None:
         return None
 
 
-def reload_server(path: str | None, pid_file: str | None) -> int:
-    """Send SIGHUP to the server named by the PID file, after checking it is one of ours."""
+def reload_server(path: str | None, pid_file: str | None, accept: Sequence[str] = ()) -> int:
+    """Send SIGHUP to the server named by the PID file, after checking it is one of ours;
+    with `accept`, first record that the operator accepts those lists' current versions."""
     try:
-        config = load_config(path, known_lists=catalogue_ids()) if pid_file is None else None
+        needed = pid_file is None or accept
+        config = load_config(path, known_lists=catalogue_ids()) if needed else None
     except ConfigError as error:
         return _problems(error)
+    if accept and config is not None:
+        from resolver.lists.loading import accept_version
+
+        for name in accept:
+            try:
+                what = accept_version(config, name, time.time())
+            except (ValueError, OSError) as error:
+                print(f"dnswarden reload: --accept {name}: {error}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"dnswarden reload: accepting {what} as list {name}")
     pid_path = Path(pid_file) if pid_file else _pid_path(None, config)  # type: ignore[arg-type]
     try:
         pid = int(pid_path.read_text(encoding="ascii").strip())

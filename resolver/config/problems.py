@@ -7,6 +7,7 @@ prints them; all of them are raised together, so one `check` run shows everythin
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -57,3 +58,15 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     """` (did you mean 'x'?)` for the closest choice, or nothing when none is close."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+_LINE_PROBLEM = re.compile(r"^.*?:\d+: ")
+"""`FILE:LINE: ...`: a problem on one line, as opposed to a verdict on a whole file."""
+
+
+def ordered_problems(problems: Iterable[str]) -> list[str]:
+    """Verdicts on a whole file (`FILE: 400 invalid lines ...; refusing to load this list`)
+    before the line-level problems they sum up; otherwise in the order found. Where only a
+    few problems can be shown (a log event), the verdict must be among them."""
+    listed = list(problems)
+    return sorted(listed, key=lambda problem: _LINE_PROBLEM.match(problem) is not None)

@@ -46,7 +46,9 @@ class SourceConfig:
     to it.  Exactly one of `url`, `path` (a file), `dir` (every regular file in it) or
     `transfer` (an RPZ zone from its primaries) is set; paths are absolute.  `refresh` is the
     fetch interval of a URL, or how often a file's or directory's modification time is
-    checked; a transferred zone follows its SOA's refresh and retry timers instead."""
+    checked; a transferred zone follows its SOA's refresh and retry timers instead.
+    `max_shrink` and `allow_tld_rules` feed the guard every new version of the list must pass
+    (`resolver.lists.guard`)."""
 
     name: str = ""
     url: str | None = None
@@ -58,6 +60,7 @@ class SourceConfig:
     timeout: float = 30.0
     max_bytes: int = 256 << 20
     max_shrink: float = 0.5
+    allow_tld_rules: bool = False
     line: int = 0
     transfer: TransferConfig | None = None  # set for an RPZ zone taken by zone transfer
 
@@ -85,6 +88,7 @@ _SOURCE_KEYS = (
     "max_bytes",
     "max_shrink",
     *TRANSFER_KEYS,
+    "allow_tld_rules",
 )
 _SOURCE_KINDS = ("url", "path", "dir", "primaries")
 _list_format = choice(ListFormat, "format")
@@ -176,6 +180,9 @@ def _read_source(reader: Reader, name: str, key_node: Node, entries: Entries) ->
     timeout = reader.value(entries, "timeout", path, positive_duration, defaults.timeout)
     max_bytes = reader.value(entries, "max_bytes", path, positive_size, defaults.max_bytes)
     shrink = reader.value(entries, "max_shrink", path, _fraction, defaults.max_shrink)
+    tld_rules = reader.value(
+        entries, "allow_tld_rules", path, strict_bool, defaults.allow_tld_rules
+    )
     return SourceConfig(
         name=name,
         url=location["url"],
@@ -188,6 +195,7 @@ def _read_source(reader: Reader, name: str, key_node: Node, entries: Entries) ->
         max_bytes=defaults.max_bytes if max_bytes is MISSING else max_bytes,
         max_shrink=defaults.max_shrink if shrink is MISSING else shrink,
         transfer=transfer,
+        allow_tld_rules=defaults.allow_tld_rules if tld_rules is MISSING else tld_rules,
         line=line_of(key_node),
     )
 

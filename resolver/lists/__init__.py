@@ -4,6 +4,7 @@ the config's list references into matchers, and what each list cites for its blo
 
 May import: protocol, config
 Does I/O: catalogue (reads the bundled catalogue files), compiled (maps and writes compiled
-    lists), fetch (HTTPS feeds, last good copies), loading (list files, the compile child process),
+    lists), fetch (HTTPS feeds, last good copies), feeds (fetches feeds, keeps their last good
+    copies), loading (list files, the compile child process), refusals (accept markers),
     transfer (RPZ zone transfers from primaries, TSIG secret files)
 """

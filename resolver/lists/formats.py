@@ -151,6 +151,7 @@ class ParsedRules:
     skipped: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
+    over_limit: int = 0  # of `error_count`: good rules beyond a limit (max_regex), not garbage
     max_errors: int = 100
 
     @property
@@ -745,6 +746,7 @@ def parse_rules(
             parsed.bad(
                 rule.line, f"regex rules over the limit of {max_regex} (limits.max_regex_rules)"
             )
+            parsed.over_limit += 1
         del parsed.regexes[max_regex:]
     return parsed
 

@@ -31,6 +31,10 @@ _TEXT_CONTROLS: Final = frozenset(b"\t\n\r\f\v")
 _HTML = re.compile(rb"<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]|<title>", re.I)
 
 
+LIFTED_BY_ACCEPT: Final = frozenset({"empty", "shrink"})
+"""The refusals an operator can overrule (`accept`): the others say the text is no list."""
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a version of a list is refused: `reason` is a short, stable code for metrics and
@@ -126,6 +130,22 @@ def judge(
             f"it has {accepted} rules where the version in force has {previous}, a shrink of "
             f"{1 - accepted / previous:.0%} (max_shrink {max_shrink:.0%})",
         )
+    return None
+
+
+def rule_line(data: bytes, label: str) -> int | None:
+    """The number (from 1) of the first line of `data` that writes the single-label rule
+    `label` (``com``, ``||com^``, ``0.0.0.0 com``, ``*.com``), for a ``file:line`` report;
+    None when no line does (an RPZ owner written in full, say). Comments are skipped."""
+    pattern = re.compile(
+        rb"(?<![\w.*-])(?:\*\.)?" + re.escape(label.encode()) + rb"\.?(?![\w.-])", re.I
+    )
+    for match in pattern.finditer(data):
+        start = data.rfind(b"\n", 0, match.start()) + 1
+        before = data[start : match.start()]
+        if b"#" in before or before.lstrip().startswith((b"!", b";")):
+            continue
+        return data.count(b"\n", 0, start) + 1
     return None
 
 

@@ -1,19 +1,22 @@
 """Loading every list a config names: catalogue entries, local files and directories, and
-remote feeds with their last good copies; building the matchers the policy looks names up in.
+remote feeds from their last good copies; building the matchers the policy looks names up in.
 
 Operator lists can hold millions of names, so they are parsed by `resolver.lists.formats` (every
 common format) and compiled by `resolver.lists.compiled` into a memory-mapped file in the state
 directory, in a child process when they are big: the server's own memory never holds the
 parse, a reload never holds the GIL for seconds, and a restart with unchanged lists maps the
 compiled files without parsing anything (each carries the fingerprint of the text it came
-from). Remote lists are fetched by `refresh_source` (`resolver.lists.fetch` does the HTTP), and a
-download replaces the last good copy only if it parses and does not shrink suspiciously.
+from). Remote lists are fetched by `resolver.lists.feeds`.
 
 Bad lines are reported with ``file:line`` and skipped; a list with too many of them (more than
-`limits.max_bad_lines` and over 5% of its lines) is refused as a whole, because a broken or
-mis-downloaded list must not load half-silently. Catalogue entries are few rules with per-rule
-answers, already checked strictly by `resolver.lists.catalogue`; `build_blocking` puts them in a
-`DomainMatcher` as they are.
+`limits.max_bad_lines` and over 5% of its lines) is broken and cannot be loaded at all. Every
+other new version of every list is judged before use (`resolver.lists.guard`): an error page,
+binary data, a list with over half of its lines invalid, a rule that blocks a whole TLD, or a
+version emptied or shrunk by more than `max_shrink` is refused, and the version in force stays:
+the running state's, or at start-up the compiled file in the state directory, which is each
+list's last good copy. Catalogue entries are few rules with per-rule answers, already checked
+strictly by `resolver.lists.catalogue`; `build_blocking` puts them in a `DomainMatcher` as they
+are.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,10 +42,22 @@ from resolver.lists.compiled import (
     from_parsed,
     open_compiled,
     parse_job,
+    write_atomic,
 )
-from resolver.lists.fetch import FetchError, FetchResult, SourceStore, fetch
+from resolver.lists.fetch import SourceStore
 from resolver.lists.formats import ParsedRules
+from resolver.lists.guard import DEFAULT_MAX_SHRINK, LIFTED_BY_ACCEPT, judge
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
+from resolver.lists.refusals import (
+    KEPT_LAST_GOOD,
+    KEPT_NOTHING,
+    KEPT_PREVIOUS,
+    ListAcceptance,
+    ListRejection,
+    accepted_key,
+    rejection,
+    write_marker,
+)
 
 __all__ = [
     "AllowFiltered",
@@ -51,18 +65,18 @@ __all__ = [
     "ListError",
     "ListLoader",
     "ListReport",
+    "ListSpec",
     "LoadedLists",
     "Matcher",
-    "RefreshOutcome",
+    "accept_version",
     "build_blocking",
     "compile_job",
-    "due_sources",
     "list_specs",
     "load_lists",
     "local_changes",
     "poll_interval",
-    "refresh_source",
     "size_changes",
+    "watch_stamps",
 ]
 
 
@@ -156,10 +170,11 @@ class ListReport:
     cached: bool = False  # served from the compiled cache, nothing parsed
     note: str = ""
     fetched: bool = True  # False for a feed with no good copy yet: it blocks nothing so far
+    refused: str = ""  # the guard's reason when the newest version was refused
 
     def fields(self) -> dict[str, object]:
         out: dict[str, object] = {"entries": self.entries, "kind": self.kind}
-        for key in ("format", "detected", "note"):
+        for key in ("format", "detected", "note", "refused"):
             value = getattr(self, key)
             if value:
                 out[key] = value
@@ -183,8 +198,12 @@ class LoadedLists:
     `local_changes` compares to notice edited list files.
 
     `missing` names the lists that are not in force although configured: their matcher is
-    empty (a feed never fetched, with no last good copy). What that means for the groups
-    that use them is decided from these names alone (`state`, `blocking.missing_lists`).
+    empty (a feed never fetched, or a refused version with no good one to keep). What that
+    means for the groups that use them is decided from these names alone (`state`,
+    `blocking.missing_lists`).
+
+    `rejected` holds each list whose new version the guard refused (the matcher is then the
+    version kept in force); `accepted` each one loaded only because the operator accepted it.
     """
 
     matchers: Mapping[str, tuple[str, Matcher]]
@@ -193,10 +212,12 @@ class LoadedLists:
     warnings: tuple[str, ...]
     watch: Mapping[str, tuple[tuple[str, int, int], ...]]
     missing: frozenset[str] = frozenset()
+    rejected: Mapping[str, ListRejection] = field(default_factory=dict)
+    accepted: Mapping[str, ListAcceptance] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
-class _Spec:
+class ListSpec:
     """One list to load: where its text comes from and how to parse it."""
 
     item: str
@@ -205,7 +226,8 @@ class _Spec:
     files: tuple[Path, ...]
     format: str
     url: str | None = None
-    max_shrink: float = 0.5
+    max_shrink: float = DEFAULT_MAX_SHRINK
+    allow_tld_rules: bool = False
 
 
 def _dir_files(directory: Path) -> tuple[Path, ...]:
@@ -221,26 +243,27 @@ def _dir_files(directory: Path) -> tuple[Path, ...]:
     )
 
 
-def list_specs(config: Config) -> list[_Spec | str]:
-    """Every list reference of `config` resolved: a `_Spec`, or the id for catalogue entries."""
-    specs: list[_Spec | str] = []
+def list_specs(config: Config) -> list[ListSpec | str]:
+    """Every list reference of `config` resolved: a `ListSpec`, or the id for catalogue entries."""
+    specs: list[ListSpec | str] = []
     for ref in config.list_refs:
         if ref.kind is ListKind.CATALOGUE:
             specs.append(ref.name)
         elif ref.source is not None:
             specs.append(_source_spec(ref.name, ref.source))
         else:
-            specs.append(_Spec(ref.name, Path(ref.name).stem, "file", (Path(ref.name),), "auto"))
+            specs.append(ListSpec(ref.name, Path(ref.name).stem, "file", (Path(ref.name),), "auto"))
     return specs
 
 
-def _source_spec(item: str, source: SourceConfig) -> _Spec:
+def _source_spec(item: str, source: SourceConfig) -> ListSpec:
     fmt = source.format.value
+    guard = (source.max_shrink, source.allow_tld_rules)
     if source.remote:  # a feed or a transferred zone: its last good copy
-        return _Spec(item, source.name, "url", (), fmt, source.location, source.max_shrink)
+        return ListSpec(item, source.name, "url", (), fmt, source.location, *guard)
     if source.dir:
-        return _Spec(item, source.name, "dir", _dir_files(Path(source.dir)), fmt)
-    return _Spec(item, source.name, "file", (Path(source.location),), fmt)
+        return ListSpec(item, source.name, "dir", _dir_files(Path(source.dir)), fmt, None, *guard)
+    return ListSpec(item, source.name, "file", (Path(source.location),), fmt, None, *guard)
 
 
 def _stat(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
@@ -255,17 +278,17 @@ def _stat(paths: Sequence[Path]) -> tuple[tuple[str, int, int], ...]:
     return tuple(stamps)
 
 
-def _fingerprint(spec: _Spec, stamps: object, limits: tuple[int, int]) -> str:
+def list_fingerprint(spec: ListSpec, stamps: object, limits: tuple[int, int]) -> str:
     text = json.dumps([PARSER_VERSION, spec.name, spec.format, stamps, limits])
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _compiled_path(state_dir: Path, spec: _Spec) -> Path:
+def compiled_path(state_dir: Path, spec: ListSpec) -> Path:
     tag = hashlib.sha256(spec.item.encode()).hexdigest()[:8]
     return state_dir / "compiled" / f"{_SAFE_NAME.sub('_', spec.name)}-{tag}.dwl"
 
 
-def _run_child(job: Mapping[str, Any]) -> dict[str, Any]:
+def run_child(job: Mapping[str, Any]) -> dict[str, Any]:
     """`compile_job` in a fresh interpreter (`python -m resolver.lists.compiled`), job on stdin."""
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
@@ -288,10 +311,36 @@ def _run_child(job: Mapping[str, Any]) -> dict[str, Any]:
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """One list as `ListLoader.load` leaves it: the matcher in force and what to report."""
+
+    matcher: Matcher
+    report: ListReport
+    errors: list[str] = field(default_factory=list)
+    rejection: ListRejection | None = None
+    acceptance: ListAcceptance | None = None
+
+    @property
+    def missing(self) -> bool:
+        return not self.report.fetched or (
+            self.rejection is not None and self.rejection.kept == KEPT_NOTHING
+        )
+
+
+InForce = tuple[Matcher, ListReport]
+"""A list's matcher (unfiltered by the allow lists) and report in the running state."""
+
+
 class ListLoader:
-    """Loads lists into matchers, with the compiled cache and the last good copies in
-    `state_dir`. Without a usable state directory everything still works, compiled in
-    memory (and `check` never needs one)."""
+    """Loads lists into matchers, judging every new version (`resolver.lists.guard`), with the
+    compiled files and the last good copies in `state_dir`.
+
+    The compiled file of a list is its last good copy: it is written only for a version the
+    guard let through, and opened when a later version is refused. `keep` (the server) writes
+    it, for small lists too; without it (`check`, `explain`, `export`) nothing is written and
+    everything still works, compiled in memory where no good compiled file exists.
+    """
 
     def __init__(
         self,
@@ -300,21 +349,23 @@ class ListLoader:
         max_bad_lines: int = 100,
         max_regex: int = 1000,
         child_threshold: int | None = None,
+        keep: bool = True,
     ) -> None:
         self.state_dir = Path(state_dir) if state_dir else None
         self.max_bad_lines = max_bad_lines
         self.max_regex = max_regex
         self.child_threshold = CHILD_THRESHOLD if child_threshold is None else child_threshold
+        self.keep = keep
         self.store = SourceStore(self.state_dir) if self.state_dir is not None else None
         self._writable: bool | None = None
 
     @property
     def writable(self) -> bool:
-        """The compiled cache directory exists or could be created (checked once, lazily:
-        `check` and small lists never touch the state directory)."""
+        """Last good copies are kept, and the compiled directory exists or could be created
+        (checked once, lazily)."""
         if self._writable is None:
             self._writable = False
-            if self.state_dir is not None:
+            if self.keep and self.state_dir is not None:
                 try:
                     (self.state_dir / "compiled").mkdir(parents=True, exist_ok=True)
                     self._writable = os.access(self.state_dir / "compiled", os.W_OK)
@@ -322,7 +373,7 @@ class ListLoader:
                     pass
         return self._writable
 
-    def spec_files(self, spec: _Spec) -> tuple[Path, ...]:
+    def spec_files(self, spec: ListSpec) -> tuple[Path, ...]:
         """The files to parse: a URL source's last good copy, if there is one."""
         if spec.kind != "url":
             return spec.files
@@ -330,14 +381,24 @@ class ListLoader:
             return ()
         return (self.store.body_path(spec.name),)
 
-    def stamps(self, spec: _Spec) -> object:
+    def stamps(self, spec: ListSpec) -> object:
         if spec.kind == "url":
             meta = self.store.meta(spec.name) if self.store is not None else {}
             return meta.get("sha256", "")
         return _stat(spec.files)
 
-    def load(self, spec: _Spec, regex_budget: int) -> tuple[Matcher, ListReport, list[str]]:
-        """The matcher of one list; raises `ListError` when it is unreadable or broken."""
+    def version_key(self, spec: ListSpec) -> str:
+        """What names the version of `spec` there is now, for accept markers."""
+        stamps = self.stamps(spec)
+        return f"sha256:{stamps}" if spec.kind == "url" else json.dumps(stamps)
+
+    def _accepted(self, spec: ListSpec) -> bool:
+        return accepted_key(self.state_dir, spec.name) == self.version_key(spec)
+
+    def load(self, spec: ListSpec, regex_budget: int, in_force: InForce | None = None) -> _Loaded:
+        """One list, judged against `in_force` (the running state's version; at start-up the
+        last good copy in `state_dir`). A refused version leaves that one in force (or none:
+        then the list is missing). Raises `ListError` when a file cannot be read."""
         files = self.spec_files(spec)
         location = spec.url or (str(spec.files[0]) if spec.kind == "file" else "")
         if spec.kind == "dir":
@@ -345,10 +406,11 @@ class ListLoader:
         if spec.kind == "url" and not files:
             empty = from_parsed(ParsedRules(source=spec.name, format=spec.format), spec.name)
             note = "no copy fetched yet; blocking nothing from this list until a fetch succeeds"
-            report = ListReport(spec.name, spec.kind, location, 0, note=note, fetched=False)
-            return empty, report, []
+            return _Loaded(
+                empty, ListReport(spec.name, spec.kind, location, 0, note=note, fetched=False)
+            )
         limits = (self.max_bad_lines, regex_budget)
-        fingerprint = _fingerprint(spec, self.stamps(spec), limits)
+        fingerprint = list_fingerprint(spec, self.stamps(spec), limits)
         labels = {str(path): str(path) for path in files}
         if spec.kind == "url":
             labels = {str(files[0]): spec.url or spec.name}
@@ -359,36 +421,92 @@ class ListLoader:
             "format": spec.format,
             "max_errors": self.max_bad_lines,
             "max_regex": regex_budget,
+            "max_shrink": spec.max_shrink,
+            "allow_tld_rules": spec.allow_tld_rules,
+            "accept": self._accepted(spec),
             "meta": {"fingerprint": fingerprint, "item": spec.item},
         }
+        compiled = compiled_path(self.state_dir, spec) if self.state_dir is not None else None
         size = sum(stamp[1] for stamp in _stat(files) if stamp[1] > 0)
-        if size > self.child_threshold and self.writable and self.state_dir is not None:
-            cached_path = _compiled_path(self.state_dir, spec)
+        big = size > self.child_threshold
+        if compiled is not None and big and self.writable:
             # Workers reloading together: the first compiles, the others wait and map it.
-            with _file_lock(cached_path.with_suffix(".lock"), wait=True):
-                matcher = self._cached(cached_path, fingerprint)
+            with file_lock(compiled.with_suffix(".lock"), wait=True):
+                matcher = self._cached(compiled, fingerprint)
                 if matcher is not None:
-                    return matcher, self._report(spec, location, matcher, cached=True), []
-                job["out"] = str(cached_path)
-                result = _run_child(job)
-                if result["problems"]:
-                    raise ListError(result["problems"])
-                matcher = open_compiled(cached_path)
-            report = self._report(spec, location, matcher)
-        else:
-            matcher = self._in_memory(job)
-            report = self._report(spec, location, matcher)
-            if size > self.child_threshold:
-                report = replace(report, note="state_dir not writable: compiled in memory")
-        return matcher, report, list(matcher.meta["report"]["errors"])
-
-    def _in_memory(self, job: dict[str, Any]) -> CompiledMatcher:
-        """Parse here: small lists, or no state directory to write a compiled file to."""
+                    return _Loaded(matcher, self._report(spec, location, matcher, cached=True))
+                last_good = None if in_force is not None else _open_quietly(compiled)
+                job["previous"] = _count(in_force, last_good)
+                job["out"] = str(compiled)
+                result = run_child(job)
+            if result.get("refusal") is not None:
+                return self._refused(spec, location, result, in_force, last_good)
+            if result["problems"]:
+                raise ListError(result["problems"])
+            return self._loaded(spec, location, open_compiled(compiled), result, job)
+        last_good = _open_quietly(compiled) if compiled is not None else None
+        if big and last_good is not None and last_good.meta.get("fingerprint") == fingerprint:
+            return _Loaded(last_good, self._report(spec, location, last_good, cached=True))
+        job["previous"] = _count(in_force, last_good)
         parsed, problems, summary = parse_job(job)
+        if summary["refusal"] is not None:
+            return self._refused(spec, location, summary, in_force, last_good)
         if problems:
             raise ListError(problems)
         meta = {**job["meta"], "report": summary}
-        return CompiledMatcher(b"".join(compile_rules(parsed, job["name"], meta)))
+        chunks = compile_rules(parsed, job["name"], meta)
+        del parsed
+        same = last_good is not None and last_good.meta.get("fingerprint") == fingerprint
+        if compiled is not None and self.writable and not same:
+            write_atomic(compiled, chunks)  # the last good copy, for a start with a bad version
+        matcher = CompiledMatcher(b"".join(chunks))
+        loaded = self._loaded(spec, location, matcher, summary, job)
+        if big and self.keep:
+            note = "state_dir not writable: compiled in memory"
+            return replace(loaded, report=replace(loaded.report, note=note))
+        return loaded
+
+    def _loaded(
+        self,
+        spec: ListSpec,
+        location: str,
+        matcher: CompiledMatcher,
+        summary: Mapping[str, Any],
+        job: Mapping[str, Any],
+    ) -> _Loaded:
+        over = summary.get("accepted_over")
+        acceptance = None
+        if over:
+            acceptance = ListAcceptance(
+                spec.name, location, over["reason"], over["detail"], len(matcher), job["previous"]
+            )
+        report = self._report(spec, location, matcher)
+        return _Loaded(matcher, report, list(summary.get("errors", ())), None, acceptance)
+
+    def _refused(
+        self,
+        spec: ListSpec,
+        location: str,
+        summary: Mapping[str, Any],
+        in_force: InForce | None,
+        last_good: CompiledMatcher | None,
+    ) -> _Loaded:
+        """What stays in force when the new version is refused: the running version, else
+        the last good copy on disk, else nothing (the list is then missing)."""
+        refusal = summary["refusal"]
+        if in_force is not None:
+            matcher, report = in_force
+            kept = KEPT_PREVIOUS
+        elif last_good is not None:
+            matcher, report = last_good, self._report(spec, location, last_good)
+            kept = KEPT_LAST_GOOD
+        else:
+            matcher = from_parsed(ParsedRules(source=spec.name, format=spec.format), spec.name)
+            report = ListReport(spec.name, spec.kind, location, 0)
+            kept = KEPT_NOTHING
+        refused = rejection(spec.name, location, refusal, kept, len(matcher))
+        note = f"new version refused ({refused.reason}): {refused.kept_text()}"
+        return _Loaded(matcher, replace(report, note=note, refused=refused.reason), [], refused)
 
     @staticmethod
     def _cached(path: Path, fingerprint: str) -> CompiledMatcher | None:
@@ -400,7 +518,7 @@ class ListLoader:
 
     @staticmethod
     def _report(
-        spec: _Spec, location: str, matcher: CompiledMatcher, *, cached: bool = False
+        spec: ListSpec, location: str, matcher: CompiledMatcher, *, cached: bool = False
     ) -> ListReport:
         report = matcher.meta.get("report", {})
         return ListReport(
@@ -417,19 +535,77 @@ class ListLoader:
         )
 
 
-def load_lists(config: Config, *, state_dir: str | None = None) -> LoadedLists:
+def _open_quietly(path: Path) -> CompiledMatcher | None:
+    """The compiled file at `path` whatever version it holds, or None."""
+    try:
+        return open_compiled(path)
+    except (OSError, ValueError):
+        return None
+
+
+def _count(in_force: InForce | None, last_good: Matcher | None) -> int | None:
+    """How many rules the version a new one is judged against has (None: there is none): the
+    one in force, else (at start-up) the last good copy."""
+    if in_force is not None:
+        return len(in_force[0])
+    return None if last_good is None else len(last_good)
+
+
+def _catalogue(
+    entry_id: str, in_force: InForce | None
+) -> tuple[DomainMatcher, ListReport, ListRejection | None]:
+    """A catalogue entry, judged like any list: a bundled entry changes only with dnswarden
+    itself, but an upgrade under a running server must not lift bans quietly either."""
+    blocking = build_blocking([entry_id])
+    ((name, size),) = blocking.sizes.items()
+    singles = [
+        pattern for pattern, _ in blocking.matcher.rules() if "." not in pattern.lstrip("*.")
+    ]
+    verdict = judge(
+        content=None,
+        accepted=size,
+        invalid=0,
+        rule_lines=size,
+        previous=None if in_force is None else len(in_force[0]),
+        tld_rules=[pattern.lstrip("*.") for pattern in singles],
+    )
+    report = ListReport(name, "catalogue", entry_id, size)
+    if verdict is None:
+        return blocking.matcher, report, None
+    refusal = {"reason": verdict.reason, "detail": verdict.detail, "samples": singles}
+    if in_force is not None:
+        matcher, kept_report = in_force
+        refused = rejection(name, entry_id, refusal, KEPT_PREVIOUS, len(matcher))
+        return matcher, replace(kept_report, refused=verdict.reason), refused  # type: ignore[return-value]
+    refused = rejection(name, entry_id, refusal, KEPT_NOTHING, 0)
+    return DomainMatcher(), replace(report, entries=0, refused=verdict.reason), refused
+
+
+def load_lists(
+    config: Config,
+    *,
+    state_dir: str | None = None,
+    previous: LoadedLists | None = None,
+    keep: bool = False,
+) -> LoadedLists:
     """Load every list `config` names; raises `ListError` with every problem of every list.
 
     Catalogue entries become `DomainMatcher`s (a few hundred rules with per-rule answers);
     operator lists become `CompiledMatcher`s, from the compiled cache when their files (or a
     URL's last good copy) are unchanged. No network I/O: remote lists are fetched by
     `refresh_source`, and a list never fetched yet blocks nothing until it is.
+
+    Every new version is judged (`resolver.lists.guard`) against the one in `previous` (the
+    running state's lists), or at start-up against the last good copy in the state
+    directory; a refused one leaves that in force and is reported in `rejected`. `keep`
+    writes last good copies (the server does; `check` and the other commands only read).
     """
     limits = config.limits
     loader = ListLoader(
         state_dir if state_dir is not None else config.state_dir,
         max_bad_lines=limits.max_bad_lines,
         max_regex=limits.max_regex_rules,
+        keep=keep,
     )
     allow_names = set(config.allow)
     loaded: dict[str, tuple[str, Matcher]] = {}
@@ -439,31 +615,47 @@ def load_lists(config: Config, *, state_dir: str | None = None) -> LoadedLists:
     problems: list[str] = []
     failed: list[str] = []
     watch: dict[str, tuple[tuple[str, int, int], ...]] = {}
+    rejected: dict[str, ListRejection] = {}
+    accepted: dict[str, ListAcceptance] = {}
+    missing: set[str] = set()
     regex_left = loader.max_regex
     for spec in list_specs(config):
         if isinstance(spec, str):
             try:
-                blocking = build_blocking([spec])
+                matcher, report, refused = _catalogue(spec, _in_force(previous, spec, spec))
             except ListError as error:
                 problems.extend(error.problems)
                 failed.append(spec)
                 continue
-            ((name, size),) = blocking.sizes.items()
-            matcher: Matcher = blocking.matcher
-            report = ListReport(name, "catalogue", spec, size)
-            item = spec
+            name, item, size = report.name, spec, report.entries
+            if refused is not None:
+                rejected[name] = refused
+                if refused.kept == KEPT_NOTHING:
+                    missing.add(name)
         else:
             name, item = spec.name, spec.item
             watch[item] = _watch_stamp(spec, loader.store)
             try:
-                compiled, report, errors = loader.load(spec, max(regex_left, 0))
+                one = loader.load(spec, max(regex_left, 0), _in_force(previous, item, name))
             except ListError as error:
                 problems.extend(error.problems)
                 failed.append(name)
                 continue
-            regex_left -= len(compiled.regexes()) if isinstance(compiled, CompiledMatcher) else 0
-            warnings.extend(errors)
-            matcher, size = compiled, report.entries
+            compiled = _unfiltered(one.matcher)
+            if isinstance(compiled, CompiledMatcher):
+                regex_left -= len(compiled.regexes())
+            warnings.extend(one.errors)
+            matcher, report, size = compiled, one.report, one.report.entries
+            if spec.kind == "url" and loader.store is not None:
+                meta = loader.store.meta(name)  # its last download was refused (`feeds`)
+                if meta.get("refused_sha256") and not report.refused:
+                    report = replace(report, refused=str(meta.get("refused_reason", "refused")))
+            if one.rejection is not None:
+                rejected[name] = one.rejection
+            if one.acceptance is not None:
+                accepted[name] = one.acceptance
+            if one.missing:
+                missing.add(name)
         if name in sizes:
             problems.append(f"{item}: list name {name!r} is already used by another list")
             continue
@@ -478,11 +670,27 @@ def load_lists(config: Config, *, state_dir: str | None = None) -> LoadedLists:
             item: (name, m if item in allow_names else AllowFiltered(m, allows))
             for item, (name, m) in loaded.items()
         }
-    missing = frozenset(name for name, report in reports.items() if not report.fetched)
-    return LoadedLists(loaded, sizes, reports, tuple(warnings), watch, missing)
+    return LoadedLists(
+        loaded, sizes, reports, tuple(warnings), watch, frozenset(missing), rejected, accepted
+    )
 
 
-def _watch_stamp(spec: _Spec, store: SourceStore | None) -> tuple[tuple[str, int, int], ...]:
+def _unfiltered(matcher: Matcher) -> Matcher:
+    return matcher.inner if isinstance(matcher, AllowFiltered) else matcher
+
+
+def _in_force(previous: LoadedLists | None, item: str, name: str) -> InForce | None:
+    """The running state's version of list `name` (None: none, or it is missing there)."""
+    if previous is None or name in previous.missing:
+        return None
+    found = previous.matchers.get(item)
+    report = previous.reports.get(name)
+    if found is None or found[0] != name or report is None:
+        return None
+    return _unfiltered(found[1]), replace(report, note="", refused="", cached=False)
+
+
+def _watch_stamp(spec: ListSpec, store: SourceStore | None) -> tuple[tuple[str, int, int], ...]:
     """What tells that a list changed: its files' sizes and times, or for a remote list the
     digest of its last good copy (another worker may have fetched it)."""
     if spec.kind != "url":
@@ -502,6 +710,16 @@ def local_changes(
         for spec in list_specs(config)
         if not isinstance(spec, str) and watch.get(spec.item) != _watch_stamp(spec, store)
     ]
+
+
+def watch_stamps(config: Config) -> dict[str, tuple[tuple[str, int, int], ...]]:
+    """What `local_changes` would compare now, for every operator list of `config`."""
+    store = SourceStore(config.state_dir) if config.state_dir else None
+    return {
+        spec.item: _watch_stamp(spec, store)
+        for spec in list_specs(config)
+        if not isinstance(spec, str)
+    }
 
 
 def size_changes(old: Mapping[str, int], new: Mapping[str, int]) -> dict[str, str]:
@@ -528,160 +746,61 @@ def poll_interval(config: Config) -> float:
     return max(MIN_POLL, min([MAX_POLL, *refresh]))
 
 
-@dataclass(frozen=True, slots=True)
-class RefreshOutcome:
-    """What one refresh of a remote list did: ``updated``, ``unchanged`` or ``failed``."""
-
-    name: str
-    status: str
-    detail: str = ""
-    entries: int | None = None
-    previous: int | None = None
-
-
-def refresh_source(
-    config: Config,
-    name: str,
-    *,
-    ssl_context: Any = None,
-    fetcher: Callable[..., FetchResult] = fetch,
-    now: Callable[[], float] = time.time,
-) -> RefreshOutcome:
-    """Fetch the remote list `name` and make it the last good copy if it deserves to be.
-
-    Blocking (run it in a thread). The download is parsed and compiled in a child process like
-    any big list; it replaces the stored copy only if it is not broken and did not shrink by
-    more than the source's `max_shrink` (a truncated or emptied feed must not lift bans), and
-    the compiled file is replaced with it, so the next `load_lists` maps it without parsing.
+def accept_version(config: Config, name: str, now: float) -> str:
+    """Record that the operator accepts the version of list `name` there is now (for a feed:
+    its last refused download), so the next reload loads it even if the guard would refuse
+    it for being empty or shrunk (`dnswarden reload --accept`). What was accepted, in words;
+    ValueError for a list that cannot be accepted, OSError when the marker cannot be written.
     """
-    source = config.list_source(name)
-    if source is None or not source.remote:
-        return RefreshOutcome(name, "failed", "not a remote source")
+    spec = next(
+        (s for s in list_specs(config) if not isinstance(s, str) and name in (s.name, s.item)),
+        None,
+    )
+    if spec is None:
+        known = sorted(s.name for s in list_specs(config) if not isinstance(s, str))
+        raise ValueError(
+            f"{name!r} is not one of the config's operator lists ({', '.join(known) or 'none'});"
+            " bundled catalogue entries change only with dnswarden itself"
+        )
+    if not config.state_dir:
+        raise ValueError("no state_dir to record the acceptance in")
+    limits = config.limits
     loader = ListLoader(
         config.state_dir,
-        max_bad_lines=config.limits.max_bad_lines,
-        max_regex=config.limits.max_regex_rules,
+        max_bad_lines=limits.max_bad_lines,
+        max_regex=limits.max_regex_rules,
+        keep=False,
     )
-    store = loader.store
-    if store is None or not loader.writable:
-        return RefreshOutcome(name, "failed", "state_dir is not writable")
-    with _file_lock(store.directory / f"{name}.lock", wait=False) as locked:
-        if not locked:
-            return RefreshOutcome(name, "unchanged", "another process is fetching it")
-        return _refresh_locked(config, source, loader, store, ssl_context, fetcher, now)
-
-
-def _refresh_locked(
-    config: Config,
-    source: SourceConfig,
-    loader: ListLoader,
-    store: SourceStore,
-    ssl_context: Any,
-    fetcher: Callable[..., FetchResult],
-    now: Callable[[], float],
-) -> RefreshOutcome:
-    name = source.name
-    old = store.meta(name) if store.has_copy(name) else {}
-    try:
-        result = fetcher(
-            source.location,
-            etag=old.get("etag"),
-            last_modified=old.get("last_modified"),
-            timeout=source.timeout,
-            max_bytes=source.max_bytes,
-            ssl_context=ssl_context,
-            cafile=config.upstream.ca_file,
-            insecure=source.insecure,
+    if spec.kind == "url":
+        meta = SourceStore(config.state_dir).meta(spec.name)
+        refused = meta.get("refused_sha256")
+        if not refused:
+            raise ValueError(f"{spec.url}: no refused download of {spec.name} to accept")
+        key = f"sha256:{refused}"
+        what = f"the download of {spec.url} with SHA-256 {refused}"
+        reason = str(meta.get("refused_reason", ""))
+    else:
+        key = loader.version_key(spec)
+        shown = ", ".join(f"{path} ({size} bytes)" for path, size, _ in _stat(spec.files))
+        what = shown or "an empty directory"
+        try:
+            judged = loader.load(spec, limits.max_regex_rules).rejection
+        except ListError as error:
+            raise ValueError("; ".join(error.problems[:3])) from None
+        reason = judged.reason if judged is not None else ""
+        if judged is None:
+            what += " (the list guard does not refuse it now)"
+    if reason and reason not in LIFTED_BY_ACCEPT:
+        raise ValueError(
+            f"{spec.url or what}: refused as {reason}, which no --accept lifts "
+            "(it is not a list of rules, or blocks a whole TLD); fix the list"
         )
-    except FetchError as exc:
-        store.touch(name, last_failure=now(), last_error=str(exc))
-        return RefreshOutcome(name, "failed", f"{source.location}: {exc}")
-    if result.status == 304 or result.body is None:
-        store.touch(name, checked_at=now())
-        return RefreshOutcome(name, "unchanged", "not modified", old.get("entries"))
-    digest = hashlib.sha256(result.body).hexdigest()
-    if digest == old.get("sha256"):
-        store.touch(name, checked_at=now(), etag=result.etag, last_modified=result.last_modified)
-        return RefreshOutcome(name, "unchanged", "same content", old.get("entries"))
-    candidate = store.write_candidate(name, result.body)
-    spec = _Spec(name, name, "url", (), source.format.value, source.location)
-    job_out = store.directory / f".{name}.candidate.dwl"
-    fingerprint = _fingerprint(spec, digest, (loader.max_bad_lines, loader.max_regex))
-    job = {
-        "name": name,
-        "files": [str(candidate)],
-        "label": {str(candidate): source.location},
-        "format": spec.format,
-        "max_errors": loader.max_bad_lines,
-        "max_regex": loader.max_regex,
-        "out": str(job_out),
-        "meta": {"fingerprint": fingerprint, "item": name},
-    }
-    report = compile_job(job) if len(result.body) <= loader.child_threshold else _run_child(job)
-    previous = old.get("entries")
-    if report["problems"]:
-        store.discard_candidate(name)
-        job_out.unlink(missing_ok=True)
-        detail = "; ".join(report["problems"][-3:])
-        store.touch(name, last_failure=now(), last_error=detail[:500])
-        return RefreshOutcome(name, "failed", detail, None, previous)
-    entries = int(report["accepted"])
-    if previous and entries < previous * (1 - source.max_shrink):
-        store.discard_candidate(name)
-        job_out.unlink(missing_ok=True)
-        detail = (
-            f"{source.location}: refresh rejected: {entries} entries where the last good copy has "
-            f"{previous}, a shrink of {1 - entries / previous:.0%} (max_shrink "
-            f"{source.max_shrink:.0%}); keeping the last good copy"
-        )
-        store.touch(name, last_failure=now(), last_error=detail[:500])
-        return RefreshOutcome(name, "failed", detail, entries, previous)
-    store.promote(
-        name,
-        {
-            "url": source.location,
-            "etag": result.etag,
-            "last_modified": result.last_modified,
-            "fetched_at": now(),
-            "checked_at": now(),
-            "sha256": digest,
-            "bytes": len(result.body),
-            "entries": entries,
-        },
-    )
-    if loader.state_dir is not None:
-        os.replace(job_out, _compiled_path(loader.state_dir, spec))
-    return RefreshOutcome(name, "updated", "", entries, previous)
-
-
-def due_sources(config: Config, now: float, retry_after: float = 60.0) -> list[str]:
-    """Remote sources due for a fetch: their last check is older than their refresh interval,
-    or (never fetched, or failing) their last attempt is older than `retry_after`, capped by
-    the refresh interval."""
-    state_dir = config.state_dir
-    if not state_dir:
-        return []
-    store = SourceStore(state_dir)
-    due = []
-    for source in config.sources:
-        if not source.url:
-            continue
-        meta = store.meta(source.name)
-        checked = float(meta.get("checked_at", 0.0))
-        failed = float(meta.get("last_failure", 0.0))
-        if not checked and not failed:
-            due_at = 0.0  # never tried
-        elif failed > checked:
-            due_at = failed + min(source.refresh, retry_after)
-        else:
-            due_at = checked + source.refresh
-        if now >= due_at:
-            due.append(source.name)
-    return due
+    write_marker(config.state_dir, spec.name, key, now, what)
+    return what
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path, *, wait: bool) -> Iterator[bool]:
+def file_lock(path: Path, *, wait: bool) -> Iterator[bool]:
     """An advisory lock between the processes sharing a state directory; yields whether it
     was taken (always, with `wait`). Without fcntl (not POSIX) it is a no-op."""
     try:

@@ -7,7 +7,7 @@ IXFR from the serial of the last good copy when there is one, AXFR when there is
 primary refuses IXFR, each primary in turn until one answers.
 
 A transfer does not go straight into the policy. `ZoneFetcher` has the shape of
-`resolver.lists.fetch.fetch`, so `resolver.lists.loading.refresh_source` runs it like the
+`resolver.lists.fetch.fetch`, so `resolver.lists.feeds.refresh_source` runs it like the
 download of a URL feed: the zone, written out as RPZ text, becomes a candidate in the state
 directory that the normal list loading parses and judges (broken, shrunk) before it replaces
 the last good copy. The serial travels as the copy's ETag; "up to date" is a 304.
@@ -115,7 +115,7 @@ class _Zone(dns.zone.Zone):
 
 
 class ZoneFetcher:
-    """`fetch`-shaped: `loading.refresh_source(config, name, fetcher=ZoneFetcher(source,
+    """`fetch`-shaped: `feeds.refresh_source(config, name, fetcher=ZoneFetcher(source,
     store_dir))` transfers the zone and hands its RPZ text over like a downloaded feed.
 
     `etag` is the serial of the last good copy, whose text is read back (from `body`) to apply

@@ -62,6 +62,7 @@ class ServiceSnapshot:
     list_last_refresh: Mapping[str, float] = field(default_factory=dict)  # unix time, last load
     list_refresh_failures: Mapping[str, int] = field(default_factory=dict)
     lists_missing: Mapping[str, bool] = field(default_factory=dict)  # list -> not loaded
+    lists_refused: Mapping[str, bool] = field(default_factory=dict)  # newest version refused
     policies: tuple[tuple[str, bool, float | None], ...] = ()  # name, active now, until
     group_blocked_rules: Mapping[str, int] = field(default_factory=dict)  # rules in force now
     cache: Mapping[str, int] | None = None  # `CACHE_KEYS`; None without a cache
@@ -100,6 +101,7 @@ class ServiceSnapshot:
             list_last_refresh=first.list_last_refresh,
             list_refresh_failures=first.list_refresh_failures,
             lists_missing=first.lists_missing,
+            lists_refused=first.lists_refused,
             policies=first.policies,
             group_blocked_rules=first.group_blocked_rules,
             cache=cache,
@@ -188,7 +190,15 @@ FAMILIES: Final = {
         _f("list_refresh_failures", "counter", ("list",),
            "Failed attempts to load or refresh each list."),
         _f("lists_missing", "gauge", ("list",),
-           "1 while a configured list has no loaded copy (a feed never fetched), else 0."),
+           "1 while a configured list has no loaded copy (a feed never fetched, or a refused "
+           "version with no good one to keep), else 0."),
+        _f("list_rejected", "counter", ("list",),
+           "New versions of each list refused by the list guard (an error page, binary data, "
+           "mostly invalid lines, a rule for a whole TLD, emptied or shrunk beyond "
+           "max_shrink); the last good version stayed in force."),
+        _f("list_refused", "gauge", ("list",),
+           "1 while the newest version of the list (its files, or a feed's last download) is "
+           "refused and an older one, or none, is in force; else 0."),
         _f("rpz_zone_serial", "gauge", ("list",),
            "SOA serial of the copy in force of each RPZ zone taken by zone transfer."),
         _f("rpz_zone_last_transfer_timestamp_seconds", "gauge", ("list",),
@@ -272,6 +282,7 @@ _PREFIXED: Final = {
     "tcp.": "tcp_connections",
     "udp.": "udp_errors",
     "dropped.": "dropped",
+    "list_rejected.": "list_rejected",
     "doh_response.": "doh_responses",
     "notify.": "notifies",
 }
@@ -377,6 +388,8 @@ class StatsCollector:
             out.add("list_refresh_failures", (name,), failures)
         for name, missing in sorted(snapshot.lists_missing.items()):
             out.add("lists_missing", (name,), 1.0 if missing else 0.0)
+        for name, refused in sorted(snapshot.lists_refused.items()):
+            out.add("list_refused", (name,), 1.0 if refused else 0.0)
         for name, active, until in snapshot.policies:
             out.add("policy_active", (name,), 1.0 if active else 0.0)
             if until is not None:

@@ -13,14 +13,17 @@ import platform
 import resource
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from resolver import __version__
 from resolver.cache import Cache
 from resolver.config import FALLBACK_UPSTREAMS, Config, ConfigError, LimitsConfig, MissingLists
-from resolver.lists import loading
+from resolver.config.problems import ordered_problems
+from resolver.lists import feeds, loading
 from resolver.lists.catalogue import ListError
+from resolver.lists.refusals import KEPT_PREVIOUS, ListAcceptance, ListRejection
 from resolver.observe.audit import TICK_INTERVAL, AuditLog, read_key
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.outputs import DnstapOutput, Privacy, SyslogOutput
@@ -85,6 +88,10 @@ class Service:
         self.health: HealthServer | None = None
         self.list_loaded: dict[str, float] = dict.fromkeys(state.list_sizes, state.loaded_at)
         self.list_failures: dict[str, int] = {}
+        self.refused_feeds: dict[str, str] = {}  # feed -> reason its last download was refused
+        self.primary = True  # False in workers but the first: they neither log nor count guards
+        self._list_watch = state.list_watch  # the list versions the last reload attempt saw
+        self._retry = ListRetry()
         self.started = False
         self.kept_root = False
         self._reload_pending: asyncio.Task[None] | None = None
@@ -113,6 +120,10 @@ class Service:
             lists_missing={
                 name: name in state.missing_lists
                 for name in {*state.list_sizes, *state.missing_lists}
+            },
+            lists_refused={
+                name: bool(report.refused) or name in self.refused_feeds
+                for name, report in state.list_reports.items()
             },
             policies=tuple(
                 (p.name, p.active(now), p.valid_until.timestamp() if p.valid_until else None)
@@ -278,7 +289,8 @@ class Service:
 
             def prepare(reread: bool = reread) -> tuple[Config, ResolverState]:
                 new = self.load_config() if reread else self.state.config
-                return new, build_state(new, read_resolv_conf())
+                running = self.state
+                return new, build_state(new, read_resolv_conf(), previous=running, keep=True)
 
             try:
                 prepared: tuple[Config, ResolverState] | BaseException = await asyncio.to_thread(
@@ -312,25 +324,66 @@ class Service:
                 self.audit.error("list_watch_failed", error=repr(error)[:300])
 
     async def check_lists(self) -> None:
+        """Fetch the feeds that are due, and reload when a feed was updated or a list file
+        changed. A list whose reload failed is tried again only when its files change, or
+        after a back-off (`ListRetry`): an unchanged broken list must not fill the log."""
         if self._reload_pending is not None and not self._reload_pending.done():
             return  # the running reload may already carry the change; look again next tick
         config = self.state.config
         updated = []
-        for name in loading.due_sources(config, time.time()):
-            outcome = await asyncio.to_thread(loading.refresh_source, config, name)
-            if outcome.status == "failed":
+        for name in feeds.due_sources(config, time.time()):
+            outcome = await asyncio.to_thread(feeds.refresh_source, config, name)
+            if outcome.rejection is not None:
+                self.refused_feeds[name] = outcome.rejection.reason
+                self.report_rejection(outcome.rejection)
+            elif outcome.status == "failed":
                 self.list_failures[name] = self.list_failures.get(name, 0) + 1
                 self.stats.count("list_refresh.failed")
                 self.audit.error("list_refresh_failed", list=name, problem=outcome.detail)
             elif outcome.status == "updated":
                 updated.append(name)
+                self.refused_feeds.pop(name, None)
+                if outcome.acceptance is not None:
+                    self.report_acceptance(outcome.acceptance)
                 self.audit.info(
                     "list_fetched", list=name, entries=outcome.entries, previous=outcome.previous
                 )
-        changed = await asyncio.to_thread(loading.local_changes, config, self.state.list_watch)
-        if changed or updated:
+        changed = await asyncio.to_thread(loading.local_changes, config, self._list_watch)
+        retry = not changed and not updated and self._retry.due(time.monotonic())
+        if changed or updated or retry:
+            self._list_watch = await asyncio.to_thread(loading.watch_stamps, config)
             names = ", ".join(sorted({*changed, *updated}))
-            self.request_reload(f"lists changed: {names}", reread=False)
+            reason = f"lists changed: {names}" if names else "retrying the lists"
+            self.request_reload(reason, reread=False)
+
+    def report_list_guards(self, before: ResolverState | None = None, repeat: bool = True) -> None:
+        """Log and count what the guard refused (`list_rejected`, an error) and what was
+        loaded only because the operator accepted it (`list_accepted`, a warning) in the
+        state just built. `repeat` False leaves out a refusal the state `before` already had
+        for the same files (a reload for another list's sake): it was said then."""
+        lists = self.state.lists
+        if lists is None or not self.primary:
+            return
+        old = before.lists if before is not None and before.lists is not None else None
+        items = {name: item for item, (name, _) in lists.matchers.items()}
+        for name, refused in lists.rejected.items():
+            said = old.rejected.get(name) if old is not None else None
+            same = said is not None and _same_refusal(said, refused)
+            item = items.get(name, name)
+            unchanged = old is not None and old.watch.get(item) == lists.watch.get(item)
+            if repeat or not (same and unchanged):
+                self.report_rejection(refused)
+        for accepted in lists.accepted.values():
+            self.report_acceptance(accepted)
+
+    def report_rejection(self, refused: ListRejection) -> None:
+        if self.primary:
+            self.stats.count(f"list_rejected.{refused.list}")
+            self.audit.error("list_rejected", **refused.fields())
+
+    def report_acceptance(self, accepted: ListAcceptance) -> None:
+        if self.primary:
+            self.audit.warning("list_accepted", **accepted.fields())
 
     def reload(
         self,
@@ -339,13 +392,14 @@ class Service:
         reason: str = "signal",
     ) -> None:
         started = time.monotonic() if started is None else started
-        old = self.state.config
-        old_sizes = dict(self.state.list_sizes)
-        old_missing = self.state.missing_lists
+        before = self.state
+        old = before.config
+        old_sizes = dict(before.list_sizes)
+        old_missing = before.missing_lists
         try:
             if prepared is None:
                 config = self.load_config()
-                state = build_state(config, read_resolv_conf())
+                state = build_state(config, read_resolv_conf(), previous=before, keep=True)
             elif isinstance(prepared, BaseException):
                 raise prepared
             else:
@@ -354,12 +408,14 @@ class Service:
             self.stats.count("reload.failed")
             for name in error.failed_lists if isinstance(error, ListError) else ():
                 self.list_failures[name] = self.list_failures.get(name, 0) + 1
-            self.audit.error("reload_failed", problems=[str(p) for p in error.problems])
+            self.reload_failed([str(p) for p in error.problems], reason)
             return
         except Exception as error:
             self.stats.count("reload.failed")
-            self.audit.error("reload_failed", problems=[repr(error)[:300]])
+            self.reload_failed([repr(error)[:300]], reason)
             return
+        self._retry.succeeded()
+        self._list_watch = state.list_watch
         for section in ("listen", "metrics", "dnstap", "syslog"):
             if getattr(config, section) != getattr(old, section):
                 self.audit.warning("reload_needs_restart", section=section)
@@ -389,7 +445,12 @@ class Service:
         if config is not old:  # a reload for changed lists keeps the certificate too
             self.encrypted.reload(config.encrypted)
         self.configure_zones(config)
-        self.list_loaded = dict.fromkeys(state.list_sizes, state.loaded_at)
+        loaded_at = dict.fromkeys(state.list_sizes, state.loaded_at)
+        if state.lists is not None:  # a refused list's version in force is as old as it was
+            for name, refused in state.lists.rejected.items():
+                if refused.kept == KEPT_PREVIOUS and name in self.list_loaded:
+                    loaded_at[name] = self.list_loaded[name]
+        self.list_loaded = loaded_at
         self.stats.count("reload.ok")
         self.audit.info(
             "reloaded",
@@ -400,12 +461,20 @@ class Service:
             upstreams=[str(e) for e in state.upstreams],
             seconds=round(time.monotonic() - started, 3),
         )
+        self.report_list_guards(before, repeat=reason == "signal")
         recovered = old_missing - state.missing_lists
         if recovered:
             self.audit.info("lists_recovered", lists=sorted(recovered))
         self.report_missing_lists(old_missing)
         self.track_policy_windows(announce=False, reset=True)
         self.warn_on_load()
+
+    def reload_failed(self, problems: list[str], reason: str) -> None:
+        """Log a failed reload, capped (`capped`). One that lists changes caused is tried
+        again when their files change, or after a back-off (`ListRetry`), not every poll."""
+        if reason != "signal":
+            self._retry.failed(time.monotonic())
+        self.audit.error("reload_failed", reason=reason, **capped(problems))
 
     def warn_on_load(self) -> None:
         """At start-up and after every reload: what the new state does not enforce."""
@@ -481,6 +550,55 @@ class Service:
                     days_left=round((until - now).total_seconds() / 86400, 1),
                     reference=policy.reference,
                 )
+
+
+def _same_refusal(one: ListRejection, other: ListRejection) -> bool:
+    return (one.location, one.reason, one.detail, one.samples) == (
+        other.location, other.reason, other.detail, other.samples
+    )  # fmt: skip
+
+
+def capped(problems: Sequence[str], shown: int = 5, width: int = 300) -> dict[str, object]:
+    """A `reload_failed` event's fields: a summary first, the first few problems (verdicts on a
+    whole file before the lines they sum up; each cut to `width`), and how many more there
+    are. One broken list can have thousands of bad lines; the event says enough to act on,
+    and `dnswarden check` prints them all."""
+    ordered = ordered_problems(problems)
+    first = [p if len(p) <= width else p[:width] + "..." for p in ordered[:shown]]
+    count = len(problems)
+    fields: dict[str, object] = {
+        "summary": f"{count} problem{'s' if count != 1 else ''}; the running state is kept "
+        "(`dnswarden check` lists them all)",
+        "problems": first,
+    }
+    if count > shown:
+        fields["more"] = count - shown
+    return fields
+
+
+@dataclass(slots=True)
+class ListRetry:
+    """When to try lists again after a failed reload although none of their files changed:
+    after a minute, then twice as long each time, up to an hour. (A file made readable
+    again, or a directory fixed, changes no file's size or time.)"""
+
+    FIRST: ClassVar[float] = 60.0
+    LONGEST: ClassVar[float] = 3600.0
+    delay: float = 0.0
+    at: float | None = None
+
+    def failed(self, now: float) -> None:
+        self.delay = min(self.delay * 2 or self.FIRST, self.LONGEST)
+        self.at = now + self.delay
+
+    def succeeded(self) -> None:
+        self.delay, self.at = 0.0, None
+
+    def due(self, now: float) -> bool:
+        if self.at is None or now < self.at:
+            return False
+        self.at = None  # the reload's outcome sets the next one
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,6 +677,7 @@ async def run_service(
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     service = Service(state, load_config, audit)
+    service.primary = worker is None or worker.index == 0
     try:
         service.start_outputs(worker)
         fields = await service.start(worker)
@@ -607,6 +726,7 @@ async def run_service(
     if worker is None:  # with workers, the supervisor says it
         service.warn_if_root()
     if worker is None or worker.index == 0:
+        service.report_list_guards()
         service.report_missing_lists()
         for name, report in state.list_reports.items():
             if report.kind != "catalogue":

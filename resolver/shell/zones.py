@@ -1,7 +1,7 @@
 """RPZ zones kept current by zone transfer: one watcher per zone-transfer source.
 
 Each zone is checked at start, then on its SOA's refresh timer (retry after a failure), and at
-once when one of its primaries sends NOTIFY. A check runs `loading.refresh_source` with a
+once when one of its primaries sends NOTIFY. A check runs `feeds.refresh_source` with a
 `transfer.ZoneFetcher` in a thread (an IXFR from the last good copy's serial, AXFR when there is
 none or IXFR is refused), so the zone is judged and stored like any feed, and never on the query
 path; a zone that changed is loaded by a reload of the lists. With worker processes, the worker
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from resolver.config import Config, SourceConfig
-from resolver.lists import loading
+from resolver.lists import feeds
 from resolver.lists.fetch import SourceStore
 from resolver.lists.transfer import (
     MAX_TIMER,
@@ -161,8 +161,8 @@ class ZoneFeeds:
         store = SourceStore(config.state_dir)
         fetcher = ZoneFetcher(source, store.body_path(name))
 
-        def check() -> loading.RefreshOutcome:
-            outcome = loading.refresh_source(config, name, fetcher=fetcher)
+        def check() -> feeds.RefreshOutcome:
+            outcome = feeds.refresh_source(config, name, fetcher=fetcher)
             report = fetcher.report
             if report is not None and outcome.status != "failed":
                 timers = report.timers

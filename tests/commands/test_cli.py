@@ -214,6 +214,104 @@ def test_check_warns_of_the_public_fallback(
     assert cli.main(["check", "--strict", str(config)]) == (1 if warned else 0)
 
 
+# --- check and the list guard: it fails on every version the server would refuse -------------
+
+GUARD_GOOD = "banned.example\nalso-banned.example\nthird.example\nfourth.example\n"
+GUARD_HTML = (
+    "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<title>404 Not Found</title>\n</head>\n"
+    "<body>\n<h1>Not Found</h1>\n<p>The requested URL was not found.</p>\n<hr>\n"
+    "<address>Apache</address>\n</body>\n</html>\n"
+)
+GUARD_CASES = {  # what the list becomes: (content, reason; None: not refused without a last copy)
+    "random bytes": (os.urandom(20000), "binary", "binary"),
+    "HTML 404 page": (GUARD_HTML.encode(), "html", "html"),
+    "0 bytes": (b"", "empty", None),
+    "shrink": (b"banned.example\n", "shrink", None),
+    "single label": (b"banned.example\ncom\n", "tld_rule", "tld_rule"),
+}
+
+
+def guard_config(tmp_path: Path, source: str = "{path: mylist.txt}") -> Path:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"sources:\n  mylist: {source}\nblocking:\n  lists: [tiktok, mylist]\n"
+        f"state_dir: {tmp_path / 'state'}\nupstream: {{servers: [192.0.2.53]}}\n"
+    )
+    return config
+
+
+def run_check(
+    config: Path, capsys: pytest.CaptureFixture[str], *flags: str
+) -> tuple[int, str, str]:
+    from resolver.commands import cli
+
+    code = cli.main(["check", *flags, str(config)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("case", GUARD_CASES)
+@pytest.mark.parametrize("last_good", [True, False], ids=["last good copy", "no copy"])
+def test_check_fails_on_every_list_version_the_server_would_refuse(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, last_good: bool
+) -> None:
+    from resolver.config import load_config
+    from resolver.lists.catalogue import catalogue_ids
+    from resolver.lists.loading import load_lists
+
+    data, with_copy, without_copy = GUARD_CASES[case]
+    config = guard_config(tmp_path)
+    path = tmp_path / "mylist.txt"
+    path.write_text(GUARD_GOOD)
+    assert run_check(config, capsys)[0] == 0
+    if last_good:  # what a server that ran with the good version leaves in state_dir
+        load_lists(load_config(config, known_lists=catalogue_ids()), keep=True)
+    path.write_bytes(data)
+    reason = with_copy if last_good else without_copy
+    code, out, err = run_check(config, capsys)
+    if reason is None:
+        assert (code, err) == (0, ""), err
+        return
+    assert code == 1, out + err
+    first = err.splitlines()[0]
+    assert first.startswith(f"{path}: list mylist refused ({reason}): "), first
+    kept = "its last good copy is used (4 rules)" if last_good else "there is no good copy"
+    assert kept in first
+    if reason == "tld_rule":
+        assert f"{path}:2: 'com' blocks the whole top-level domain" in err.splitlines()
+    assert out.startswith(f"{config}: refused: mylist ")
+    assert "group default: " in out  # what is blocked now is still shown
+
+
+def test_check_passes_single_label_rules_a_source_allows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mylist.txt").write_text("banned.example\nzip\n")
+    config = guard_config(tmp_path, "{path: mylist.txt, allow_tld_rules: true}")
+    assert run_check(config, capsys)[0] == 0
+    config = guard_config(tmp_path, "{path: mylist.txt, allow_tld_rules: yes please}")
+    code, _, err = run_check(config, capsys)
+    assert code == 1
+    assert f"{config}:2: sources.mylist.allow_tld_rules: expected true or false" in err
+
+
+def test_reload_accept_records_the_version_and_names_what_it_cannot_accept(
+    tmp_path: Path,
+) -> None:
+    config = guard_config(tmp_path)
+    (tmp_path / "mylist.txt").write_text("banned.example\n")
+    pid_file = tmp_path / "none.pid"
+    result = dnswarden("reload", "-c", str(config), "--pid-file", str(pid_file),
+                       "--accept", "mylist")  # fmt: skip
+    assert f"accepting {tmp_path / 'mylist.txt'} (15 bytes)" in result.stdout
+    assert result.returncode == 2 and "no usable PID file" in result.stderr  # no server here
+    assert list((tmp_path / "state" / "accept").glob("mylist-*.json"))
+    result = dnswarden("reload", "-c", str(config), "--accept", "tiktok")
+    assert result.returncode == 2
+    assert "bundled catalogue entries change only with dnswarden itself" in result.stderr
+    assert "--accept" in dnswarden("reload", "--help").stdout
+
+
 @pytest.mark.parametrize(
     ("args", "env", "error_line"),
     [

@@ -850,6 +850,14 @@ BAD_CONFIGS = [
         "sources:\n  tif:\n    url: https://x.org/l\n    max_shrink: .nan\n",
         [(4, "sources.tif.max_shrink", "from 0 to 1")],
     ),
+    (
+        "sources:\n  tif:\n    url: https://x.org/l\n    allow_tld_rules: 'true'\n",
+        [(4, "sources.tif.allow_tld_rules", "expected true or false")],
+    ),
+    (
+        "sources:\n  tif:\n    url: https://x.org/l\n    allow_tld_rules: 1\n",
+        [(4, "sources.tif.allow_tld_rules", "expected true or false")],
+    ),
     # references to sources, and allow
     (
         "sources:\n  tif: {url: 'https://x.org/l'}\nblocking:\n  lists: [tf]\n",
@@ -1409,6 +1417,14 @@ VALID = [
     (
         "sources: {f: {url: 'https://x.org/l', max_shrink: 0%}}",
         lambda c: c.sources[0].max_shrink == 0.0,
+    ),
+    (
+        "sources: {f: {url: 'https://x.org/l'}}",
+        lambda c: c.sources[0].allow_tld_rules is False,
+    ),
+    (
+        "sources: {f: {url: 'https://x.org/l', allow_tld_rules: true, max_shrink: 20%}}",
+        lambda c: (c.sources[0].allow_tld_rules, c.sources[0].max_shrink) == (True, 0.2),
     ),
     (
         "sources: {f: {url: 'https://x.org/l', format: adblock}, g: {url: 'https://x.org/g'}}",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from resolver.config import load_config
-from resolver.lists import loading
+from resolver.lists import feeds, loading
 from resolver.lists.catalogue import catalogue_ids
 from resolver.lists.fetch import FetchError, SourceStore, fetch, make_ssl_context
 from resolver.protocol.names import from_text
@@ -264,26 +264,26 @@ def test_feed_lifecycle(server: Server, tmp_path: Path) -> None:
     # Never fetched: the list loads empty and says so.
     before = loading.load_lists(config)
     assert before.sizes == {"feed": 0} and "no copy" in before.reports["feed"].note
-    assert loading.due_sources(config, now=0.0) == ["feed"]
-    outcome = loading.refresh_source(config, "feed", fetcher=_no_wait)
+    assert feeds.due_sources(config, now=0.0) == ["feed"]
+    outcome = feeds.refresh_source(config, "feed", fetcher=_no_wait)
     assert (outcome.status, outcome.entries) == ("updated", 100)
     loaded = loading.load_lists(config)
     assert loaded.sizes == {"feed": 100} and blocks(loaded, "www.n7.example")
     assert loading.local_changes(config, before.watch) == ["feed"]
     assert loading.local_changes(config, loaded.watch) == []
     # Unchanged (304): nothing replaced.
-    assert loading.refresh_source(config, "feed", fetcher=_no_wait).status == "unchanged"
+    assert feeds.refresh_source(config, "feed", fetcher=_no_wait).status == "unchanged"
     # A truncated feed (70% smaller) is refused and the last good copy kept.
     server.routes["/feed.txt"] = Route(body="\n".join(names[:30]).encode(), etag='"2"')
-    refused = loading.refresh_source(config, "feed", fetcher=_no_wait)
+    refused = feeds.refresh_source(config, "feed", fetcher=_no_wait)
     assert refused.status == "failed" and "shrink of 70%" in refused.detail
     # A broken download (an error page) is refused too.
     server.routes["/feed.txt"] = Route(body=b"<html>\n<body>oops</body>\n" * 60, etag='"3"')
-    broken = loading.refresh_source(config, "feed", fetcher=_no_wait)
+    broken = feeds.refresh_source(config, "feed", fetcher=_no_wait)
     assert broken.status == "failed" and "refusing to load this list" in broken.detail
     # The feed is gone: a restart without network still enforces from the last good copy.
     server.routes.clear()
-    assert loading.refresh_source(config, "feed", fetcher=_no_wait).status == "failed"
+    assert feeds.refresh_source(config, "feed", fetcher=_no_wait).status == "failed"
     restarted = loading.load_lists(config)
     assert restarted.sizes == {"feed": 100} and blocks(restarted, "n99.example")
     meta = SourceStore(config.state_dir).meta("feed")
@@ -296,9 +296,9 @@ def test_a_growing_feed_replaces_the_copy(server: Server, tmp_path: Path) -> Non
         write_config(tmp_path, server.url("/g.txt"), server.ca, shrink=0.1),
         known_lists=catalogue_ids(),
     )
-    assert loading.refresh_source(config, "feed", fetcher=_no_wait).status == "updated"
+    assert feeds.refresh_source(config, "feed", fetcher=_no_wait).status == "updated"
     server.routes["/g.txt"] = Route(body=b"a.example\nb.example\n")
-    grown = loading.refresh_source(config, "feed", fetcher=_no_wait)
+    grown = feeds.refresh_source(config, "feed", fetcher=_no_wait)
     assert (grown.status, grown.entries, grown.previous) == ("updated", 2, 1)
     assert blocks(loading.load_lists(config), "b.example")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from resolver.config import Config, load_config
-from resolver.lists import loading
+from resolver.lists import feeds, loading
 from resolver.lists.catalogue import (
     CatalogueEntry,
     ListError,
@@ -179,18 +179,19 @@ def test_big_lists_are_compiled_by_a_child_and_cached(
         "sources:\n  big: {path: big.txt}\nblocking:\n  lists: [big]\n",
         {"big.txt": "".join(f"d{i}.example\n" for i in range(500)) + "bad..line\n"},
     )
-    first = loading.load_lists(config)
+    first = loading.load_lists(config, keep=True)
     assert first.sizes == {"big": 500} and not first.reports["big"].cached
     assert first.warnings == (f"{tmp_path / 'big.txt'}:501: 'bad..line': empty label",)
     compiled_files = list((tmp_path / "state" / "compiled").glob("big-*.dwl"))
     assert len(compiled_files) == 1
-    again = loading.load_lists(config)
+    again = loading.load_lists(config, keep=True)
     assert again.reports["big"].cached and again.sizes == {"big": 500}
     assert blocked(again, "big", "www.d42.example") == "d42.example"
-    (tmp_path / "big.txt").write_text("new.example\n")
+    # A new version within max_shrink of the last good copy (a bigger cut is refused).
+    (tmp_path / "big.txt").write_text("".join(f"n{i}.example\n" for i in range(300)))
     assert loading.local_changes(config, again.watch) == ["big"]
-    changed = loading.load_lists(config)
-    assert not changed.reports["big"].cached and changed.sizes == {"big": 1}
+    changed = loading.load_lists(config, keep=True)
+    assert not changed.reports["big"].cached and changed.sizes == {"big": 300}
     assert blocked(again, "big", "d1.example") == "d1.example"  # the old mapping still works
     assert blocked(changed, "big", "d1.example") is None
 
@@ -306,7 +307,7 @@ def test_due_sources(
     )
     if sidecar is not None:
         SourceStore(config.state_dir).touch("feed", **sidecar)
-    assert loading.due_sources(config, now) == (["feed"] if due else [])
+    assert feeds.due_sources(config, now) == (["feed"] if due else [])
 
 
 def fake_fetcher(*results: FetchResult | FetchError) -> Callable[..., FetchResult]:
@@ -328,7 +329,7 @@ def test_refresh_outcomes(tmp_path: Path) -> None:
         {},
     )
     body = b"a.example\nb.example\n"
-    run = loading.refresh_source
+    run = feeds.refresh_source
     first = run(config, "feed", fetcher=fake_fetcher(FetchResult(200, body, '"e1"', None)))
     assert (first.status, first.entries) == ("updated", 2)
     same = run(config, "feed", fetcher=fake_fetcher(FetchResult(200, body, '"e2"', None)))

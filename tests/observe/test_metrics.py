@@ -284,7 +284,7 @@ def test_emitted_names_and_labels_match_the_catalogue() -> None:
     stats.upstream("127.0.0.1:53", "ok", 0.01)
     stats.rate_limited("g", "queries", "drop")
     for key in ("malformed.x", "tcp.accepted", "reload.ok", "upstream.merged", "other.thing",
-                "notify.accepted"):  # fmt: skip
+                "notify.accepted", "list_rejected.tiktok"):  # fmt: skip
         stats.count(key)
     view = FakeView(failures={"tiktok": 1}, policy_rows=[("p", True, 2e9)],
                     cache_numbers={"entries": 1, "bytes": 2, "hits": 3, "misses": 4,
@@ -484,7 +484,8 @@ def test_every_dashboard_query_uses_only_exported_metrics() -> None:
      r"dnswarden_list_last_refresh_timestamp_seconds", r"dnswarden_list_refresh_failures_total",
      r"dnswarden_policy_until_timestamp_seconds", r"dnswarden_blocked_total",
      r"dnswarden_reloads_total\{result=\"failure\"", r"dnswarden_group_blocked_rules == 0",
-     r"dnswarden_lists_missing", r"dnswarden_rate_limited_total"],
+     r"dnswarden_lists_missing", r"dnswarden_rate_limited_total",
+     r"dnswarden_list_rejected_total", r"dnswarden_list_refused"],
 )  # fmt: skip
 def test_alerts_cover_the_required_conditions(topic: str) -> None:
     assert any(re.search(topic, rule["expr"]) for rule in alert_rules()), topic
@@ -608,6 +609,24 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
         [("DnswardenListMissing", 1, []),
          ("DnswardenListMissing", 5, [{"severity": "critical", "instance": "a:9153",
                                        "job": "dnswarden", "list": "national"}])],
+    ),
+    (
+        {  # a: the feed's download refused at minute 3 and still refused; b: an edited file
+            # refused at minute 2, fixed at minute 4 (the counter keeps it for an hour)
+            f'dnswarden_list_rejected_total{{{A},list="national"}}': "0 0 0 1x80",
+            f'dnswarden_list_refused{{{A},list="national"}}': "0 0 0 1x80",
+            f'dnswarden_list_rejected_total{{{A},list="tiktok"}}': "0x83",
+            f'dnswarden_list_refused{{{A},list="tiktok"}}': "0x83",
+            f'dnswarden_list_rejected_total{{{B},list="local"}}': "0 0 1x81",
+            f'dnswarden_list_refused{{{B},list="local"}}': "0 0 1 1 0x80",
+        },
+        [("DnswardenListRejected", 1, []),
+         ("DnswardenListRejected", 5, [
+             {"severity": "warning", "instance": "a:9153", "job": "dnswarden",
+              "list": "national"},
+             {"severity": "warning", "instance": "b:9153", "job": "dnswarden", "list": "local"}]),
+         ("DnswardenListRejected", 75, [{"severity": "warning", "instance": "a:9153",
+                                         "job": "dnswarden", "list": "national"}])],
     ),
     (
         {f'dnswarden_policy_until_timestamp_seconds{{{A},policy="be-2023"}}': f"{10 * 86400}x5",

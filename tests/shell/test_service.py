@@ -7,6 +7,7 @@ import asyncio
 import gc
 import io
 import json
+import os
 import resource
 from collections.abc import Callable
 from pathlib import Path
@@ -16,8 +17,8 @@ import pytest
 
 from resolver.config import Config, LimitsConfig, parse_config
 from resolver.lists.catalogue import catalogue_ids
+from resolver.lists.feeds import refresh_source
 from resolver.lists.fetch import FetchResult
-from resolver.lists.loading import refresh_source
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.shell import service
@@ -195,3 +196,164 @@ def test_a_reload_that_loads_the_list_reports_it_and_makes_the_service_ready(
         assert "lists_missing" not in {name for name, _ in found}
 
     in_service(waiting, check)
+
+
+# --- the list guard in the service: events, counters, and no retry of an unchanged list ------
+
+GUARDED_CONFIG = """
+listen: ["127.0.0.1:0"]
+upstream: {{servers: ["127.0.0.1:5399"]}}
+clients: {{allow: [127.0.0.0/8]}}
+state_dir: {state_dir}
+sources:
+  mylist: {{path: {path}, refresh: 1s}}
+blocking: {{lists: [tiktok, mylist]}}
+"""
+
+
+def guarded(tmp_path: Path, text: str) -> tuple[Config, Path]:
+    path = tmp_path / "mylist.txt"
+    path.write_text(text)
+    config = parse_config(
+        GUARDED_CONFIG.format(state_dir=tmp_path / "state", path=path),
+        "<test>",
+        known_lists=catalogue_ids(),
+    )
+    return config, path
+
+
+def bump(path: Path, text: str) -> None:
+    path.write_text(text)
+    stamp = path.stat().st_mtime + 2
+    os.utime(path, (stamp, stamp))
+
+
+def test_a_refused_version_is_logged_and_counted_once_and_the_rest_reloads(
+    tmp_path: Path,
+) -> None:
+    config, path = guarded(tmp_path, "a.example\nb.example\nc.example\nd.example\n")
+    running = build_state(config, None, keep=True)
+    bump(path, "<html><head><title>404 Not Found</title></head></html>\n")
+    refused = build_state(config, None, previous=running, keep=True)
+
+    def check(live: service.Service, log: io.StringIO) -> None:
+        live.reload((config, refused), reason="lists changed: mylist")
+        found = events(log)
+        names = [name for name, _, _ in found]
+        assert names.count("list_rejected") == 1 and "reloaded" in names
+        (rejected,) = [fields for name, level, fields in found if name == "list_rejected"]
+        assert rejected["list"] == "mylist" and rejected["file"] == str(path)
+        assert (rejected["reason"], rejected["kept"], rejected["kept_entries"]) == (
+            "html", "previous", 4
+        )  # fmt: skip
+        assert [level for name, level, _ in found if name == "list_rejected"] == ["error"]
+        assert live.stats.counts["list_rejected.mylist"] == 1
+        assert live.snapshot().lists_refused == {"tiktok": False, "mylist": True}
+        assert live.state.list_sizes["mylist"] == 4  # the version in force stayed
+        # Another list's change reloads again: the same refusal is not said twice...
+        again = build_state(config, None, previous=live.state, keep=True)
+        live.reload((config, again), reason="lists changed: other")
+        assert [name for name, _, _ in events(log)].count("list_rejected") == 1
+        # ...but an operator's SIGHUP hears it again.
+        live.reload((config, build_state(config, None, previous=live.state)), reason="signal")
+        assert [name for name, _, _ in events(log)].count("list_rejected") == 2
+        assert live.stats.counts["list_rejected.mylist"] == 2
+
+    in_service(running, check)
+
+
+def test_a_worker_other_than_the_first_neither_logs_nor_counts(tmp_path: Path) -> None:
+    config, path = guarded(tmp_path, "a.example\n")
+    bump(path, "a.example\ncom\n")
+    state = build_state(config, None)
+
+    def check(live: service.Service, log: io.StringIO) -> None:
+        live.primary = False
+        live.report_list_guards()
+        assert events(log) == [] and "list_rejected.mylist" not in live.stats.counts
+        live.primary = True
+        live.report_list_guards()
+        assert [name for name, _, _ in events(log)] == ["list_rejected"]
+
+    in_service(state, check)
+
+
+def test_an_unchanged_broken_list_is_not_retried_every_poll(tmp_path: Path) -> None:
+    """A list that fails the reload (here: it became a directory, so it cannot be read) is
+    tried again when it changes, or after the back-off; never at every poll."""
+    config, path = guarded(tmp_path, "a.example\n")
+    state = build_state(config, None, keep=True)
+
+    async def poll(live: service.Service) -> None:
+        await live.check_lists()
+        pending = live._reload_pending
+        if pending is not None:
+            await pending
+
+    async def run() -> None:
+        log = io.StringIO()
+        audit = AuditLog(log, "info", fold_window=0)
+        live = service.Service(state, lambda: config, audit)
+        try:
+            path.unlink()
+            path.mkdir()
+            for _ in range(5):
+                await poll(live)
+            failed = [fields for name, _, fields in events(log) if name == "reload_failed"]
+            assert len(failed) == 1, events(log)
+            assert failed[0]["reason"] == "lists changed: mylist"
+            assert "cannot read list file" in failed[0]["problems"][0]
+            assert live._retry.delay == service.ListRetry.FIRST
+            live._retry.at = 0.0  # the back-off has run out: one more try
+            for _ in range(3):
+                await poll(live)
+            failed = [fields for name, _, fields in events(log) if name == "reload_failed"]
+            assert [f["reason"] for f in failed] == ["lists changed: mylist", "retrying the lists"]
+            assert live._retry.delay == 2 * service.ListRetry.FIRST
+            path.rmdir()
+            path.write_text("a.example\nb.example\n")  # fixed: seen at the next poll
+            await poll(live)
+            reloaded = [fields for name, _, fields in events(log) if name == "reloaded"]
+            assert len(reloaded) == 1 and live.state.list_sizes["mylist"] == 2
+            assert live._retry.at is None
+        finally:
+            await live.pool.close()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("problems", "shown", "more"),
+    [
+        ([], [], None),
+        (["a.yaml:1: listen: bad"], ["a.yaml:1: listen: bad"], None),
+        ([f"l.txt:{n}: bad" for n in range(1, 101)], [f"l.txt:{n}: bad" for n in range(1, 6)],
+         95),
+        (["x" * 1000], ["x" * 300 + "..."], None),
+        (  # a broken list: its verdict comes last from the parser, first in the event
+            [*(f"l.txt:{n}: bad" for n in range(1, 9)), "l.txt: 8 invalid lines; refusing"],
+            ["l.txt: 8 invalid lines; refusing", *(f"l.txt:{n}: bad" for n in range(1, 5))],
+            4,
+        ),
+    ],
+)  # fmt: skip
+def test_reload_failed_carries_a_summary_a_few_problems_and_a_count(
+    problems: list[str], shown: list[str], more: int | None
+) -> None:
+    fields = service.capped(problems)
+    assert next(iter(fields)) == "summary"
+    assert f"{len(problems)} problem" in str(fields["summary"])
+    assert fields["problems"] == shown and fields.get("more") == more
+
+
+def test_list_retry_backs_off_to_an_hour() -> None:
+    retry = service.ListRetry()
+    assert not retry.due(1e9)
+    delays = []
+    for _ in range(8):
+        retry.failed(0.0)
+        delays.append(retry.delay)
+    assert delays == [60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 3600.0, 3600.0]
+    assert not retry.due(3599.0) and retry.due(3600.0) and not retry.due(3601.0)
+    retry.succeeded()
+    assert (retry.delay, retry.at) == (0.0, None)
