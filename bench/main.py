@@ -745,8 +745,8 @@ def report(bench: Bench, meta: dict[str, Any], out: Path) -> None:
             print()
     targets = results.check_targets(bench.rows, OURS)
     print(
-        "targets (issue 21; ratios are medians of per-round ratios, CPU µs/q from median rows, "
-        "user + system; 'leaves' = 1e6 / the qps the target asks for):"
+        "targets (issue 21; a ratio is the median of per-round qps ratios; CPU µs/q, user + "
+        "system, from the median rows; 'by CPU' = the peer's CPU per query / ours):"
     )
     for line in targets:
         print(f"  {line}")

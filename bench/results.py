@@ -301,7 +301,9 @@ def _workloads_of(rows: Sequence[Row], kind: str) -> list[str]:
 def check_targets(rows: Sequence[Row], ours: str) -> list[str]:
     """One line per target and workload (each list shape of `blocked` on its own): the measured
     value, whether it is met (or why unknown) and, beside a ratio, the CPU µs per query of both
-    rows and what the target leaves (a core that does nothing else serves 1e6 / qps µs each).
+    rows, the same ratio by CPU (the peer's CPU per query over ours) and the CPU per query the
+    target allows (the peer's over the factor).  When the machine is busy the peer may not
+    fill its core, and the two ratios part: qps is what the target names, CPU the steadier.
 
     A ratio is the median of the per-round ratios; CPU comes from the median rows.  A p99 is
     judged by the median of its rounds' p99s, each round listed: the fixed-rate run that gives
@@ -324,8 +326,14 @@ def check_targets(rows: Sequence[Row], ours: str) -> list[str]:
                 f"{label}: {value:.2f}x, {verdict}; CPU µs/q {_cpu(mine)}"
                 f" vs {target.peer} {_cpu(theirs)}"
             )
-            if theirs is not None and theirs.qps:
-                line += f", the target leaves {1e6 / (target.factor * theirs.qps):.1f}"
+            spent, peer_spent = _total_cpu(mine), _total_cpu(theirs)
+            if spent and peer_spent:
+                line += (
+                    f", {peer_spent / spent:.2f}x by CPU (the target allows "
+                    f"{peer_spent / target.factor:.1f})"
+                )
+                if (peer_spent / spent >= target.factor) != (value >= target.factor):
+                    line += "; qps and CPU disagree: the machine was busy"
             lines.append(line)
     lines += _block_versus_hit(rows, medians, ours)
     lines += _startup_lines(medians, ours)

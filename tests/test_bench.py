@@ -641,6 +641,24 @@ def test_each_target_is_judged_against_its_peer(
     assert line.split(";")[0].endswith(expected)
 
 
+@pytest.mark.parametrize(
+    ("ours_cpu", "peer_cpu", "expected"),
+    [
+        (10.0, 5.0, "0.70x, met; CPU µs/q 10.0 (7.0 + 3.0) vs bare-loop 5.0 (3.0 + 2.0), 0.50x by "
+                    "CPU (the target allows 7.1); qps and CPU disagree: the machine was busy"),
+        (7.0, 5.0, "0.70x, met; CPU µs/q 7.0 (4.0 + 3.0) vs bare-loop 5.0 (3.0 + 2.0), 0.71x by "
+                   "CPU (the target allows 7.1)"),
+    ],
+)  # fmt: skip
+def test_a_qps_ratio_the_cpu_ratio_contradicts_is_flagged(ours_cpu, peer_cpu, expected) -> None:
+    rows = [
+        _row("cached", "dnswarden", 70.0, user_us=ours_cpu - 3.0, sys_us=3.0),
+        _row("cached", "bare-loop", 100.0, user_us=peer_cpu - 2.0, sys_us=2.0),
+    ]
+    lines = results.check_targets(rows, "dnswarden")
+    assert f"cached: dnswarden >= 0.7x bare-loop: {expected}" in lines
+
+
 def test_every_list_shape_is_judged_on_its_own() -> None:
     rows = [
         _row("blocked/mixed", "dnswarden", 30.0),
@@ -668,11 +686,11 @@ def test_a_target_line_states_cpu_per_query_beside_the_ratio() -> None:
     lines = results.check_targets(rows, "dnswarden")
     assert lines[0] == (
         "blocked/mixed: dnswarden >= 0.6x bare-loop: 0.30x, NOT met; CPU µs/q 17.1 (12.7 + 4.4)"
-        " vs bare-loop 5.1 (2.7 + 2.4), the target leaves 8.6"
+        " vs bare-loop 5.1 (2.7 + 2.4), 0.30x by CPU (the target allows 8.5)"
     )
     assert (
         "cached: dnswarden >= 0.7x bare-loop: 0.50x, NOT met; CPU µs/q - vs bare-loop 4.8 "
-        "(2.6 + 2.2), the target leaves 6.9"
+        "(2.6 + 2.2)"
     ) in lines
 
 
