@@ -9,7 +9,8 @@ packet must reach the parser) and nsd as its upstream (as in bench/main.py). Eve
 `CHECK_EVERY` packets, and at the end, it checks the server answers a blocked and a forwarded
 name, and prints the answer time and the resident size. It fails (exit 1) if the server died,
 took 100 ms or more to answer after the campaign, grew by 10 MB or more, or printed a traceback.
-Loopback only; every loop is bounded by count and by `--time-limit`.
+Loopback only; every loop is bounded by count and by `--time-limit`. It reuses the e2e tier's
+mutations, so it needs the test extra (`pip install '.[test]'`), unlike the rest of bench/.
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ the list is measured up to its first correct answer), primed when the workload n
 by dnsperf on core 1 at full speed for `--duration` seconds, then at a fixed rate for the same
 time for latency, and stopped; its peak RSS is read before it stops.  nsd, the authoritative
 upstream of every server, runs for the whole benchmark.  The table, dnswarden's ratio to each
-peer and to the bare-loop ceiling (bench/bare.py), and issue 7's targets are printed; the raw
-results are written as JSON.
+peer and to the bare-loop ceiling (bench/bare.py), and issue 21's targets are printed; the raw
+results are written as JSON.  The `blocked` workload runs once per list shape and split asked
+for (`--list-shape`, `--list-split`), each its own row: `blocked/mixed`, `blocked/exact/20lists`.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ BARE_WORKLOADS = ("blocked", "cached", "unique", "mix")
 OURS = "dnswarden"
 INFO_VARIANT = "dnswarden-info"
 NOSTATS_VARIANT = "dnswarden-nostats"  # recording off: what the metrics cost (bench/nostats.py)
+RESTART_VARIANT = OURS + results.RESTART_SUFFIX
+"""Started with the big list right after `dnswarden`, same state_dir: the restart time."""
+MAX_SPLIT = 1000
 DNSPERF_TIMEOUT = 2
 MAX_CLIENTS, MAX_OUTSTANDING = 8, 150
 """150 in flight saturates any one-core server on loopback and still fits the kernel's default
@@ -75,9 +79,12 @@ class Workload:
     once: bool
     """Each name at most once (`-n 1`): unique names must not become cache hits."""
     tcp: bool = False
+    split: int = 1
+    """The list cut into this many files, every server given all of them."""
 
 
 def workloads() -> dict[str, Workload]:
+    """The `--workloads` choices; `blocked` is the template `blocked_workloads` expands."""
     return {
         "blocked": Workload("blocked", "blocked.txt", "blocked.txt", None, once=False),
         "cached": Workload("cached", "hits.txt", "hits.txt", "hits.txt", once=False),
@@ -85,6 +92,37 @@ def workloads() -> dict[str, Workload]:
         "mix": Workload("mix", "mix-max.txt", "mix-rate.txt", "hits.txt", once=True),
         "tcp": Workload("tcp", "blocked.txt", "blocked.txt", None, once=False, tcp=True),
     }
+
+
+def query_file(shape: str) -> str:
+    """The blocked names of `shape`; the mixed ones (also sent over TCP) keep their old name."""
+    return "blocked.txt" if shape == gen.Shape.MIXED else f"blocked-{shape}.txt"
+
+
+def blocked_name(shape: str, split: int) -> str:
+    """The row name of one list shape: `blocked/mixed`, `blocked/exact/20lists`."""
+    return f"blocked/{shape}" + (f"/{split}lists" if split > 1 else "")
+
+
+def blocked_workloads(shapes: Sequence[str], splits: Sequence[int]) -> list[Workload]:
+    """One `blocked` workload per shape and split, shapes outermost, in the order asked."""
+    return [
+        Workload(
+            blocked_name(shape, split), query_file(shape), query_file(shape), None, False,
+            split=split,
+        )
+        for shape in shapes
+        for split in splits
+    ]  # fmt: skip
+
+
+def split_files(split: int) -> list[tuple[str, str, str]]:
+    """(plain list, dnsmasq conf, unbound conf) file names of each part of a split list."""
+    return [
+        (f"blocklist-{split}x{i}.txt", f"dnsmasq-block-{split}x{i}.conf",
+         f"unbound-block-{split}x{i}.conf")
+        for i in range(split)
+    ]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -98,6 +136,8 @@ class Data:
     blocked_probe: str
     forward_probe: str
     forward_expect: str
+    splits: tuple[int, ...] = ()
+    """The `--list-split` counts above 1 whose `split_files` were written."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -112,6 +152,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds per run (default 10, quick 3)")
     parser.add_argument("--rate", type=int, default=5000, help="fixed rate for latency (qps)")
     parser.add_argument("--list-size", type=int, default=100_000)
+    parser.add_argument(
+        "--list-shape",
+        nargs="+",
+        choices=gen.SHAPES,
+        default=[gen.Shape.MIXED],
+        help="which names `blocked` asks for: listed domains (exact), subdomains of them, or "
+        "half and half (mixed, the default); one row per shape",
+    )
+    parser.add_argument(
+        "--list-split",
+        nargs="+",
+        type=int,
+        default=[1],
+        metavar="N",
+        help="the list as N files of equal size, every server given all N (default 1); "
+        "one `blocked` row per N and shape",
+    )
     parser.add_argument(
         "--big-list-size",
         type=int,
@@ -146,6 +203,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--rate must be in (0, 100000]")
     if not 1 <= args.repeat <= 9:
         parser.error("--repeat must be in 1..9")
+    if any(not 1 <= n <= min(MAX_SPLIT, args.list_size) for n in args.list_split):
+        parser.error(f"--list-split must be in 1..{MAX_SPLIT} and at most --list-size")
+    args.list_shape = list(dict.fromkeys(args.list_shape))
+    args.list_split = list(dict.fromkeys(args.list_split))
     return args
 
 
@@ -246,10 +307,21 @@ def generate(workdir: Path, args: argparse.Namespace) -> Data:
         write("dnsmasq-bigblock.conf", peers.dnsmasq_block_lines(all_listed))
         write("unbound-bigblock.conf", peers.unbound_block_lines(all_listed))
     del all_listed
+    splits = tuple(n for n in args.list_split if n > 1)
+    for split in splits:
+        parts = gen.split_list(listed, split)
+        for part, (plain, dnsmasq, unbound) in zip(parts, split_files(split), strict=True):
+            write(plain, part)
+            write(dnsmasq, peers.dnsmasq_block_lines(part))
+            write(unbound, peers.unbound_block_lines(part))
     hits = zone[1 : 1 + size.hits]
     blocked = gen.blocked_queries(listed, size.blocked_queries)
     write("hits.txt", gen.query_lines(hits))
-    write("blocked.txt", gen.query_lines(blocked))
+    write(query_file(gen.Shape.MIXED), gen.query_lines(blocked))
+    for shape in args.list_shape:
+        if shape != gen.Shape.MIXED:
+            names = gen.blocked_queries(listed, size.blocked_queries, shape=shape)
+            write(query_file(shape), gen.query_lines(names))
     write("unique-max.txt", gen.query_lines(gen.unique_names(size.unique_max, "m")))
     write("unique-rate.txt", gen.query_lines(gen.unique_names(size.unique_rate, "r")))
     for tag, total in (("mix-max", size.mix_max), ("mix-rate", size.mix_rate)):
@@ -259,7 +331,9 @@ def generate(workdir: Path, args: argparse.Namespace) -> Data:
     print(
         f"bench: generated {len(zone):,} zone names, {len(listed):,}"
         + (f" and {size.big_blocklist:,}" if big else "")
-        + f" blocked domains, query files in {time.monotonic() - began:.1f} s",
+        + " blocked domains"
+        + (f" (also as {', '.join(str(n) for n in splits)} lists)" if splits else "")
+        + f", query files in {time.monotonic() - began:.1f} s",
         flush=True,
     )
     return Data(
@@ -270,6 +344,7 @@ def generate(workdir: Path, args: argparse.Namespace) -> Data:
         blocked_probe=listed[0],
         forward_probe=zone[0],
         forward_expect=gen.address(0),
+        splits=splits,
     )
 
 
@@ -293,32 +368,42 @@ class Bench:
         self.metrics_key = True
         self.has_cache = (REPO / "resolver" / "cache.py").exists()
         self.data: Data | None = None
+        self.state_dir = workdir / "dnswarden-state"
+        """Every dnswarden row's, for the run: compiled lists, PID file (see peers)."""
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
     # servers
 
-    def spec(self, server: str, big: bool = False) -> ServerSpec:
+    def spec(self, server: str, big: bool = False, split: int = 1) -> ServerSpec:
         assert self.data is not None
         port = procs.free_port()
         d, up = self.workdir, self.nsd_port
-        listfile = str(self.data.big_blocklist if big else self.data.blocklist)
         prefix = "big" if big else ""
+        lists = [str(self.data.big_blocklist if big else self.data.blocklist)]
+        dnsmasq = [str(d / f"dnsmasq-{prefix}block.conf")]
+        unbound = [str(d / f"unbound-{prefix}block.conf")]
+        if split > 1 and not big:
+            if split not in self.data.splits:
+                raise ValueError(f"no list split in {split} was generated")
+            files = split_files(split)
+            lists, dnsmasq, unbound = ([str(d / names[k]) for names in files] for k in range(3))
         if server == "dnsmasq":
-            return peers.dnsmasq_spec(d, port, up, str(d / f"dnsmasq-{prefix}block.conf"))
+            return peers.dnsmasq_spec(d, port, up, dnsmasq)
         if server == "unbound":
-            return peers.unbound_spec(d, port, up, str(d / f"unbound-{prefix}block.conf"))
+            return peers.unbound_spec(d, port, up, unbound)
         if server == "dnsdist":
-            return peers.dnsdist_spec(d, port, up, listfile)
+            return peers.dnsdist_spec(d, port, up, lists)
         if server == BARE:
-            return peers.bare_spec(port, up, listfile, self.python)
+            return peers.bare_spec(port, up, lists, self.python)
         level = "info" if server == INFO_VARIANT else "warning"
         workers = workers_of(server)
         module = "bench.nostats" if server == NOSTATS_VARIANT else "resolver"
         return peers.dnswarden_spec(
-            d, server, port, up, listfile, self.python, level, workers, self.metrics_key, module
-        )
+            d, server, port, up, lists, self.python, level, workers, self.metrics_key, module,
+            state_dir=str(self.state_dir),
+        )  # fmt: skip
 
     def cpus_for(self, server: str) -> str:
         workers = workers_of(server)
@@ -438,14 +523,14 @@ class Bench:
     def measure(self, workload: Workload, server: str) -> results.Row:
         row = results.Row(workload=workload.name, server=server)
         row.extra["loadavg_before"] = loadavg()
-        spec = self.spec(server)
+        spec = self.spec(server, split=workload.split)
         if spec.kind == OURS and not self.has_cache and workload.prime_file:
             row.note = NO_CACHE_NOTE
         proc, row.start_s = self.launch(spec, self.cpus_for(server), START_LIMIT)
         try:
             if workload.prime_file:
                 self.prime(spec.port, workload.prime_file)
-            tag = f"{workload.name}-{server}"
+            tag = f"{workload.name.replace('/', '-')}-{server}"
             cpu_before = procs.cpu_seconds(proc.pid)
             text = self.dnsperf(
                 spec.port,
@@ -492,6 +577,7 @@ class Bench:
         assert self.data is not None and self.data.big_blocklist is not None
         size = self.data.lines[self.data.big_blocklist.name]
         row = results.Row(workload=f"startup-{human(size)}", server=server)
+        row.extra["domains"] = size
         spec = self.spec(server, big=True)
         proc, row.start_s = self.launch(spec, self.cpus_for(server), BIG_START_LIMIT)
         try:
@@ -502,7 +588,7 @@ class Bench:
 
     def record(self, row: results.Row) -> None:
         self.rows.append(row)
-        where = f"  {row.workload:8} {row.server:16}"
+        where = f"  {row.workload:{max(8, len(row.workload))}} {row.server:17}"
         if self.args.repeat > 1:
             where += f" round {row.round + 1}"
         if row.error:
@@ -517,29 +603,49 @@ class Bench:
         )
 
     def servers_for(self, workload: str) -> list[str]:
-        chosen = [s for s in self.args.servers if s != BARE or workload in BARE_WORKLOADS]
+        """The rows of one workload: the chosen servers, dnswarden's variants after it (the
+        metrics-off row only on `cached` and the first list shape, whose cost it shows)."""
+        kind = results.family(workload)
+        chosen = [s for s in self.args.servers if s != BARE or kind in BARE_WORKLOADS]
         if OURS in chosen:
             at = chosen.index(OURS) + 1
             extra = [f"{OURS}-w{n}" for n in self.args.workers]
-            if workload == "blocked" and not self.args.no_info_row:
+            if kind == "blocked" and not self.args.no_info_row:
                 extra.insert(0, INFO_VARIANT)
-            if workload in ("blocked", "cached"):
+            first = self.variants("blocked")[0].name
+            if workload in ("blocked", first, "cached"):
                 extra.insert(0, NOSTATS_VARIANT)
+            if workload == "startup":
+                extra.insert(0, RESTART_VARIANT)
             chosen[at:at] = extra
         return chosen
+
+    def variants(self, name: str) -> list[Workload]:
+        """The workloads `--workloads NAME` runs: one per list shape and split for `blocked`."""
+        if name == "blocked":
+            return blocked_workloads(self.args.list_shape, self.args.list_split)
+        return [workloads()[name]]
+
+    def plan(self) -> list[tuple[Workload, int, str]]:
+        """Every (workload, round, server) measured under load, in order: each workload's
+        rounds together, every server once per round."""
+        return [
+            (workload, round_, server)
+            for name in self.args.workloads
+            for workload in self.variants(name)
+            for round_ in range(self.args.repeat)
+            for server in self.servers_for(workload.name)
+        ]
 
     def run(self) -> None:
         self.data = generate(self.workdir, self.args)
         self.start_nsd()
         if OURS in self.args.servers:
             self.probe_dnswarden_config()
-        table = workloads()
-        for name in self.args.workloads:
-            for round_ in range(self.args.repeat):
-                for server in self.servers_for(name):
-                    self.guarded(
-                        lambda w=table[name], s=server: self.measure(w, s), name, server, round_
-                    )
+        for workload, round_, server in self.plan():
+            self.guarded(
+                lambda w=workload, s=server: self.measure(w, s), workload.name, server, round_
+            )
         if self.data.big_blocklist is not None:
             for server in self.servers_for("startup"):
                 self.guarded(lambda s=server: self.measure_big(s), "startup", server)
@@ -610,13 +716,13 @@ def fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
 
 
-def estimate_seconds(args: argparse.Namespace, variants: int) -> float:
+def estimate_seconds(args: argparse.Namespace, rows: int) -> float:
     """Rough wall time on the 2-core machine: data generation, two runs plus start, priming and
     settling per row, and the big-list start-ups (1-2 minutes each for 2M names)."""
-    rows = args.repeat * (len(args.workloads) * (len(args.servers) + len(args.workers)) + variants)
     per_row = 2 * (args.duration + 1) + 6
     big_share = args.big_list_size / 2_000_000
-    generation = 15 + 2 * args.duration + 100 * big_share
+    shapes = len(args.list_shape) + sum(n > 1 for n in args.list_split)
+    generation = 15 + 2 * args.duration + 100 * big_share + 2 * shapes
     big = len(args.servers) * 65 * big_share
     return generation + rows * per_row + big
 
@@ -637,15 +743,13 @@ def report(bench: Bench, meta: dict[str, Any], out: Path) -> None:
             ratio_json[variant] = table
             print(results.render_ratios(table, variant, peer_names))
             print()
-    targets = results.check_targets(bench.rows, OURS, BARE)
-    print("targets (issue 7):")
+    targets = results.check_targets(bench.rows, OURS)
+    print(
+        "targets (issue 21; a ratio is the median of per-round qps ratios; CPU µs/q, user + "
+        "system, from the median rows; 'by CPU' = the peer's CPU per query / ours):"
+    )
     for line in targets:
         print(f"  {line}")
-    budget = results.cpu_budget(bench.rows, OURS, BARE)
-    if budget:
-        print("CPU time per query, median rows (the kernel's share is the system time):")
-        for line in budget:
-            print(f"  {line}")
     print()
     cache = (
         "this checkout has resolver/cache.py, so dnswarden's cached rows use its cache (defaults). "
@@ -665,7 +769,6 @@ def report(bench: Bench, meta: dict[str, Any], out: Path) -> None:
         "medians": [row.as_json() for row in medians],
         "ratios": ratio_json,
         "targets": targets,
-        "cpu_budget": budget,
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2) + "\n")
@@ -680,7 +783,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     sup = procs.Supervisor()
     workdir = Path(tempfile.mkdtemp(prefix="dnswarden-bench-"))
     bench = Bench(args, workdir, sup)
-    variants = 0 if args.no_info_row else 1
     uvloop = has_uvloop(bench.python, bench.env)
     meta: dict[str, Any] = {
         "date": stamp.isoformat(timespec="seconds"),
@@ -693,6 +795,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "repeat": args.repeat,
         "rate_qps": args.rate,
         "list_size": args.list_size,
+        "list_shapes": args.list_shape,
+        "list_splits": args.list_split,
         "big_list_size": args.big_list_size,
         "pinning": {
             "server": bench.server_cpus,
@@ -710,7 +814,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"bench: dnswarden runs on {meta['dnswarden_loop']}"
         + (" (uvloop is importable, so it is used)" if uvloop else " (uvloop not importable)")
         + f"; server on core {bench.server_cpus}, dnsperf and nsd on core {bench.client_cpus}; "
-        f"about {estimate_seconds(args, variants) / 60:.0f} min; temp dir {workdir}",
+        f"about {estimate_seconds(args, len(bench.plan())) / 60:.0f} min; temp dir {workdir}",
         flush=True,
     )
     code = 0

@@ -48,6 +48,11 @@ class ServerSpec:
     env: dict[str, str] = field(default_factory=dict)
 
 
+def paths(files: str | Sequence[str]) -> tuple[str, ...]:
+    """One list (a path) or several, as a tuple: every server takes the same lists."""
+    return (files,) if isinstance(files, str) else tuple(files)
+
+
 def nsd_spec(workdir: Path, port: int, zone_file: str) -> ServerSpec:
     """nsd in the foreground, one server process, no database, no remote control, no privileges
     dropped (it runs from the temp dir) and no transfers configured, so it never sends.
@@ -96,25 +101,30 @@ def nsd_spec(workdir: Path, port: int, zone_file: str) -> ServerSpec:
 def dnswarden_config(
     port: int,
     upstream_port: int,
-    blocklist: str,
+    blocklist: str | Sequence[str],
     level: str = "warning",
     metrics: bool = False,
     rate_limits: bool = False,
+    state_dir: str | None = None,
 ) -> dict[str, Any]:
-    """The YAML config as a dict: one loopback listener, nsd as the only upstream, the list.
+    """The YAML config as a dict: one loopback listener, nsd as the only upstream, the lists.
 
     `metrics` off unless asked: the HTTP endpoint would take the fixed port 9153, and it is not
-    what is measured. Rate limits off unless asked: dnsperf is one client asking as fast as it
-    can, which is what `rate_limit` exists to stop, and the peers run without theirs
-    (`bench/flood.py` measures them, with the defaults).
+    what is measured.  `state_dir` (the run's temp dir) keeps the compiled lists and the PID
+    file away from the default one, which another dnswarden on the machine may hold, and lets
+    a restart row reuse what the first start compiled. Rate limits off unless asked:
+    dnsperf is one client asking as fast as it can, which is what `rate_limit` exists to stop,
+    and the peers run without theirs (`bench/flood.py` measures them, with the defaults).
     """
     config: dict[str, Any] = {
         "listen": [f"{HOST}:{port}"],
         "upstream": {"servers": [f"{HOST}:{upstream_port}"], "timeout": "1.5s", "deadline": "4s"},
         "clients": {"allow": ["127.0.0.0/8"]},
-        "blocking": {"lists": [blocklist], "answer": "null_ip"},
+        "blocking": {"lists": list(paths(blocklist)), "answer": "null_ip"},
         "log": {"level": level},
     }
+    if state_dir is not None:
+        config["state_dir"] = state_dir
     if not metrics:
         config["metrics"] = {"enabled": False}
     if not rate_limits:
@@ -127,16 +137,17 @@ def dnswarden_spec(
     name: str,
     port: int,
     upstream_port: int,
-    blocklist: str,
+    blocklist: str | Sequence[str],
     python: str,
     level: str = "warning",
     workers: int | None = None,
     metrics_key: bool = True,
     module: str = "resolver",
+    state_dir: str | None = None,
 ) -> ServerSpec:
     """`python -m resolver serve -c FILE [--workers N]` from this checkout (the caller sets
     PYTHONPATH); `--workers` only when asked, so a checkout without the flag still runs."""
-    config = dnswarden_config(port, upstream_port, blocklist, level)
+    config = dnswarden_config(port, upstream_port, blocklist, level, state_dir=state_dir)
     if not metrics_key:
         config.pop("metrics", None)
     path = workdir / f"{name}.yaml"
@@ -157,9 +168,11 @@ def dnswarden_spec(
     )
 
 
-def bare_spec(port: int, upstream_port: int, blocklist: str, python: str) -> ServerSpec:
+def bare_spec(
+    port: int, upstream_port: int, blocklist: str | Sequence[str], python: str
+) -> ServerSpec:
     """`python -m bench.bare`: the bare-loop ceiling (no resolver; see bench/bare.py), reading
-    the same list file as dnswarden, forwarding to the same nsd (the caller sets PYTHONPATH)."""
+    the same list files as dnswarden, forwarding to the same nsd (the caller sets PYTHONPATH)."""
     argv = (
         python,
         "-m",
@@ -168,8 +181,7 @@ def bare_spec(port: int, upstream_port: int, blocklist: str, python: str) -> Ser
         f"{HOST}:{port}",
         "--upstream",
         f"{HOST}:{upstream_port}",
-        "--blocklist",
-        blocklist,
+        *(word for path in paths(blocklist) for word in ("--blocklist", path)),
     )
     return ServerSpec(name=BARE, kind=BARE, argv=argv, port=port)
 
@@ -179,8 +191,11 @@ def dnsmasq_block_lines(domains: Iterable[str]) -> Iterable[str]:
         yield f"address=/{domain}/{SINKHOLE}"
 
 
-def dnsmasq_spec(workdir: Path, port: int, upstream_port: int, block_conf: str) -> ServerSpec:
-    """dnsmasq in the foreground: no /etc/hosts, no resolv.conf, nsd as its only server."""
+def dnsmasq_spec(
+    workdir: Path, port: int, upstream_port: int, block_conf: str | Sequence[str]
+) -> ServerSpec:
+    """dnsmasq in the foreground: no /etc/hosts, no resolv.conf, nsd as its only server, one
+    `--conf-file` per list."""
     argv = (
         "dnsmasq",
         "--keep-in-foreground",
@@ -196,7 +211,7 @@ def dnsmasq_spec(workdir: Path, port: int, upstream_port: int, block_conf: str) 
         f"--dns-forward-max={MAX_FORWARDED}",
         f"--pid-file={workdir}/dnsmasq-{port}.pid",
         "--user=root",
-        f"--conf-file={block_conf}",
+        *(f"--conf-file={path}" for path in paths(block_conf)),
     )
     return ServerSpec(name="dnsmasq", kind="dnsmasq", argv=argv, port=port)
 
@@ -206,8 +221,11 @@ def unbound_block_lines(domains: Iterable[str]) -> Iterable[str]:
         yield f'  local-zone: "{domain}." always_null'
 
 
-def unbound_spec(workdir: Path, port: int, upstream_port: int, block_conf: str) -> ServerSpec:
-    """unbound with one thread, no validator, forwarding everything to nsd.
+def unbound_spec(
+    workdir: Path, port: int, upstream_port: int, block_conf: str | Sequence[str]
+) -> ServerSpec:
+    """unbound with one thread, no validator, forwarding everything to nsd, one `include` per
+    list.
 
     `test.` is one of unbound's default local zones (RFC 6761), so it is released with
     `nodefault`; `do-not-query-localhost: no` lets it forward to nsd on 127.0.0.1.
@@ -237,7 +255,7 @@ def unbound_spec(workdir: Path, port: int, upstream_port: int, block_conf: str) 
             "  outgoing-range: 8192",
             "  num-queries-per-thread: 4096",
             '  local-zone: "test." nodefault',
-            f'  include: "{block_conf}"',
+            *(f'  include: "{path}"' for path in paths(block_conf)),
             "remote-control:",
             "  control-enable: no",
             "forward-zone:",
@@ -256,8 +274,11 @@ def unbound_spec(workdir: Path, port: int, upstream_port: int, block_conf: str) 
     )
 
 
-def dnsdist_spec(workdir: Path, port: int, upstream_port: int, blocklist: str) -> ServerSpec:
-    """dnsdist with one listener, one backend socket, one TCP worker and a packet cache.
+def dnsdist_spec(
+    workdir: Path, port: int, upstream_port: int, blocklist: str | Sequence[str]
+) -> ServerSpec:
+    """dnsdist with one listener, one backend socket, one TCP worker and a packet cache; every
+    list goes into the one `SuffixMatchNode`.
 
     Security polling (a DNS query to the outside world) is switched off: the benchmark only
     ever talks to loopback.  The backend is forced up, so no health-check race at start.
@@ -274,7 +295,10 @@ def dnsdist_spec(workdir: Path, port: int, upstream_port: int, blocklist: str) -
             f"pc = newPacketCache({CACHE_ENTRIES * 10}, {{maxTTL=86400, minTTL=0}})",
             'getPool(""):setCache(pc)',
             "blocked = newSuffixMatchNode()",
-            f"for line in io.lines({json.dumps(blocklist)}) do blocked:add(line) end",
+            *(
+                f"for line in io.lines({json.dumps(path)}) do blocked:add(line) end"
+                for path in paths(blocklist)
+            ),
             f'addAction(SuffixMatchNodeRule(blocked, true), SpoofAction("{SINKHOLE}"))',
             "",
         ]

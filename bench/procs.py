@@ -19,12 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 
-import dns.exception
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
-
+from bench import probe
 from bench.peers import HOST
 
 STOP_GRACE = 5.0
@@ -108,16 +103,23 @@ def free_port() -> int:
 
 
 def query(port: int, name: str, timeout: float = PROBE_TIMEOUT) -> tuple[str, list[str]] | None:
-    """(rcode, A addresses) from 127.0.0.1:port over UDP, or None when nothing came back."""
-    message = dns.message.make_query(name, dns.rdatatype.A)
-    try:
-        reply = dns.query.udp(message, HOST, port=port, timeout=timeout)
-    except (dns.exception.DNSException, OSError):
-        return None
-    addresses = [
-        item.address for rrset in reply.answer if rrset.rdtype == dns.rdatatype.A for item in rrset
-    ]
-    return dns.rcode.to_text(reply.rcode()), addresses
+    """(rcode, A addresses) from 127.0.0.1:port over UDP, or None when nothing came back.
+
+    Replies with another ID are skipped until `timeout`; a closed port fails at once."""
+    qid = int.from_bytes(os.urandom(2), "big")
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect((HOST, port))
+            sock.send(probe.query_packet(name, qid))
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                reply = probe.read_reply(sock.recv(65535), qid)
+                if reply is not None:
+                    return reply
+        except OSError:
+            return None
+    return None
 
 
 def wait_answer(
