@@ -39,7 +39,6 @@ from typing import Any, Final
 from resolver.config.cache import MAX_FAILURE_TTL, CacheConfig
 from resolver.policy.inspection import Findings
 from resolver.protocol.wire import (
-    AA,
     CD,
     NOERROR,
     NXDOMAIN,
@@ -78,7 +77,6 @@ PREFETCH_FRACTION: Final = 0.1
 PREFETCH_MIN_TTL: Final = 10
 
 _TTL: Final = struct.Struct(">I")
-_CLEAR_AA: Final = ~(AA >> 8) & 0xFF
 _STALE: Final = -1
 
 
@@ -206,7 +204,6 @@ class CachedAnswer:
         records = stored[_RAW + 3 :]
         ttl, floor = self.ttl, self.floor
         head = bytearray(raw[:sections_end])
-        head[2] &= _CLEAR_AA  # a cached answer is never authoritative
         offsets = [at + 4 for at in records]
         self.head_offsets, self.head_ttls = _normalise(head, offsets, floor, ttl)
         additional = bytearray(additional_records)
@@ -375,13 +372,8 @@ class Cache:
                     additional, cached.additional_offsets, cached.additional_ttls, age, stale_ttl
                 )
             memo = cached.memo = (age, stale_ttl, head, additional)
-        head = memo[2]
-        if (head[2] ^ query.packet[2]) & 0x01:  # RD is the client's
-            patched = bytearray(head)
-            patched[2] ^= 0x01
-            head = bytes(patched)
         reply = CachedReply(
-            head, memo[3], cached.additional_count, cached.rcode, cached.ext_rcode, cached.ede
+            memo[2], memo[3], cached.additional_count, cached.rcode, cached.ext_rcode, cached.ede
         )
         return client_reply(reply, query, limit, opt)
 
