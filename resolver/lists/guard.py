@@ -148,11 +148,3 @@ def rule_line(data: bytes, label: str) -> int | None:
         return data.count(b"\n", 0, start) + 1
     return None
 
-
-def single_label_names(names: Iterable[bytes]) -> list[str]:
-    """The single-label names (``com``) among wire-format names, as text."""
-    found = []
-    for name in names:
-        if len(name) > 1 and name[0] + 2 == len(name):
-            found.append(name[1:-1].decode("ascii", errors="replace"))
-    return found

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from resolver.lists.guard import DEFAULT_MAX_SHRINK, Refusal, judge, single_label_names, sniff
+from resolver.lists.guard import DEFAULT_MAX_SHRINK, Refusal, judge, sniff
 
 HTML_404 = b"""<!DOCTYPE html>
 <html lang="en">
@@ -119,15 +119,3 @@ def test_refusals_say_what_an_operator_needs() -> None:
 def test_default_max_shrink_is_half() -> None:
     assert DEFAULT_MAX_SHRINK == 0.5
 
-
-@pytest.mark.parametrize(
-    ("names", "expected"),
-    [
-        ([b"\x03com\x00", b"\x06tiktok\x03com\x00"], ["com"]),
-        ([b"\x02ea\x00"], ["ea"]),
-        ([b"\x00"], []),
-        ([b"\x06tiktok\x03com\x00"], []),
-    ],
-)
-def test_single_label_names(names: list[bytes], expected: list[str]) -> None:
-    assert single_label_names(names) == expected
