@@ -96,21 +96,32 @@ def existing_dir(reader: Reader, node: Node, key: str, name: str) -> Path | None
     return full
 
 
+def read_head(
+    reader: Reader, node: Node, key: str, name: str, what: str, limit: int
+) -> tuple[Path, bytes] | None:
+    """An existing regular file's path and its first `limit` + 1 bytes (one more than any
+    content the caller accepts, so it can tell "too large"), or `None` with a problem noted."""
+    full = existing_file(reader, node, key, name, what)
+    if full is None:
+        return None
+    try:
+        with open(full, "rb") as f:
+            return full, f.read(limit + 1)
+    except OSError as e:
+        reader.problem(node, key, f"cannot read {what} {str(full)!r}: {e.strerror or e}")
+        return None
+
+
 def ca_file(reader: Reader, node: Node, key: str, name: str) -> str | None:
     """The CA bundle's absolute path, after checking it holds PEM certificates.
 
     Only the form is checked (no `ssl` here); a DER file or a private key named by mistake
     is caught now rather than at the first TLS handshake.
     """
-    full = existing_file(reader, node, key, name, "CA file")
-    if full is None:
+    read = read_head(reader, node, key, name, "CA file", MAX_CA_BYTES)
+    if read is None:
         return None
-    try:
-        with open(full, "rb") as f:
-            data = f.read(MAX_CA_BYTES + 1)
-    except OSError as e:
-        reader.problem(node, key, f"cannot read CA file {str(full)!r}: {e.strerror or e}")
-        return None
+    full, data = read
     if len(data) > MAX_CA_BYTES:
         reader.problem(node, key, f"CA file {str(full)!r} is larger than {MAX_CA_BYTES} bytes")
     elif b"-----BEGIN CERTIFICATE-----" not in data:
@@ -128,15 +139,10 @@ def pem_file(reader: Reader, node: Node, key: str, name: str, what: str) -> str 
     """The absolute path of a PEM certificate chain or private key (`what`), after checking
     its form: a DER file or the wrong half of the pair is caught now, not at the first
     handshake. The shell loads it (here there is no `ssl`)."""
-    full = existing_file(reader, node, key, name, what)
-    if full is None:
+    read = read_head(reader, node, key, name, what, MAX_CA_BYTES)
+    if read is None:
         return None
-    try:
-        with open(full, "rb") as f:
-            data = f.read(MAX_CA_BYTES + 1)
-    except OSError as e:
-        reader.problem(node, key, f"cannot read {what} {str(full)!r}: {e.strerror or e}")
-        return None
+    full, data = read
     marker = b"PRIVATE KEY-----" if what == "private key" else b"-----BEGIN CERTIFICATE-----"
     if len(data) > MAX_CA_BYTES:
         reader.problem(node, key, f"{what} {str(full)!r} is larger than {MAX_CA_BYTES} bytes")
@@ -151,15 +157,10 @@ def pem_file(reader: Reader, node: Node, key: str, name: str, what: str) -> str 
 
 def token_file(reader: Reader, node: Node, key: str, name: str) -> str | None:
     """The token file's absolute path, after checking it holds a usable token."""
-    full = existing_file(reader, node, key, name, "token file")
-    if full is None:
+    read = read_head(reader, node, key, name, "token file", MAX_TOKEN_BYTES)
+    if read is None:
         return None
-    try:
-        with open(full, "rb") as f:
-            data = f.read(MAX_TOKEN_BYTES + 1)
-    except OSError as e:
-        reader.problem(node, key, f"cannot read token file {str(full)!r}: {e.strerror or e}")
-        return None
+    full, data = read
     token = data.strip()
     if len(data) > MAX_TOKEN_BYTES:
         reader.problem(
@@ -200,15 +201,10 @@ def secret_file(
 ) -> str | None:
     """The absolute path of a file holding a secret that `parse` accepts (it raises
     ValueError); the secret itself stays in the file, read again by whoever uses it."""
-    full = existing_file(reader, node, key, name, "secret file")
-    if full is None:
+    read = read_head(reader, node, key, name, "secret file", max_bytes)
+    if read is None:
         return None
-    try:
-        with open(full, "rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as e:
-        reader.problem(node, key, f"cannot read secret file {str(full)!r}: {e.strerror or e}")
-        return None
+    full, data = read
     if len(data) > max_bytes:
         reader.problem(node, key, f"secret file {str(full)!r} is larger than {max_bytes} bytes")
         return None
