@@ -349,6 +349,15 @@ class FakeUpstream:
                 return self._default
             name = name.parent()
 
+    def received_soon(self, qname: str, timeout: float = 2.0) -> list[Received]:
+        """The queries for `qname`, waiting up to `timeout` for the first: this server records
+        datagrams on a loop of its own, which a loaded machine may run a little after the
+        resolver under test already answered from another upstream."""
+        deadline = time.monotonic() + timeout
+        while not (found := self.queries(qname)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return found
+
     def queries(
         self,
         qname: str | dns.name.Name | None = None,
