@@ -245,10 +245,11 @@ class QueryPipeline:
         channel: Channel | None,
     ) -> Outcome:
         started = time.perf_counter()
-        # 0. Rate limit: a client prefix over its budget is shed before its bytes are even
-        #    parsed, so a flood costs one dict lookup and a few float operations per packet.
+        # 0. Rate limit, when `rate_limit.rate` is set: a client prefix over its budget for
+        #    every query is shed before its bytes are parsed. Off by default: what costs work is
+        #    limited at 5a, so a flooding address's cache hits and policy answers still come.
         limiter = self.limiter
-        if limiter.active and not limiter.admits(client, started):
+        if limiter.gates and not limiter.admits(client, started):
             return self._limited(packet, None, client, over_udp, started, QUERIES)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
@@ -264,6 +265,13 @@ class QueryPipeline:
         if not state.access.allows(client):
             reply = answers.refused(query, EdeCode.PROHIBITED, "client not allowed")
             return self._done(query, over_udp, "refused", reply, started, None, channel)
+        # 2a. Flood: while a client's names under a zone are refused upstream (5a), its next
+        #    uncached ones there are shed here, at the cost of a cache lookup and before the
+        #    policy's; its cached names (and other zones) go on. Else one comparison.
+        if started < limiter.shed_until:
+            over = self._flooding(query, client, started)
+            if over is not None:
+                return self._limited(packet, query, client, over_udp, started, over)
         # 2b. DDR: with encrypted listeners, `_dns.resolver.arpa` and `_dns.<our name>` are
         #    answered with them (RFC 9462), never forwarded; before the policy, whose doh-bypass
         #    entry answers resolver.arpa NODATA (what clients get without encrypted listeners).
@@ -344,9 +352,11 @@ class QueryPipeline:
         reply_to: ReplyTo,
         channel: Channel | None = None,
     ) -> Outcome:
-        # 5a. Upstream budget: the names a client may send upstream per second, and those under
-        #    a zone flooded with random subdomains (rate_limit.upstream_rate, zone_rate), so a
-        #    flood of unique names neither fills max_inflight nor floods the upstream.
+        # 5a. Upstream budget: the names a client may send upstream per second, in all and
+        #    under one zone, and those under a zone flooded with random subdomains
+        #    (rate_limit.upstream_rate, client_zone_rate, zone_rate), so a flood of unique names
+        #    neither fills max_inflight nor floods the upstream, nor takes its sender's budget
+        #    for other zones.
         limiter = self.limiter
         if limiter.active:
             over = limiter.admits_upstream(client, query.qname, started)
@@ -371,6 +381,19 @@ class QueryPipeline:
             )
         shared.add_done_callback(functools.partial(self._upstream_done, waiting))
         return FORWARDED
+
+    def _flooding(self, query: Query, client: str, started: float) -> str | None:
+        """The limit 5a would shed `query` for, when nothing in the cache answers it."""
+        over = self.limiter.refuses_upstream(client, query.qname, started)
+        if over is None:
+            return None
+        cache = self.cache
+        if cache is not None and cache.enabled:
+            now = self.clock()
+            key = cache_key(query)
+            if cache.lookup(key, now) is not None or cache.failure(key, now) is not None:
+                return None
+        return over
 
     def _upstream_done(self, waiting: _Waiting, shared: asyncio.Future[Resolved]) -> None:
         self._answer_later(waiting, self._from_upstream, waiting, shared)

@@ -22,6 +22,7 @@ from resolver.config import EncryptedConfig, Endpoint
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.protocol.devices import device_from_server_name
+from resolver.shell import privileges
 from resolver.shell.doh import Http1Connection, Http2Connection
 from resolver.shell.dot import DotStream
 from resolver.shell.listeners import TCP_BACKLOG, Listeners
@@ -230,7 +231,11 @@ class EncryptedListeners:
 
 
 def bind_stream(endpoint: Endpoint, reuse_port: bool = False) -> socket.socket:
-    """A listening TCP socket; IPv6 sockets take IPv6 only, as the plain listeners do."""
+    """A listening TCP socket; IPv6 sockets take IPv6 only, as the plain listeners do. A worker
+    takes the one its supervisor bound for it, if it did (`privileges.inherited`)."""
+    given = privileges.inherited("stream", endpoint)
+    if given is not None:
+        return given
     family = socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
