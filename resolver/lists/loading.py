@@ -374,10 +374,13 @@ class ListLoader:
         return self._writable
 
     def spec_files(self, spec: ListSpec) -> tuple[Path, ...]:
-        """The files to parse: a URL source's last good copy, if there is one."""
+        """The files to parse: a URL source's last good copy, if there is one (and it is not
+        an expired zone withdrawn by its `on_expire: missing`, `resolver.shell.zones`)."""
         if spec.kind != "url":
             return spec.files
         if self.store is None or not self.store.has_copy(spec.name):
+            return ()
+        if self.store.meta(spec.name).get("withdrawn"):
             return ()
         return (self.store.body_path(spec.name),)
 
