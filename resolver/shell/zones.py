@@ -87,7 +87,7 @@ class ZoneFeeds:
     def __init__(
         self,
         config: Callable[[], Config],
-        changed: Callable[[str], None],
+        changed: Callable[[str, str], None],
         audit: AuditLog,
         stats: Stats,
         clock: Callable[[], float] = time.time,
@@ -158,7 +158,8 @@ class ZoneFeeds:
 
     async def _watch(self, feed: _Feed) -> None:
         delay = 0.0  # at start: IXFR from the last good copy, or the first AXFR
-        await self._judge_expiry(feed)  # a copy that expired while we were down: say so now
+        with contextlib.suppress(OSError):  # a copy that expired while we were down: say so now
+            await self._judge_expiry(feed)
         while True:
             expires_at = feed.status.expires_at
             if expires_at is not None and not feed.status.expired:
@@ -206,7 +207,7 @@ class ZoneFeeds:
         withdraw = expired and mode is OnExpire.MISSING
         if meta is not None and bool(meta.get("withdrawn")) != withdraw:
             await asyncio.to_thread(store.touch, name, withdrawn=withdraw)
-            self._changed(name)
+            self._changed(name, "zone expired" if withdraw else "zone confirmed again")
 
     async def _check(self, feed: _Feed) -> float:
         """One check of the zone; the seconds until the next one."""
@@ -254,7 +255,7 @@ class ZoneFeeds:
             self.audit.info("rpz_transferred", list=name, zone=status.zone,
                             serial=report.serial, transfer=report.kind, primary=report.primary,
                             entries=outcome.entries, previous=outcome.previous)  # fmt: skip
-            self._changed(name)
+            self._changed(name, "zone transferred")
         status.serial = report.serial
         return feed.timers.refresh
 

@@ -61,10 +61,10 @@ class Watch:
 
     def __init__(self, config: Config) -> None:
         self.now = T0
-        self.reloads: list[str] = []
+        self.reloads: list[tuple[str, str]] = []
         self.audit = Recorder()
-        self.zones = ZoneFeeds(lambda: config, self.reloads.append, self.audit,  # type: ignore[arg-type]
-                               Stats(), clock=lambda: self.now)  # fmt: skip
+        self.zones = ZoneFeeds(lambda: config, lambda *why: self.reloads.append(why),
+                               self.audit, Stats(), clock=lambda: self.now)  # type: ignore[arg-type]
         (source,) = config.sources
         self.feed = _Feed(source, ZoneStatus(zone="rpz.test", serial=7), SoaTimers())
         self.zones.feeds[source.name] = self.feed
@@ -103,7 +103,7 @@ def test_an_unconfirmed_copy_expires_once_and_comes_back_when_a_primary_answers(
             fields["expire"], fields["rules"]) == ("national", "rpz.test", 7, T0, EXPIRE,
                                                    rules)  # fmt: skip
     assert bool(store.meta("national").get("withdrawn")) == withdrawn
-    assert watch.reloads == (["national"] if withdrawn else [])
+    assert watch.reloads == ([("national", "zone expired")] if withdrawn else [])
     loaded = load_lists(settings)
     assert ("national" in loaded.missing) == withdrawn
     assert watch.zones.metrics()["national"]["expired"] == 1.0
@@ -123,7 +123,9 @@ def test_an_unconfirmed_copy_expires_once_and_comes_back_when_a_primary_answers(
     assert not status.expired and status.expires_at == T0 + 6 * EXPIRE + 10
     assert watch.events() == [("error", "rpz_zone_expired"), ("info", "rpz_zone_expiry_lifted")]
     assert not store.meta("national").get("withdrawn")
-    assert watch.reloads == (["national", "national"] if withdrawn else [])
+    assert watch.reloads == (
+        [("national", "zone expired"), ("national", "zone confirmed again")] if withdrawn else []
+    )
     assert "national" not in load_lists(settings).missing
     assert expiry_warnings(settings, T0 + 5 * EXPIRE + 11) == []
 
@@ -147,4 +149,5 @@ def test_a_copy_withdrawn_under_missing_is_given_back_when_the_config_says_keep(
     watch = Watch(settings)
     status = watch.judge(T0 + 2 * EXPIRE)
     assert status.expired and watch.events() == [("error", "rpz_zone_expired")]
-    assert not store.meta("national").get("withdrawn") and watch.reloads == ["national"]
+    assert not store.meta("national").get("withdrawn")
+    assert watch.reloads == [("national", "zone confirmed again")]
