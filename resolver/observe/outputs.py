@@ -455,6 +455,8 @@ class SyslogOutput:
         if transport == "tls":
             context = ssl.create_default_context(cafile=config.ca_file)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if config.certificate and config.key:  # a receiver that authenticates senders
+                context.load_cert_chain(config.certificate, config.key)
 
         def connect() -> Connection:
             if transport == "unix":

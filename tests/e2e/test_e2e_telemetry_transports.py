@@ -10,7 +10,8 @@ traffic again without a restart of dnswarden. (`dnstap-read` of BIND 9.18 prints
 as UDP, so only dnstap-pb can check those labels.)
 
 syslog: a TLS listener with a certificate from a test CA made with openssl (RFC 5425: octet
-counting, a close_notify before the connection closes), a Unix datagram socket (/dev/log's
+counting, a close_notify before the connection closes), one that also asks for dnswarden's
+client certificate (mutual authentication), a Unix datagram socket (/dev/log's
 kind) and a Unix stream socket (LF-ended messages); every message parses as RFC 5424 with the
 event's fields as structured data. A TLS receiver whose certificate the CA did not sign gets
 nothing, and the messages are counted as dropped.
@@ -23,6 +24,7 @@ import json
 import socket
 import ssl
 import struct
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -262,6 +264,7 @@ class SyslogReceiver:
         self.errors: list[str] = []
         self.clean_closes = 0
         self.unclean_closes = 0
+        self.peers: list[Any] = []  # the subject of each client certificate
         if kind == "tls":
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             self.sock.bind(("127.0.0.1", 0))
@@ -302,6 +305,9 @@ class SyslogReceiver:
             if self.context is not None:
                 conn = self.context.wrap_socket(conn, server_side=True,
                                                 suppress_ragged_eofs=False)  # fmt: skip
+                peer = conn.getpeercert()  # type: ignore[attr-defined]
+                if peer:
+                    self.peers.append(peer["subject"])
             buffer = b""
             while True:
                 try:
@@ -346,13 +352,37 @@ class SyslogReceiver:
             self.path.unlink(missing_ok=True)
 
 
-def tls_context(pki: Pki) -> ssl.SSLContext:
+def tls_context(pki: Pki, clients: Path | None = None) -> ssl.SSLContext:
+    """The receiver's side; with `clients` (a CA), it asks for a client certificate and
+    accepts only one that CA signed (RFC 5425 4.2: mutual authentication)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.cert, pki.key)
+    if clients is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(clients)
     return context
 
 
-@pytest.mark.parametrize("kind", ["tls", "unix-dgram", "unix-stream"])
+def client_certificate(pki: Pki) -> tuple[Path, Path]:
+    """A certificate for dnswarden as a TLS client (extendedKeyUsage clientAuth), from the
+    test CA."""
+    directory = pki.directory
+    key, csr, cert, ext = (directory / f"syslog-client.{e}" for e in ("key", "csr", "pem", "ext"))
+    if cert.exists():
+        return cert, key
+    ext.write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=clientAuth\n")  # fmt: skip
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for args in (
+        ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=gw-syslog"],
+        ["x509", "-req", "-in", csr, "-CA", pki.ca, "-CAkey", directory / "ca.key",
+         "-CAcreateserial", "-out", cert, "-days", "2", "-extfile", ext],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=30)
+    return cert, key
+
+
+@pytest.mark.parametrize("kind", ["tls", "tls-mutual", "unix-dgram", "unix-stream"])
 def test_the_audit_trail_reaches_a_syslog_receiver_as_rfc5424(
     launch: ServerFactory,
     upstream: FakeUpstream,
@@ -361,12 +391,17 @@ def test_the_audit_trail_reaches_a_syslog_receiver_as_rfc5424(
     kind: str,
 ) -> None:
     path = tmp_path_factory.mktemp("sl") / "log.sock"  # short: a socket path has 107 bytes
-    receiver = SyslogReceiver(kind, path, tls_context(pki) if kind == "tls" else None)
+    tls = kind.startswith("tls")
+    context = tls_context(pki, pki.ca if kind == "tls-mutual" else None) if tls else None
+    receiver = SyslogReceiver("tls" if tls else kind, path, context)
     try:
         config = make_config([upstream.address])
         config["syslog"] = {"target": receiver.target, "hostname": "gw-syslog"}
-        if kind == "tls":
+        if tls:
             config["syslog"]["ca_file"] = str(pki.ca)
+        if kind == "tls-mutual":
+            cert, key = client_certificate(pki)
+            config["syslog"].update(certificate=str(cert), key=str(key))
         server = launch(config, f"syslog-{kind}")
         ask(query("www.tiktok.com.", edns=True), server.address)
         event = server.wait_for_event(lambda e: e.get("event") == "blocked")
@@ -388,9 +423,11 @@ def test_the_audit_trail_reaches_a_syslog_receiver_as_rfc5424(
         assert wait_for(lambda: [e for e in receiver.events() if e["msgid"] == "shutdown"])
         assert next(e["msgid"] for e in receiver.events()) == "startup"
         assert receiver.errors == []
-        if kind == "tls":  # RFC 5425 4.4: close_notify, then close
+        if tls:  # RFC 5425 4.4: close_notify, then close
             assert wait_for(lambda: receiver.clean_closes == 1)
             assert receiver.unclean_closes == 0
+        if kind == "tls-mutual":
+            assert receiver.peers == [((("commonName", "gw-syslog"),),)]
     finally:
         receiver.close()
 
