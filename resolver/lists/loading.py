@@ -409,6 +409,8 @@ class ListLoader:
         if spec.kind == "url" and not files:
             empty = from_parsed(ParsedRules(source=spec.name, format=spec.format), spec.name)
             note = "no copy fetched yet; blocking nothing from this list until a fetch succeeds"
+            if self.store is not None and self.store.has_copy(spec.name):  # `spec_files`
+                note = "expired, withdrawn (on_expire: missing) until a primary confirms it"
             return _Loaded(
                 empty, ListReport(spec.name, spec.kind, location, 0, note=note, fetched=False)
             )

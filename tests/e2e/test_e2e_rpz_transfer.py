@@ -458,5 +458,8 @@ def test_a_copy_the_primary_has_not_confirmed_for_its_soa_expire_expires(
         assert missing.wait_for_event(
             lambda e: e.get("event") == "lists_missing" and e.get("level") == "error"
         )
+        checked = run_cli("check", str(missing.config), cwd=missing.cwd)
+        assert "expired, withdrawn (on_expire: missing)" in checked.stdout, checked.stdout
+        assert "blocking.missing_lists applies (on_expire: missing)" in checked.stdout
     finally:
         set_expire(primary, 86400)

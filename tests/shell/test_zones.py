@@ -106,6 +106,7 @@ def test_an_unconfirmed_copy_expires_once_and_comes_back_when_a_primary_answers(
     assert watch.reloads == ([("national", "zone expired")] if withdrawn else [])
     loaded = load_lists(settings)
     assert ("national" in loaded.missing) == withdrawn
+    assert ("expired, withdrawn" in loaded.reports["national"].note) == withdrawn
     assert watch.zones.metrics()["national"]["expired"] == 1.0
     assert watch.zones.status()["national"]["expired"] is True
     assert expiry_warnings(settings, T0 + EXPIRE + 5) == [
