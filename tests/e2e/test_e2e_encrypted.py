@@ -774,3 +774,27 @@ def test_http2_streams_are_answered_concurrently(encrypted: ServerProcess, pki: 
                     finished.append(event.stream_id)
             tls.sendall(conn.data_to_send())
     assert finished == [3, 1]
+
+
+# --- with workers --------------------------------------------------------------------------------
+
+
+def test_workers_startup_line_lists_the_encrypted_listeners(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream], pki: Pki
+) -> None:
+    """The supervisor's start-up line names the DoT and DoH listeners as one process's does,
+    and each is served (SO_REUSEPORT: any worker may take the connection)."""
+    config = make_config([upstreams[0].address])
+    dot, doh = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    config["encrypted"] = {"dot": [dot], "doh": [doh], "certificate": str(pki.cert),
+                           "key": str(pki.key), "server_name": SERVER_NAME}  # fmt: skip
+    server = launch(config, "encrypted-workers", ["--workers", "2"])
+    assert server.startup["workers"] == 2
+    assert (server.startup["dot"], server.startup["doh"]) == ([dot], [doh])
+    for _ in range(4):  # fresh connections, spread over the workers
+        assert addresses(dot_query(server, pki, "tiktok.com.")) == ["0.0.0.0"]
+    with resolving_to_loopback(), doh_client(pki) as client:
+        answer = client.post(doh_url(server), content=query("tiktok.com.").to_wire(),
+                             headers={"content-type": "application/dns-message"})  # fmt: skip
+    assert answer.status_code == 200
+    assert addresses(dns.message.from_wire(answer.content)) == ["0.0.0.0"]
