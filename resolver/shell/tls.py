@@ -140,14 +140,14 @@ def _der_item(der: bytes, at: int, expect: int | None = None) -> tuple[int, int,
 def _der_time(tag: int, text: bytes) -> float:
     """UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049 per RFC 5280) or GeneralizedTime
     (`YYYYMMDDHHMMSSZ`) as Unix seconds."""
+    if not text.endswith(b"Z") or not text[:-1].isdigit():
+        raise ValueError("bad notAfter in certificate")
     if tag == _UTC_TIME and len(text) == 13:
         year = int(text[:2])
         digits = b"%d" % (year + (1900 if year >= 50 else 2000)) + text[2:12]
     elif tag == _GENERALIZED_TIME and len(text) == 15:
         digits = text[:14]
     else:
-        raise ValueError("bad notAfter in certificate")
-    if not digits.isdigit() or not text.endswith(b"Z"):
         raise ValueError("bad notAfter in certificate")
     fields = [int(digits[:4]), *(int(digits[i : i + 2]) for i in range(4, 14, 2))]
     return float(calendar.timegm(tuple(fields)))

@@ -73,6 +73,7 @@ def test_not_after_of_hand_built_certificates(body: bytes, expected: float) -> N
         pem(certificate(b"270301120000")),  # no Z
         pem(certificate(b"2703011200Z")),  # too short
         pem(certificate(b"27030112000aZ")),  # not digits
+        pem(certificate(b" 70301120000Z")),  # int() would take the space
         pem(certificate(b"270301120000Z", tag=0x04)),  # not a time
         pem(der(0x31, b"")),  # not a SEQUENCE
     ],
