@@ -27,6 +27,7 @@ class FakeView:
     audit_file_errors: int = 0
     zones: dict[str, dict[str, float]] = field(default_factory=dict)
     outputs: dict[str, int] = field(default_factory=dict)
+    expiry: dict[str, float] = field(default_factory=dict)  # transport -> certificate notAfter
     build_labels: dict[str, str] = field(
         default_factory=lambda: {"version": "0.1.0", "python": "3.11.7", "loop": "asyncio"}
     )
@@ -49,6 +50,7 @@ class FakeView:
             ready=True,
             rpz_zones=self.zones,
             outputs=self.outputs,
+            certificate_expiry=self.expiry,
         )
 
 

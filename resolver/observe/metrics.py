@@ -58,6 +58,7 @@ class ServiceSnapshot:
     upstream_health: Mapping[str, bool] = field(default_factory=dict)  # upstream label -> up
     tcp_connections_open: int = 0
     connections_open: Mapping[str, int] = field(default_factory=dict)  # DoT/DoH, by transport
+    certificate_expiry: Mapping[str, float] = field(default_factory=dict)  # transport -> notAfter
     list_sizes: Mapping[str, int] = field(default_factory=dict)  # domain rules per list
     list_last_refresh: Mapping[str, float] = field(default_factory=dict)  # unix time, last load
     list_refresh_failures: Mapping[str, int] = field(default_factory=dict)
@@ -97,6 +98,7 @@ class ServiceSnapshot:
                 name: sum(s.connections_open.get(name, 0) for s in snapshots)
                 for name in sorted({n for s in snapshots for n in s.connections_open})
             },
+            certificate_expiry=_earliest(s.certificate_expiry for s in snapshots),
             list_sizes=first.list_sizes,
             list_last_refresh=first.list_last_refresh,
             list_refresh_failures=first.list_refresh_failures,
@@ -129,6 +131,16 @@ def _merged_zones(snapshots: Sequence[ServiceSnapshot]) -> dict[str, dict[str, f
                 else:
                     into[key] = into.get(key, 0.0) + value
     return merged
+
+
+def _earliest(expiries: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Each listener's certificate expiry over the workers: the soonest, since a worker whose
+    reload failed still serves the older certificate."""
+    soonest: dict[str, float] = {}
+    for one in expiries:
+        for name, when in one.items():
+            soonest[name] = min(soonest.get(name, when), when)
+    return soonest
 
 
 def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
@@ -245,6 +257,12 @@ FAMILIES: Final = {
            "TLS handshakes that failed, by reason: timeout, not_tls, protocol_version, "
            "no_shared_cipher, certificate_rejected (the client refused our certificate), "
            "closed, proxy_header, other."),
+        _f("tls_certificate_expiry_timestamp_seconds", "gauge", ("transport",),
+           "Unix time at which the certificate each encrypted listener serves expires "
+           "(notAfter), read when it was loaded: at start and on each successful reload."),
+        _f("tls_certificate_reloads", "counter", ("result",),
+           "Certificate re-reads on reload (SIGHUP), by result; on failure the running "
+           "certificate stays in service."),
         _f("doh_responses", "counter", ("status",),
            "DNS-over-HTTPS responses by HTTP status (200, 400, 404, 405, 413, 415, ...)."),
         _f("udp_errors", "counter", ("event",),
@@ -297,6 +315,8 @@ _EXACT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "upstream.merged": ("upstream_merged_queries", ()),
     "upstream.tcp_retry": ("upstream_tcp_retries", ()),
     "upstream.receive_error": ("upstream_receive_errors", ()),
+    "tls_reload.ok": ("tls_certificate_reloads", ("success",)),
+    "tls_reload.failed": ("tls_certificate_reloads", ("failure",)),
 }
 # Series present from the first scrape, so `rate()` and ratios in alerts never see a gap.
 _ALWAYS: Final = (
@@ -305,7 +325,7 @@ _ALWAYS: Final = (
     "tcp.idle_closed", "tcp.stalled", "tcp.rejected_client", "tcp.pipeline_full",
     "udp.send_error", "udp.receive_error", "dropped.overload",
     "dot.accepted", "dot.rejected", "doh.accepted", "doh.rejected", "tls_failed.dot.timeout",
-    "tls_failed.doh.timeout", "doh_response.200",
+    "tls_failed.doh.timeout", "doh_response.200", "tls_reload.ok", "tls_reload.failed",
 )  # fmt: skip
 
 
@@ -383,6 +403,8 @@ class StatsCollector:
         out.add("tcp_connections_open", (), snapshot.tcp_connections_open)
         for transport in ENCRYPTED_TRANSPORTS:
             out.add("connections_open", (transport,), snapshot.connections_open.get(transport, 0))
+        for transport, when in sorted(snapshot.certificate_expiry.items()):
+            out.add("tls_certificate_expiry_timestamp_seconds", (transport,), when)
         for name, size in sorted(snapshot.list_sizes.items()):
             out.add("list_entries", (name,), size)
         for name, when in sorted(snapshot.list_last_refresh.items()):

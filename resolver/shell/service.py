@@ -114,6 +114,7 @@ class Service:
             upstream_health=self.pool.health(),
             tcp_connections_open=len(self.listeners.connections),
             connections_open=self.encrypted.open_connections(),
+            certificate_expiry=self.encrypted.certificate_expiry(),
             list_sizes=dict(state.list_sizes),
             list_last_refresh=dict(self.list_loaded),
             list_refresh_failures=dict(self.list_failures),

@@ -216,6 +216,7 @@ class Supervisor:
                 await self._spawn(worker, listen)
             await self._all_ready()
             fields["listeners"] = [str(e) for e in listen]
+            fields.update(encrypted_listeners([w.report for w in self.workers if w.report]))
             if config.metrics.enabled:
                 metrics = Metrics(self.total, self.snapshot)
                 health = HealthServer(metrics, self.ready, metrics_token(config))
@@ -369,6 +370,23 @@ class Supervisor:
         for worker in self.workers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.reports_closed.wait(), 2.0)
+
+
+def encrypted_listeners(reports: Sequence[WorkerReport]) -> dict[str, list[str]]:
+    """The start-up line's `dot` and `doh` fields, as a single process logs them: the addresses
+    the workers bound (from their readiness), each once. With the fixed ports the docs ask for,
+    every worker binds the same ones."""
+    fields: dict[str, list[str]] = {}
+    for report in reports:
+        encrypted = report.readiness.get("encrypted")
+        if not isinstance(encrypted, Mapping):
+            continue
+        for transport in ("dot", "doh"):
+            listener = encrypted.get(transport)
+            if isinstance(listener, Mapping):
+                bound = fields.setdefault(transport, [])
+                bound += [str(a) for a in listener.get("listening", ()) if str(a) not in bound]
+    return fields
 
 
 def _names(readiness: Mapping[str, object]) -> list[object]:
