@@ -48,7 +48,8 @@ from resolver.config import (
     GroupConfig,
     PolicyConfig,
 )
-from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
+from resolver.lists.formats import PASSTHRU
+from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher, NetworkRules
 from resolver.lists.provenance import Provenance
 from resolver.policy.access import CLIENT_MEMO_LIMIT, client_address
 from resolver.protocol.names import from_text
@@ -89,6 +90,7 @@ class Decision:
     # A block mandated by an authority other than the operator (RFC 8914 EDE 16): through a
     # policy that carries a reference. A catalogue entry applied by the operator is EDE 15.
     censored: bool = False
+    data: tuple[tuple[int, bytes], ...] = ()  # RPZ local data to answer with: (type, RDATA)
 
 
 class Exemptions:
@@ -150,6 +152,8 @@ class Binding:
     decisions: tuple[str, ...] = ()  # the catalogue entry's decision labels
     cause: str = ""  # EDE text of its blocks
     censored: bool = False  # through a policy that carries a reference
+    client_ips: NetworkRules | None = None  # the list's rpz-client-ip rules
+    response_ips: NetworkRules | None = None  # the list's rpz-ip rules
 
     def in_force(self, now: float) -> bool:
         return (self.valid_from is None or self.valid_from <= now) and (
@@ -165,6 +169,7 @@ class Group:
     exemptions: Exemptions
     allow: Decision
     devices: tuple[str, ...] = ()
+    client_ip: bool = False  # a list of the group has rpz-client-ip rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,8 @@ class PolicyEngine:
             group.name: {} for group in groups
         }
         self._blocks_count = 0
+        # Lists with rpz-ip rules: the inspector collects the addresses of every answer.
+        self.response_ip = any(b.response_ips is not None for g in groups for b in g.bindings)
 
     def group_of(self, client: str, device: str = "") -> Group | None:
         """The group that lists `device`, else the one whose subnet is the longest prefix of
@@ -253,6 +260,8 @@ class PolicyEngine:
         group = self.group_of(client, device)
         if group is None:
             return _REFUSE_NO_GROUP
+        if group.client_ip:
+            return self._decide_by_client(group, client, qname, now)
         unlisted = self._unlisted[group.name]
         if qname in unlisted:
             return group.allow
@@ -290,6 +299,65 @@ class PolicyEngine:
             self._unlisted_count += 1
         return group.allow
 
+    def _decide_by_client(self, group: Group, client: str, qname: bytes, now: float) -> Decision:
+        """`decide` for a group with rpz-client-ip rules (no memo: the answer depends on the
+        client). Within each list a client rule comes before the name rules, as RPZ orders
+        triggers; a client PASSTHRU rule lets the client past the rest of that list."""
+        address = client_address(client)
+        for binding in group.bindings:
+            clients = binding.client_ips
+            if clients is not None and address is not None and binding.in_force(now):
+                hit = clients.match(address.version, int(address))
+                if hit is not None:
+                    if hit[0].answer == PASSTHRU:
+                        continue
+                    if group.exemptions.active and group.exemptions.match(qname) is not None:
+                        return group.allow
+                    if not (binding.exemptions.active and binding.exemptions.match(qname)):
+                        return self._block(group, binding, hit[0], 0)
+            found = binding.matcher.lookup(qname)
+            if found is None or not binding.in_force(now):
+                continue
+            if group.exemptions.active and group.exemptions.match(qname) is not None:
+                return group.allow
+            if binding.exemptions.active and binding.exemptions.match(qname) is not None:
+                continue
+            return self._block(group, binding, found[0], found[1])
+        return group.allow
+
+    def response_block(
+        self,
+        client: str,
+        qname: bytes,
+        addresses: Sequence[tuple[int, int]],
+        now: float,
+        device: str = "",
+    ) -> Decision | None:
+        """The block the rpz-ip rules of `client`'s lists put on an answer to `qname` holding
+        `addresses` ((version, value) of each A/AAAA), or None. The first list (in precedence
+        order) with a rule covering one of them decides; within it the longest prefix wins,
+        then the lowest address (RPZ). A PASSTHRU rule passes the answer through that list."""
+        group = self.group_of(client, device)
+        if group is None:
+            return None
+        for binding in group.bindings:
+            rules = binding.response_ips
+            if rules is None or not binding.in_force(now):
+                continue
+            best: tuple[int, int, BlockRule] | None = None
+            for version, value in addresses:
+                hit = rules.match(version, value)
+                if hit is not None and (best is None or (-hit[1], value) < best[:2]):
+                    best = (-hit[1], value, hit[0])
+            if best is None or best[2].answer == PASSTHRU:
+                continue
+            if group.exemptions.active and group.exemptions.match(qname) is not None:
+                return None
+            if binding.exemptions.active and binding.exemptions.match(qname) is not None:
+                continue
+            return self._block(group, binding, best[2], 0)
+        return None
+
     @staticmethod
     def _block(group: Group, binding: Binding, rule: BlockRule, zone_offset: int) -> Decision:
         return Decision(
@@ -309,6 +377,7 @@ class PolicyEngine:
             binding.decisions,
             binding.cause,
             binding.censored,
+            rule.data,
         )
 
     def candidates(self, group: Group, qname: bytes, now: float) -> list[Candidate]:
@@ -402,6 +471,7 @@ def build_engine(
         name, matcher = matchers[item]
         source = cited.get(name)
         own = policy.reference if policy is not None else None
+        rpz = getattr(matcher, "inner", matcher)  # an AllowFiltered list: the list itself
         return Binding(
             name,
             matcher,
@@ -416,6 +486,8 @@ def build_engine(
             source.labels if source is not None else (),
             block_cause(name, policy.name if policy is not None else None, own, source),
             own is not None,
+            getattr(rpz, "client_ips", None),
+            getattr(rpz, "response_ips", None),
         )
 
     def always(item: str) -> Binding:
@@ -460,6 +532,7 @@ def build_engine(
                 bindings=from_policies + own + baseline,
                 exemptions=exemptions_of(group.exempt, group.exempt_lists),
                 allow=Decision(Action.ALLOW, group.name),
+                client_ip=any(b.client_ips is not None for b in from_policies + own + baseline),
             )
         )
     default = config.clients.default_group

@@ -356,23 +356,24 @@ outside.example.    CNAME .
 
 def test_rpz_zone() -> None:
     parsed = parse(RPZ_ZONE, "rpz")
-    nx, nodata, null = (formats.ANSWER_CODES[a] << 5 for a in ("nxdomain", "nodata", "null_ip"))
+    nx, nodata, null, drop, local = (
+        formats.ANSWER_CODES[a] << 5 for a in ("nxdomain", "nodata", "null_ip", "drop", "local")
+    )
+    # DROP and local data (a redirect A, a CNAME to a name, TXT) are actions of their own now.
     assert names_of(parsed) == {
         "tiktok.com": SUBTREE | FLAG_WILD | nx,
         "nodata.test": FLAG_SELF | nodata,
         "below.test": FLAG_BELOW | FLAG_WILD | nx,
         "ok.tiktok.com": FLAG_ALLOW_SELF | FLAG_ALLOW_BELOW,
         "null.test": FLAG_SELF | null,
-        "redirect.test": FLAG_SELF,
-        "drop.test": FLAG_SELF,
+        "redirect.test": FLAG_SELF | local,
+        "drop.test": FLAG_SELF | drop,
         "abs.test": FLAG_SELF | nx,
+        "walled.test": FLAG_SELF | local,
+        "txt.test": FLAG_SELF | local,
     }
-    assert parsed.skipped == {
-        "rpz-ip trigger": 1,
-        "rpz-nsdname trigger": 1,
-        "CNAME local data": 1,
-        "TXT local data": 1,
-    }
+    assert set(parsed.response_ips) == {"10.0.2.1/32"}
+    assert parsed.skipped == {"rpz-nsdname trigger": 1}
     assert parsed.errors == ["f.txt:22: 'outside.example' is outside the zone 'rpz.example'"]
     assert parsed.duplicates == 1  # null.test A and AAAA are one rule
 
