@@ -119,7 +119,7 @@ def build_blocking(entry_ids: Sequence[str]) -> BlockingSet:
     return BlockingSet(matcher=matcher, sizes=sizes)
 
 
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 """Part of every compiled list's fingerprint: bump it when parsing changes meaning."""
 
 CHILD_THRESHOLD = 1 << 20
@@ -532,6 +532,7 @@ class ListLoader:
             invalid=report.get("invalid", 0),
             skipped=report.get("skipped", {}),
             cached=cached,
+            note=report.get("note", ""),
         )
 
 

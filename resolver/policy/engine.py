@@ -344,6 +344,8 @@ class PolicyEngine:
             rules = binding.response_ips
             if rules is None or not binding.in_force(now):
                 continue
+            if binding.client_ips is not None and _passes(binding.client_ips, client):
+                continue
             best: tuple[int, int, BlockRule] | None = None
             for version, value in addresses:
                 hit = rules.match(version, value)
@@ -398,6 +400,13 @@ class PolicyEngine:
                 why_not = f"exempt from policy {binding.policy} by {rule}"
             found.append(Candidate(binding, hit[0], hit[1], not why_not, why_not))
         return found
+
+
+def _passes(rules: NetworkRules, client: str) -> bool:
+    """A PASSTHRU rpz-client-ip rule of the list covers `client`."""
+    address = client_address(client)
+    hit = None if address is None else rules.match(address.version, int(address))
+    return hit is not None and hit[0].answer == PASSTHRU
 
 
 _REFUSE_NO_GROUP = Decision(Action.REFUSE, "", reason="client in no group")
