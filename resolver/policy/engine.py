@@ -382,24 +382,50 @@ class PolicyEngine:
             rule.data,
         )
 
-    def candidates(self, group: Group, qname: bytes, now: float) -> list[Candidate]:
-        """Every list of `group` that matches `qname`, with why each applies or not: the slow,
-        complete view behind `dnswarden explain`."""
+    def candidates(
+        self, group: Group, qname: bytes, now: float, client: str = ""
+    ) -> list[Candidate]:
+        """Every list of `group` that matches `qname` (or, by an rpz-client-ip rule, `client`),
+        with why each applies or not: the slow, complete view behind `dnswarden explain`."""
         found = []
         group_exempt = group.exemptions.match(qname) if group.exemptions else None
+        address = client_address(client) if group.client_ip else None
         for binding in group.bindings:
-            hit = binding.matcher.lookup(qname)
-            if hit is None:
-                continue
-            why_not = ""
-            if not binding.in_force(now):
-                why_not = "policy not in force at that time"
-            elif group_exempt is not None:
-                why_not = f"exempt for group {group.name} by {group_exempt}"
-            elif binding.exemptions and (rule := binding.exemptions.match(qname)) is not None:
-                why_not = f"exempt from policy {binding.policy} by {rule}"
-            found.append(Candidate(binding, hit[0], hit[1], not why_not, why_not))
+            passed = ""  # a client PASSTHRU: the list's other rules do not apply
+            clients = binding.client_ips
+            by_client = None
+            if clients is not None and address is not None:
+                by_client = clients.match(address.version, int(address))
+            if by_client is not None and by_client[0].answer == PASSTHRU:
+                passed = f"client passed through this list by {by_client[0].pattern}"
+                found.append(Candidate(binding, by_client[0], 0, False, passed))
+                by_client = None
+            for hit in (by_client, binding.matcher.lookup(qname)):
+                if hit is None:
+                    continue
+                candidate = self._candidate(binding, hit, qname, now, group, group_exempt)
+                if passed:
+                    candidate = Candidate(binding, hit[0], hit[1], False, passed)
+                found.append(candidate)
         return found
+
+    @staticmethod
+    def _candidate(
+        binding: Binding,
+        hit: tuple[BlockRule, int],
+        qname: bytes,
+        now: float,
+        group: Group,
+        group_exempt: str | None,
+    ) -> Candidate:
+        why_not = ""
+        if not binding.in_force(now):
+            why_not = "policy not in force at that time"
+        elif group_exempt is not None:
+            why_not = f"exempt for group {group.name} by {group_exempt}"
+        elif binding.exemptions and (rule := binding.exemptions.match(qname)) is not None:
+            why_not = f"exempt from policy {binding.policy} by {rule}"
+        return Candidate(binding, hit[0], hit[1], not why_not, why_not)
 
 
 def _passes(rules: NetworkRules, client: str) -> bool:

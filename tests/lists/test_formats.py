@@ -660,3 +660,29 @@ def test_rpz_structure_records_are_skipped() -> None:
         "DNAME record": 1,
         "RRSIG record": 1,
     }
+
+
+def test_a_transferred_zone_reads_as_its_file_does() -> None:
+    """Zone transfers are written out as text (`transfer.zone_text`) for this very parser: the
+    same zone by file and by transfer gives the same rules."""
+    import dns.zone
+
+    from resolver.lists.transfer import zone_text
+
+    text = (
+        "$ORIGIN rpz.test.\n$TTL 300\n@ SOA ns.rpz.test. h.rpz.test. 7 3600 600 86400 300\n"
+        "@ NS ns.rpz.test.\nnx.test CNAME .\n*.nx.test CNAME .\nnd.test CNAME *.\n"
+        "ok.nx.test CNAME rpz-passthru.\ndrop.test CNAME rpz-drop.\ntcp.test CNAME rpz-tcp-only.\n"
+        "local.test A 192.0.2.1\nlocal.test TXT \"a b\"\ncname.test CNAME garden.example.\n"
+        "24.0.2.0.192.rpz-ip CNAME .\n48.zz.db8.2001.rpz-ip AAAA 2001:db8::1\n"
+        "32.2.0.0.127.rpz-client-ip CNAME rpz-drop.\nns.evil.rpz-nsdname CNAME .\n"
+    )
+    by_file = parse(text, "rpz")
+    zone = dns.zone.from_text(text, origin="rpz.test.", relativize=False)
+    by_transfer = parse_rules(zone_text(zone), "xfr", "rpz")
+    assert by_file.errors == by_transfer.errors == []
+    assert names_of(by_transfer) == names_of(by_file)
+    assert by_transfer.rpz_actions == by_file.rpz_actions
+    assert by_transfer.client_ips == by_file.client_ips
+    assert by_transfer.response_ips == by_file.response_ips
+    assert by_transfer.skipped == by_file.skipped == {"rpz-nsdname trigger": 1}
