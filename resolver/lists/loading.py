@@ -45,7 +45,7 @@ from resolver.lists.compiled import (
     write_atomic,
 )
 from resolver.lists.fetch import SourceStore
-from resolver.lists.formats import ParsedRules
+from resolver.lists.formats import NOT_APPLICABLE, ParsedRules
 from resolver.lists.guard import DEFAULT_MAX_SHRINK, LIFTED_BY_ACCEPT, judge
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
 from resolver.lists.refusals import (
@@ -171,6 +171,11 @@ class ListReport:
     note: str = ""
     fetched: bool = True  # False for a feed with no good copy yet: it blocks nothing so far
     refused: str = ""  # the guard's reason when the newest version was refused
+
+    def not_applicable(self) -> dict[str, int]:
+        """RPZ rules skipped because a forwarder cannot apply them, by trigger (a metric)."""
+        found = ((trigger, self.skipped.get(f"{trigger} trigger", 0)) for trigger in NOT_APPLICABLE)
+        return {trigger: count for trigger, count in found if count}
 
     def fields(self) -> dict[str, object]:
         out: dict[str, object] = {"entries": self.entries, "kind": self.kind}

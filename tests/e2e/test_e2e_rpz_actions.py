@@ -9,6 +9,7 @@ default zone), and rpz-client-ip rules for loopback client addresses other than 
 from __future__ import annotations
 
 import socket
+import urllib.request
 from pathlib import Path
 
 import dns.exception
@@ -19,7 +20,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 from fake_upstream import FakeUpstream
-from harness import ServerFactory, ServerProcess, ede, make_config, query
+from harness import ServerFactory, ServerProcess, ede, make_config, parse_hostport, query
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
 
@@ -218,6 +220,32 @@ def test_load_counts_and_notes_what_a_forwarder_cannot_apply(rpz_server: ServerP
     assert report is not None
     assert report["skipped"] == {"rpz-nsdname trigger": 1, "rpz-nsip trigger": 1}
     assert "forwarder never sees" in report["note"]
+
+
+def test_metrics_count_skipped_rules_and_each_action(rpz_server: ServerProcess) -> None:
+    ask(rpz_server, "nx.blocked.test.", "A", "tcp")
+    with pytest.raises(dns.exception.Timeout):
+        ask(rpz_server, "drop.blocked.test.", "A", "udp", timeout=0.5)
+    host, port = parse_hostport(rpz_server.startup["metrics"])
+    with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    skipped = {
+        dict(labels)["trigger"]: value
+        for (name, labels), value in samples.items()
+        if name == "dnswarden_rpz_rules_skipped" and dict(labels)["list"] == LIST
+    }
+    assert skipped == {"rpz-nsdname": 1, "rpz-nsip": 1}
+    answers = {
+        dict(labels)["answer"]
+        for (name, labels), value in samples.items()
+        if name == "dnswarden_blocked_total" and dict(labels)["entry"] == LIST and value
+    }
+    assert {"nxdomain", "drop"} <= answers
 
 
 def test_loopback_aliases_are_usable() -> None:
