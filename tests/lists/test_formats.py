@@ -686,3 +686,29 @@ def test_a_transferred_zone_reads_as_its_file_does() -> None:
     assert by_transfer.client_ips == by_file.client_ips
     assert by_transfer.response_ips == by_file.response_ips
     assert by_transfer.skipped == by_file.skipped == {"rpz-nsdname trigger": 1}
+
+
+def test_the_documented_rpz_zone_parses_as_documented() -> None:
+    from doc_examples import DOCS, snippet
+
+    zone = snippet(DOCS / "feeds.md", "$ORIGIN rpz.example.gov.")
+    parsed = parse_rules(zone.encode(), "feeds.md", "rpz")
+    assert parsed.errors == []
+    answers = {name.decode(): answer_of(flags) for name, flags in parsed.flagged.items()}
+    assert answers == {
+        "malware.example": "nxdomain",
+        "tracker.example": "nodata",
+        "c2.example": "drop",
+        "amplifier.example": "tcp_only",
+        "phish.example": "local",
+        "lure.example": "local",
+        "intranet.example": None,
+    }
+    assert parsed.flagged[b"intranet.example"] == FLAG_ALLOW_SELF
+    assert len(parsed.rpz_actions["phish.example"][1]) == 2
+    assert set(parsed.response_ips) == {"203.0.113.0/24", "2001:db8::/48"}
+    assert {n: r.action for n, r in parsed.client_ips.items()} == {
+        "192.0.2.7/32": "nxdomain",
+        "192.0.2.8/32": "passthru",
+    }
+    assert parsed.skipped == {"rpz-nsdname trigger": 1}
