@@ -173,6 +173,7 @@ class ParsedRules:
     rpz_actions: dict[str, tuple[str, list[Record]]] = field(default_factory=dict)
     client_ips: dict[str, IpRule] = field(default_factory=dict)
     response_ips: dict[str, IpRule] = field(default_factory=dict)
+    zone: str = ""  # an RPZ zone's apex (its SOA owner), which its blocks cite
 
     @property
     def accepted(self) -> int:
@@ -230,6 +231,8 @@ class ParsedRules:
         note = self.note()
         if note:
             report["note"] = note
+        if self.zone:
+            report["zone"] = self.zone
         return report
 
     def note(self) -> str:
@@ -999,6 +1002,8 @@ def _parse_rpz(parsed: ParsedRules, data: bytes) -> None:
     lines = [_decode_line(raw) for raw in data.split(b"\n")]
     for line_no, line in _rpz_records(lines):
         _rpz_line(parsed, state, line_no, line)
+    if state.apex and not parsed.zone:
+        parsed.zone = state.apex
 
 
 def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adblock: bool) -> None:

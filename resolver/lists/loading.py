@@ -171,6 +171,7 @@ class ListReport:
     note: str = ""
     fetched: bool = True  # False for a feed with no good copy yet: it blocks nothing so far
     refused: str = ""  # the guard's reason when the newest version was refused
+    zone: str = ""  # an RPZ list's zone (its SOA owner), cited with its location
 
     def not_applicable(self) -> dict[str, int]:
         """RPZ rules skipped because a forwarder cannot apply them, by trigger (a metric)."""
@@ -179,7 +180,7 @@ class ListReport:
 
     def fields(self) -> dict[str, object]:
         out: dict[str, object] = {"entries": self.entries, "kind": self.kind}
-        for key in ("format", "detected", "note", "refused"):
+        for key in ("format", "detected", "note", "refused", "zone"):
             value = getattr(self, key)
             if value:
                 out[key] = value
@@ -538,6 +539,7 @@ class ListLoader:
             skipped=report.get("skipped", {}),
             cached=cached,
             note=report.get("note", ""),
+            zone=report.get("zone", ""),
         )
 
 

@@ -237,7 +237,9 @@ def test_an_rpz_block_cites_the_zone_file_and_the_owner_name(  # type: ignore[no
     assert result["action"] == "block"
     decision = result["decision"]
     assert (decision["list"], decision["rule"]) == ("national", rule)
-    assert decision["source"] == {"kind": "file", "location": str(tmp_path / "national.rpz")}
+    path = str(tmp_path / "national.rpz")
+    assert decision["source"] == {"kind": "file", "location": path}
+    assert decision["reference"] == f"{path} (RPZ zone rpz.gov)"
     assert result["answer"].startswith(answer)
 
 

@@ -119,6 +119,7 @@ def test_drop_sends_no_reply(rpz_server: ServerProcess, transport: str) -> None:
     )
     assert event is not None
     assert (event["entry"], event["rule"], event["answer"]) == (LIST, "drop.blocked.test", "drop")
+    assert str(event["reference"]).endswith("national.rpz (RPZ zone rpz.test)")
 
 
 def test_tcp_only_truncates_over_udp_and_resolves_over_tcp(rpz_server: ServerProcess) -> None:
