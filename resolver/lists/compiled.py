@@ -515,6 +515,13 @@ class CompiledMatcher:
                     break
         return found
 
+    def allows(self, qname: bytes) -> bool:
+        """An allow rule of the list (an RPZ PASSTHRU) covers `qname`: then the list's other
+        rules, its rpz-ip rules too, do not apply to it."""
+        if not self._has_allow:
+            return False
+        return self._walk(qname) is _ALLOWED or self._allowed_elsewhere(qname)
+
     def _allowed_elsewhere(self, qname: bytes) -> bool:
         """An allow rule among the wildcards or regexes covers `qname`."""
         if self._globs is not None and self._globs[1].lookup(qname) is not None:

@@ -336,7 +336,8 @@ class PolicyEngine:
         """The block the rpz-ip rules of `client`'s lists put on an answer to `qname` holding
         `addresses` ((version, value) of each A/AAAA), or None. The first list (in precedence
         order) with a rule covering one of them decides; within it the longest prefix wins,
-        then the lowest address (RPZ). A PASSTHRU rule passes the answer through that list."""
+        then the lowest address (RPZ). A PASSTHRU rule (for the address, the client or the name)
+        passes the answer through that list."""
         group = self.group_of(client, device)
         if group is None:
             return None
@@ -346,6 +347,9 @@ class PolicyEngine:
                 continue
             if binding.client_ips is not None and _passes(binding.client_ips, client):
                 continue
+            allows = getattr(getattr(binding.matcher, "inner", binding.matcher), "allows", None)
+            if allows is not None and allows(qname):
+                continue  # a PASSTHRU for the name: RPZ puts QNAME triggers before IP ones
             best: tuple[int, int, BlockRule] | None = None
             for version, value in addresses:
                 hit = rules.match(version, value)

@@ -28,6 +28,7 @@ $ORIGIN rpz.gov.
 @ SOA ns.rpz.gov. h.rpz.gov. 1 3600 600 86400 300
 blocked.example CNAME .
 local.example A 192.0.2.80
+passed.example CNAME rpz-passthru.
 32.2.0.0.10.rpz-client-ip CNAME .
 32.3.0.0.10.rpz-client-ip CNAME rpz-passthru.
 32.4.0.0.10.rpz-client-ip A 192.0.2.44
@@ -132,6 +133,7 @@ def test_response_ip_rules(
 def test_response_ip_rules_respect_exemptions() -> None:
     policy = engine()
     hit = [address("192.0.2.1")]
+    assert policy.response_block("10.0.0.1", from_text("passed.example"), hit, 0.0) is None
     assert policy.response_block("10.9.1.1", from_text("a.ok.example"), hit, 0.0) is None
     assert policy.response_block("10.9.1.1", from_text("other.example"), hit, 0.0) is not None
 
