@@ -515,7 +515,7 @@ class CompiledMatcher:
                     break
         return found
 
-    def allows(self, qname: bytes) -> bool:
+    def passes(self, qname: bytes) -> bool:
         """An allow rule of the list (an RPZ PASSTHRU) covers `qname`: then the list's other
         rules, its rpz-ip rules too, do not apply to it."""
         if not self._has_allow:

@@ -313,7 +313,8 @@ class PolicyEngine:
                         continue
                     if group.exemptions.active and group.exemptions.match(qname) is not None:
                         return group.allow
-                    if not (binding.exemptions.active and binding.exemptions.match(qname)):
+                    exempt = binding.exemptions.active and binding.exemptions.match(qname)
+                    if not exempt and not _allow_listed(binding, qname):
                         return self._block(group, binding, hit[0], 0)
             found = binding.matcher.lookup(qname)
             if found is None or not binding.in_force(now):
@@ -347,8 +348,8 @@ class PolicyEngine:
                 continue
             if binding.client_ips is not None and _passes(binding.client_ips, client):
                 continue
-            allows = getattr(getattr(binding.matcher, "inner", binding.matcher), "allows", None)
-            if allows is not None and allows(qname):
+            passes = getattr(getattr(binding.matcher, "inner", binding.matcher), "passes", None)
+            if passes is not None and passes(qname):
                 continue  # a PASSTHRU for the name: RPZ puts QNAME triggers before IP ones
             best: tuple[int, int, BlockRule] | None = None
             for version, value in addresses:
@@ -360,6 +361,8 @@ class PolicyEngine:
             if group.exemptions.active and group.exemptions.match(qname) is not None:
                 return None
             if binding.exemptions.active and binding.exemptions.match(qname) is not None:
+                continue
+            if _allow_listed(binding, qname):
                 continue
             return self._block(group, binding, best[2], 0)
         return None
@@ -430,6 +433,13 @@ class PolicyEngine:
         elif binding.exemptions and (rule := binding.exemptions.match(qname)) is not None:
             why_not = f"exempt from policy {binding.policy} by {rule}"
         return Candidate(binding, hit[0], hit[1], not why_not, why_not)
+
+
+def _allow_listed(binding: Binding, qname: bytes) -> bool:
+    """A global allow list (`allow:`) covers `qname`: no rule of the list blocks it, its
+    address rules neither (`resolver.lists.loading.AllowFiltered` does it for names)."""
+    allows: tuple[Matcher, ...] = getattr(binding.matcher, "allows", ())
+    return any(allow.lookup(qname) is not None for allow in allows)
 
 
 def _passes(rules: NetworkRules, client: str) -> bool:

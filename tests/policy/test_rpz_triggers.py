@@ -161,3 +161,22 @@ def test_inspector_collects_addresses_only_when_asked() -> None:
     block = verdict(findings, "10.0.0.1", 1, engine(), BlockingConfig(), 0.0, "", name)
     assert block is not None and (block.rule, block.answer) == ("24.0.2.0.192.rpz-ip", "nxdomain")
     assert verdict(findings, "10.0.0.3", 1, engine(), BlockingConfig(), 0.0, "", name) is None
+
+
+def test_global_allow_lists_beat_address_rules_too() -> None:
+    from resolver.lists.loading import AllowFiltered
+
+    config = parse_config(POLICY, "<test>", known_lists=frozenset({"first", "national"}))
+    allow = DomainMatcher()
+    allow.add("safe.example", BlockRule("corp-allow", "safe.example"))
+    national = from_parsed(parse_rules(NATIONAL.encode(), "national.rpz", "rpz"), "national")
+    matchers = {
+        "first": ("first", DomainMatcher()),
+        "national": ("national", AllowFiltered(national, [allow])),
+    }
+    policy = build_engine(config, matchers, 1)  # type: ignore[arg-type]
+    assert decide(policy, "10.0.0.2", "www.safe.example") == ("allow", None, None)
+    assert decide(policy, "10.0.0.2", "other.example")[0] == "nxdomain"
+    hit = [address("192.0.2.1")]
+    assert policy.response_block("10.0.0.1", from_text("safe.example"), hit, 0.0) is None
+    assert policy.response_block("10.0.0.1", from_text("other.example"), hit, 0.0) is not None
