@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
 from resolver.config import OverLimit, RateLimitConfig
+from resolver.lists.formats import DROP, RPZ_ANSWERS, TCP_ONLY
 from resolver.lists.transfer import is_notify
 from resolver.observe.audit import AuditLog
 from resolver.observe.outputs import DnstapOutput
@@ -147,7 +148,7 @@ class QueryPipeline:
     @state.setter
     def state(self, state: ResolverState) -> None:
         # Replaced whole by a reload; each query reads it once, so it sees one consistent state.
-        self.inspector = Inspector(state.config.inspection)
+        self.inspector = Inspector(state.config.inspection, state.policy.response_ip)
         self._state = state
         self._limit_rates(state)
         previous = getattr(self, "_closed", None)  # None: the first state, from __init__
@@ -289,7 +290,8 @@ class QueryPipeline:
         now = time.time()
         device = "" if channel is None else channel.device
         decision = state.policy.decide(client, query.qname, query.qtype, now, device)
-        if decision.action is Action.BLOCK:
+        if decision.action is Action.BLOCK and (over_udp or decision.answer != TCP_ONLY):
+            # (RPZ's TCP-only rule truncates over UDP; over TCP the query goes on as allowed.)
             return self._blocked(state, query, client, decision, over_udp, started, channel)
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
@@ -448,8 +450,8 @@ class QueryPipeline:
         device = "" if channel is None else channel.device
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time(), device)  # fmt: skip
-            if block is not None:
+                            time.time(), device, query.qname)  # fmt: skip
+            if block is not None and (over_udp or block.answer != TCP_ONLY):
                 return self._blocked(state, query, client, block, over_udp, started, channel)
         # 7. Reply: the client's ID, question and EDNS back, cut to what it can receive.
         opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
@@ -480,8 +482,8 @@ class QueryPipeline:
         device = "" if channel is None else channel.device
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time(), device)  # fmt: skip
-            if block is not None:
+                            time.time(), device, query.qname)  # fmt: skip
+            if block is not None and (over_udp or block.answer != TCP_ONLY):
                 return self._blocked(state, query, client, block, over_udp, started, channel)
         if query.has_edns:
             if stale:
@@ -547,20 +549,42 @@ class QueryPipeline:
         started: float,
         channel: Channel | None = None,
     ) -> bytes:
-        sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
         # The cause (with its reference) was made when the policy was built: a block formats
         # nothing but the CNAME that led to it.
         cause = decision.cause
         cname = decision.cname
         if cname is not None:
             cause += f" via CNAME {to_text(cname)}"
-        reply = sinkhole.build(query, decision.zone_offset, cause)
+        reply: bytes | None
+        if decision.answer in RPZ_ANSWERS:
+            reply = self._rpz_answer(state, query, decision, over_udp, cause)
+        else:
+            sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
+            reply = sinkhole.build(query, decision.zone_offset, cause)
         self.stats.blocked(
             decision.group, decision.policy or "", decision.list_name or "", decision.answer
         )
         self.audit.blocked(client, query, decision, "" if channel is None else channel.device)
         self.last_block = decision
         return self._done(query, over_udp, "blocked", reply, started, None, channel)
+
+    @staticmethod
+    def _rpz_answer(
+        state: ResolverState, query: Query, decision: Decision, over_udp: bool, cause: str
+    ) -> bytes | None:
+        """The answers only an RPZ rule gives: DROP sends nothing, TCP-only an empty truncated
+        reply (only over UDP gets here), local data the rule's records (NODATA for a type it
+        has none of)."""
+        if decision.answer == DROP:
+            return None
+        if decision.answer == TCP_ONLY:
+            return answers.truncated(query)
+        limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+        reply = answers.local_data(query, decision.data, decision.ttl, cause, limit)
+        if reply is None:
+            nodata = state.sinkhole(answers.NODATA_MODE, decision.ttl, decision.censored)
+            reply = nodata.build(query, decision.zone_offset, cause)
+        return reply
 
     def _done(
         self,

@@ -26,6 +26,9 @@ class FakeView:
     audit_dropped: int = 0
     audit_file_errors: int = 0
     zones: dict[str, dict[str, float]] = field(default_factory=dict)
+    rpz_skipped: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {"national": {"rpz-nsdname": 2}}
+    )
     outputs: dict[str, int] = field(default_factory=dict)
     expiry: dict[str, float] = field(default_factory=dict)  # transport -> certificate notAfter
     build_labels: dict[str, str] = field(
@@ -49,6 +52,7 @@ class FakeView:
             build=self.build_labels,
             ready=True,
             rpz_zones=self.zones,
+            rpz_skipped=self.rpz_skipped,
             outputs=self.outputs,
             certificate_expiry=self.expiry,
         )

@@ -75,6 +75,8 @@ class ServiceSnapshot:
     ready: bool = False
     # RPZ zones by transfer: list -> serial, last_transfer, failures, transfers.<kind>
     rpz_zones: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # RPZ rules a forwarder cannot apply, skipped at load: list -> trigger -> rules
+    rpz_skipped: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     outputs: Mapping[str, int] = field(default_factory=dict)  # dnstap/syslog: "<out>.<outcome>"
 
     @classmethod
@@ -114,6 +116,7 @@ class ServiceSnapshot:
             build=first.build,
             ready=all(s.ready for s in snapshots),
             rpz_zones=_merged_zones(snapshots),
+            rpz_skipped=first.rpz_skipped,
             outputs=_summed(s.outputs for s in snapshots),
         )
 
@@ -223,6 +226,9 @@ FAMILIES: Final = {
         _f("rpz_zone_transfer_failures", "counter", ("list",),
            "Failed checks of each RPZ zone: no primary answered, TSIG refused, or the new "
            "version was refused as broken or shrunk (the last good copy stays in force)."),
+        _f("rpz_rules_skipped", "gauge", ("list", "trigger"),
+           "RPZ rules of each list skipped at its last load because a forwarder cannot apply "
+           "them, by trigger (rpz-nsdname, rpz-nsip)."),
         _f("notifies", "counter", ("result",),
            "NOTIFY messages received: accepted (from a listed primary, for its zone), refused, "
            "malformed."),
@@ -437,6 +443,9 @@ class StatsCollector:
             out.add("rpz_zone_expired", (name,), values.get("expired", 0.0))
             for kind in ("axfr", "ixfr"):
                 out.add("rpz_zone_transfers", (name, kind), values.get("transfers." + kind, 0.0))
+        for name, triggers in sorted(snapshot.rpz_skipped.items()):
+            for trigger, count in sorted(triggers.items()):
+                out.add("rpz_rules_skipped", (name, trigger), count)
         for key, value in sorted(snapshot.outputs.items()):
             output, _, outcome = key.partition(".")
             family = {"dnstap": "dnstap_frames", "syslog": "syslog_messages"}.get(output)

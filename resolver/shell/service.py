@@ -122,6 +122,11 @@ class Service:
                 name: name in state.missing_lists
                 for name in {*state.list_sizes, *state.missing_lists}
             },
+            rpz_skipped={
+                name: skipped
+                for name, report in state.list_reports.items()
+                if (skipped := report.not_applicable())
+            },
             lists_refused={
                 name: bool(report.refused) or name in self.refused_feeds
                 for name, report in state.list_reports.items()
