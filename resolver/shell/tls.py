@@ -171,6 +171,9 @@ class TlsConnection(asyncio.Protocol):
         self._proxy_header: bytearray | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reading_paused = False
+        self._unsent: list[bytes] = []  # what the application wrote, encrypted all at once
+        self._batching = False  # inside `_decrypt`: its end sends what the application wrote
+        self._sending: asyncio.Handle | None = None  # the send of writes made outside `_decrypt`
 
     # --- asyncio.Protocol, facing the TCP socket ----------------------------------------------
 
@@ -215,6 +218,8 @@ class TlsConnection(asyncio.Protocol):
         self.closed = True
         self.listener.release(self)
         self._cancel_timer()
+        self._cancel_sending()
+        self._unsent.clear()
         if self.app is not None:
             self.app.connection_lost(exc)
 
@@ -229,8 +234,23 @@ class TlsConnection(asyncio.Protocol):
     # --- the transport the application sees ---------------------------------------------------
 
     def write(self, data: bytes) -> None:
+        """Queue `data`: the answers to everything one read brought are encrypted as one TLS
+        record and sent in one system call when that read is done; answers that come later (from
+        upstream) go out together at the end of the event loop's turn."""
         if self.closed or self._tls is None:
             return
+        self._unsent.append(data)
+        if not self._batching and self._sending is None:
+            self._sending = self.listener.loop.call_soon(self._send_unsent)
+
+    def _send_unsent(self) -> None:
+        self._sending = None
+        unsent = self._unsent
+        if not unsent or self.closed or self._tls is None:
+            unsent.clear()
+            return
+        data = unsent[0] if len(unsent) == 1 else b"".join(unsent)
+        unsent.clear()
         try:
             self._tls.write(data)
         except ssl.SSLError:
@@ -239,9 +259,12 @@ class TlsConnection(asyncio.Protocol):
         self._flush()
 
     def close(self) -> None:
-        """Send close_notify and what is still buffered, then close the socket."""
+        """Send what the application wrote, close_notify and what is still buffered, then close
+        the socket."""
         if self.closed:
             return
+        self._cancel_sending()
+        self._send_unsent()
         self.closed = True
         if self._tls is not None and self.app is not None:
             with contextlib.suppress(ssl.SSLError):
@@ -252,6 +275,8 @@ class TlsConnection(asyncio.Protocol):
 
     def abort(self) -> None:
         self.closed = True
+        self._cancel_sending()
+        self._unsent.clear()
         if self.transport is not None:
             self.transport.abort()
 
@@ -324,22 +349,31 @@ class TlsConnection(asyncio.Protocol):
     def _decrypt(self) -> None:
         tls, app = self._tls, self.app
         assert tls is not None and app is not None
-        while not self.closed and not self._reading_paused:
-            try:
-                chunk = tls.read(READ_CHUNK)
-            except ssl.SSLWantReadError:
-                break
-            except ssl.SSLZeroReturnError:  # close_notify
-                self._flush()
-                self.close()
-                return
-            except ssl.SSLError:
-                self.abort()
-                return
-            if not chunk:
-                self.close()
-                return
-            app.data_received(chunk)
+        batching, self._batching = self._batching, True  # (resume_reading may run within)
+        try:
+            while not self.closed and not self._reading_paused:
+                try:
+                    chunk = tls.read(READ_CHUNK)
+                except ssl.SSLWantReadError:
+                    break
+                except ssl.SSLZeroReturnError:  # close_notify
+                    self._batching = batching
+                    self._flush()
+                    self.close()
+                    return
+                except ssl.SSLError:
+                    self.abort()
+                    return
+                if not chunk:
+                    self._batching = batching
+                    self.close()
+                    return
+                app.data_received(chunk)
+        finally:
+            self._batching = batching
+        if not batching:
+            self._cancel_sending()
+            self._send_unsent()
         self._flush()
 
     def _flush(self) -> None:
@@ -360,6 +394,11 @@ class TlsConnection(asyncio.Protocol):
         self._cancel_timer()
         if self.transport is not None:
             self.transport.close()
+
+    def _cancel_sending(self) -> None:
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
