@@ -106,6 +106,7 @@ class EncryptedListener:
         if self.transport == "dot":
             return DotStream(self.listeners, self, self.device_of(tls.server_name))
         if tls.alpn == "h2":
+            tls.join_records = False
             return Http2Connection(self, tls)
         return Http1Connection(self, tls)
 

@@ -1,20 +1,25 @@
 """The served certificate's expiry, read back from its PEM file: hand-built DER for the edge
 cases (UTCTime's century, GeneralizedTime, no version field, long lengths, damage), and real
-certificates made by openssl, checked against what openssl itself prints."""
+certificates made by openssl, checked against what openssl itself prints; and how what the
+application writes leaves a TLS connection (one write per read, records joined or kept)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import calendar
 import shutil
 import ssl
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from resolver.shell.encrypted import served_until
-from resolver.shell.tls import certificate_not_after
+from resolver.shell.tls import ServerNames, TlsConnection, certificate_not_after, server_context
 
 
 def der(tag: int, content: bytes) -> bytes:
@@ -104,3 +109,157 @@ def test_served_until_is_none_when_the_file_cannot_be_read_back(tmp_path: Path) 
     assert served_until(str(tmp_path / "key.pem")) is None
     assert served_until(str(tmp_path / "missing.pem")) is None
     assert served_until(None) is None
+
+
+# --- what the application writes, and how it goes out ------------------------------------------
+
+
+class _Echo(asyncio.Protocol):
+    """The application: writes back each chunk it is handed."""
+
+    def __init__(self, tls: TlsConnection) -> None:
+        self.tls = tls
+
+    def data_received(self, data: bytes) -> None:
+        self.tls.write(data.upper())
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("192.0.2.1", 4321) if name == "peername" else default
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.soon: list[Callable[[], None]] = []
+
+    def call_soon(self, callback: Callable[[], None]) -> asyncio.Handle:
+        self.soon.append(callback)
+        return SimpleNamespace(cancel=lambda: self.soon.remove(callback))  # type: ignore[return-value]
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle:
+        return SimpleNamespace(cancel=lambda: None)  # type: ignore[return-value]
+
+    def run_soon(self) -> None:
+        while self.soon:
+            self.soon.pop(0)()
+
+
+@pytest.fixture(scope="module")
+def server_context_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    directory = tmp_path_factory.mktemp("tls")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "2", "-subj", "/CN=dns.test"],
+                   check=True, capture_output=True, timeout=30)  # fmt: skip
+    return str(cert), str(key)
+
+
+class _Session:
+    """A TlsConnection after its handshake with an in-memory client."""
+
+    def __init__(self, files: tuple[str, str], join_records: bool) -> None:
+        names = ServerNames()
+        self.loop = _Loop()
+        listener = SimpleNamespace(
+            admit=lambda tls: True, release=lambda tls: None, expects_proxy_header=lambda p: False,
+            context=server_context(*files, ("dot",), names), loop=self.loop,
+            config=SimpleNamespace(handshake_timeout=5.0), server_names=names,
+            application=_Echo, handshake_failed=lambda reason: None,
+        )  # fmt: skip
+        self.server = TlsConnection(listener)  # type: ignore[arg-type]
+        self.server.join_records = join_records
+        self.transport = _Transport()
+        self.server.connection_made(self.transport)  # type: ignore[arg-type]
+        client_context = ssl.create_default_context()
+        client_context.check_hostname = False
+        client_context.verify_mode = ssl.CERT_NONE
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.client = client_context.wrap_bio(self.incoming, self.outgoing)
+        for _ in range(10):
+            try:
+                self.client.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.server.data_received(self.outgoing.read())
+                self.loop.run_soon()
+                self.receive()
+        self.server.data_received(self.outgoing.read())  # the client's Finished
+        self.loop.run_soon()
+        self.receive()
+        assert self.server.app is not None
+
+    def receive(self) -> int:
+        """Hand the server's writes to the client; how many there were."""
+        writes = len(self.transport.writes)
+        for data in self.transport.writes:
+            self.incoming.write(data)
+        self.transport.writes.clear()
+        return writes
+
+    def records(self) -> list[bytes]:
+        """What the client decrypts, one TLS record at a time."""
+        out = []
+        while True:
+            try:
+                chunk = self.client.read(65536)
+            except ssl.SSLWantReadError:
+                return out
+            if not chunk:  # close_notify
+                return out
+            out.append(chunk)
+
+
+@pytest.mark.parametrize("join_records", [True, False])
+def test_the_answers_to_one_read_go_out_in_one_write(
+    server_context_files: tuple[str, str], join_records: bool
+) -> None:
+    session = _Session(server_context_files, join_records)
+    session.records()  # session tickets
+    for text in (b"one", b"two", b"three"):
+        session.client.write(text)  # a record each
+    session.server.data_received(session.outgoing.read())
+    assert session.receive() == 1
+    records = session.records()
+    assert b"".join(records) == b"ONETWOTHREE"
+    assert records == ([b"ONETWOTHREE"] if join_records else [b"ONE", b"TWO", b"THREE"])
+
+
+def test_later_writes_go_out_together_at_the_end_of_the_turn(
+    server_context_files: tuple[str, str],
+) -> None:
+    session = _Session(server_context_files, join_records=True)
+    session.records()
+    session.server.write(b"late ")
+    session.server.write(b"answers")
+    assert session.receive() == 0
+    session.loop.run_soon()
+    assert session.receive() == 1
+    assert session.records() == [b"late answers"]
+
+
+def test_close_sends_what_was_written_first(server_context_files: tuple[str, str]) -> None:
+    session = _Session(server_context_files, join_records=False)
+    session.records()
+    session.server.write(b"last words")
+    session.server.close()
+    session.receive()
+    assert session.records() == [b"last words"]
+    assert session.client.read(1) == b""  # then close_notify
+    assert session.transport.closed and not session.loop.soon
