@@ -28,9 +28,9 @@ failing that one name: tried on one other upstream, then passed on (`UpstreamFai
 it never counts against the upstream's health by itself (see `Health.servfailed`).
 
 Sharing. Identical queries in flight (name, type, class, DO, CD) share one upstream exchange (a
-`_Walk` through the plan, settling one future): a client that stops waiting (the pipeline serves
-it a stale answer) does not stop the exchange, whose answer then refreshes the cache through
-`after_reply`.
+`_Walk` through the plan, which calls each waiting client back when it settles: no future and
+no loop turn per query): a client that stops waiting (the pipeline serves it a stale answer)
+does not stop the exchange, whose answer then refreshes the cache through `after_reply`.
 """
 
 from __future__ import annotations
@@ -184,25 +184,34 @@ class Upstream(Health):
         self.report: asyncio.TimerHandle | None = None
 
 
+Settled = Callable[[Any, UpstreamReply | None, Findings | None, UpstreamFailure | None], None]
+"""How an exchange tells each client how it ended: `(context, reply, findings, None)` or
+`(context, None, None, failure)`, called directly when it settles (no future, no loop turn)."""
+
+
 class _Walk:
-    """One shared exchange going through its plan of upstreams, one attempt at a time."""
+    """One shared exchange going through its plan of upstreams, one attempt at a time, and the
+    clients waiting for it: the first in `notify`/`context`, any merged later in `more`."""
 
     __slots__ = (
-        "deadline", "ede", "index", "key", "plan", "query", "servfail", "servfails", "shared",
-        "started", "upstream",
+        "context", "deadline", "ede", "index", "key", "more", "notify", "plan", "query",
+        "servfail", "servfails", "started", "starting", "upstream",
     )  # fmt: skip
 
     def __init__(
         self,
         key: CacheKey,
         query: Query,
-        shared: asyncio.Future[Resolved],
-        plan: list[Upstream],
+        notify: Settled,
+        context: Any,
+        plan: Sequence[Upstream],
         deadline: float,
     ) -> None:
         self.key = key
         self.query = query
-        self.shared = shared
+        self.notify: Settled | None = notify
+        self.context = context
+        self.more: list[tuple[Settled, Any]] | None = None
         self.plan = plan
         self.deadline = deadline
         self.index = 0
@@ -211,6 +220,9 @@ class _Walk:
         self.started = 0.0
         self.servfail: UpstreamReply | None = None
         self.servfails = 0
+        self.starting = True
+        """Still inside `forward`: an outcome now reaches the clients on the next loop turn,
+        so none is answered before `forward` has returned."""
 
 
 class _Route:
@@ -327,22 +339,33 @@ class UpstreamPool:
 
     # --- resolving ----------------------------------------------------------------------------
 
-    def begin(self, query: Query, key: CacheKey | None = None) -> asyncio.Future[Resolved]:
-        """The upstream exchange for `query` (whose `cache_key` is `key`, when the caller has it
-        already): joined when an identical one is in flight, else started. Raises `Overloaded`
-        at `max_inflight`.
+    def forward(self, query: Query, key: CacheKey | None, notify: Settled, context: Any) -> None:
+        """Resolve `query` (whose `cache_key` is `key`, when the caller has it already): join
+        the identical exchange in flight, else start one. `notify(context, ...)` hears how it
+        ended, once, and never before this returns. Raises `Overloaded` at `max_inflight`.
 
-        The future is shared by every client of the exchange, so callers add a done callback
-        or shield it, and never cancel it: a client that stops waiting (the pipeline serves it
-        a stale answer) does not stop the exchange, whose answer then refreshes the cache.
+        A client that stops waiting (the pipeline serves it a stale answer) does not stop the
+        exchange, whose answer then refreshes the cache through `after_reply`. This is the hot
+        path: no future, no task, no loop turn between the upstream's reply and the client's.
         """
         if key is None:
             key = cache_key(query)
-        shared = self._inflight.get(key)
-        if shared is not None:
+        walk = self._inflight.get(key)
+        if walk is not None:
             self._stats.count("upstream.merged")
-            return shared
-        return self._start(key, query)
+            if walk.more is None:
+                walk.more = [(notify, context)]
+            else:
+                walk.more.append((notify, context))
+            return
+        self._start(key, query, notify, context)
+
+    def begin(self, query: Query, key: CacheKey | None = None) -> asyncio.Future[Resolved]:
+        """`forward` as a future (tests, callers that await): its result is `Resolved`, or it
+        fails with `UpstreamFailure`. Cancelling it stops nothing but this wait."""
+        future: asyncio.Future[Resolved] = self._loop.create_future()
+        self.forward(query, key, _settle_future, future)
+        return future
 
     def refresh(self, query: Query) -> bool:
         """Resolve `query` in the background (prefetch, stale refresh): its answer reaches the
@@ -354,32 +377,31 @@ class UpstreamPool:
             self._stats.count("upstream.refresh_skipped")
             return False
         try:
-            shared = self._start(key, query)
+            self._start(key, query, self._background_done, None)
         except Overloaded:
             return False
         self._background += 1
-        shared.add_done_callback(self._background_done)
         return True
 
-    def _background_done(self, shared: asyncio.Future[Resolved]) -> None:
+    def _background_done(self, context: Any, *outcome: Any) -> None:
         self._background -= 1
-        if not shared.cancelled():
-            shared.exception()  # retrieved: nobody else may be waiting for it
 
-    def _start(self, key: CacheKey, query: Query) -> asyncio.Future[Resolved]:
-        if len(self._inflight) >= self.max_inflight:
+    def _start(self, key: CacheKey, query: Query, notify: Settled, context: Any) -> None:
+        inflight = self._inflight
+        if len(inflight) >= self.max_inflight:
             raise Overloaded
-        shared: asyncio.Future[Resolved] = self._loop.create_future()
-        self._inflight[key] = shared
-        route = self._route_for(query.qname)
-        walk = _Walk(key, query, shared, self._plan(route), self._loop.time() + self.deadline)
+        route = self._route_for(query.qname) if self._zones else self._default
+        walk = _Walk(
+            key, query, notify, context, self._plan(route), self._loop.time() + self.deadline
+        )
+        inflight[key] = walk
         if route.strategy is Strategy.PARALLEL and len(walk.plan) > 1:
             walk.index = 2
             race = self._spawn(self._race(walk.plan[0], walk.plan[1], query, walk.deadline))
             race.add_done_callback(functools.partial(self._task_ended, walk, True))
         else:
             self._next(walk)
-        return shared
+        walk.starting = False
 
     def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = self._loop.create_task(coroutine)
@@ -401,12 +423,12 @@ class UpstreamPool:
 
     def plan(self, qname: bytes) -> list[Upstream]:
         """The upstreams a query for `qname` tries, in order."""
-        return self._plan(self._route_for(qname))
+        return list(self._plan(self._route_for(qname)))
 
-    def _plan(self, route: _Route) -> list[Upstream]:
+    def _plan(self, route: _Route) -> Sequence[Upstream]:
         upstreams = route.upstreams
         if len(upstreams) == 1 and not upstreams[0].down:
-            return [upstreams[0]]
+            return upstreams  # the route's own tuple: nothing to sort, nothing to copy
         healthy = [u for u in upstreams if not u.down]
         down = sorted((u for u in upstreams if u.down), key=lambda u: -u.last_ok)
         if route.strategy is not Strategy.FAILOVER and len(healthy) > 1:
@@ -423,14 +445,15 @@ class UpstreamPool:
         plan = walk.plan
         try:
             while walk.index < len(plan):
-                remaining = walk.deadline - loop.time()
+                now = loop.time()
+                remaining = walk.deadline - now
                 if remaining <= 0:
                     break
                 upstream = plan[walk.index]
                 walk.index += 1
                 walk.upstream = upstream
-                timeout = min(self.timeout, remaining)
-                walk.started = loop.time()
+                timeout = self.timeout if self.timeout < remaining else remaining
+                walk.started = now
                 if upstream.server.protocol == "udp":
                     try:
                         self._udp.send(upstream.server, walk.query, timeout, self._udp_ended, walk)
@@ -458,7 +481,7 @@ class UpstreamPool:
         """A bug met this walk: fail it rather than leave it in flight for good, where every
         identical query would join it."""
         self._stats.count("internal_error")
-        if not walk.shared.done():
+        if walk.notify is not None:
             self._walk_failed(walk, abandoned(), hook=False)
 
     def _udp_ended(
@@ -525,28 +548,57 @@ class UpstreamPool:
         return True
 
     def _walk_succeeded(self, walk: _Walk, reply: UpstreamReply) -> None:
-        shared = walk.shared
-        self._settle(walk.key, shared)
+        self._settle(walk)
         findings = None
         if self.after_reply is not None:
             try:
                 findings = self.after_reply(walk.query, walk.key, reply)
             except Exception:
                 self._stats.count("internal_error")
-                _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error"))
+                failure = UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error")
+                self._notify(walk, None, None, failure)
                 return
-        if not shared.done():
-            shared.set_result(Resolved(reply, findings))
+        self._notify(walk, reply, findings, None)
 
     def _walk_failed(self, walk: _Walk, failure: UpstreamFailure, hook: bool = True) -> None:
-        self._settle(walk.key, walk.shared)
+        self._settle(walk)
         if hook and self.after_failure is not None:
             self.after_failure(walk.query, walk.key, failure)
-        _fail(walk.shared, failure)
+        self._notify(walk, None, None, failure)
 
-    def _settle(self, key: CacheKey, shared: asyncio.Future[Resolved]) -> None:
-        if self._inflight.get(key) is shared:
-            del self._inflight[key]
+    def _settle(self, walk: _Walk) -> None:
+        inflight = self._inflight
+        if inflight.get(walk.key) is walk:
+            del inflight[walk.key]
+
+    def _notify(
+        self,
+        walk: _Walk,
+        reply: UpstreamReply | None,
+        findings: Findings | None,
+        failure: UpstreamFailure | None,
+    ) -> None:
+        """Tell every client of `walk` how it ended, once (later when it ended inside
+        `forward`). A client's callback that raises costs that client, never the others."""
+        notify = walk.notify
+        if notify is None:
+            return
+        if walk.starting:
+            walk.starting = False
+            self._loop.call_soon(self._notify, walk, reply, findings, failure)
+            return
+        walk.notify = None
+        more = walk.more
+        try:
+            notify(walk.context, reply, findings, failure)
+        except Exception:
+            self._stats.count("internal_error")
+        if more is not None:
+            for notify, context in more:
+                try:
+                    notify(context, reply, findings, failure)
+                except Exception:
+                    self._stats.count("internal_error")
 
     # --- attempts: bookkeeping shared by every transport --------------------------------------
 
@@ -804,9 +856,11 @@ class UpstreamPool:
         still waiting (shutdown)."""
         self._closed = True
         self._udp.close()
-        for shared in list(self._inflight.values()):
-            _fail(shared, abandoned())
+        walks = list(self._inflight.values())
         self._inflight.clear()
+        for walk in walks:
+            walk.starting = False
+            self._notify(walk, None, None, abandoned())
         tasks = list(self._tasks)
         for upstream in self._upstreams.values():
             if upstream.stream is not None:
@@ -988,10 +1042,20 @@ def _free_id(pending: Container[int]) -> int:
     raise _StreamClosed  # 65536 queries pending on one connection: try it as a failure
 
 
-def _fail(shared: asyncio.Future[Resolved], failure: UpstreamFailure) -> None:
-    if not shared.done():
-        shared.set_exception(failure)
-        shared.exception()  # retrieved here, so a lone query leaves no warning behind
+def _settle_future(
+    future: asyncio.Future[Resolved],
+    reply: UpstreamReply | None,
+    findings: Findings | None,
+    failure: UpstreamFailure | None,
+) -> None:
+    """`UpstreamPool.begin`'s end of an exchange."""
+    if future.done():
+        return
+    if reply is not None:
+        future.set_result(Resolved(reply, findings))
+    else:
+        future.set_exception(failure or abandoned())
+        future.exception()  # retrieved here, so a lone query leaves no warning behind
 
 
 def _deliver(
