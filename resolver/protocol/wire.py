@@ -399,7 +399,11 @@ class UpstreamReply:
         pos = HEADER_LEN + question_len
         records: list[int] = []
         for _ in range(ancount + nscount):
-            pos = skip_name(raw, pos)
+            # Most owner names are one compression pointer: skipped here, without a call.
+            if pos < size and raw[pos] >= 0xC0:
+                pos += 2
+            else:
+                pos = skip_name(raw, pos)
             if pos + 10 > size:
                 raise FormError("truncated")
             records.append(pos)
@@ -415,7 +419,12 @@ class UpstreamReply:
         seen_opt = False
         for _ in range(arcount):
             start = pos
-            pos = skip_name(raw, pos)
+            if pos < size and raw[pos] == 0:  # the root: OPT's owner
+                pos += 1
+            elif pos < size and raw[pos] >= 0xC0:
+                pos += 2
+            else:
+                pos = skip_name(raw, pos)
             if pos + 10 > size:
                 raise FormError("truncated")
             is_opt = ((raw[pos] << 8) | raw[pos + 1]) == TYPE_OPT

@@ -42,6 +42,9 @@ SWEEP_INTERVAL = 0.01
 """How late a timeout may fire: the sweep runs at most this often while exchanges wait."""
 _RECEIVE_SIZE = 65535
 _NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
+_EPOLLIN = getattr(select, "EPOLLIN", 1)
+_POLL_MAX = 256
+"""Replies taken per wake-up; more wait for the next turn of the loop (epoll stays ready)."""
 
 Outcome = Callable[[UpstreamReply | None, BaseException | None, Any], None]
 """Called once per exchange: (reply, None, context) or (None, error, context)."""
@@ -127,23 +130,38 @@ class UdpExchanges:
         """Send `query` to `server` from a new socket; `outcome` hears how it ended. Raises
         OSError when the socket cannot be made or the datagram cannot be sent."""
         family = _socket.AF_INET6 if server.family == 6 else _socket.AF_INET
-        address = (server.host, server.port)
+        return self.send_to(family, (server.host, server.port), query, timeout, outcome, context)
+
+    def send_to(
+        self,
+        family: int,
+        address: tuple[str, int],
+        query: Query,
+        timeout: float,
+        outcome: Outcome,
+        context: Any = None,
+    ) -> UdpExchange:
+        """`send` with the server's socket family and address worked out once by the caller
+        (the pool, once per upstream): the hot path, one call per forwarded query."""
         query_id = self.random_id()
         sock = _socket.socket(family, _socket.SOCK_DGRAM | _NONBLOCK)
         try:
             if not _NONBLOCK:
                 sock.setblocking(False)
             sock.sendto(upstream_query(query, query_id), address)
-            exchange = UdpExchange(
-                sock, address, query, query_id, self._loop.time() + timeout, outcome, context
-            )
-            self._watch(exchange)
+            expires = self._loop.time() + timeout
+            exchange = UdpExchange(sock, address, query, query_id, expires, outcome, context)
+            if self._epoll is not None:
+                self._epoll.register(exchange.fd, _EPOLLIN)
+            else:
+                self._loop.add_reader(exchange.fd, self._receive, exchange)
+            self._pending[exchange.fd] = exchange
         except BaseException:
             sock.close()
             raise
-        heapq.heappush(self._timeouts, (exchange.expires, exchange.fd))
-        if self._sweep is None or exchange.expires < self._sweep_at:
-            self._arm(exchange.expires)
+        heapq.heappush(self._timeouts, (expires, exchange.fd))
+        if self._sweep is None or expires < self._sweep_at:
+            self._arm(expires)
         return exchange
 
     def cancel(self, exchange: UdpExchange) -> None:
@@ -166,13 +184,6 @@ class UdpExchanges:
 
     # --- watching sockets ---------------------------------------------------------------------
 
-    def _watch(self, exchange: UdpExchange) -> None:
-        if self._epoll is not None:
-            self._epoll.register(exchange.fd, select.EPOLLIN)
-        else:
-            self._loop.add_reader(exchange.fd, self._receive, exchange)
-        self._pending[exchange.fd] = exchange
-
     def _forget(self, exchange: UdpExchange) -> None:
         if self._pending.get(exchange.fd) is exchange:
             del self._pending[exchange.fd]
@@ -182,7 +193,7 @@ class UdpExchanges:
 
     def _on_ready(self) -> None:
         pending = self._pending
-        for fd, _ in self._epoll.poll(0):
+        for fd, _ in self._epoll.poll(0, _POLL_MAX):
             exchange = pending.get(fd)
             if exchange is not None:
                 self._receive(exchange)
@@ -199,7 +210,9 @@ class UdpExchanges:
                 self._stats.count("upstream.receive_error")
                 return
             data = bytes(buffer[:size])
-            if (source[0], source[1]) != exchange.address or not reply_matches(
+            address = exchange.address
+            # IPv4 sources compare as they come; an IPv6 one carries flow info and scope too.
+            if (source != address and (source[0], source[1]) != address) or not reply_matches(
                 data, exchange.query_id, exchange.query
             ):
                 self._stats.count("upstream.mismatch")

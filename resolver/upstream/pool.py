@@ -39,6 +39,7 @@ import asyncio
 import functools
 import random
 import secrets
+import socket
 import ssl
 from collections.abc import Callable, Container, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
@@ -168,12 +169,17 @@ class PoolOptions:
 class Upstream(Health):
     """One upstream server's running state: health, latency, probe and connection."""
 
-    __slots__ = ("label", "probe", "report", "reported", "rtt", "server", "stream", "unreported")
+    __slots__ = ("address", "family", "label", "probe", "report", "reported", "rtt", "server",
+                 "stream", "udp", "unreported")  # fmt: skip
 
     def __init__(self, server: UpstreamServer, now: float) -> None:
         super().__init__(now)
         self.server = server
         self.label = str(server)
+        # What each UDP exchange needs, worked out once rather than per query.
+        self.udp = server.protocol == "udp"
+        self.family = socket.AF_INET6 if server.family == 6 else socket.AF_INET
+        self.address = (server.host, server.port)
         self.rtt: float | None = None
         self.probe: asyncio.Task[None] | None = None
         self.stream: _Stream | None = None
@@ -454,9 +460,10 @@ class UpstreamPool:
                 walk.upstream = upstream
                 timeout = self.timeout if self.timeout < remaining else remaining
                 walk.started = now
-                if upstream.server.protocol == "udp":
+                if upstream.udp:
                     try:
-                        self._udp.send(upstream.server, walk.query, timeout, self._udp_ended, walk)
+                        self._udp.send_to(upstream.family, upstream.address, walk.query, timeout,
+                                          self._udp_ended, walk)  # fmt: skip
                     except OSError as error:
                         walk.ede = max(walk.ede, self._attempt_failed(upstream, error, walk.query))
                         continue
@@ -627,7 +634,8 @@ class UpstreamPool:
         now = self._loop.time()
         elapsed = now - started
         self._stats.upstream(upstream.label, outcome, elapsed)
-        self._observe(upstream, elapsed)
+        rtt = upstream.rtt  # `_observe`, inline: once per answer
+        upstream.rtt = elapsed if rtt is None else rtt + EWMA_WEIGHT * (elapsed - rtt)
         if upstream.answered(now, max(self.options.probe_interval, HEALTH_DWELL)):
             self._mark_up(upstream)
         return True

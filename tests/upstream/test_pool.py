@@ -414,7 +414,7 @@ def test_a_bug_fails_the_walk_and_frees_its_key(fakes: list[FakeUpstream], broke
             return step
 
         if broken == "sending":
-            pool._udp.send = bug_once(pool._udp.send)  # type: ignore[method-assign]
+            pool._udp.send_to = bug_once(pool._udp.send_to)  # type: ignore[method-assign]
         else:
             pool._judge = bug_once(pool._judge)  # type: ignore[method-assign]
         name = fresh()
