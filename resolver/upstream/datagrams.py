@@ -10,10 +10,11 @@ Forwarding is the one hot path that needs the kernel most, so it asks it as litt
 `socket` (non-blocking from birth), one `epoll_ctl` to watch it, `sendto`, `recvfrom`, `close`
 (which also unwatches it). The sockets sit in an epoll set of our own, itself watched by the
 event loop, so a busy loop pays one wake-up for many replies and no per-socket loop handle.
-Timeouts are one timer for all: each exchange's fd joins the list of the `SWEEP_INTERVAL` tick
-its expiry falls in (one dict lookup and an append; a heap cost ~30 tuple comparisons per query
-at 10k queries in flight), and the timer sweeps the lists that came due. Where epoll is missing (not
-Linux) each socket is watched by the loop itself.
+Timeouts are one timer for all: each exchange's fd joins the set of the `SWEEP_INTERVAL` tick its
+expiry falls in and leaves it when answered (a dict lookup and a set operation each way, where a
+heap cost ~30 tuple comparisons per query at 10k queries in flight). Only ticks with exchanges
+still waiting remain, so the timer wakes when one may be due, not every tick. Where epoll is
+missing (not Linux) each socket is watched by the loop itself.
 
 IDs come from the operating system's CSPRNG, read 4 KiB at a time rather than one syscall per
 query.
@@ -25,7 +26,7 @@ import _socket
 import asyncio
 import os
 import select
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from resolver.config import UpstreamServer
@@ -78,7 +79,8 @@ class RandomIds:
 class UdpExchange:
     """One query on one socket, until it is answered, times out or is cancelled."""
 
-    __slots__ = ("address", "context", "expires", "fd", "outcome", "query", "query_id", "sock")
+    __slots__ = ("address", "context", "expires", "fd", "outcome", "query", "query_id", "sock",
+                 "tick")  # fmt: skip
 
     def __init__(
         self,
@@ -98,6 +100,8 @@ class UdpExchange:
         self.expires = expires
         self.outcome: Outcome | None = outcome
         self.context = context
+        self.tick = 0
+        """The sweep tick whose set holds this exchange's fd."""
 
 
 class UdpExchanges:
@@ -107,10 +111,8 @@ class UdpExchanges:
         self._loop = loop
         self._stats = stats
         self._pending: dict[int, UdpExchange] = {}
-        # Tick (expiry in SWEEP_INTERVALs, rounded up) -> fds of the exchanges expiring in it.
-        self._due: dict[int, list[int]] = {}
-        self._swept = int(loop.time() * _TICKS)
-        """Every tick up to this one has been swept."""
+        # Tick (expiry in SWEEP_INTERVALs, rounded up) -> fds of the exchanges waiting in it.
+        self._due: dict[int, set[int]] = {}
         # uvloop hands back a plain Handle, without when(), for a delay under a millisecond.
         self._sweep: asyncio.Handle | None = None
         self._sweep_tick = 0
@@ -165,7 +167,7 @@ class UdpExchanges:
         except BaseException:
             sock.close()
             raise
-        self._due_at(expires, fd)
+        self._due_at(exchange, expires)
         return exchange
 
     def cancel(self, exchange: UdpExchange) -> None:
@@ -189,10 +191,16 @@ class UdpExchanges:
     # --- watching sockets ---------------------------------------------------------------------
 
     def _forget(self, exchange: UdpExchange) -> None:
-        if self._pending.get(exchange.fd) is exchange:
-            del self._pending[exchange.fd]
+        fd = exchange.fd
+        if self._pending.get(fd) is exchange:
+            del self._pending[fd]
             if self._epoll is None:
-                self._loop.remove_reader(exchange.fd)
+                self._loop.remove_reader(fd)
+            waiting = self._due.get(exchange.tick)
+            if waiting is not None:
+                waiting.discard(fd)
+                if not waiting:
+                    del self._due[exchange.tick]
         exchange.sock.close()  # closing also drops it from our epoll set
 
     def _on_ready(self) -> None:
@@ -240,44 +248,35 @@ class UdpExchanges:
 
     # --- timeouts -----------------------------------------------------------------------------
 
-    def _due_at(self, expires: float, fd: int) -> None:
-        tick = int(expires * _TICKS) + 1  # the first tick at or after `expires`
-        due = self._due.get(tick)
-        if due is not None:
-            due.append(fd)
+    def _due_at(self, exchange: UdpExchange, expires: float) -> None:
+        tick = exchange.tick = int(expires * _TICKS) + 1  # the first tick at or after `expires`
+        waiting = self._due.get(tick)
+        if waiting is not None:
+            waiting.add(exchange.fd)
             return
-        self._due[tick] = [fd]
+        self._due[tick] = {exchange.fd}
         if self._sweep is None or tick < self._sweep_tick:
             self._arm(tick)
 
     def _expire(self) -> None:
-        """Time out every exchange past its expiry; wake again at the next tick that has any,
-        so at most every SWEEP_INTERVAL. A tick's list holds fds: an answered exchange leaves
-        only its fd behind until the tick comes, and an fd reused since then belongs to an
-        exchange in a later tick's list, which this sweep leaves alone."""
+        """Time out every exchange past its expiry; wake again at the next tick with exchanges
+        still waiting (never sooner than the next tick)."""
         self._sweep = None
         due = self._due
         pending = self._pending
         now = self._loop.time()
         last = int(now * _TICKS)
-        ticks: Iterable[int] = range(self._swept + 1, last + 1)
-        if last - self._swept > len(due):  # long idle: look up the ticks there are
-            ticks = sorted(tick for tick in due if tick <= last)
-        for tick in ticks:
-            fds = due.pop(tick, None)
-            if fds is None:
-                continue
-            for fd in fds:
+        for tick in sorted(tick for tick in due if tick <= last):
+            for fd in due.pop(tick):
                 exchange = pending.get(fd)
                 if exchange is None:
                     continue
                 if exchange.expires <= now:
                     self._end(exchange, None, TimeoutError())
-                elif int(exchange.expires * _TICKS) + 1 <= tick:  # the timer fired early
-                    self._due_at(now + SWEEP_INTERVAL, fd)
-        self._swept = max(self._swept, last)
+                elif exchange.tick == tick:  # the timer fired a hair early: the next tick
+                    self._due_at(exchange, now + SWEEP_INTERVAL)
         if due and self._sweep is None:
-            self._arm(min(due))
+            self._arm(max(min(due), last + 1))
 
     def _arm(self, tick: int) -> None:
         if self._sweep is not None:
