@@ -378,8 +378,8 @@ class QueryPipeline:
         findings: Findings | None,
         failure: UpstreamFailure | None,
     ) -> None:
-        """The pool's callback when the exchange settles: steps 6-8, at once (`_answer_later`
-        inlined: this runs once per forwarded query)."""
+        """The pool's callback when the exchange settles: steps 6-8 at once, in one function
+        (`_answer_later` inlined), since this runs once per forwarded query."""
         if waiting.answered:
             return
         waiting.answered = True
@@ -389,7 +389,34 @@ class QueryPipeline:
             if reply is None:
                 out = self._upstream_failed(waiting, failure or abandoned())
             else:
-                out = self._from_upstream(waiting, reply, findings)
+                query, client, over_udp, channel = (
+                    waiting.query, waiting.client, waiting.over_udp, waiting.channel
+                )  # fmt: skip
+                # 6. Response inspection: a CNAME chain or owner name in the answer that this
+                #    client's policy blocks, an address in a response-IP network, or a private
+                #    address for a public name (rebinding) turns the answer into the blocked
+                #    answer to the question.
+                device = "" if channel is None else channel.device
+                block = None
+                if findings is not None:
+                    state = self._state
+                    block = verdict(findings, client, query.qtype, state.policy,
+                                    state.config.blocking, time.time(), device)  # fmt: skip
+                if block is not None:
+                    out = self._blocked(
+                        self._state, query, client, block, over_udp, waiting.started, channel
+                    )
+                else:
+                    # 7. Reply: the client's ID, question and EDNS back, cut to what it can
+                    #    receive.
+                    opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
+                    limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+                    out = client_reply(reply, query, limit, opt)
+                    # 8. Metrics/audit: allowed queries are logged only when the operator asks.
+                    if self.audit.allowed_queries:
+                        self.audit.allowed(client, query, reply.rcode, device)
+                    out = self._done(query, over_udp, "answered", out, waiting.started,
+                                     reply.rcode, channel)  # fmt: skip
         except Exception as error:  # a bug must cost one query, never the server
             self.internal_error(error)
             out = None
@@ -432,30 +459,6 @@ class QueryPipeline:
             limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
             out = client_reply(servfail, query, limit, opt)
         return self._done(query, over_udp, "servfail", out, started, None, channel)
-
-    def _from_upstream(
-        self, waiting: _Waiting, reply: UpstreamReply, findings: Findings | None
-    ) -> bytes | None:
-        query, client, over_udp, started, channel = (
-            waiting.query, waiting.client, waiting.over_udp, waiting.started, waiting.channel
-        )  # fmt: skip
-        state = self._state
-        # 6. Response inspection: a CNAME chain or owner name in the answer that this client's
-        #    policy blocks, an address in a response-IP network, or a private address for a
-        #    public name (rebinding) turns the answer into the blocked answer to the question.
-        device = "" if channel is None else channel.device
-        if findings is not None:
-            block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time(), device)  # fmt: skip
-            if block is not None:
-                return self._blocked(state, query, client, block, over_udp, started, channel)
-        # 7. Reply: the client's ID, question and EDNS back, cut to what it can receive.
-        opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
-        out = client_reply(reply, query, udp_limit(query) if over_udp else TCP_MAX_MESSAGE, opt)
-        # 8. Metrics/audit: allowed queries are logged only when the operator asks for it.
-        if self.audit.allowed_queries:
-            self.audit.allowed(client, query, reply.rcode, device)
-        return self._done(query, over_udp, "answered", out, started, reply.rcode, channel)
 
     def internal_error(self, error: BaseException) -> None:
         self.stats.count("internal_error")

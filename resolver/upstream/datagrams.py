@@ -167,7 +167,12 @@ class UdpExchanges:
         except BaseException:
             sock.close()
             raise
-        self._due_at(exchange, expires)
+        tick = exchange.tick = int(expires * _TICKS) + 1  # `_due_at`, inline: once per query
+        waiting = self._due.get(tick)
+        if waiting is not None:
+            waiting.add(fd)
+        else:
+            self._due_at(exchange, expires)
         return exchange
 
     def cancel(self, exchange: UdpExchange) -> None:
@@ -234,7 +239,11 @@ class UdpExchanges:
             except FormError:
                 self._end(exchange, None, BadReply())
                 return
-            self._end(exchange, reply, None)
+            outcome = exchange.outcome  # `_end`, inline: once per answered query
+            exchange.outcome = None
+            self._forget(exchange)
+            outcome(reply, None, exchange.context)
+            return
 
     def _end(
         self, exchange: UdpExchange, reply: UpstreamReply | None, error: BaseException | None

@@ -401,9 +401,10 @@ class UpstreamPool:
         if len(inflight) >= self.max_inflight:
             raise Overloaded
         route = self._route_for(query.qname) if self._zones else self._default
-        walk = _Walk(
-            key, query, notify, context, self._plan(route), self._loop.time() + self.deadline
-        )
+        plan = route.upstreams
+        if len(plan) != 1 or plan[0].down:
+            plan = self._plan(route)
+        walk = _Walk(key, query, notify, context, plan, self._loop.time() + self.deadline)
         inflight[key] = walk
         if route.strategy is _PARALLEL and len(walk.plan) > 1:
             walk.index = 2
@@ -559,7 +560,9 @@ class UpstreamPool:
         return True
 
     def _walk_succeeded(self, walk: _Walk, reply: UpstreamReply) -> None:
-        self._settle(walk)
+        inflight = self._inflight  # `_settle`, inline: once per answered query
+        if inflight.get(walk.key) is walk:
+            del inflight[walk.key]
         findings = None
         if self.after_reply is not None:
             try:
