@@ -6,9 +6,9 @@ QR bit and question (`upstream.datagrams`, which runs these exchanges on callbac
 task).
 A truncated reply is retried over TCP.
 `tcp://` and `tls://` (DNS over TLS, RFC 7858): one persistent connection per upstream, shared by
-pipelined queries told apart by ID (RFC 7766 6.2.1), closed after `STREAM_IDLE_TIMEOUT` without
-queries; TLS verifies the certificate and its name (`#name` in the URL) against the system store
-or `upstream.ca_file`.
+pipelined queries told apart by ID (RFC 7766 6.2.1; `upstream.streams`), closed after
+`STREAM_IDLE_TIMEOUT` without queries; TLS verifies the certificate and its name (`#name` in the
+URL) against the system store or `upstream.ca_file`.
 
 Choosing. Each query goes to the upstreams of the longest conditional-forwarding zone that
 contains its name, else to the default ones, in the order their strategy gives: `failover` in
@@ -41,7 +41,7 @@ import random
 import secrets
 import socket
 import ssl
-from collections.abc import Callable, Container, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -68,17 +68,16 @@ from resolver.protocol.wire import (
 )
 from resolver.upstream.datagrams import BadReply, UdpExchanges
 from resolver.upstream.health import HEALTH_DWELL, Health
+from resolver.upstream.streams import STREAM_IDLE_TIMEOUT, Stream, StreamClosed
 
 MAX_FAILS = 3
 EWMA_WEIGHT = 0.3
 EXPLORE = 0.05
-STREAM_IDLE_TIMEOUT = 10.0
 MAX_BACKGROUND = 64
 """Background refreshes (prefetch, stale refresh) in flight at once; more are skipped."""
 _FAILURE_LOG_INTERVAL = 1.0
 SERVFAIL_TRIES = 2
 """Upstreams that may answer a plain SERVFAIL before it is the answer: the first and one other."""
-_ID_TRIES = 32
 # Enum members read on every query: module constants, since attribute lookups on an Enum class
 # go through EnumType.__getattr__ on Python 3.11 (about 0.3 µs each).
 _PARALLEL = Strategy.PARALLEL
@@ -111,10 +110,6 @@ class Overloaded(Exception):
     """Too many queries in flight upstream: the new one is dropped (the client will retry)."""
 
 
-class _StreamClosed(Exception):
-    """The persistent connection closed before our reply came."""
-
-
 class _Failed(Exception):
     """An attempt (or a race of two) that gave no answer; `servfail` is the plain SERVFAIL one
     of them gave (`servfails` how many did), kept for when no upstream does better."""
@@ -126,7 +121,7 @@ class _Failed(Exception):
         self.servfails = servfails
 
 
-_ATTEMPT_ERRORS = (OSError, EOFError, BadReply, _StreamClosed, FormError)
+_ATTEMPT_ERRORS = (OSError, EOFError, BadReply, StreamClosed, FormError)
 """What ends one attempt at one upstream (TimeoutError is an OSError) and moves to the next."""
 T = TypeVar("T")
 
@@ -186,7 +181,7 @@ class Upstream(Health):
         self.address = (server.host, server.port)
         self.rtt: float | None = None
         self.probe: asyncio.Task[None] | None = None
-        self.stream: _Stream | None = None
+        self.stream: Stream | None = None
         # The `upstream_health` event: when the last one went out, how many changes wait for
         # the next, and the timer that will send it.
         self.reported = float("-inf")
@@ -724,7 +719,9 @@ class UpstreamPool:
         stream = upstream.stream
         if stream is None:
             context = self._tls_context() if server.protocol == "tls" else None
-            stream = upstream.stream = _Stream(self._loop, server, context, self._stats)
+            stream = upstream.stream = Stream(
+                self._loop, server, context, self._stats, STREAM_IDLE_TIMEOUT
+            )
         return await stream.exchange(query, timeout)
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -847,7 +844,7 @@ class UpstreamPool:
                 upstream, PROBE_QUERY, self.timeout, loop.time() + self.timeout
             )
             ok = reply.rcode != SERVFAIL and reply.rcode != REFUSED
-        except (TimeoutError, OSError, EOFError, BadReply, _StreamClosed, FormError):
+        except (TimeoutError, OSError, EOFError, BadReply, StreamClosed, FormError):
             ok = False
         self._stats.count("upstream.probe_ok" if ok else "upstream.probe_failed")
         return ok
@@ -918,145 +915,6 @@ class UpstreamPool:
                 writer.close()
 
 
-class _Connection:
-    """One open TCP/TLS connection and the queries waiting on it, by ID."""
-
-    __slots__ = ("idle", "pending", "reader", "sent", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.pending: dict[int, tuple[asyncio.Future[UpstreamReply], Query]] = {}
-        self.idle: asyncio.TimerHandle | None = None
-        self.sent = 0
-
-
-class _Stream:
-    """The persistent, pipelined connection to one `tcp://` or `tls://` upstream.
-
-    Queries share the current connection, each under an ID unique on it; a reader task hands
-    each reply to the query whose ID, QR bit and question it matches (anything else is counted
-    and dropped). The connection closes after `idle_timeout` with nothing pending, and a query
-    whose reused connection turns out closed by the server is retried once on a new one.
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        server: UpstreamServer,
-        context: ssl.SSLContext | None,
-        stats: Stats,
-        idle_timeout: float | None = None,
-    ) -> None:
-        self._loop = loop
-        self._server = server
-        self._context = context
-        self._stats = stats
-        self.idle_timeout = STREAM_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
-        self._lock = asyncio.Lock()
-        self._current: _Connection | None = None
-        self.readers: set[asyncio.Task[None]] = set()
-        self.connections = 0
-
-    async def exchange(self, query: Query, timeout: float) -> UpstreamReply:
-        async with asyncio.timeout(max(timeout, 0.0)):
-            for attempt in range(2):
-                connection, fresh = await self._connection()
-                query_id = _free_id(connection.pending)
-                waiter: asyncio.Future[UpstreamReply] = self._loop.create_future()
-                connection.pending[query_id] = (waiter, query)
-                if connection.idle is not None:
-                    connection.idle.cancel()
-                    connection.idle = None
-                try:
-                    message = upstream_query(query, query_id)
-                    connection.writer.write(len(message).to_bytes(2, "big") + message)
-                    connection.sent += 1
-                    return await waiter
-                except _StreamClosed:
-                    if fresh or attempt:
-                        raise
-                    self._stats.count("upstream.stream_retry")
-                finally:
-                    connection.pending.pop(query_id, None)
-                    if not connection.pending and connection is self._current:
-                        connection.idle = self._loop.call_later(
-                            self.idle_timeout, self._close_idle, connection
-                        )
-        raise _StreamClosed  # not reached: the loop returns or raises
-
-    async def _connection(self) -> tuple[_Connection, bool]:
-        async with self._lock:
-            current = self._current
-            if current is not None and not current.writer.is_closing():
-                return current, False
-            server = self._server
-            reader, writer = await asyncio.open_connection(
-                server.host,
-                server.port,
-                ssl=self._context,
-                server_hostname=server.tls_name if self._context is not None else None,
-            )
-            connection = _Connection(reader, writer)
-            self._current = connection
-            self.connections += 1
-            task = self._loop.create_task(self._read(connection))
-            self.readers.add(task)
-            task.add_done_callback(self.readers.discard)
-            return connection, True
-
-    async def _read(self, connection: _Connection) -> None:
-        reader = connection.reader
-        pending = connection.pending
-        try:
-            while True:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-                data = await reader.readexactly(size)
-                found = pending.get((data[0] << 8) | data[1]) if size >= 2 else None
-                if found is None or found[0].done():
-                    self._stats.count("upstream.mismatch")
-                    continue
-                waiter, query = found
-                _deliver(waiter, data, (data[0] << 8) | data[1], query, self._stats)
-        except (OSError, EOFError):
-            pass
-        finally:
-            if self._current is connection:
-                self._current = None
-            if connection.idle is not None:
-                connection.idle.cancel()
-            connection.writer.close()
-            for waiter, _ in pending.values():
-                if not waiter.done():
-                    waiter.set_exception(_StreamClosed())
-
-    def _close_idle(self, connection: _Connection) -> None:
-        connection.idle = None
-        if not connection.pending:
-            if self._current is connection:
-                self._current = None
-            connection.writer.close()
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.writer.close()
-            self._current = None
-        for task in list(self.readers):
-            task.cancel()
-
-
-def _free_id(pending: Container[int]) -> int:
-    """A random ID not in use on the connection (a scan only when random picks keep hitting)."""
-    for _ in range(_ID_TRIES):
-        query_id = secrets.randbits(16)
-        if query_id not in pending:
-            return query_id
-    for query_id in range(65536):
-        if query_id not in pending:
-            return query_id
-    raise _StreamClosed  # 65536 queries pending on one connection: try it as a failure
-
-
 def _settle_future(
     future: asyncio.Future[Resolved],
     reply: UpstreamReply | None,
@@ -1071,20 +929,6 @@ def _settle_future(
     else:
         future.set_exception(failure or abandoned())
         future.exception()  # retrieved here, so a lone query leaves no warning behind
-
-
-def _deliver(
-    waiter: asyncio.Future[UpstreamReply], data: bytes, query_id: int, query: Query, stats: Stats
-) -> None:
-    """Settle `waiter` with `data` if it is the reply to `query` (RFC 5452); anything else is
-    counted and ignored, and the wait goes on."""
-    if not reply_matches(data, query_id, query):
-        stats.count("upstream.mismatch")
-        return
-    try:
-        waiter.set_result(UpstreamReply(data, query.question_end - HEADER_LEN))
-    except FormError:
-        waiter.set_exception(BadReply())
 
 
 def _settle_waiter(
