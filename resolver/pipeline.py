@@ -25,6 +25,7 @@ from typing import Any, Final
 
 from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
 from resolver.config import OverLimit, RateLimitConfig
+from resolver.lists.formats import DROP, RPZ_ANSWERS, TCP_ONLY
 from resolver.lists.transfer import is_notify
 from resolver.observe.audit import AuditLog
 from resolver.observe.outputs import DnstapOutput
@@ -147,7 +148,7 @@ class QueryPipeline:
     @state.setter
     def state(self, state: ResolverState) -> None:
         # Replaced whole by a reload; each query reads it once, so it sees one consistent state.
-        self.inspector = Inspector(state.config.inspection)
+        self.inspector = Inspector(state.config.inspection, state.policy.response_ip)
         self._state = state
         self._limit_rates(state)
         previous = getattr(self, "_closed", None)  # None: the first state, from __init__
@@ -213,12 +214,13 @@ class QueryPipeline:
             return self._handle(packet, client, over_udp, reply_to, channel)
         # dnstap: the query as received, and its answer whenever it is sent. A block's decision
         # is what `_blocked` left in `last_block`, read at once: nothing runs in between.
-        received = tap.client_query(packet, client, over_udp)
+        transport = channel.transport if channel is not None else "udp" if over_udp else "tcp"
+        received = tap.client_query(packet, client, transport)
         self.last_block = None
-        later = functools.partial(self._tapped, tap, client, over_udp, received, reply_to)
+        later = functools.partial(self._tapped, tap, client, transport, received, reply_to)
         outcome = self._handle(packet, client, over_udp, later, channel)
         if type(outcome) is bytes:
-            tap.client_response(outcome, client, over_udp, received, self.last_block)
+            tap.client_response(outcome, client, transport, received, self.last_block)
         self.last_block = None
         return outcome
 
@@ -226,13 +228,13 @@ class QueryPipeline:
         self,
         tap: DnstapOutput,
         client: str,
-        over_udp: bool,
+        transport: str,
         received: float,
         reply_to: ReplyTo,
         reply: bytes | None,
     ) -> None:
         if reply is not None:
-            tap.client_response(reply, client, over_udp, received, self.last_block)
+            tap.client_response(reply, client, transport, received, self.last_block)
         self.last_block = None
         reply_to(reply)
 
@@ -245,10 +247,11 @@ class QueryPipeline:
         channel: Channel | None,
     ) -> Outcome:
         started = time.perf_counter()
-        # 0. Rate limit: a client prefix over its budget is shed before its bytes are even
-        #    parsed, so a flood costs one dict lookup and a few float operations per packet.
+        # 0. Rate limit, when `rate_limit.rate` is set: a client prefix over its budget for
+        #    every query is shed before its bytes are parsed. Off by default: what costs work is
+        #    limited at 5a, so a flooding address's cache hits and policy answers still come.
         limiter = self.limiter
-        if limiter.active and not limiter.admits(client, started):
+        if limiter.gates and not limiter.admits(client, started):
             return self._limited(packet, None, client, over_udp, started, QUERIES)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
@@ -264,6 +267,13 @@ class QueryPipeline:
         if not state.access.allows(client):
             reply = answers.refused(query, EdeCode.PROHIBITED, "client not allowed")
             return self._done(query, over_udp, "refused", reply, started, None, channel)
+        # 2a. Flood: while a client's names under a zone are refused upstream (5a), its next
+        #    uncached ones there are shed here, at the cost of a cache lookup and before the
+        #    policy's; its cached names (and other zones) go on. Else one comparison.
+        if started < limiter.shed_until:
+            over = self._flooding(query, client, started)
+            if over is not None:
+                return self._limited(packet, query, client, over_udp, started, over)
         # 2b. DDR: with encrypted listeners, `_dns.resolver.arpa` and `_dns.<our name>` are
         #    answered with them (RFC 9462), never forwarded; before the policy, whose doh-bypass
         #    entry answers resolver.arpa NODATA (what clients get without encrypted listeners).
@@ -280,7 +290,8 @@ class QueryPipeline:
         now = time.time()
         device = "" if channel is None else channel.device
         decision = state.policy.decide(client, query.qname, query.qtype, now, device)
-        if decision.action is Action.BLOCK:
+        if decision.action is Action.BLOCK and (over_udp or decision.answer != TCP_ONLY):
+            # (RPZ's TCP-only rule truncates over UDP; over TCP the query goes on as allowed.)
             return self._blocked(state, query, client, decision, over_udp, started, channel)
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
@@ -344,9 +355,11 @@ class QueryPipeline:
         reply_to: ReplyTo,
         channel: Channel | None = None,
     ) -> Outcome:
-        # 5a. Upstream budget: the names a client may send upstream per second, and those under
-        #    a zone flooded with random subdomains (rate_limit.upstream_rate, zone_rate), so a
-        #    flood of unique names neither fills max_inflight nor floods the upstream.
+        # 5a. Upstream budget: the names a client may send upstream per second, in all and
+        #    under one zone, and those under a zone flooded with random subdomains
+        #    (rate_limit.upstream_rate, client_zone_rate, zone_rate), so a flood of unique names
+        #    neither fills max_inflight nor floods the upstream, nor takes its sender's budget
+        #    for other zones.
         limiter = self.limiter
         if limiter.active:
             over = limiter.admits_upstream(client, query.qname, started)
@@ -370,6 +383,19 @@ class QueryPipeline:
                 self._state.config.cache.client_timeout, self._impatient, waiting
             )
         return FORWARDED
+
+    def _flooding(self, query: Query, client: str, started: float) -> str | None:
+        """The limit 5a would shed `query` for, when nothing in the cache answers it."""
+        over = self.limiter.refuses_upstream(client, query.qname, started)
+        if over is None:
+            return None
+        cache = self.cache
+        if cache is not None and cache.enabled:
+            now = self.clock()
+            key = cache_key(query)
+            if cache.lookup(key, now) is not None or cache.failure(key, now) is not None:
+                return None
+        return over
 
     def _upstream_done(
         self,
@@ -401,8 +427,9 @@ class QueryPipeline:
                 if findings is not None:
                     state = self._state
                     block = verdict(findings, client, query.qtype, state.policy,
-                                    state.config.blocking, time.time(), device)  # fmt: skip
-                if block is not None:
+                                    state.config.blocking, time.time(), device,
+                                    query.qname)  # fmt: skip
+                if block is not None and (over_udp or block.answer != TCP_ONLY):
                     out = self._blocked(
                         self._state, query, client, block, over_udp, waiting.started, channel
                     )
@@ -481,8 +508,8 @@ class QueryPipeline:
         device = "" if channel is None else channel.device
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time(), device)  # fmt: skip
-            if block is not None:
+                            time.time(), device, query.qname)  # fmt: skip
+            if block is not None and (over_udp or block.answer != TCP_ONLY):
                 return self._blocked(state, query, client, block, over_udp, started, channel)
         if query.has_edns:
             if stale:
@@ -548,20 +575,42 @@ class QueryPipeline:
         started: float,
         channel: Channel | None = None,
     ) -> bytes:
-        sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
         # The cause (with its reference) was made when the policy was built: a block formats
         # nothing but the CNAME that led to it.
         cause = decision.cause
         cname = decision.cname
         if cname is not None:
             cause += f" via CNAME {to_text(cname)}"
-        reply = sinkhole.build(query, decision.zone_offset, cause)
+        reply: bytes | None
+        if decision.answer in RPZ_ANSWERS:
+            reply = self._rpz_answer(state, query, decision, over_udp, cause)
+        else:
+            sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
+            reply = sinkhole.build(query, decision.zone_offset, cause)
         self.stats.blocked(
             decision.group, decision.policy or "", decision.list_name or "", decision.answer
         )
         self.audit.blocked(client, query, decision, "" if channel is None else channel.device)
         self.last_block = decision
         return self._done(query, over_udp, "blocked", reply, started, None, channel)
+
+    @staticmethod
+    def _rpz_answer(
+        state: ResolverState, query: Query, decision: Decision, over_udp: bool, cause: str
+    ) -> bytes | None:
+        """The answers only an RPZ rule gives: DROP sends nothing, TCP-only an empty truncated
+        reply (only over UDP gets here), local data the rule's records (NODATA for a type it
+        has none of)."""
+        if decision.answer == DROP:
+            return None
+        if decision.answer == TCP_ONLY:
+            return answers.truncated(query)
+        limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+        reply = answers.local_data(query, decision.data, decision.ttl, cause, limit)
+        if reply is None:
+            nodata = state.sinkhole(answers.NODATA_MODE, decision.ttl, decision.censored)
+            reply = nodata.build(query, decision.zone_offset, cause)
+        return reply
 
     def _done(
         self,

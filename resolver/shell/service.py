@@ -114,12 +114,18 @@ class Service:
             upstream_health=self.pool.health(),
             tcp_connections_open=len(self.listeners.connections),
             connections_open=self.encrypted.open_connections(),
+            certificate_expiry=self.encrypted.certificate_expiry(),
             list_sizes=dict(state.list_sizes),
             list_last_refresh=dict(self.list_loaded),
             list_refresh_failures=dict(self.list_failures),
             lists_missing={
                 name: name in state.missing_lists
                 for name in {*state.list_sizes, *state.missing_lists}
+            },
+            rpz_skipped={
+                name: skipped
+                for name, report in state.list_reports.items()
+                if (skipped := report.not_applicable())
             },
             lists_refused={
                 name: bool(report.refused) or name in self.refused_feeds
@@ -309,9 +315,10 @@ class Service:
         self.zones.configure(config)
         self.pipeline.on_notify = self.zones.notify if self.zones.feeds else None
 
-    def _zone_changed(self, name: str) -> None:
-        """A zone transfer replaced the last good copy of `name`: load it now."""
-        self.request_reload(f"zone transferred: {name}", reread=False)
+    def _zone_changed(self, name: str, why: str = "zone transferred") -> None:
+        """A zone transfer replaced the last good copy of `name` (or its expiry withdrew it or
+        gave it back, `why` says): load it now."""
+        self.request_reload(f"{why}: {name}", reread=False)
 
     async def watch_lists(self) -> None:
         """Poll local list files for changes and fetch remote lists when due; reload after
