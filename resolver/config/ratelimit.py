@@ -23,7 +23,9 @@ from resolver.config.nodes import MISSING, Entries, Reader, join, line_of
 from resolver.config.problems import describe, suggest
 from resolver.config.values import IPNetwork, choice, network, positive_int
 
-CLIENT_RATE_KEYS = ("rate", "burst", "upstream_rate", "upstream_burst")
+CLIENT_RATE_KEYS = (
+    "rate", "burst", "upstream_rate", "upstream_burst", "client_zone_rate", "client_zone_burst",
+)
 MAX_RATE = 10_000_000.0
 
 
@@ -44,6 +46,8 @@ class GroupRates:
     burst: int | None = None
     upstream_rate: float | None = None
     upstream_burst: int | None = None
+    client_zone_rate: float | None = None
+    client_zone_burst: int | None = None
     line: int = 0
 
 
@@ -75,6 +79,18 @@ class RateLimitConfig:
                     self.upstream_burst if rates.upstream_burst is None else rates.upstream_burst,
                 )
         return self.rate, self.burst, self.upstream_rate, self.upstream_burst
+
+    def client_zone_for_group(self, group: str) -> tuple[float, int]:
+        """(client_zone_rate, client_zone_burst) for clients of `group`."""
+        for rates in self.groups:
+            if rates.group == group:
+                rate = rates.client_zone_rate
+                burst = rates.client_zone_burst
+                return (
+                    self.client_zone_rate if rate is None else rate,
+                    self.client_zone_burst if burst is None else burst,
+                )
+        return self.client_zone_rate, self.client_zone_burst
 
 
 _action = choice(OverLimit, "action")

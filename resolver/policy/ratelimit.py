@@ -110,15 +110,25 @@ class ClientEntry:
     """The budgets of one client prefix, shared by every address in it."""
 
     __slots__ = ("exempt", "group", "queries", "report_at", "serial", "shed_until", "unreported",
-                 "upstream")  # fmt: skip
+                 "upstream", "zone_burst", "zone_rate")  # fmt: skip
 
     def __init__(
-        self, group: str, queries: Bucket, upstream: Bucket, exempt: bool, serial: int = 0
+        self,
+        group: str,
+        queries: Bucket,
+        upstream: Bucket,
+        exempt: bool,
+        serial: int = 0,
+        zone_rate: float = 0.0,
+        zone_burst: int = 1,
     ) -> None:
         self.group = group
         self.queries = queries
         self.upstream = upstream
         self.exempt = exempt
+        # Its group's client-and-zone budget (0: none), for each zone's bucket when first made.
+        self.zone_rate = zone_rate
+        self.zone_burst = zone_burst
         self.serial = serial  # keys its client-and-zone buckets (an id() could be reused)
         self.shed_until = -math.inf  # a name of it was refused upstream less than SHED_MEMORY ago
         # Per limit (`LIMITS` order): queries shed since the last audit call for this prefix,
@@ -187,14 +197,16 @@ class RateLimiter:
         self.gates = config.rate > 0 or any((g.rate or 0) > 0 for g in config.groups)
         """Whether `admits` can refuse anything: the step before parsing is skipped if not."""
         self.active = self.gates or config.upstream_rate > 0 or config.zone_rate > 0
-        self.active = self.active or config.client_zone_rate > 0
+        per_client_zone = config.client_zone_rate > 0 or any(
+            (g.client_zone_rate or 0) > 0 for g in config.groups
+        )
+        self.active = self.active or per_client_zone
         if not self.active:
             self.active = any((g.upstream_rate or 0) > 0 for g in config.groups)
         self._clients: dict[str, ClientEntry] = {}
         self._prefixes: dict[tuple[int, int], ClientEntry] = {}
         self._zones: dict[bytes, ZoneEntry] = {}
         self._client_zones: dict[tuple[int, bytes], Bucket] = {}
-        self._per_client_zone = config.client_zone_rate > 0
         self.shed_until = -math.inf
         """Until when some client had a name refused upstream: before then, the query path asks
         `refuses_upstream` early (see it); after, it costs the path one comparison."""
@@ -257,9 +269,12 @@ class RateLimiter:
         exempt = address is not None and any(address in net for net in self._exempt)
         if exempt:
             return ClientEntry(group, Bucket(0, 1, now), Bucket(0, 1, now), True)
-        rate, burst, upstream_rate, upstream_burst = self.config.for_group(group)
+        config = self.config
+        rate, burst, upstream_rate, upstream_burst = config.for_group(group)
+        zone_rate, zone_burst = config.client_zone_for_group(group)
         queries, upstream = Bucket(rate, burst, now), Bucket(upstream_rate, upstream_burst, now)
-        return ClientEntry(group, queries, upstream, False, next(self._serials))
+        serial = next(self._serials)
+        return ClientEntry(group, queries, upstream, False, serial, zone_rate, zone_burst)
 
     def _sweep(self, now: float) -> None:
         """Forget full buckets (no loss: a new one is the same); if most are in use, the oldest
@@ -287,7 +302,7 @@ class RateLimiter:
         bucket = entry.upstream
         if bucket.due - now > bucket.slack:
             return self._refused(entry, UPSTREAM, now)
-        per_client = self._per_client_zone and not entry.exempt
+        per_client = entry.zone_rate > 0
         if not per_client and not self._zones:
             bucket.charge(now)
             return None
@@ -309,7 +324,7 @@ class RateLimiter:
                 zone.bucket.charge(now)
         if per_client:
             if own is None:
-                own = self._client_zone((entry.serial, zone_name), now)
+                own = self._client_zone(entry, zone_name, now)
             own.charge(now)
         bucket.charge(now)
         return None
@@ -329,7 +344,7 @@ class RateLimiter:
         if bucket.due - now > bucket.slack:
             return UPSTREAM
         zone_name = zone_of(qname)
-        if self._per_client_zone and not entry.exempt:
+        if entry.zone_rate > 0:
             own = self._client_zones.get((entry.serial, zone_name))
             if own is not None and own.due - now > own.slack:
                 return CLIENT_ZONE
@@ -341,15 +356,14 @@ class RateLimiter:
                 return ZONE
         return None
 
-    def _client_zone(self, key: tuple[int, bytes], now: float) -> Bucket:
+    def _client_zone(self, entry: ClientEntry, zone_name: bytes, now: float) -> Bucket:
         table = self._client_zones
         if len(table) >= MAX_CLIENT_ZONES:
             kept = {k: b for k, b in table.items() if b.due > now}
             if len(kept) >= MAX_CLIENT_ZONES * 3 // 4:
                 kept = dict(islice(kept.items(), len(kept) // 2, None))
             self._client_zones = table = kept
-        config = self.config
-        own = table[key] = Bucket(config.client_zone_rate, config.client_zone_burst, now)
+        own = table[entry.serial, zone_name] = Bucket(entry.zone_rate, entry.zone_burst, now)
         return own
 
     @property

@@ -227,6 +227,28 @@ def test_a_name_is_charged_only_when_every_budget_admits_it(
     assert other == (ZONE if expected.count(ZONE) else None)
 
 
+@pytest.mark.parametrize(
+    ("section", "officials", "official_passes", "other_passes"),
+    [
+        ({"client_zone_rate": 50, "client_zone_burst": 5}, {"client_zone_burst": 20}, 20, 5),
+        ({"client_zone_rate": 50, "client_zone_burst": 5}, {"client_zone_rate": 0}, 40, 5),
+        ({"client_zone_rate": 0}, {"client_zone_rate": 1, "client_zone_burst": 3}, 3, 40),
+    ],
+)
+def test_groups_have_their_own_client_and_zone_limit(
+    section: dict[str, object], officials: dict[str, object], official_passes: int,
+    other_passes: int,
+) -> None:
+    """A group's override takes the place of the section's client-and-zone budget (0: none
+    for that group), and the other groups keep the section's."""
+    limits = limiter(upstream_rate=0, zone_rate=0, **section,
+                     groups=(GroupRates("officials", **officials),))  # type: ignore[arg-type]
+    names = [f"r{i}.victim.example" for i in range(40)]
+    assert ask_upstream(limits, names, 0.0, client="10.20.0.1").count(None) == official_passes
+    assert ask_upstream(limits, names, 0.0, client="10.30.0.1").count(None) == other_passes
+    assert limits.active
+
+
 def test_exempt_clients_have_no_client_and_zone_limit() -> None:
     limits = limiter(client_zone_rate=1, client_zone_burst=1, zone_rate=0,
                      exempt=(ipaddress.ip_network("10.9.0.0/16"),))  # fmt: skip
