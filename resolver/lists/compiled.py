@@ -46,7 +46,7 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "CompiledMatcher",
+    "ListScreen",
     "compile_job",
     "compile_rules",
     "from_parsed",
@@ -485,6 +486,119 @@ class CompiledMatcher:
 
 
 _ALLOWED = object()
+
+
+SCREEN_SLOTS_PER_NAME = 4
+"""Slots of a `ListScreen` per listed name (rounded up to a power of two): about one byte
+each, and few enough in use that most unlisted suffixes find theirs empty."""
+_SCREEN_MANY = 255
+_SUBSETS_LIMIT = 1024
+
+
+class ListScreen:
+    """Which of a group's lists may match a name, from one probe per label for all of them.
+
+    Asking twenty lists costs twenty walks over the name's suffixes (one hash, one filter probe
+    each per list), so a group with many lists paid for each (~1 µs a list). The screen is one
+    table for all of them, built once per engine (load, reload): a slot per hash of every name
+    in every compiled list, holding the list that has it (or "several"). A lookup hashes each
+    suffix once, collects the lists whose slots it finds, and only those are asked (in their
+    order) with their own `lookup`: the same decisions and the same provenance, since a list
+    with no name equal to any suffix matches nothing. Lists it cannot see into (label
+    wildcards, regexes, other matchers) are always asked. Pure: bytes in, items out.
+    """
+
+    __slots__ = ("_always", "_items", "_mask", "_of", "_owners", "_subsets")
+
+    def __init__(
+        self, items: Sequence[Any], matchers: Sequence[object], like: ListScreen | None = None
+    ) -> None:
+        """`matchers[i]` is what `items[i]` asks: a `CompiledMatcher` without wildcards or
+        regexes is screened, anything else is always asked. `like`, a screen of the same
+        matchers in the same order, lends its table."""
+        self._items = tuple(items)
+        self._subsets: dict[int, tuple[Any, ...]] = {}
+        if like is not None:
+            self._always, self._of, self._mask, self._owners = (
+                like._always, like._of, like._mask, like._owners
+            )  # fmt: skip
+            return
+        compiled: dict[int, tuple[int, CompiledMatcher]] = {}
+        self._always = 0
+        bits: dict[int, int] = {}
+        for index, matcher in enumerate(matchers):
+            if not screenable(matcher):
+                self._always |= 1 << index
+                continue
+            assert isinstance(matcher, CompiledMatcher)
+            owner, _ = compiled.setdefault(id(matcher), (len(compiled) + 1, matcher))
+            bits[owner] = bits.get(owner, 0) | 1 << index
+        if len(compiled) >= _SCREEN_MANY:
+            raise ValueError("too many lists to screen")
+        everything = (1 << len(self._items)) - 1
+        self._of = [0] * 256
+        for owner, mask in bits.items():
+            self._of[owner] = mask
+        self._of[_SCREEN_MANY] = everything
+        total = sum(matcher.count for _, matcher in compiled.values())
+        slots = 1 << max(10, (total * SCREEN_SLOTS_PER_NAME - 1).bit_length())
+        self._mask = slots - 1
+        self._owners = _owners(slots, [(owner, m._hashes) for owner, m in compiled.values()])
+
+    def select(self, qname: bytes) -> tuple[Any, ...]:
+        """The items whose lists may match `qname` (lowercase wire form), in their order."""
+        found = self._always
+        split = _suffixes(qname)
+        if split is not None:
+            text, offsets, depth = split
+            owners = self._owners
+            mask = self._mask
+            of = self._of
+            while depth < len(offsets):
+                owner = owners[(crc32(text[offsets[depth] :]) >> 2) & mask]
+                depth += 1
+                if owner:
+                    found |= of[owner]
+        subset = self._subsets.get(found)
+        if subset is None:
+            if len(self._subsets) >= _SUBSETS_LIMIT:
+                self._subsets.clear()
+            items = self._items
+            subset = tuple(items[i] for i in range(len(items)) if found >> i & 1)
+            self._subsets[found] = subset
+        return subset
+
+
+def screenable(matcher: object) -> bool:
+    """Whether a `ListScreen` can tell when `matcher` cannot match: a compiled list whose
+    every rule is a listed name (no label wildcards, no regexes)."""
+    return (
+        type(matcher) is CompiledMatcher
+        and matcher._globs is None
+        and matcher._block_regex is None
+        and matcher._allow_regex is None
+    )
+
+
+def _owners(slots: int, tables: Sequence[tuple[int, Any]]) -> bytes:
+    """The screen's slots: for each hash in each (owner, hashes) table, the owner in slot
+    `hash % slots`, or `_SCREEN_MANY` where two owners meet."""
+    mask = slots - 1
+    np = _numpy()
+    if np is not None:
+        owners = np.zeros(slots, dtype=np.uint8)
+        for owner, hashes in tables:
+            at = np.frombuffer(hashes, dtype=np.uint32) & np.uint32(mask)
+            current = owners[at]
+            owners[at] = np.where((current == 0) | (current == owner), owner, _SCREEN_MANY)
+        return owners.tobytes()
+    table = bytearray(slots)
+    for owner, hashes in tables:
+        for key in hashes:
+            at = key & mask
+            current = table[at]
+            table[at] = owner if current in (0, owner) else _SCREEN_MANY
+    return bytes(table)
 
 
 class _RegexSet:

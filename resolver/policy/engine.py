@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -48,6 +50,7 @@ from resolver.config import (
     GroupConfig,
     PolicyConfig,
 )
+from resolver.lists.compiled import ListScreen, screenable
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
 from resolver.lists.provenance import Provenance
 from resolver.policy.access import CLIENT_MEMO_LIMIT, client_address
@@ -165,6 +168,8 @@ class Group:
     exemptions: Exemptions
     allow: Decision
     devices: tuple[str, ...] = ()
+    # Several lists: which of them may match a name, in one probe per label (None: ask all).
+    screen: ListScreen | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,26 @@ class PolicyEngine:
             group.name: {} for group in groups
         }
         self._blocks_count = 0
+        # Every instant at which some binding starts or stops being in force, ascending.
+        self._edges = sorted(
+            {
+                edge
+                for group in groups
+                for binding in group.bindings
+                for edge in (binding.valid_from, binding.valid_until)
+                if edge is not None
+            }
+        )
+
+    def steady(self, now: float) -> tuple[float, float]:
+        """The span [since, until) around `now` in which no decision changes (no policy window
+        opens or closes; infinite without windows): within it `decide` answers the same
+        question the same way, so an answer made from its decision may be reused (the
+        pipeline's answer memo). `since` matters too: a wall clock may be set back."""
+        edges = self._edges
+        index = bisect_right(edges, now)
+        since = edges[index - 1] if index else -math.inf
+        return since, edges[index] if index < len(edges) else math.inf
 
     def group_of(self, client: str, device: str = "") -> Group | None:
         """The group that lists `device`, else the one whose subnet is the longest prefix of
@@ -257,7 +282,8 @@ class PolicyEngine:
         if qname in unlisted:
             return group.allow
         listed = False
-        for binding in group.bindings:
+        screen = group.screen
+        for binding in group.bindings if screen is None else screen.select(qname):
             hit = binding.matcher.lookup(qname)
             if hit is None:
                 continue
@@ -380,6 +406,23 @@ def block_cause(
     return f"{head}{opening}{cited})"
 
 
+def _screen(
+    bindings: tuple[Binding, ...], made: dict[tuple[int, ...], ListScreen | None]
+) -> ListScreen | None:
+    """One `ListScreen` for a group's bindings when two or more of its lists can be screened
+    (shared by groups with the same lists); None when asking each list costs no more."""
+    matchers = [binding.matcher for binding in bindings]
+    key = tuple(id(matcher) for matcher in matchers)
+    if key in made:
+        screen = made[key]
+        return None if screen is None else ListScreen(bindings, matchers, screen)
+    screen = None
+    if sum(map(screenable, set(matchers))) >= 2:
+        screen = ListScreen(bindings, matchers)
+    made[key] = screen
+    return screen
+
+
 def build_engine(
     config: Config,
     matchers: Mapping[str, tuple[str, Matcher]],
@@ -440,6 +483,7 @@ def build_engine(
             )
             for item in policy.block
         )
+    screens: dict[tuple[int, ...], ListScreen | None] = {}
     configured: list[GroupConfig] = list(config.groups)
     if not any(g.name == DEFAULT_GROUP for g in configured):
         configured.append(GroupConfig(name=DEFAULT_GROUP))
@@ -452,14 +496,16 @@ def build_engine(
             if group.name in policy.groups
             for binding in policy_bindings[policy.name]
         )
+        bindings = from_policies + own + baseline
         groups.append(
             Group(
                 name=group.name,
                 subnets=tuple(str(net) for net in group.subnets),
                 devices=group.devices,
-                bindings=from_policies + own + baseline,
+                bindings=bindings,
                 exemptions=exemptions_of(group.exempt, group.exempt_lists),
                 allow=Decision(Action.ALLOW, group.name),
+                screen=_screen(bindings, screens),
             )
         )
     default = config.clients.default_group
