@@ -584,7 +584,7 @@ def _owners(slots: int, tables: Sequence[tuple[int, Any]]) -> bytes:
     """The screen's slots: for each hash in each (owner, hashes) table, the owner in slot
     `hash % slots`, or `_SCREEN_MANY` where two owners meet."""
     mask = slots - 1
-    np = _numpy()
+    np = _numpy() if sum(len(hashes) for _, hashes in tables) > _NUMPY_FROM else None
     if np is not None:
         owners = np.zeros(slots, dtype=np.uint8)
         for owner, hashes in tables:
