@@ -141,8 +141,18 @@ class QueryPipeline:
         self.on_notify: Callable[[bytes, str], bytes | None] | None = None
         # dnstap's CLIENT_QUERY/RESPONSE (observe.outputs.DnstapOutput), and the block the
         # last answer carried, for its `extra` field.
-        self.tap: DnstapOutput | None = None
+        self.tap = None
         self.last_block: Decision | None = None
+
+    @property
+    def tap(self) -> DnstapOutput | None:
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: DnstapOutput | None) -> None:
+        self._tap = tap
+        # Without dnstap, `handle` is `_handle` itself: a call less on every query.
+        self.handle = self._handle if tap is None else self._handle_tapped  # type: ignore[method-assign]
 
     @property
     def state(self) -> ResolverState:
@@ -212,8 +222,19 @@ class QueryPipeline:
     ) -> Outcome:
         """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
         query went upstream, and `reply_to` gets the reply bytes (or None) later, once.
-        `channel` says how it came when that was DoT or DoH."""
-        tap = self.tap
+        `channel` says how it came when that was DoT or DoH. (Each pipeline replaces this
+        method with `_handle` or `_handle_tapped`, as `tap` says.)"""
+        return self._handle_tapped(packet, client, over_udp, reply_to, channel)
+
+    def _handle_tapped(
+        self,
+        packet: bytes,
+        client: str,
+        over_udp: bool,
+        reply_to: ReplyTo,
+        channel: Channel | None = None,
+    ) -> Outcome:
+        tap = self._tap
         if tap is None:
             return self._handle(packet, client, over_udp, reply_to, channel)
         # dnstap: the query as received, and its answer whenever it is sent. A block's decision
@@ -247,7 +268,7 @@ class QueryPipeline:
         client: str,
         over_udp: bool,
         reply_to: ReplyTo,
-        channel: Channel | None,
+        channel: Channel | None = None,
     ) -> Outcome:
         started = time.perf_counter()
         # 0. Rate limit: a client prefix over its budget is shed before its bytes are even
