@@ -239,12 +239,13 @@ class QueryPipeline:
             return self._handle(packet, client, over_udp, reply_to, channel)
         # dnstap: the query as received, and its answer whenever it is sent. A block's decision
         # is what `_blocked` left in `last_block`, read at once: nothing runs in between.
-        received = tap.client_query(packet, client, over_udp)
+        transport = channel.transport if channel is not None else "udp" if over_udp else "tcp"
+        received = tap.client_query(packet, client, transport)
         self.last_block = None
-        later = functools.partial(self._tapped, tap, client, over_udp, received, reply_to)
+        later = functools.partial(self._tapped, tap, client, transport, received, reply_to)
         outcome = self._handle(packet, client, over_udp, later, channel)
         if type(outcome) is bytes:
-            tap.client_response(outcome, client, over_udp, received, self.last_block)
+            tap.client_response(outcome, client, transport, received, self.last_block)
         self.last_block = None
         return outcome
 
@@ -252,13 +253,13 @@ class QueryPipeline:
         self,
         tap: DnstapOutput,
         client: str,
-        over_udp: bool,
+        transport: str,
         received: float,
         reply_to: ReplyTo,
         reply: bytes | None,
     ) -> None:
         if reply is not None:
-            tap.client_response(reply, client, over_udp, received, self.last_block)
+            tap.client_response(reply, client, transport, received, self.last_block)
         self.last_block = None
         reply_to(reply)
 

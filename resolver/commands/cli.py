@@ -339,9 +339,11 @@ def _unenforced(state: ResolverState, now: datetime.datetime) -> list[str]:
     """What the config says but does not do now, as the server would warn at start-up."""
     from resolver.policy import windows
     from resolver.shell.service import uses_public_fallback
+    from resolver.shell.zones import expiry_warnings
 
     config = state.config
     found = [str(n) for n in windows.out_of_window(config.policies, config.source, now)]
+    found.extend(expiry_warnings(config, now.timestamp()))
     for name, report in state.list_reports.items():
         if report.kind == "url" and report.refused:
             found.append(

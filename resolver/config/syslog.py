@@ -30,10 +30,14 @@ class SyslogConfig:
     """Where the audit trail goes besides stdout: `target` (None: off) is
     ``udp://IP:port``, ``tcp://IP:port``, ``tls://IP:port#name`` (the name the receiver's
     certificate must show, checked against `ca_file`, else the system store) or
-    ``unix:///path``; `parts` gives it taken apart."""
+    ``unix:///path``; `parts` gives it taken apart. `certificate` and `key` (PEM, both or
+    neither) are the client certificate a TLS receiver that authenticates its senders asks for
+    (RFC 5425 4.2: mutual certificate authentication)."""
 
     target: str | None = None
     ca_file: str | None = None
+    certificate: str | None = None
+    key: str | None = None
     facility: str = "local0"
     hostname: str = ""
     app_name: str = "dnswarden"
@@ -64,6 +68,21 @@ def read_syslog(reader: Reader, top: Entries) -> SyslogConfig:
             ca_file = files.ca_file(reader, ca_node, join(path, "ca_file"), name)
         if target not in (None, MISSING) and target[0] != "tls":
             reader.problem(entries["ca_file"][0], join(path, "ca_file"), "only used with tls://")
+    client: dict[str, str | None] = {"certificate": None, "key": None}
+    for name, what in (("certificate", "certificate"), ("key", "private key")):
+        if name not in entries:
+            continue
+        node = entries[name][1]
+        text = reader.convert(node, join(path, name), path_text)
+        if text is not MISSING:
+            client[name] = files.pem_file(reader, node, join(path, name), text, what)
+        if target not in (None, MISSING) and target[0] != "tls":
+            reader.problem(entries[name][0], join(path, name), "only used with tls://")
+    given = [name for name in client if name in entries]
+    if len(given) == 1:
+        other = "key" if given[0] == "certificate" else "certificate"
+        reader.problem(entries[given[0]][0], join(path, other),
+                       f"required with {given[0]}: the client certificate and its key")  # fmt: skip
     facility = reader.value(entries, "facility", path, _facility, defaults.facility)
     hostname = reader.value(entries, "hostname", path, _header_field(255), defaults.hostname)
     app_name = reader.value(entries, "app_name", path, _header_field(48), defaults.app_name)
@@ -73,6 +92,8 @@ def read_syslog(reader: Reader, top: Entries) -> SyslogConfig:
     return SyslogConfig(
         target=str(entries["target"][1].value).strip() if usable else None,
         ca_file=ca_file,
+        certificate=client["certificate"],
+        key=client["key"],
         facility=defaults.facility if facility is MISSING else facility,
         hostname=defaults.hostname if hostname is MISSING else hostname,
         app_name=defaults.app_name if app_name is MISSING else app_name,

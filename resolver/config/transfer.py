@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from resolver.config.problems import describe, suggest
 from resolver.config.values import (
     Endpoint,
     IPNetwork,
+    choice,
     network,
     parse_endpoint,
     path_text,
@@ -44,15 +46,28 @@ class TsigConfig:
     secret_file: str = ""
 
 
+class OnExpire(enum.Enum):
+    """What becomes of a zone's rules once no primary has confirmed the copy for the SOA's
+    EXPIRE time: `keep` them in force (the default: a ban must not lapse because a feed went
+    quiet), or treat the zone as `missing`, a list with no valid copy, so that
+    `blocking.missing_lists` decides (fail_closed: its groups stop answering what it might
+    block; fail_open: its rules lapse). Either way the expiry is logged, counted and alerted."""
+
+    KEEP = "keep"
+    MISSING = "missing"
+
+
 @dataclass(frozen=True, slots=True)
 class TransferConfig:
     """Where an RPZ zone is transferred from: the zone's name, its primaries in the order to
-    try them, the key, and who may send NOTIFY for it (by default the primaries)."""
+    try them, the key, who may send NOTIFY for it (by default the primaries), and what an
+    expired copy does (`OnExpire`)."""
 
     zone: str
     primaries: tuple[Endpoint, ...]
     tsig: TsigConfig | None = None
     allow_notify: tuple[IPNetwork, ...] = ()
+    on_expire: OnExpire = OnExpire.KEEP
 
     @property
     def location(self) -> str:
@@ -60,8 +75,9 @@ class TransferConfig:
         return f"xfr://{self.primaries[0]}/{self.zone}" if self.primaries else f"xfr:///{self.zone}"
 
 
-TRANSFER_KEYS = ("primaries", "zone", "tsig", "allow_notify")
+TRANSFER_KEYS = ("primaries", "zone", "tsig", "allow_notify", "on_expire")
 _TSIG_KEYS = ("name", "algorithm", "secret_file")
+on_expire_mode = choice(OnExpire, "on_expire mode")
 
 
 def parse_tsig_secret(data: bytes) -> bytes:
@@ -97,12 +113,14 @@ def read_transfer(reader: Reader, entries: Entries, path: str) -> TransferConfig
         zone = reader.value(entries, "zone", path, zone_name, MISSING)
     tsig = _read_tsig(reader, entries, path) if "tsig" in entries else None
     notify = reader.items(entries, "allow_notify", path, network)
-    if not unique or zone is MISSING or tsig is MISSING:
+    on_expire = reader.value(entries, "on_expire", path, on_expire_mode, OnExpire.KEEP)
+    if not unique or zone is MISSING or tsig is MISSING or on_expire is MISSING:
         return None
     allow = tuple(item.value for item in notify) if notify is not None else ()
     if notify is None:
         allow = tuple(network(endpoint.host) for endpoint in unique)
-    return TransferConfig(zone=zone, primaries=tuple(unique), tsig=tsig, allow_notify=allow)
+    return TransferConfig(zone=zone, primaries=tuple(unique), tsig=tsig, allow_notify=allow,
+                          on_expire=on_expire)  # fmt: skip
 
 
 def _read_tsig(reader: Reader, entries: Entries, path: str) -> Any:

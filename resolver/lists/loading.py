@@ -374,10 +374,13 @@ class ListLoader:
         return self._writable
 
     def spec_files(self, spec: ListSpec) -> tuple[Path, ...]:
-        """The files to parse: a URL source's last good copy, if there is one."""
+        """The files to parse: a URL source's last good copy, if there is one (and it is not
+        an expired zone withdrawn by its `on_expire: missing`, `resolver.shell.zones`)."""
         if spec.kind != "url":
             return spec.files
         if self.store is None or not self.store.has_copy(spec.name):
+            return ()
+        if self.store.meta(spec.name).get("withdrawn"):
             return ()
         return (self.store.body_path(spec.name),)
 
@@ -406,6 +409,8 @@ class ListLoader:
         if spec.kind == "url" and not files:
             empty = from_parsed(ParsedRules(source=spec.name, format=spec.format), spec.name)
             note = "no copy fetched yet; blocking nothing from this list until a fetch succeeds"
+            if self.store is not None and self.store.has_copy(spec.name):  # `spec_files`
+                note = "expired, withdrawn (on_expire: missing) until a primary confirms it"
             return _Loaded(
                 empty, ListReport(spec.name, spec.kind, location, 0, note=note, fetched=False)
             )

@@ -18,13 +18,18 @@ nothing. A signed NOTIFY must verify (and the reply is signed with its key); an 
 from an allowed address is accepted, as Unbound's `allow-notify` does: it only makes us ask,
 and what we ask is authenticated by the transfer's own TSIG.
 
-Blocking (sockets): run the fetcher in a thread. `notify_reply` does no I/O.
+A copy ages: RFC 1034 (4.3.5) and RFC 1996 have a secondary stop using a zone once no primary
+has confirmed it for the SOA's EXPIRE time. `ZoneExpiry` tells, from the copy's sidecar and a
+`now` passed in, when that is; what an expired zone does is the source's `on_expire`
+(`resolver.config.transfer.OnExpire`): by default its rules stay in force, loudly.
+
+Blocking (sockets): run the fetcher in a thread. `notify_reply` and `ZoneExpiry` do no I/O.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -50,6 +55,7 @@ __all__ = [
     "NOTIFY_OPCODE",
     "SoaTimers",
     "TransferReport",
+    "ZoneExpiry",
     "ZoneFetcher",
     "is_notify",
     "notify_reply",
@@ -80,6 +86,37 @@ class SoaTimers:
             return min(max(float(value), MIN_TIMER), MAX_TIMER)
 
         return cls(bounded(soa.refresh), bounded(soa.retry), float(soa.expire))
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneExpiry:
+    """When the copy in force of a transferred zone expires: `expire` seconds (its SOA's
+    EXPIRE, at least `MIN_TIMER`) after `refreshed_at`, the last time a primary confirmed it
+    (transferred it, or answered that it is current). A failed check, or a new version that was
+    refused (broken, shrunk), confirms nothing: the copy in force keeps ageing."""
+
+    refreshed_at: float
+    expire: float
+
+    @property
+    def expires_at(self) -> float:
+        return self.refreshed_at + self.expire
+
+    def expired(self, now: float) -> bool:
+        return now >= self.expires_at
+
+    @classmethod
+    def of(cls, meta: Mapping[str, Any]) -> ZoneExpiry | None:
+        """From a last good copy's sidecar (`SourceStore.meta`): ``checked_at`` (written when a
+        primary answers) and ``soa_expire`` (written with each transfer; a copy stored without
+        it gets `SoaTimers`' default). None when there is no copy or no time."""
+        refreshed = meta.get("checked_at", meta.get("fetched_at"))
+        if not meta.get("sha256") or not isinstance(refreshed, int | float):
+            return None
+        expire = meta.get("soa_expire", SoaTimers().expire)
+        if not isinstance(expire, int | float) or isinstance(expire, bool):
+            expire = SoaTimers().expire
+        return cls(float(refreshed), max(float(expire), MIN_TIMER))
 
 
 @dataclass(frozen=True, slots=True)

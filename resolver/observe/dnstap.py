@@ -44,6 +44,11 @@ INET: Final = 1
 INET6: Final = 2
 UDP: Final = 1
 TCP: Final = 2
+DOT: Final = 3
+DOH: Final = 4
+SOCKET_PROTOCOLS: Final = {"udp": UDP, "tcp": TCP, "dot": DOT, "doh": DOH}
+"""A client transport's SocketProtocol: DNS over TLS and over HTTPS have their own values
+(dnstap.proto since 2021), so a SOC can tell encrypted clients from plain TCP ones."""
 
 _U32: Final = struct.Struct(">I")
 _EXTRA_ENCODER: Final = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
@@ -94,7 +99,7 @@ def address_bytes(text: str) -> tuple[int, bytes] | None:
 def message(
     kind: int,
     *,
-    udp: bool,
+    protocol: int,
     query_time: float,
     query_message: bytes | None = None,
     response_time: float | None = None,
@@ -104,7 +109,8 @@ def message(
     response_port: int | None = None,
     family: int | None = None,
 ) -> bytes:
-    """One dnstap `Message`: its type, transport, addresses, times and DNS message bytes.
+    """One dnstap `Message`: its type, transport (`protocol`, a SocketProtocol value),
+    addresses, times and DNS message bytes.
 
     `family` is the socket family when no address says it (a pseudonymised client)."""
     parts = [_uint(1, kind)]
@@ -112,7 +118,7 @@ def message(
     known = next((a[0] for a in addresses if a is not None), family)
     if known is not None:
         parts.append(_uint(2, known))
-    parts.append(_uint(3, UDP if udp else TCP))
+    parts.append(_uint(3, protocol))
     if addresses[0] is not None:
         parts.append(_bytes(4, addresses[0][1]))
     if addresses[1] is not None:

@@ -124,7 +124,7 @@ def _merged_zones(snapshots: Sequence[ServiceSnapshot]) -> dict[str, dict[str, f
         for name, values in snapshot.rpz_zones.items():
             into = merged.setdefault(name, {})
             for key, value in values.items():
-                if key in ("serial", "last_transfer"):
+                if key in ("serial", "last_transfer", "expired"):
                     into[key] = max(into.get(key, value), value)
                 else:
                     into[key] = into.get(key, 0.0) + value
@@ -205,6 +205,9 @@ FAMILIES: Final = {
            "Unix time of the transfer that brought each RPZ zone's copy in force."),
         _f("rpz_zone_transfers", "counter", ("list", "type"),
            "Zone transfers that brought changes, by type (axfr, ixfr)."),
+        _f("rpz_zone_expired", "gauge", ("list",),
+           "1 while the copy of an RPZ zone has not been confirmed by a primary for its SOA "
+           "EXPIRE time (its rules stay in force unless on_expire: missing); else 0."),
         _f("rpz_zone_transfer_failures", "counter", ("list",),
            "Failed checks of each RPZ zone: no primary answered, TSIG refused, or the new "
            "version was refused as broken or shrunk (the last good copy stays in force)."),
@@ -409,6 +412,7 @@ class StatsCollector:
                 out.add("rpz_zone_last_transfer_timestamp_seconds", (name,),
                         values["last_transfer"])  # fmt: skip
             out.add("rpz_zone_transfer_failures", (name,), values.get("failures", 0.0))
+            out.add("rpz_zone_expired", (name,), values.get("expired", 0.0))
             for kind in ("axfr", "ixfr"):
                 out.add("rpz_zone_transfers", (name, kind), values.get("transfers." + kind, 0.0))
         for key, value in sorted(snapshot.outputs.items()):

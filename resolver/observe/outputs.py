@@ -12,6 +12,7 @@ so a reader that stops reading stalls this thread, never the loop.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import queue
 import socket
@@ -36,6 +37,7 @@ SEND_TIMEOUT = 5.0
 MAX_BACKOFF = 10.0
 BATCH = 256
 _STOP = object()
+_UPSTREAM_PROTOCOLS = {"udp": tap.UDP, "tcp": tap.TCP, "tls": tap.DOT}
 
 
 class Connection(Protocol):
@@ -264,6 +266,30 @@ class SyslogStream:
         self.sock.sendall(b"".join(octet_counted(item) for item in items))
 
     def close(self) -> None:
+        """Over TLS a close_notify first (RFC 5425 4.4), so the receiver can tell the end of
+        the stream from a cut connection."""
+        try:
+            if isinstance(self.sock, ssl.SSLSocket):
+                self.sock.settimeout(1.0)
+                with contextlib.suppress(OSError, ValueError):
+                    self.sock.unwrap()
+        finally:
+            self.sock.close()
+
+
+class SyslogUnixStream:
+    """RFC 5424 messages to a Unix stream socket (syslog-ng's ``unix-stream()``, a journald
+    or rsyslog set up that way), each ended by LF (RFC 6587 3.4.2): local stream readers
+    split on LF, not on octet counts, and a message never holds one (the audit line is ASCII
+    JSON, whose own newlines are escaped)."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = _stream_socket(None, path)
+
+    def send(self, items: Sequence[bytes]) -> None:
+        self.sock.sendall(b"".join(item.replace(b"\n", b" ") + b"\n" for item in items))
+
+    def close(self) -> None:
         self.sock.close()
 
 
@@ -333,21 +359,22 @@ class DnstapOutput:
 
         self.writer = WriterThread("dnstap", connect, self._encode, config.queue)
 
-    def client_query(self, packet: bytes, client: str, over_udp: bool) -> float:
-        """Queue CLIENT_QUERY; the time it was received, for the response's record."""
+    def client_query(self, packet: bytes, client: str, transport: str) -> float:
+        """Queue CLIENT_QUERY; the time it was received, for the response's record.
+        `transport` is how the client came: udp, tcp, dot or doh."""
         now = time.time()
-        self.writer.put((tap.CLIENT_QUERY, now, packet, client, over_udp, None, None))
+        self.writer.put((tap.CLIENT_QUERY, now, packet, client, transport, None, None))
         return now
 
     def client_response(
         self,
         reply: bytes,
         client: str,
-        over_udp: bool,
+        transport: str,
         received: float,
         decision: Decision | None,
     ) -> None:
-        item = (tap.CLIENT_RESPONSE, received, reply, client, over_udp, decision, time.time())
+        item = (tap.CLIENT_RESPONSE, received, reply, client, transport, decision, time.time())
         self.writer.put(item)
 
     def forwarded(self, server: Any, query: Query, reply: bytes, took: float) -> None:
@@ -359,7 +386,8 @@ class DnstapOutput:
     def _encode(self, item: tuple[Any, ...]) -> tuple[bytes, ...]:
         if item[0] == "forwarder":
             return self._encode_forwarded(item)
-        kind, received, message, client, over_udp, decision, answered = item
+        kind, received, message, client, transport, decision, answered = item
+        protocol = tap.SOCKET_PROTOCOLS.get(transport, tap.TCP)
         shown, pseudonymous = self.privacy.client(client)
         extra: dict[str, object] = {}
         if pseudonymous is not None:
@@ -368,10 +396,10 @@ class DnstapOutput:
             extra.update(decision_fields(decision))
         family = None if shown else tap.address_bytes(client)
         if kind == tap.CLIENT_QUERY:
-            body = tap.message(kind, udp=over_udp, query_time=received, query_message=message,
+            body = tap.message(kind, protocol=protocol, query_time=received, query_message=message,
                                query_address=shown, family=family and family[0])  # fmt: skip
         else:
-            body = tap.message(kind, udp=over_udp, query_time=received, response_time=answered,
+            body = tap.message(kind, protocol=protocol, query_time=received, response_time=answered,
                                response_message=message, query_address=shown,
                                family=family and family[0])  # fmt: skip
         extra_bytes = tap.extra_field(extra) if extra else None
@@ -381,12 +409,12 @@ class DnstapOutput:
         """FORWARDER_QUERY (the exact bytes we sent: our ID, the question, our OPT) and
         FORWARDER_RESPONSE."""
         _, sent, query, reply, server, answered = item
-        udp = server.protocol == "udp"
+        protocol = _UPSTREAM_PROTOCOLS.get(server.protocol, tap.TCP)
         query_id = (reply[0] << 8) | reply[1] if len(reply) >= 2 else 0
-        asked = tap.message(tap.FORWARDER_QUERY, udp=udp, query_time=sent,
+        asked = tap.message(tap.FORWARDER_QUERY, protocol=protocol, query_time=sent,
                             query_message=upstream_query(query, query_id),
                             response_address=server.host, response_port=server.port)  # fmt: skip
-        answer = tap.message(tap.FORWARDER_RESPONSE, udp=udp, query_time=sent,
+        answer = tap.message(tap.FORWARDER_RESPONSE, protocol=protocol, query_time=sent,
                              response_time=answered, response_message=reply,
                              response_address=server.host, response_port=server.port)  # fmt: skip
         return (
@@ -427,10 +455,20 @@ class SyslogOutput:
         if transport == "tls":
             context = ssl.create_default_context(cafile=config.ca_file)
             context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if config.certificate and config.key:  # a receiver that authenticates senders
+                context.load_cert_chain(config.certificate, config.key)
 
         def connect() -> Connection:
-            if transport in ("udp", "unix"):
-                return SyslogDatagrams(endpoint, path)
+            if transport == "unix":
+                assert path is not None
+                try:
+                    return SyslogDatagrams(None, path)
+                except OSError as error:  # a stream socket: connect(2) says EPROTOTYPE
+                    if error.errno != errno.EPROTOTYPE:
+                        raise
+                return SyslogUnixStream(path)
+            if transport == "udp":
+                return SyslogDatagrams(endpoint, None)
             assert endpoint is not None
             return SyslogStream(endpoint, context, name)
 

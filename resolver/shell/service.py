@@ -309,9 +309,10 @@ class Service:
         self.zones.configure(config)
         self.pipeline.on_notify = self.zones.notify if self.zones.feeds else None
 
-    def _zone_changed(self, name: str) -> None:
-        """A zone transfer replaced the last good copy of `name`: load it now."""
-        self.request_reload(f"zone transferred: {name}", reread=False)
+    def _zone_changed(self, name: str, why: str = "zone transferred") -> None:
+        """A zone transfer replaced the last good copy of `name` (or its expiry withdrew it or
+        gave it back, `why` says): load it now."""
+        self.request_reload(f"{why}: {name}", reread=False)
 
     async def watch_lists(self) -> None:
         """Poll local list files for changes and fetch remote lists when due; reload after

@@ -7,6 +7,14 @@ none or IXFR is refused), so the zone is judged and stored like any feed, and ne
 path; a zone that changed is loaded by a reload of the lists. With worker processes, the worker
 that gets a NOTIFY transfers; the others pick the new copy up at their next list check (the
 state directory's lock lets one transfer at a time).
+
+A copy that no primary has confirmed for its SOA's EXPIRE time is expired
+(`transfer.ZoneExpiry`): judged at start, after every check, and when the time comes between
+checks, from the copy's sidecar, so a refresh by any worker or an earlier run counts. An
+expired zone is an error event (`rpz_zone_expired`), a gauge, a field of /readyz and a
+warning of `dnswarden check`. Its rules stay in force unless the source says
+`on_expire: missing`: then its sidecar is marked `withdrawn`, the list loads as missing and
+`blocking.missing_lists` applies, until a primary answers again.
 """
 
 from __future__ import annotations
@@ -18,12 +26,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from resolver.config import Config, SourceConfig
+from resolver.config.transfer import OnExpire
 from resolver.lists import feeds
 from resolver.lists.fetch import SourceStore
 from resolver.lists.transfer import (
     MAX_TIMER,
     MIN_TIMER,
     SoaTimers,
+    ZoneExpiry,
     ZoneFetcher,
     notify_reply,
 )
@@ -44,6 +54,8 @@ class ZoneStatus:
     failures: int = 0
     last_error: str = ""
     transfers: dict[str, int] = field(default_factory=dict)  # by kind
+    expires_at: float | None = None  # unix time the copy in force expires unless refreshed
+    expired: bool = False
 
     def fields(self) -> dict[str, object]:
         out: dict[str, object] = {"zone": self.zone, "serial": self.serial,
@@ -54,6 +66,9 @@ class ZoneStatus:
             out["primary"] = self.primary
         if self.last_error:
             out["last_error"] = self.last_error
+        if self.expires_at is not None:
+            out["expires_at"] = self.expires_at
+            out["expired"] = self.expired
         return out
 
 
@@ -72,14 +87,16 @@ class ZoneFeeds:
     def __init__(
         self,
         config: Callable[[], Config],
-        changed: Callable[[str], None],
+        changed: Callable[[str, str], None],
         audit: AuditLog,
         stats: Stats,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._changed = changed
         self.audit = audit
         self.stats = stats
+        self.clock = clock  # unix time, for the expiry of copies (tests move it)
         self.feeds: dict[str, _Feed] = {}
 
     def configure(self, config: Config) -> None:
@@ -135,12 +152,18 @@ class ZoneFeeds:
                 values["last_transfer"] = status.last_transfer
             for kind, count in status.transfers.items():
                 values["transfers." + kind] = float(count)
+            values["expired"] = 1.0 if status.expired else 0.0
             out[name] = values
         return out
 
     async def _watch(self, feed: _Feed) -> None:
         delay = 0.0  # at start: IXFR from the last good copy, or the first AXFR
+        with contextlib.suppress(OSError):  # a copy that expired while we were down: say so now
+            await self._judge_expiry(feed)
         while True:
+            expires_at = feed.status.expires_at
+            if expires_at is not None and not feed.status.expired:
+                delay = min(delay, max(expires_at - self.clock(), 0.0) + 0.01)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(feed.wake.wait(), delay)
             feed.wake.clear()
@@ -150,6 +173,41 @@ class ZoneFeeds:
                 self.audit.error("rpz_transfer_failed", list=feed.source.name,
                                  zone=feed.status.zone, problem=repr(error)[:300])  # fmt: skip
                 delay = feed.timers.retry
+            with contextlib.suppress(OSError):
+                await self._judge_expiry(feed)
+
+    async def _judge_expiry(self, feed: _Feed) -> None:
+        """Whether the copy in force has expired, said once when it does and once when a
+        primary confirms a copy again; with `on_expire: missing`, the copy is withdrawn (and
+        given back) by its sidecar and a reload of the list."""
+        config = self._config()
+        source = feed.source
+        if not config.state_dir or config.list_source(source.name) != source:
+            return
+        store = SourceStore(config.state_dir)
+        name = source.name
+        meta = await asyncio.to_thread(_copy_meta, store, name)
+        expiry = ZoneExpiry.of(meta) if meta is not None else None
+        expired = expiry is not None and expiry.expired(self.clock())
+        status = feed.status
+        status.expires_at = expiry.expires_at if expiry is not None else None
+        assert source.transfer is not None
+        mode = source.transfer.on_expire
+        if expired and not status.expired:
+            assert expiry is not None
+            self.audit.error("rpz_zone_expired", list=name, zone=status.zone,
+                             serial=status.serial, refreshed_at=expiry.refreshed_at,
+                             expire=expiry.expire, on_expire=mode.value,
+                             rules="kept in force" if mode is OnExpire.KEEP else
+                             "withdrawn: blocking.missing_lists applies")  # fmt: skip
+        elif status.expired and not expired:
+            self.audit.info("rpz_zone_expiry_lifted", list=name, zone=status.zone,
+                            serial=status.serial)  # fmt: skip
+        status.expired = expired
+        withdraw = expired and mode is OnExpire.MISSING
+        if meta is not None and bool(meta.get("withdrawn")) != withdraw:
+            await asyncio.to_thread(store.touch, name, withdrawn=withdraw)
+            self._changed(name, "zone expired" if withdraw else "zone confirmed again")
 
     async def _check(self, feed: _Feed) -> float:
         """One check of the zone; the seconds until the next one."""
@@ -197,7 +255,7 @@ class ZoneFeeds:
             self.audit.info("rpz_transferred", list=name, zone=status.zone,
                             serial=report.serial, transfer=report.kind, primary=report.primary,
                             entries=outcome.entries, previous=outcome.previous)  # fmt: skip
-            self._changed(name)
+            self._changed(name, "zone transferred")
         status.serial = report.serial
         return feed.timers.refresh
 
@@ -215,6 +273,38 @@ def _stored_status(source: SourceConfig, store: SourceStore | None) -> ZoneStatu
         if isinstance(fetched, int | float):
             status.last_transfer = float(fetched)
     return status
+
+
+def expiry_warnings(config: Config, now: float) -> list[str]:
+    """For `dnswarden check`: one line per zone-transfer source whose last good copy in
+    `state_dir` has expired, saying what the server does with it."""
+    if not config.state_dir:
+        return []
+    store = SourceStore(config.state_dir)
+    found = []
+    for source in config.sources:
+        if source.transfer is None:
+            continue
+        meta = _copy_meta(store, source.name)
+        expiry = ZoneExpiry.of(meta) if meta is not None else None
+        if expiry is None or not expiry.expired(now):
+            continue
+        kept = (
+            "its rules stay in force (on_expire: keep)"
+            if source.transfer.on_expire is OnExpire.KEEP
+            else "it is withdrawn and blocking.missing_lists applies (on_expire: missing)"
+        )
+        found.append(
+            f"{source.location}: RPZ zone {source.transfer.zone} of list {source.name} expired "
+            f"{int(now - expiry.expires_at)} s ago: no primary has confirmed it for its SOA "
+            f"expire of {int(expiry.expire)} s; {kept}"
+        )
+    return found
+
+
+def _copy_meta(store: SourceStore, name: str) -> dict[str, object] | None:
+    """The sidecar of the last good copy of `name`, None when there is no copy."""
+    return store.meta(name) if store.has_copy(name) else None
 
 
 def _stored_timers(store: SourceStore | None, name: str) -> SoaTimers:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from resolver.config import ConfigError, Endpoint, ListFormat, parse_config
-from resolver.config.transfer import TransferConfig, TsigConfig
+from resolver.config.transfer import OnExpire, TransferConfig, TsigConfig
 
 SECRET = base64.b64encode(bytes(range(32))).decode()
 
@@ -76,6 +76,21 @@ def test_allow_notify_replaces_the_primaries_as_notifiers(tmp_path: Path) -> Non
     assert source.transfer.tsig is None
 
 
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [("", OnExpire.KEEP), ("    on_expire: keep\n", OnExpire.KEEP),
+     ("    on_expire: Missing\n", OnExpire.MISSING)],
+)  # fmt: skip
+def test_on_expire_keeps_the_rules_unless_it_says_missing(
+    tmp_path: Path, line: str, expected: OnExpire
+) -> None:
+    config = parse(
+        f"sources:\n  n:\n    primaries: [192.0.2.53]\n    zone: rpz.test\n{line}", tmp_path
+    )
+    (source,) = config.sources  # type: ignore[attr-defined]
+    assert source.transfer.on_expire is expected
+
+
 BAD = [
     (
         "sources:\n  n:\n    primaries: []\n    zone: rpz.test\n",
@@ -131,6 +146,15 @@ BAD = [
         "sources:\n  n:\n    primaries: [192.0.2.1]\n    zone: rpz.test\n"
         "    allow_notify: [10.0.0.1/8]\n",
         [(5, "sources.n.allow_notify[0]", "host bits set")],
+    ),
+    (
+        "sources:\n  n:\n    primaries: [192.0.2.1]\n    zone: rpz.test\n"
+        "    on_expire: drop\n",
+        [(5, "sources.n.on_expire", "use one of keep, missing")],
+    ),
+    (
+        "sources:\n  n:\n    url: https://x.org/l\n    on_expire: keep\n",
+        [(4, "sources.n.on_expire", "only used with primaries (this source is a url)")],
     ),
 ]
 

@@ -4,8 +4,10 @@ and dnswarden takes it as a secondary would.
 Checked against the real thing: the first AXFR at start-up, an update committed on the primary
 reaching dnswarden's answers within a second through NOTIFY and an IXFR, NOTIFY refused from
 an address that is not a primary and for a zone we do not take, a wrong TSIG key refused (the
-zone is then missing, and its groups fail closed), and a restart while the primary is down
-served from the last good copy with the failure in /readyz.
+zone is then missing, and its groups fail closed), a restart while the primary is down
+served from the last good copy with the failure in /readyz, and that copy expiring once the
+primary has been away for the zone's SOA EXPIRE (set to a few seconds on the primary): its
+rules kept in force by default, withdrawn with `on_expire: missing`.
 
 Skipped when Knot DNS (knotd, knotc) is not installed (Debian: knot; `.ci/run` installs it).
 knotd runs docs/feeds.md's Knot configuration, put on loopback, as a plain process with its own
@@ -40,7 +42,7 @@ import pytest
 import yaml
 from doc_examples import DOCS, snippet
 from fake_upstream import FakeUpstream
-from harness import ServerFactory, ServerProcess, ask, ede, make_config, query
+from harness import ServerFactory, ServerProcess, ask, ede, make_config, query, run_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -372,3 +374,92 @@ def test_a_primary_down_at_start_up_is_served_from_the_last_good_copy(
     zone = json.loads(body)["rpz_zones"]["national"]
     assert zone["failures"] >= 1 and zone["serial"] >= 3 and "last_error" in zone
 
+
+
+SHORT_EXPIRE = 10
+
+
+def soa_serial(primary: Primary) -> int:
+    request = dns.message.make_query(f"{ZONE}.", "SOA")
+    request.use_tsig(dns.tsigkeyring.from_text({KEY_NAME: ("hmac-sha256", primary.secret)}),
+                     KEY_NAME)  # fmt: skip
+    reply = dns.query.tcp(request, "127.0.0.1", timeout=3, port=primary.port)
+    return int(reply.answer[0][0].serial)
+
+
+def set_expire(primary: Primary, expire: int) -> int:
+    """A new SOA with this EXPIRE (and the next serial), committed on the primary; the serial."""
+    serial = soa_serial(primary) + 1
+    primary.control("zone-begin", ZONE)
+    primary.control("zone-set", ZONE, "@", "60", "SOA",
+                    f"ns.{ZONE}. hostmaster.{ZONE}. {serial} 3600 60 {expire} 60")  # fmt: skip
+    primary.control("zone-commit", ZONE)
+    return serial
+
+
+def test_a_copy_the_primary_has_not_confirmed_for_its_soa_expire_expires(
+    launch: ServerFactory,
+    secondary: ServerProcess,
+    primary: Primary,
+    upstream: FakeUpstream,
+    tmp_path: Path,
+) -> None:
+    serial = set_expire(primary, SHORT_EXPIRE)
+    try:
+        event = secondary.wait_for_event(
+            lambda e: e.get("event") == "rpz_transferred" and e.get("serial") == serial, 5.0
+        )
+        assert event is not None, secondary.stdout_text()[-3000:]
+        # Two restarts from that copy with every primary gone: the default keeps the rules,
+        # on_expire: missing withdraws them (and blocking.missing_lists fails closed).
+        kept = Path(yaml.safe_load(secondary.config.read_text())["state_dir"]) / "sources"
+        dead = [f"127.0.0.1:{free_port()}"]
+        servers = {}
+        for mode in ("keep", "missing"):
+            config = rpz_config(upstream, tmp_path / mode, dead, primary.secret)
+            config["sources"]["national"]["on_expire"] = mode
+            shutil.copytree(kept, Path(config["state_dir"]) / "sources")
+            servers[mode] = launch(config, f"expire-{mode}")
+            assert blocked(servers[mode], "www.evil.example."), mode  # not expired yet
+        for mode, server in servers.items():
+            expired = server.wait_for_event(lambda e: e.get("event") == "rpz_zone_expired",
+                                            SHORT_EXPIRE + 5.0)  # fmt: skip
+            assert expired is not None, server.stdout_text()[-3000:]
+            assert (expired["level"], expired["list"], expired["serial"]) == (
+                "error", "national", serial
+            )  # fmt: skip
+            assert expired["expire"] == SHORT_EXPIRE and expired["on_expire"] == mode
+            _, metrics = health(server, "/metrics")
+            assert 'dnswarden_rpz_zone_expired{list="national"} 1.0' in metrics
+        keep, missing = servers["keep"], servers["missing"]
+        assert blocked(keep, "www.evil.example.")  # the ban holds
+        code, body = health(keep, "/readyz")
+        assert code == 200, body
+        zone = json.loads(body)["rpz_zones"]["national"]
+        assert zone["expired"] is True and zone["expires_at"] < time.time()
+        checked = run_cli("check", str(keep.config), cwd=keep.cwd)
+        assert checked.returncode == 0, checked.stderr
+        assert "RPZ zone rpz.example.gov of list national expired" in checked.stdout
+        assert "its rules stay in force (on_expire: keep)" in checked.stdout
+
+        def withdrawn() -> bool:
+            reply = resolve(missing, "www.evil.example.")
+            return reply.rcode() == dns.rcode.SERVFAIL and [c for c, _ in ede(reply)] == [
+                NOT_READY
+            ]
+
+        assert wait_until(withdrawn, 5.0) is not None
+        code, body = health(missing, "/readyz")
+        assert code == 503
+        detail = json.loads(body)
+        assert detail["lists_missing"] == ["national"] and detail["rpz_zones"]["national"][
+            "expired"
+        ]
+        assert missing.wait_for_event(
+            lambda e: e.get("event") == "lists_missing" and e.get("level") == "error"
+        )
+        checked = run_cli("check", str(missing.config), cwd=missing.cwd)
+        assert "expired, withdrawn (on_expire: missing)" in checked.stdout, checked.stdout
+        assert "blocking.missing_lists applies (on_expire: missing)" in checked.stdout
+    finally:
+        set_expire(primary, 86400)

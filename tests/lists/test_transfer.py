@@ -25,7 +25,14 @@ from resolver.config import SourceConfig, parse_endpoint
 from resolver.config.transfer import TransferConfig, TsigConfig, parse_tsig_secret
 from resolver.config.values import network
 from resolver.lists.fetch import FetchError
-from resolver.lists.transfer import SoaTimers, ZoneFetcher, is_notify, notify_reply, zone_text
+from resolver.lists.transfer import (
+    SoaTimers,
+    ZoneExpiry,
+    ZoneFetcher,
+    is_notify,
+    notify_reply,
+    zone_text,
+)
 
 ZONE = "rpz.test"
 
@@ -285,3 +292,32 @@ def test_tsig_secret_files(text: str, ok: bool) -> None:
     else:
         with pytest.raises(ValueError):
             parse_tsig_secret(text.encode())
+
+
+SHA = "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("meta", "expected"),
+    [
+        ({"sha256": SHA, "checked_at": 1000.0, "soa_expire": 600}, ZoneExpiry(1000.0, 600.0)),
+        ({"sha256": SHA, "fetched_at": 1000, "soa_expire": 600}, ZoneExpiry(1000.0, 600.0)),
+        ({"sha256": SHA, "checked_at": 1000.0}, ZoneExpiry(1000.0, 7 * 86400.0)),  # default
+        ({"sha256": SHA, "checked_at": 1000.0, "soa_expire": "x"}, ZoneExpiry(1000.0, 604800.0)),
+        ({"sha256": SHA, "checked_at": 1000.0, "soa_expire": 0}, ZoneExpiry(1000.0, 5.0)),
+        ({"checked_at": 1000.0, "soa_expire": 600}, None),  # no copy
+        ({"sha256": SHA}, None),  # no time
+        ({}, None),
+    ],
+)
+def test_zone_expiry_from_the_copys_sidecar(meta: dict[str, object], expected: object) -> None:
+    assert ZoneExpiry.of(meta) == expected
+
+
+@pytest.mark.parametrize(("now", "expired"), [(1599.0, False), (1600.0, True), (9e9, True)])
+def test_a_copy_expires_expire_seconds_after_its_last_confirmation(
+    now: float, expired: bool
+) -> None:
+    expiry = ZoneExpiry(1000.0, 600.0)
+    assert expiry.expires_at == 1600.0
+    assert expiry.expired(now) == expired

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 import struct
+from pathlib import Path
+from types import SimpleNamespace
 
+import dns.message
 import pytest
 
+from resolver.config import DnstapConfig
 from resolver.observe import dnstap
+from resolver.observe.outputs import DnstapOutput, Privacy
+from resolver.protocol.wire import parse_query
 
 dnstap_pb = pytest.importorskip("dnstap_pb")
 
@@ -31,7 +37,7 @@ def decode(data: bytes) -> object:
 def test_a_client_query_carries_its_address_time_and_bytes(
     address: str, family: int, packed: bytes
 ) -> None:
-    body = dnstap.message(dnstap.CLIENT_QUERY, udp=True, query_time=1_700_000_000.25,
+    body = dnstap.message(dnstap.CLIENT_QUERY, protocol=dnstap.UDP, query_time=1_700_000_000.25,
                           query_message=b"\x12\x34query", query_address=address)  # fmt: skip
     decoded: object = decode(dnstap.dnstap(body, b"gw1", b"dnswarden 0.1.0"))
     assert decoded.type == 1  # type: ignore[attr-defined]
@@ -46,7 +52,7 @@ def test_a_client_query_carries_its_address_time_and_bytes(
 
 
 def test_a_forwarder_response_names_the_upstream_and_a_block_rides_in_extra() -> None:
-    body = dnstap.message(dnstap.FORWARDER_RESPONSE, udp=False, query_time=10.5,
+    body = dnstap.message(dnstap.FORWARDER_RESPONSE, protocol=dnstap.TCP, query_time=10.5,
                           response_time=10.75, response_message=b"reply",
                           response_address="198.51.100.53", response_port=853)  # fmt: skip
     extra = dnstap.extra_field({"action": "blocked", "list": "tiktok", "policy": None})
@@ -61,8 +67,9 @@ def test_a_forwarder_response_names_the_upstream_and_a_block_rides_in_extra() ->
 
 
 def test_a_pseudonymised_client_has_a_family_but_no_address() -> None:
-    body = dnstap.message(dnstap.CLIENT_RESPONSE, udp=True, query_time=1.0, response_time=2.0,
-                          response_message=b"r", family=dnstap.INET6)  # fmt: skip
+    body = dnstap.message(dnstap.CLIENT_RESPONSE, protocol=dnstap.UDP, query_time=1.0,
+                          response_time=2.0, response_message=b"r",
+                          family=dnstap.INET6)  # fmt: skip
     m = decode(dnstap.dnstap(body, b"", b"")).message  # type: ignore[attr-defined]
     assert m.socket_family == 2 and not m.HasField("query_address")
 
@@ -82,3 +89,37 @@ def test_control_frames_round_trip_and_data_frames_are_length_prefixed() -> None
 def test_a_broken_control_frame_is_refused(body: bytes) -> None:
     with pytest.raises(dnstap.FrameError):
         dnstap.parse_control(body)
+
+
+@pytest.mark.parametrize(
+    ("transport", "protocol"),
+    [("udp", "UDP"), ("tcp", "TCP"), ("dot", "DOT"), ("doh", "DOH")],
+)
+def test_each_client_transport_has_its_socket_protocol(
+    tmp_path: Path, transport: str, protocol: str
+) -> None:
+    output = DnstapOutput(DnstapConfig(file=str(tmp_path / "t.fstrm")), Privacy("raw", None))
+    try:
+        item = (dnstap.CLIENT_QUERY, 1.0, b"q", "192.0.2.1", transport, None, None)
+        (frame,) = output._encode(item)
+    finally:
+        output.close()
+    m = decode(frame).message  # type: ignore[attr-defined]
+    assert dnstap_pb.SocketProtocol.Name(m.socket_protocol) == protocol
+
+
+@pytest.mark.parametrize(("upstream", "protocol"), [("udp", "UDP"), ("tcp", "TCP"), ("tls", "DOT")])
+def test_forwarder_messages_name_the_upstream_transport(
+    tmp_path: Path, upstream: str, protocol: str
+) -> None:
+    output = DnstapOutput(DnstapConfig(file=str(tmp_path / "t.fstrm")), Privacy("raw", None))
+    server = SimpleNamespace(protocol=upstream, host="198.51.100.53", port=853)
+    question = parse_query(dns.message.make_query("a.example.", "A").to_wire())
+    try:
+        frames = output._encode(("forwarder", 1.0, question, b"\x12\x34reply", server, 2.0))
+    finally:
+        output.close()
+    assert [
+        dnstap_pb.SocketProtocol.Name(decode(f).message.socket_protocol)  # type: ignore[attr-defined]
+        for f in frames
+    ] == [protocol, protocol]

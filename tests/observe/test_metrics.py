@@ -485,7 +485,7 @@ def test_every_dashboard_query_uses_only_exported_metrics() -> None:
      r"dnswarden_policy_until_timestamp_seconds", r"dnswarden_blocked_total",
      r"dnswarden_reloads_total\{result=\"failure\"", r"dnswarden_group_blocked_rules == 0",
      r"dnswarden_lists_missing", r"dnswarden_rate_limited_total",
-     r"dnswarden_list_rejected_total", r"dnswarden_list_refused"],
+     r"dnswarden_list_rejected_total", r"dnswarden_list_refused", r"dnswarden_rpz_zone_expired"],
 )  # fmt: skip
 def test_alerts_cover_the_required_conditions(topic: str) -> None:
     assert any(re.search(topic, rule["expr"]) for rule in alert_rules()), topic
@@ -686,6 +686,13 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
          ("DnswardenRateLimiting", 16, [{"severity": "warning", "instance": "a:9153",
                                          "group": "officials", "limit": "queries"}]),
          ("DnswardenRateLimiting", 29, [])],
+    ),
+    (
+        {f'dnswarden_rpz_zone_expired{{{A},list="national"}}': "0 0 1x10",
+         f'dnswarden_rpz_zone_expired{{{B},list="national"}}': "0x12"},
+        [("DnswardenRpzZoneExpired", 1, []),
+         ("DnswardenRpzZoneExpired", 3, [{"severity": "critical", "instance": "a:9153",
+                                          "job": "dnswarden", "list": "national"}])],
     ),
     (
         {f"dnswarden_audit_file_errors_total{{{A}}}": "0 0 0 3x10",
