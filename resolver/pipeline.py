@@ -1,13 +1,15 @@
 """The one path every query takes, declared in one place.
 
-    receive → rate limit → parse → access control → DDR → policy → missing lists → cache →
-    upstream budget → upstream → response inspection → reply → metrics/audit
+    receive → rate limit → answer memo → parse → access control → DDR → policy → missing lists
+    → cache → upstream budget → upstream → response inspection → reply → metrics/audit
 
 `handle` runs the steps that need no I/O and returns their answer at once: blocked and refused
 queries never leave this function, and neither does a cache hit (the hot path for every popular
-name). A query that must go upstream returns `FORWARDED`; steps 6-8 then run from a callback
-when the shared upstream exchange settles, and hand the answer to the shell's `reply_to`. No
-step creates a task or a coroutine: per query, they cost more than the whole answer to a block.
+name). A repeat of such a query from the same client is answered from the answer memo
+(`resolver.cache.AnswerMemo`) before it is even parsed. A query that must go upstream returns
+`FORWARDED`; steps 6-8 then run from a callback when the shared upstream exchange settles, and
+hand the answer to the shell's `reply_to`. No step creates a task or a coroutine: per query,
+they cost more than the whole answer to a block.
 Each step is a small named unit elsewhere; here is only their order and why.
 
 May import: protocol, config, lists, policy, observe, cache, upstream, state
