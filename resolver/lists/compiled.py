@@ -493,6 +493,7 @@ SCREEN_SLOTS_PER_NAME = 16
 `_SCREEN_MAX_BITS` bits): a byte each, few enough in use that a listed name seldom shares its
 slot with another list's and most unlisted suffixes find theirs empty."""
 _SCREEN_MAX_BITS = 24
+_SCREEN_NUMPY_FROM = 1_000_000
 _SCREEN_MANY = 255
 """A slot where several lists' names meet (the lists are listed aside); also the cap on lists."""
 _SUBSETS_LIMIT = 1024
@@ -626,7 +627,10 @@ def _owners(
     `hash % slots`, or `_SCREEN_MANY` where owners meet, with those owners listed aside."""
     mask = slots - 1
     many: dict[int, set[int]] = {}
-    np = _numpy() if sum(len(hashes) for _, hashes in tables) > _NUMPY_FROM else None
+    # Plain Python takes ~0.4 s a million names; importing numpy for fewer would cost the
+    # server ~15 MB of memory it otherwise never pays (lists that size compile in a child).
+    big = sum(len(hashes) for _, hashes in tables) > _SCREEN_NUMPY_FROM
+    np = _numpy() if big or "numpy" in sys.modules else None
     if np is not None:
         owners = np.zeros(slots, dtype=np.uint8)
         spots = [np.frombuffer(hashes, dtype=np.uint32) & np.uint32(mask) for _, hashes in tables]

@@ -345,7 +345,7 @@ def test_a_screen_asks_only_the_list_that_has_the_name(
         monkeypatch.setattr(compiled, "_numpy", lambda: None)
     elif compiled._numpy() is None:
         pytest.skip("numpy is not installed")
-    monkeypatch.setattr(compiled, "_NUMPY_FROM", 0)
+    monkeypatch.setattr(compiled, "_SCREEN_NUMPY_FROM", 0)
     lists = [matcher("\n".join(f"n{i}-{k}.com" for k in range(200)) + "\n") for i in range(20)]
     screen = ListScreen(range(20), lists)
     assert screen.select(wire("www.n7-3.com")) == (7,)
