@@ -1,4 +1,5 @@
-"""Fairness under a flood: does a paced client still get its cached names while another floods?
+"""Fairness under a flood: does a paced client still get its names while another floods, or
+while its own address floods one zone?
 
     python -m bench.flood                       # dnswarden, unbound, dnsmasq; 3 scenarios, ~3 min
     python -m bench.flood --rate 40000 --duration 5 --servers dnswarden
@@ -8,10 +9,12 @@ For each server (dnswarden with its default config, unbound and dnsmasq with the
 and the server fresh on loopback, the server pinned to core 0 and everything else to core 1;
 prime the victim's names (cached from then on); then, for `--duration` seconds, dnsperf floods
 the server at `--rate` qps of names never asked before while the victim (this process, on
-127.0.0.1) asks `--victim-rate` qps of its cached names, each paced, each waited for at most
-`VICTIM_TIMEOUT`. Printed per row: the victim's answered share and p99 (an unanswered query
-counts as infinitely slow), the flood's sent and answered counts from dnsperf, and for dnswarden
-what it shed and why (its /metrics: `rate_limited` by limit, `dropped` by reason).
+127.0.0.1) asks `--victim-rate` qps of its cached names and `--victim-forward-rate` qps of new
+names under another zone (`FORWARD_ZONE`: each must go upstream), each paced, each waited for
+at most `VICTIM_TIMEOUT`. Printed per row: the victim's answered share and p99 for each kind (an
+unanswered query counts as infinitely slow), the flood's sent and answered counts from dnsperf,
+and for dnswarden what it shed and why (its /metrics: `rate_limited` by limit, `dropped` by
+reason).
 
 | scenario | flood source | flood names |
 |---|---|---|
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import re
@@ -38,7 +42,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +58,9 @@ SERVERS = ("dnswarden", "unbound", "dnsmasq")
 VICTIM_NAMES = 500
 VICTIM_TIMEOUT = 2.0
 NX_PARENT = f"nx.{gen.ZONE}"
+FORWARD_ZONE = "fwd.test"
+"""A second registrable zone on nsd, with a wildcard: the victim's new names, under a zone
+other than the flood's (`bench.test`)."""
 START_LIMIT = 60.0
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
@@ -86,6 +93,9 @@ class FloodRow:
     shed: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: float | None = None
     server_cpu_pct: float | None = None
+    forwarded_sent: int = 0
+    forwarded_answered_pct: float | None = None
+    forwarded_p99_ms: float | None = None
 
 
 def victim_query(name: str, query_id: int) -> bytes:
@@ -94,54 +104,74 @@ def victim_query(name: str, query_id: int) -> bytes:
     return struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + labels + b"\0\0\1\0\1"
 
 
-def run_victim(port: int, names: Sequence[str], rate: float, duration: float) -> VictimResult:
-    """Send `rate` queries a second for `duration` seconds, paced, from 127.0.0.1; collect
-    replies until `VICTIM_TIMEOUT` after the last one."""
-    out = VictimResult()
-    rng = random.Random(5)
-    sent_at: dict[int, float] = {}
-    interval = 1.0 / rate
-    total = int(rate * duration)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((HOST, 0))
-        sock.setblocking(False)
-        began = time.monotonic()
-        deadline = began + duration + VICTIM_TIMEOUT
-        index = 0
-        while time.monotonic() < deadline:
+class VictimStream:
+    """One paced series of the victim's queries, on a socket of its own (so its own IDs)."""
+
+    def __init__(self, pick: Callable[[int], str], rate: float, total: int) -> None:
+        self.pick = pick
+        self.interval = 1.0 / rate
+        self.total = total
+        self.index = 0
+        self.sent_at: dict[int, float] = {}
+        self.result = VictimResult()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((HOST, 0))
+        self.sock.setblocking(False)
+
+    def due(self, began: float) -> float:
+        return began + self.index * self.interval if self.index < self.total else math.inf
+
+    def send(self, port: int, now: float) -> None:
+        query_id = self.index & 0xFFFF
+        try:
+            self.sock.sendto(victim_query(self.pick(self.index), query_id), (HOST, port))
+            self.sent_at[query_id] = now
+        except OSError:
+            pass
+        self.result.sent += 1
+        self.index += 1
+
+    def receive(self) -> None:
+        while True:
+            try:
+                reply = self.sock.recv(4096)
+            except (BlockingIOError, ConnectionRefusedError):
+                return
+            if len(reply) < 12:
+                continue
+            (query_id,) = struct.unpack_from("!H", reply)
+            started = self.sent_at.pop(query_id, None)
+            if started is None:
+                continue
+            latency = time.monotonic() - started
+            if latency <= VICTIM_TIMEOUT:
+                self.result.answered += 1
+                self.result.latencies.append(latency)
+
+    def finished(self) -> bool:
+        return self.index >= self.total and len(self.result.latencies) >= self.result.sent
+
+
+def run_victim(port: int, streams: Sequence[VictimStream], duration: float) -> None:
+    """Send each stream's queries at its pace for `duration` seconds, from 127.0.0.1; collect
+    replies until `VICTIM_TIMEOUT` after the last one (or until all are answered)."""
+    began = time.monotonic()
+    deadline = began + duration + VICTIM_TIMEOUT
+    try:
+        while time.monotonic() < deadline and not all(s.finished() for s in streams):
             now = time.monotonic()
-            if index < total and now >= began + index * interval:
-                query_id = index & 0xFFFF
-                try:
-                    sock.sendto(victim_query(rng.choice(names), query_id), (HOST, port))
-                    sent_at[query_id] = now
-                    out.sent += 1
-                except OSError:
-                    out.sent += 1
-                index += 1
-                continue
-            wait = (began + index * interval - now) if index < total else 0.05
-            ready, _, _ = select.select([sock], [], [], max(0.0, min(wait, 0.05)))
-            if not ready:
-                if index >= total and len(out.latencies) >= out.sent:
-                    break
-                continue
-            while True:
-                try:
-                    reply = sock.recv(4096)
-                except (BlockingIOError, ConnectionRefusedError):
-                    break
-                if len(reply) < 12:
-                    continue
-                (query_id,) = struct.unpack_from("!H", reply)
-                started = sent_at.pop(query_id, None)
-                if started is None:
-                    continue
-                latency = time.monotonic() - started
-                if latency <= VICTIM_TIMEOUT:
-                    out.answered += 1
-                    out.latencies.append(latency)
-    return out
+            for stream in streams:
+                if now >= stream.due(began):
+                    stream.send(port, now)
+            wait = min(s.due(began) for s in streams) - time.monotonic()
+            socks = [s.sock for s in streams]
+            ready, _, _ = select.select(socks, [], [], max(0.0, min(wait, 0.05)))
+            for stream in streams:
+                if stream.sock in ready:
+                    stream.receive()
+    finally:
+        for stream in streams:
+            stream.sock.close()
 
 
 def metrics_address(log: Path) -> str | None:
@@ -194,6 +224,7 @@ class FloodBench:
 
     def prepare(self) -> None:
         gen.write_lines(self.workdir / "bench.test.zone", gen.zone_lines(self.victims))
+        gen.write_lines(self.workdir / f"{FORWARD_ZONE}.zone", forward_zone_lines())
         gen.write_lines(self.workdir / "block.txt", ["blocked.example"])
         (self.workdir / "empty.conf").write_text("")
         gen.write_lines(
@@ -210,7 +241,8 @@ class FloodBench:
         self.nsd_port = procs.free_port()
         spec = peers.nsd_spec(self.workdir, self.nsd_port, "bench.test.zone")
         for path, text in spec.files.items():
-            Path(path).write_text(text)
+            extra = f'zone:\n  name: {FORWARD_ZONE}\n  zonefile: "{FORWARD_ZONE}.zone"\n'
+            Path(path).write_text(text + extra if path.endswith("nsd.conf") else text)
         proc = self.sup.start(peers.pinned(spec.argv, CLIENT_CPU), cwd=self.workdir,
                               log=self.log("nsd"))  # fmt: skip
         procs.wait_answer(proc, self.nsd_port, self.victims[0], gen.address(0), START_LIMIT)
@@ -257,8 +289,9 @@ class FloodBench:
                                         log=self.log(f"flood-{tag}"))  # fmt: skip
             try:
                 time.sleep(min(1.0, duration / 4))  # the flood is on before the victim asks
+                cached, forwarded = self.victim_streams(tag, duration - 1.0)
                 cpu_before, began = procs.cpu_seconds(proc.pid), time.monotonic()
-                victim = run_victim(port, self.victims, self.args.victim_rate, duration - 1.0)
+                run_victim(port, [cached, forwarded], duration - 1.0)
                 cpu_after, ended = procs.cpu_seconds(proc.pid), time.monotonic()
                 flood_proc.wait(timeout=duration + 30)
             finally:
@@ -271,11 +304,25 @@ class FloodBench:
         cpu = None
         if cpu_before is not None and cpu_after is not None:
             cpu = 100 * (sum(cpu_after) - sum(cpu_before)) / (ended - began)
+        victim, new = cached.result, forwarded.result
         ordered = sorted(victim.latencies)
         p50 = ordered[len(ordered) // 2] * 1000 if ordered else float("nan")
         return FloodRow(server, scenario, victim.sent, round(100 * victim.answered_share, 2),
                         round(p50, 2), round(victim.p99() * 1000, 2), stats.sent,
-                        stats.completed, shed, rss, cpu)  # fmt: skip
+                        stats.completed, shed, rss, cpu, new.sent,
+                        round(100 * new.answered_share, 2), round(new.p99() * 1000, 2))  # fmt: skip
+
+    def victim_streams(self, tag: str, duration: float) -> tuple[VictimStream, VictimStream]:
+        """The victim's cached names (at random) and its new names under `FORWARD_ZONE`
+        (each asked once, never before: `tag` keeps them apart between rows)."""
+        rng = random.Random(5)
+        victims = self.victims
+        cached = VictimStream(lambda _: rng.choice(victims), self.args.victim_rate,
+                              int(self.args.victim_rate * duration))  # fmt: skip
+        rate = self.args.victim_forward_rate
+        forwarded = VictimStream(lambda i: f"v{i:x}-{tag}.{FORWARD_ZONE}", rate,
+                                 int(rate * duration))  # fmt: skip
+        return cached, forwarded
 
     def run(self) -> None:
         self.prepare()
@@ -287,46 +334,72 @@ class FloodBench:
                 print(render_row(row), flush=True)
 
 
+def forward_zone_lines() -> list[str]:
+    """`FORWARD_ZONE` for nsd: SOA, NS and a wildcard, so every new name there answers."""
+    return [
+        f"$ORIGIN {FORWARD_ZONE}.",
+        "$TTL 3600",
+        f"@ IN SOA {gen.NS_NAME}. hostmaster.{FORWARD_ZONE}. 1 3600 600 86400 3600",
+        f"@ IN NS {gen.NS_NAME}.",
+        f"*.{FORWARD_ZONE}. IN A {gen.address(1)}",
+    ]
+
+
 def render_row(row: FloodRow) -> str:
     shed = ", ".join(f"{k} {v}" for k, v in sorted(row.shed.items())) or "-"
     rss = f"{row.peak_rss_mb:.0f}" if row.peak_rss_mb is not None else "-"
     cpu = f"{row.server_cpu_pct:.0f}" if row.server_cpu_pct is not None else "-"
+    if row.forwarded_answered_pct is None:
+        forwarded = "- | -"
+    else:
+        forwarded = f"{row.forwarded_answered_pct:.2f}% | {row.forwarded_p99_ms:.1f}"
     return (f"| {row.scenario} | {row.server} | {row.victim_answered_pct:.2f}% | "
-            f"{row.victim_p50_ms:.1f} | {row.victim_p99_ms:.1f} | {row.flood_sent} | "
-            f"{row.flood_answered} | {shed} | {cpu} | {rss} |")  # fmt: skip
+            f"{row.victim_p50_ms:.1f} | {row.victim_p99_ms:.1f} | {forwarded} | "
+            f"{row.flood_sent} | {row.flood_answered} | {shed} | {cpu} | {rss} |")  # fmt: skip
 
 
 # Issue 19's targets for dnswarden's victim under a flood at 4x one worker's forwarding capacity.
 TARGET_ANSWERED_PCT = 99.0
 TARGET_P99_MS = 100.0
+TARGET_FORWARDED_PCT = 95.0
 
 
 def verdicts(rows: Sequence[FloodRow]) -> list[str]:
-    """One line per dnswarden row: whether its victim met the targets."""
+    """One line per dnswarden row: whether its victim met the targets (its forwarded names'
+    too, when the row has them)."""
     lines = []
     for row in rows:
         if row.server != "dnswarden":
             continue
         met = (row.victim_answered_pct >= TARGET_ANSWERED_PCT
                and row.victim_p99_ms < TARGET_P99_MS)  # fmt: skip
+        forwarded = ""
+        if row.forwarded_answered_pct is not None:
+            met = met and row.forwarded_answered_pct >= TARGET_FORWARDED_PCT
+            forwarded = (f"; forwarded {row.forwarded_answered_pct:.2f}% "
+                         f"(>= {TARGET_FORWARDED_PCT:g}%)")  # fmt: skip
         lines.append(
             f"target {row.scenario}: victim answered {row.victim_answered_pct:.2f}% "
             f"(>= {TARGET_ANSWERED_PCT:g}%), p99 {row.victim_p99_ms:.1f} ms "
-            f"(< {TARGET_P99_MS:g} ms): {'met' if met else 'NOT met'}"
+            f"(< {TARGET_P99_MS:g} ms){forwarded}: {'met' if met else 'NOT met'}"
         )
     return lines
 
 
-HEADER = ("| scenario | server | victim answered | p50 ms | p99 ms | flood sent | flood answered "
+HEADER = ("| scenario | server | victim cached answered | p50 ms | p99 ms "
+          "| victim forwarded answered | p99 ms | flood sent | flood answered "
           "| shed by dnswarden | server CPU % | peak RSS MiB |\n"
-          "|---|---|---|---|---|---|---|---|---|---|")
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     summary = (__doc__ or "").split("\n")[0]
     parser = argparse.ArgumentParser(prog="python -m bench.flood", description=summary)
     parser.add_argument("--rate", type=int, default=40_000, help="flood qps (default 40000)")
-    parser.add_argument("--victim-rate", type=float, default=200.0, help="victim qps (200)")
+    parser.add_argument("--victim-rate", type=float, default=200.0,
+                        help="victim qps of cached names (200)")
+    parser.add_argument("--victim-forward-rate", type=float, default=20.0,
+                        help=f"victim qps of new names under {FORWARD_ZONE} (20)")  # fmt: skip
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per row (6)")
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
@@ -337,6 +410,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("--duration must be from 2 to 120 seconds")
     if not 1 <= args.rate <= 500_000:
         parser.error("--rate must be from 1 to 500000")
+    if not (0 < args.victim_rate <= 10_000 and 0 < args.victim_forward_rate <= 10_000):
+        parser.error("--victim-rate and --victim-forward-rate must be from above 0 to 10000")
     return args
 
 
@@ -346,7 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dnswarden-flood-") as tmp:
         bench = FloodBench(args, Path(tmp))
         print(f"flood {args.rate} qps for {args.duration:g} s; victim {args.victim_rate:g} qps "
-              f"of {VICTIM_NAMES} cached names; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+              f"of {VICTIM_NAMES} cached names and {args.victim_forward_rate:g} qps of new names "
+              f"under {FORWARD_ZONE}; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(HEADER, flush=True)
         try:
             bench.run()
@@ -354,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.sup.stop_all()
         for line in verdicts(bench.rows):
             print(line)
+        print(f"load average after the run: {os.getloadavg()[0]:.2f}")
         if args.out is not None:
             rows: list[dict[str, Any]] = [asdict(row) for row in bench.rows]
             args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},

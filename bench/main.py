@@ -8,6 +8,9 @@ upstream of every server, runs for the whole benchmark.  The table, dnswarden's 
 peer and to the bare-loop ceiling (bench/bare.py), and issue 21's targets are printed; the raw
 results are written as JSON.  The `blocked` workload runs once per list shape and split asked
 for (`--list-shape`, `--list-split`), each its own row: `blocked/mixed`, `blocked/exact/20lists`.
+The encrypted workloads (`dot`, `doh`: the blocked names over DNS over TLS and over HTTPS) are
+opt-in; they make a self-signed certificate in the temp dir and run the servers that have such
+listeners (dnswarden, unbound, dnsdist), each build's support read from its version output.
 """
 
 from __future__ import annotations
@@ -40,11 +43,15 @@ TOOLS = {
     "unbound": "unbound",
     "dnsdist": "dnsdist",
     "taskset": "util-linux",
+    "openssl": "openssl",
 }
 """Command -> the Debian package that has it."""
 
 POLICY_RC = "#!/bin/sh\n# bench/run: no service starts while it installs packages\nexit 101\n"
-WORKLOADS = ("blocked", "cached", "unique", "mix", "tcp")
+DEFAULT_WORKLOADS = ("blocked", "cached", "unique", "mix", "tcp")
+ENCRYPTED_WORKLOADS = peers.ENCRYPTED_MODES
+"""Opt-in (`--workloads dot doh`): the default run keeps its rows and its length."""
+WORKLOADS = (*DEFAULT_WORKLOADS, *ENCRYPTED_WORKLOADS)
 SERVERS = ("dnswarden", *peers.PEERS, BARE)
 BARE_WORKLOADS = ("blocked", "cached", "unique", "mix")
 """bench/bare.py has no TCP, and its start-up with a big list says nothing about dnswarden."""
@@ -78,9 +85,14 @@ class Workload:
     prime_file: str | None
     once: bool
     """Each name at most once (`-n 1`): unique names must not become cache hits."""
-    tcp: bool = False
+    mode: str = "udp"
+    """dnsperf's transport (`-m`): udp, tcp, dot or doh."""
     split: int = 1
     """The list cut into this many files, every server given all of them."""
+
+    @property
+    def tcp(self) -> bool:
+        return self.mode == "tcp"
 
 
 def workloads() -> dict[str, Workload]:
@@ -90,7 +102,9 @@ def workloads() -> dict[str, Workload]:
         "cached": Workload("cached", "hits.txt", "hits.txt", "hits.txt", once=False),
         "unique": Workload("unique", "unique-max.txt", "unique-rate.txt", None, once=True),
         "mix": Workload("mix", "mix-max.txt", "mix-rate.txt", "hits.txt", once=True),
-        "tcp": Workload("tcp", "blocked.txt", "blocked.txt", None, once=False, tcp=True),
+        "tcp": Workload("tcp", "blocked.txt", "blocked.txt", None, once=False, mode="tcp"),
+        "dot": Workload("dot", "blocked.txt", "blocked.txt", None, once=False, mode="dot"),
+        "doh": Workload("doh", "blocked.txt", "blocked.txt", None, once=False, mode="doh"),
     }
 
 
@@ -138,6 +152,9 @@ class Data:
     forward_expect: str
     splits: tuple[int, ...] = ()
     """The `--list-split` counts above 1 whose `split_files` were written."""
+    certificate: Path | None = None
+    key: Path | None = None
+    """The self-signed certificate and key of the encrypted workloads (None without them)."""
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -146,7 +163,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="dnsperf benchmark: dnswarden vs dnsmasq, unbound and dnsdist, on loopback.",
     )
     parser.add_argument("--quick", action="store_true", help="3 s runs, no 2M-list rows")
-    parser.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        choices=WORKLOADS,
+        default=list(DEFAULT_WORKLOADS),
+        help="what to measure (default: every workload but the encrypted ones, dot and doh)",
+    )
     parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
     parser.add_argument("--out", type=Path, help="JSON results (default bench/results/DATE.json)")
     parser.add_argument("--duration", type=float, help="seconds per run (default 10, quick 3)")
@@ -249,8 +272,35 @@ def tool_versions(python: str) -> dict[str, str]:
         "dnsmasq": first_line(["dnsmasq", "--version"]),
         "unbound": first_line(["unbound", "-V"], lambda line: line.startswith("Version")),
         "dnsdist": first_line(["dnsdist", "--version"], lambda line: "dnsdist" in line),
+        "openssl": first_line(["openssl", "version"]),
         "python": first_line([python, "--version"]),
     }
+
+
+def encrypted_support() -> dict[str, frozenset[str]]:
+    """Which encrypted modes each server's installed build serves: dnswarden both (this
+    checkout), unbound and dnsdist as their version output says."""
+
+    def output(argv: Sequence[str]) -> str:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return done.stdout + done.stderr
+
+    return {
+        OURS: frozenset(peers.ENCRYPTED_MODES),
+        "unbound": peers.unbound_transports(output(["unbound", "-V"])),
+        "dnsdist": peers.dnsdist_transports(output(["dnsdist", "--version"])),
+    }
+
+
+def make_certificate(workdir: Path) -> tuple[Path, Path]:
+    """The run's self-signed certificate and key (openssl), served by every encrypted row."""
+    certificate, key = workdir / "tls-cert.pem", workdir / "tls-key.pem"
+    subprocess.run(peers.certificate_argv(certificate, key), check=True, capture_output=True,
+                   timeout=60)  # fmt: skip
+    return certificate, key
 
 
 def has_uvloop(python: str, env: dict[str, str]) -> bool:
@@ -328,6 +378,9 @@ def generate(workdir: Path, args: argparse.Namespace) -> Data:
         fresh = gen.unique_names(total // 5 + 1, tag.replace("mix-", "x"))
         pairs = gen.mixed_queries(total, hits, fresh, blocked)
         write(f"{tag}.txt", gen.query_lines(name for _, name in pairs))
+    certificate = key = None
+    if any(name in ENCRYPTED_WORKLOADS for name in args.workloads):
+        certificate, key = make_certificate(workdir)
     print(
         f"bench: generated {len(zone):,} zone names, {len(listed):,}"
         + (f" and {size.big_blocklist:,}" if big else "")
@@ -345,6 +398,8 @@ def generate(workdir: Path, args: argparse.Namespace) -> Data:
         forward_probe=zone[0],
         forward_expect=gen.address(0),
         splits=splits,
+        certificate=certificate,
+        key=key,
     )
 
 
@@ -370,14 +425,30 @@ class Bench:
         self.data: Data | None = None
         self.state_dir = workdir / "dnswarden-state"
         """Every dnswarden row's, for the run: compiled lists, PID file (see peers)."""
+        self.encrypted: dict[str, frozenset[str]] = {}
+        """Server -> the encrypted modes its build serves (`encrypted_support`), when asked."""
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
 
     # servers
 
-    def spec(self, server: str, big: bool = False, split: int = 1) -> ServerSpec:
+    def tls(self, server: str, mode: str) -> peers.Tls:
+        """The DoT and DoH listeners of `server` for an encrypted row: those its build has, each
+        on a free port; RuntimeError (the row's error) when it lacks `mode`."""
+        assert self.data is not None and self.data.certificate and self.data.key
+        kind = OURS if server.startswith(OURS) else server
+        modes = self.encrypted.get(kind, frozenset())
+        if mode not in modes:
+            raise RuntimeError(f"no {mode} listener in this {kind} build")
+        ports = {m: procs.free_port() for m in peers.ENCRYPTED_MODES if m in modes}
+        return peers.Tls(ports, str(self.data.certificate), str(self.data.key))
+
+    def spec(
+        self, server: str, big: bool = False, split: int = 1, mode: str = "udp"
+    ) -> ServerSpec:
         assert self.data is not None
+        tls = self.tls(server, mode) if mode in peers.ENCRYPTED_MODES else None
         port = procs.free_port()
         d, up = self.workdir, self.nsd_port
         prefix = "big" if big else ""
@@ -392,9 +463,9 @@ class Bench:
         if server == "dnsmasq":
             return peers.dnsmasq_spec(d, port, up, dnsmasq)
         if server == "unbound":
-            return peers.unbound_spec(d, port, up, unbound)
+            return peers.unbound_spec(d, port, up, unbound, tls)
         if server == "dnsdist":
-            return peers.dnsdist_spec(d, port, up, lists)
+            return peers.dnsdist_spec(d, port, up, lists, tls)
         if server == BARE:
             return peers.bare_spec(port, up, lists, self.python)
         level = "info" if server == INFO_VARIANT else "warning"
@@ -402,7 +473,7 @@ class Bench:
         module = "bench.nostats" if server == NOSTATS_VARIANT else "resolver"
         return peers.dnswarden_spec(
             d, server, port, up, lists, self.python, level, workers, self.metrics_key, module,
-            state_dir=str(self.state_dir),
+            state_dir=str(self.state_dir), tls=tls,
         )  # fmt: skip
 
     def cpus_for(self, server: str) -> str:
@@ -466,7 +537,7 @@ class Bench:
     # dnsperf
 
     def dnsperf(
-        self, port: int, file: str, *, once: bool, tcp: bool, rate: int | None, tag: str
+        self, port: int, file: str, *, once: bool, mode: str, rate: int | None, tag: str
     ) -> str:
         assert self.data is not None
         duration = self.args.duration
@@ -483,8 +554,7 @@ class Bench:
             argv += ["-c", str(MAX_CLIENTS), "-q", str(MAX_OUTSTANDING)]
         else:
             argv += ["-c", str(RATE_CLIENTS), "-q", str(RATE_OUTSTANDING), "-Q", str(rate), "-v"]
-        if tcp:
-            argv += ["-m", "tcp"]
+        argv += peers.dnsperf_mode_args(mode)
         return procs.run_bounded(
             peers.pinned(argv, self.client_cpus),
             duration + DNSPERF_TIMEOUT + SLACK,
@@ -523,7 +593,7 @@ class Bench:
     def measure(self, workload: Workload, server: str) -> results.Row:
         row = results.Row(workload=workload.name, server=server)
         row.extra["loadavg_before"] = loadavg()
-        spec = self.spec(server, split=workload.split)
+        spec = self.spec(server, split=workload.split, mode=workload.mode)
         if spec.kind == OURS and not self.has_cache and workload.prime_file:
             row.note = NO_CACHE_NOTE
         proc, row.start_s = self.launch(spec, self.cpus_for(server), START_LIMIT)
@@ -532,11 +602,12 @@ class Bench:
                 self.prime(spec.port, workload.prime_file)
             tag = f"{workload.name.replace('/', '-')}-{server}"
             cpu_before = procs.cpu_seconds(proc.pid)
+            port = spec.port_for(workload.mode)
             text = self.dnsperf(
-                spec.port,
+                port,
                 workload.max_file,
                 once=workload.once,
-                tcp=workload.tcp,
+                mode=workload.mode,
                 rate=None,
                 tag=f"{tag}-max",
             )
@@ -545,13 +616,14 @@ class Bench:
             row.qps, row.lost, row.sent = stats.qps, stats.lost, stats.sent
             row.user_us, row.sys_us = results.cpu_per_query(cpu_before, cpu_after, stats.completed)
             row.exhausted = stats.ended_by not in ("", "time limit")
+            unmatched = results.unmatched_answers(stats)
             row.extra["max"] = stats_json(stats)
             time.sleep(SETTLE)
             text = self.dnsperf(
-                spec.port,
+                port,
                 workload.rate_file,
                 once=workload.once,
-                tcp=workload.tcp,
+                mode=workload.mode,
                 rate=self.args.rate,
                 tag=f"{tag}-rate",
             )
@@ -566,6 +638,8 @@ class Bench:
             row.rss_mb = procs.peak_rss_mb(proc.pid)
             if proc.poll() is not None:
                 row.error = f"server exited with code {proc.returncode} during the run"
+            elif unmatched is not None:  # the figures stay in the JSON; no ratio is taken
+                row.error = unmatched
         finally:
             code = self.sup.stop(proc)
             row.extra["exit_code"] = code
@@ -604,9 +678,12 @@ class Bench:
 
     def servers_for(self, workload: str) -> list[str]:
         """The rows of one workload: the chosen servers, dnswarden's variants after it (the
-        metrics-off row only on `cached` and the first list shape, whose cost it shows)."""
+        metrics-off row only on `cached` and the first list shape, whose cost it shows); for
+        `dot` and `doh` only the servers with such listeners (not dnsmasq, nor bare-loop)."""
         kind = results.family(workload)
         chosen = [s for s in self.args.servers if s != BARE or kind in BARE_WORKLOADS]
+        if kind in ENCRYPTED_WORKLOADS:
+            chosen = [s for s in chosen if s in peers.ENCRYPTED_SERVERS]
         if OURS in chosen:
             at = chosen.index(OURS) + 1
             extra = [f"{OURS}-w{n}" for n in self.args.workers]
@@ -639,6 +716,12 @@ class Bench:
 
     def run(self) -> None:
         self.data = generate(self.workdir, self.args)
+        if any(name in ENCRYPTED_WORKLOADS for name in self.args.workloads):
+            self.encrypted = encrypted_support()
+            print("bench: encrypted listeners: " + "; ".join(
+                f"{server} {' '.join(sorted(modes)) or 'none'}"
+                for server, modes in self.encrypted.items()
+            ), flush=True)  # fmt: skip
         self.start_nsd()
         if OURS in self.args.servers:
             self.probe_dnswarden_config()
@@ -700,6 +783,7 @@ def stats_json(stats: results.DnsperfStats) -> dict[str, Any]:
         "min_latency_s": stats.min_latency,
         "max_latency_s": stats.max_latency,
         "rcodes": stats.rcodes,
+        "http_codes": stats.http_codes,
         "ended_by": stats.ended_by,
     }
 
@@ -804,6 +888,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "nsd": bench.client_cpus,
         },
         "dnsperf": {
+            "doh": " ".join(peers.dnsperf_mode_args("doh")),
             "max": f"-c {MAX_CLIENTS} -q {MAX_OUTSTANDING}",
             "rate": f"-c {RATE_CLIENTS} -q {RATE_OUTSTANDING} -Q {args.rate} -v",
             "timeout_s": DNSPERF_TIMEOUT,

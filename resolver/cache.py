@@ -129,7 +129,7 @@ asked once (most of a full cache) cost collections nothing; an answer's first hi
 _KEY, _SIZE, _STALE_UNTIL, _LIFETIME = 0, 1, 3, 4
 _RAW = 13
 """(key, size, expires, stale_until, ttl, floor, negative, stored, findings as (names,
-ip_block) or None, additional_count, rcode, ext_rcode, the upstream's EDE options, raw,
+ip_block, addresses) or None, additional_count, rcode, ext_rcode, the upstream's EDE options, raw,
 sections_end, additional, then where each answer and authority record is): what `CachedAnswer` and
 `CachedAnswer.lay_out` need of the reply."""
 
@@ -505,7 +505,9 @@ class Cache:
     ) -> StoredAnswer:
         expires = now + ttl
         size = reply.sections_end + len(reply.additional) + len(key[0]) + ANSWER_OVERHEAD
-        found = None if findings is None else (findings.names, findings.ip_block)
+        found = (
+            None if findings is None else (findings.names, findings.ip_block, findings.addresses)
+        )
         return (
             key, size, expires, expires + self._stale_window, ttl, floor, negative, now, found,
             reply.additional_count, reply.rcode, reply.ext_rcode, reply.ede,

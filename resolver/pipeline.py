@@ -27,6 +27,7 @@ from typing import Any, Final
 
 from resolver.cache import AnswerMemo, Cache, CachedAnswer, CacheKey, MemoKey, cache_key
 from resolver.config import OverLimit, RateLimitConfig
+from resolver.lists.formats import DROP, RPZ_ANSWERS, TCP_ONLY
 from resolver.lists.transfer import is_notify
 from resolver.observe.audit import AuditLog
 from resolver.observe.outputs import DnstapOutput
@@ -163,7 +164,7 @@ class QueryPipeline:
     @state.setter
     def state(self, state: ResolverState) -> None:
         # Replaced whole by a reload; each query reads it once, so it sees one consistent state.
-        self.inspector = Inspector(state.config.inspection)
+        self.inspector = Inspector(state.config.inspection, state.policy.response_ip)
         self._state = state
         self._memo = AnswerMemo()  # answers made under the previous state are forgotten
         self._limit_rates(state)
@@ -274,19 +275,21 @@ class QueryPipeline:
         channel: Channel | None = None,
     ) -> Outcome:
         started = time.perf_counter()
-        # 0. Rate limit: a client prefix over its budget is shed before its bytes are even
-        #    parsed, so a flood costs one dict lookup and a few float operations per packet.
+        # 0. Rate limit, when `rate_limit.rate` is set: a client prefix over its budget for
+        #    every query is shed before its bytes are parsed. Off by default: what costs work is
+        #    limited at 5a, so a flooding address's cache hits and policy answers still come.
         limiter = self.limiter
-        if limiter.active and not limiter.admits(client, started):
+        if limiter.gates and not limiter.admits(client, started):
             return self._limited(packet, None, client, over_udp, started, QUERIES)
         # 0b. Answer memo: the same bytes from the same client, answered before without an
         #    upstream (a block, a cache hit), get the same answer after their own ID, with the
-        #    same metrics and audit, until a reload or the next policy window edge.
+        #    same metrics and audit, until a reload or the next policy window edge. Not while
+        #    some client's flood is shed at 2a, which may shed what the memo would answer.
         now = time.time()
         device = "" if channel is None else channel.device
         memo_key = (packet[2:], client, over_udp, device)
         memo = self._memo
-        if memo.since <= now < memo.until:  # `AnswerMemo.get`, inline
+        if memo.since <= now < memo.until and started >= limiter.shed_until:  # `memo.get`
             entry = memo.answers.get(memo_key)
             if entry is not None:
                 reply = self._replay(entry, packet, client, over_udp, started, channel, device)
@@ -307,6 +310,13 @@ class QueryPipeline:
         if not state.access.allows(client):
             reply = answers.refused(query, EdeCode.PROHIBITED, "client not allowed")
             return self._done(query, over_udp, "refused", reply, started, None, channel)
+        # 2a. Flood: while a client's names under a zone are refused upstream (5a), its next
+        #    uncached ones there are shed here, at the cost of a cache lookup and before the
+        #    policy's; its cached names (and other zones) go on. Else one comparison.
+        if started < limiter.shed_until:
+            over = self._flooding(query, client, started)
+            if over is not None:
+                return self._limited(packet, query, client, over_udp, started, over)
         # 2b. DDR: with encrypted listeners, `_dns.resolver.arpa` and `_dns.<our name>` are
         #    answered with them (RFC 9462), never forwarded; before the policy, whose doh-bypass
         #    entry answers resolver.arpa NODATA (what clients get without encrypted listeners).
@@ -321,9 +331,11 @@ class QueryPipeline:
         #    now, and exemptions decide. A block is answered here, from the query's bytes; it
         #    comes before the cache so that a new block, or a lapsed one, takes effect at once.
         decision = state.policy.decide(client, query.qname, query.qtype, now, device)
-        if decision.action is Action.BLOCK:
+        if decision.action is Action.BLOCK and (over_udp or decision.answer != TCP_ONLY):
+            # (RPZ's TCP-only rule truncates over UDP; over TCP the query goes on as allowed.)
             reply = self._blocked(state, query, client, decision, over_udp, started, channel)
-            self._remember(memo_key, (_BLOCK, reply[2:], query, decision), now)
+            if reply is not None:  # (an RPZ DROP sends nothing, and is not memoised)
+                self._remember(memo_key, (_BLOCK, reply[2:], query, decision), now)
             return reply
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
@@ -448,9 +460,11 @@ class QueryPipeline:
         reply_to: ReplyTo,
         channel: Channel | None = None,
     ) -> Outcome:
-        # 5a. Upstream budget: the names a client may send upstream per second, and those under
-        #    a zone flooded with random subdomains (rate_limit.upstream_rate, zone_rate), so a
-        #    flood of unique names neither fills max_inflight nor floods the upstream.
+        # 5a. Upstream budget: the names a client may send upstream per second, in all and
+        #    under one zone, and those under a zone flooded with random subdomains
+        #    (rate_limit.upstream_rate, client_zone_rate, zone_rate), so a flood of unique names
+        #    neither fills max_inflight nor floods the upstream, nor takes its sender's budget
+        #    for other zones.
         limiter = self.limiter
         if limiter.active:
             over = limiter.admits_upstream(client, query.qname, started)
@@ -475,6 +489,19 @@ class QueryPipeline:
             )
         shared.add_done_callback(functools.partial(self._upstream_done, waiting))
         return FORWARDED
+
+    def _flooding(self, query: Query, client: str, started: float) -> str | None:
+        """The limit 5a would shed `query` for, when nothing in the cache answers it."""
+        over = self.limiter.refuses_upstream(client, query.qname, started)
+        if over is None:
+            return None
+        cache = self.cache
+        if cache is not None and cache.enabled:
+            now = self.clock()
+            key = cache_key(query)
+            if cache.lookup(key, now) is not None or cache.failure(key, now) is not None:
+                return None
+        return over
 
     def _upstream_done(self, waiting: _Waiting, shared: asyncio.Future[Resolved]) -> None:
         self._answer_later(waiting, self._from_upstream, waiting, shared)
@@ -528,8 +555,8 @@ class QueryPipeline:
         device = "" if channel is None else channel.device
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time(), device)  # fmt: skip
-            if block is not None:
+                            time.time(), device, query.qname)  # fmt: skip
+            if block is not None and (over_udp or block.answer != TCP_ONLY):
                 return self._blocked(state, query, client, block, over_udp, started, channel)
         # 7. Reply: the client's ID, question and EDNS back, cut to what it can receive.
         opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
@@ -562,8 +589,8 @@ class QueryPipeline:
         device = "" if channel is None else channel.device
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time(), device)  # fmt: skip
-            if block is not None:
+                            time.time(), device, query.qname)  # fmt: skip
+            if block is not None and (over_udp or block.answer != TCP_ONLY):
                 return self._blocked(state, query, client, block, over_udp, started, channel)
         if query.has_edns:
             if stale:
@@ -631,20 +658,42 @@ class QueryPipeline:
         started: float,
         channel: Channel | None = None,
     ) -> bytes:
-        sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
         # The cause (with its reference) was made when the policy was built: a block formats
         # nothing but the CNAME that led to it.
         cause = decision.cause
         cname = decision.cname
         if cname is not None:
             cause += f" via CNAME {to_text(cname)}"
-        reply = sinkhole.build(query, decision.zone_offset, cause)
+        reply: bytes | None
+        if decision.answer in RPZ_ANSWERS:
+            reply = self._rpz_answer(state, query, decision, over_udp, cause)
+        else:
+            sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
+            reply = sinkhole.build(query, decision.zone_offset, cause)
         self.stats.blocked(
             decision.group, decision.policy or "", decision.list_name or "", decision.answer
         )
         self.audit.blocked(client, query, decision, "" if channel is None else channel.device)
         self.last_block = decision
         return self._done(query, over_udp, "blocked", reply, started, None, channel)
+
+    @staticmethod
+    def _rpz_answer(
+        state: ResolverState, query: Query, decision: Decision, over_udp: bool, cause: str
+    ) -> bytes | None:
+        """The answers only an RPZ rule gives: DROP sends nothing, TCP-only an empty truncated
+        reply (only over UDP gets here), local data the rule's records (NODATA for a type it
+        has none of)."""
+        if decision.answer == DROP:
+            return None
+        if decision.answer == TCP_ONLY:
+            return answers.truncated(query)
+        limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+        reply = answers.local_data(query, decision.data, decision.ttl, cause, limit)
+        if reply is None:
+            nodata = state.sinkhole(answers.NODATA_MODE, decision.ttl, decision.censored)
+            reply = nodata.build(query, decision.zone_offset, cause)
+        return reply
 
     def _done(
         self,

@@ -26,7 +26,11 @@ class FakeView:
     audit_dropped: int = 0
     audit_file_errors: int = 0
     zones: dict[str, dict[str, float]] = field(default_factory=dict)
+    rpz_skipped: dict[str, dict[str, int]] = field(
+        default_factory=lambda: {"national": {"rpz-nsdname": 2}}
+    )
     outputs: dict[str, int] = field(default_factory=dict)
+    expiry: dict[str, float] = field(default_factory=dict)  # transport -> certificate notAfter
     build_labels: dict[str, str] = field(
         default_factory=lambda: {"version": "0.1.0", "python": "3.11.7", "loop": "asyncio"}
     )
@@ -48,7 +52,9 @@ class FakeView:
             build=self.build_labels,
             ready=True,
             rpz_zones=self.zones,
+            rpz_skipped=self.rpz_skipped,
             outputs=self.outputs,
+            certificate_expiry=self.expiry,
         )
 
 

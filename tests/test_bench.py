@@ -1481,3 +1481,226 @@ def test_flood_targets_are_judged_per_dnswarden_row(
     (line,) = verdicts(rows)
     assert line.startswith("target other-client: victim answered")
     assert line.endswith(f": {verdict}")
+
+
+# encrypted workloads (dot, doh)
+
+DNSPERF_DOH_UNMATCHED = """\
+[Status] Testing complete (time limit)
+
+Statistics:
+
+  Queries sent:         329
+  Queries completed:    29 (8.81%)
+  Queries lost:         300 (91.19%)
+
+  Response codes:       NOERROR 29 (100.00%)
+  Average packet size:  request 39, response 66
+  Run time (s):         3.000179
+  Queries per second:   9.665951
+
+  Average Latency (s):  0.001278 (min 0.000100, max 0.041214)
+  Latency StdDev (s):   0.006477
+
+Connection Statistics:
+
+  Reconnections:        0
+
+  Average Latency (s):  0.002513 (min 0.002513, max 0.002513)
+
+DNS-over-HTTPS statistics:
+
+  HTTP/2 return codes:  200: 321, 400: 2
+"""
+
+DNSDIST_VERSION = """\
+dnsdist 1.7.3 (Lua 5.1.4 [LuaJIT 2.1.0-beta3])
+Enabled features: cdb dns-over-tls(openssl) dns-over-https(DOH) dnscrypt ebpf fstrm ipcipher \
+libsodium lmdb outgoing-dns-over-https(nghttp2) protobuf re2 recvmmsg/sendmmsg snmp systemd
+"""
+UNBOUND_VERSION = """\
+Version 1.17.1
+
+Configure line: --build=x86_64-linux-gnu --with-pyunbound --with-libnghttp2 --with-libevent
+Linked libs: libevent 2.1.12-stable (it uses epoll), OpenSSL 3.0.22 25 Aug 2026
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (DNSDIST_VERSION, {"dot", "doh"}),
+        (DNSDIST_VERSION.replace(" dns-over-https(DOH)", ""), {"dot"}),  # only outgoing DoH
+        ("dnsdist 1.4.0\nEnabled features: dnscrypt ebpf\n", set()),
+        ("", set()),
+    ],
+)
+def test_dnsdist_build_says_which_encrypted_listeners_it_has(text: str, expected) -> None:
+    assert peers.dnsdist_transports(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (UNBOUND_VERSION, {"dot", "doh"}),
+        (UNBOUND_VERSION.replace(" --with-libnghttp2", ""), {"dot"}),
+        (UNBOUND_VERSION.replace(", OpenSSL 3.0.22 25 Aug 2026", ""), set()),
+        ("", set()),
+    ],
+)
+def test_unbound_build_says_which_encrypted_listeners_it_has(text: str, expected) -> None:
+    assert peers.unbound_transports(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("udp", []),
+        ("tcp", ["-m", "tcp"]),
+        ("dot", ["-m", "dot"]),
+        ("doh", ["-m", "doh", "-O", "doh-uri=https://127.0.0.1/dns-query", "-O",
+                 "doh-method=GET"]),
+    ],
+)  # fmt: skip
+def test_dnsperf_transport_options(mode: str, expected: list[str]) -> None:
+    assert peers.dnsperf_mode_args(mode) == expected
+
+
+def test_parse_dnsperf_doh_counts_http_answers_apart() -> None:
+    stats = results.parse_dnsperf(DNSPERF_DOH_UNMATCHED)
+    assert stats.http_codes == {"200": 321, "400": 2}
+    assert results.parse_dnsperf(DNSPERF_UDP).http_codes == {}
+
+
+@pytest.mark.parametrize(
+    ("completed", "http", "expected"),
+    [
+        (29, {"200": 321, "400": 2}, "dnsperf matched 29 of 323 HTTP answers: not a measurement"),
+        (5007, {"200": 5007}, None),
+        (5000, {"200": 5007}, None),  # answers in flight when the run ended
+        (100, {}, None),  # not DoH
+    ],
+)
+def test_unanswered_doh_rows_are_flagged(completed: int, http, expected: str | None) -> None:
+    stats = results.DnsperfStats(completed=completed, http_codes=http)
+    assert results.unmatched_answers(stats) == expected
+
+
+def _tls(tmp_path: Path, make: bool = False):
+    cert, key = tmp_path / "tls-cert.pem", tmp_path / "tls-key.pem"
+    if make:
+        if shutil.which("openssl") is None:
+            pytest.skip("openssl is not installed (bench/run installs it)")
+        subprocess.run(peers.certificate_argv(cert, key), check=True, capture_output=True,
+                       timeout=60)  # fmt: skip
+    return peers.Tls({"dot": 5310, "doh": 5311}, str(cert), str(key))
+
+
+def test_the_runs_certificate_covers_loopback_for_two_days(tmp_path: Path) -> None:
+    tls = _tls(tmp_path, make=True)
+    argv = peers.certificate_argv(Path(tls.certificate), Path(tls.key))
+    assert argv[0] == "openssl" and argv[argv.index("-days") + 1] == "2"
+    shown = ["openssl", "x509", "-noout", "-text", "-in", tls.certificate]
+    text = subprocess.run(shown, check=True, capture_output=True, text=True, timeout=30).stdout
+    assert "DNS:bench.test, IP Address:127.0.0.1" in text
+
+
+def test_dnswarden_config_with_encrypted_listeners_is_accepted(tmp_path: Path) -> None:
+    tls = _tls(tmp_path, make=True)
+    listfile = tmp_path / "blocklist.txt"
+    listfile.write_text("blocked.example\n")
+    data = peers.dnswarden_config(5300, 5301, str(listfile), tls=tls)
+    config = parse_config(
+        yaml.safe_dump(data), "bench.yaml", base_dir=tmp_path, known_lists=catalogue_ids()
+    )
+    assert [str(e) for e in config.encrypted.dot] == ["127.0.0.1:5310"]
+    assert [str(e) for e in config.encrypted.doh] == ["127.0.0.1:5311"]
+    assert config.encrypted.certificate == tls.certificate
+    assert "encrypted" not in peers.dnswarden_config(5300, 5301, str(listfile))
+
+
+@pytest.mark.parametrize("server", ["unbound", "dnsdist"])
+def test_peer_configs_with_encrypted_listeners_pass_their_checkers(server: str, tmp_path) -> None:
+    tls = _tls(tmp_path, make=True)
+    if server == "unbound":
+        block = tmp_path / "unbound-block.conf"
+        gen.write_lines(block, peers.unbound_block_lines(["blocked.example.com"]))
+        spec = peers.unbound_spec(tmp_path, 5301, 5300, str(block), tls)
+        _write(spec)
+        _checked(["unbound-checkconf", spec.argv[-1]])
+        conf = next(iter(spec.files.values()))
+        for line in ("interface: 127.0.0.1@5310", "interface: 127.0.0.1@5311", "tls-port: 5310",
+                     "https-port: 5311", 'http-endpoint: "/dns-query"'):  # fmt: skip
+            assert f"  {line}\n" in conf, line
+    else:
+        listfile = tmp_path / "blocklist.txt"
+        listfile.write_text("blocked.example.com\n")
+        spec = peers.dnsdist_spec(tmp_path, 5302, 5300, str(listfile), tls)
+        _write(spec)
+        _checked(["dnsdist", "--check-config", "-C", spec.argv[-1]])
+        conf = next(iter(spec.files.values()))
+        assert 'addTLSLocal("127.0.0.1:5310"' in conf and 'addDOHLocal("127.0.0.1:5311"' in conf
+    assert (spec.port_for("dot"), spec.port_for("doh"), spec.port_for("udp")) == (
+        5310, 5311, spec.port)  # fmt: skip
+
+
+def test_encrypted_listeners_are_on_loopback_only(tmp_path: Path) -> None:
+    tls = _tls(tmp_path)
+    specs = [
+        peers.unbound_spec(tmp_path, 5301, 5300, "b", tls),
+        peers.dnsdist_spec(tmp_path, 5302, 5300, "b", tls),
+        peers.dnswarden_spec(tmp_path, "dnswarden", 5304, 5300, "b", "python3", tls=tls),
+    ]
+    for spec in specs:
+        text = " ".join(spec.argv) + "".join(spec.files.values())
+        text += " ".join(peers.dnsperf_mode_args("doh"))
+        addresses = {word.strip("\"'{}(),:@#/") for word in text.replace("=", " ").split()}
+        addresses |= {w.split("//")[-1].split("/")[0] for w in text.split() if "//" in w}
+        dotted = {a.split(":")[0].split("@")[0].split("#")[0] for a in addresses}
+        ips = {a for a in dotted if a.count(".") == 3 and a.replace(".", "").isdigit()}
+        assert ips <= {"127.0.0.1", "0.0.0.0"}, spec.name
+        assert sorted(spec.tls_ports.values()) == [5310, 5311], spec.name
+
+
+def test_a_server_without_the_listener_has_no_port_for_it(tmp_path: Path) -> None:
+    spec = peers.unbound_spec(tmp_path, 5301, 5300, "b")
+    assert spec.port_for("udp") == spec.port_for("tcp") == 5301
+    with pytest.raises(ValueError, match="no doh listener"):
+        spec.port_for("doh")
+
+
+def test_encrypted_workloads_are_opt_in_and_send_the_blocked_names(tmp_path: Path) -> None:
+    assert main.parse_args([]).workloads == list(main.DEFAULT_WORKLOADS)
+    assert not set(main.DEFAULT_WORKLOADS) & set(main.ENCRYPTED_WORKLOADS)
+    table = main.workloads()
+    for mode in ("dot", "doh"):
+        workload = table[mode]
+        assert (workload.mode, workload.max_file, workload.rate_file) == (
+            mode, "blocked.txt", "blocked.txt")  # fmt: skip
+        assert not workload.once and not workload.tcp and workload.prime_file is None
+    assert table["tcp"].mode == "tcp" and table["blocked"].mode == "udp"
+
+
+def test_encrypted_rows_run_only_servers_with_such_listeners(tmp_path: Path) -> None:
+    argv = ["--workloads", "blocked", "dot", "doh", "--workers", "2", "--no-info-row"]
+    plan = _bench_with_data(tmp_path, argv).plan()
+    rows = {name: [s for w, _, s in plan if w.name == name] for name in ("dot", "doh")}
+    assert rows["dot"] == rows["doh"] == ["dnswarden", "dnswarden-w2", "unbound", "dnsdist"]
+    assert "dnsmasq" in [s for w, _, s in plan if w.name == "blocked/mixed"]
+
+
+def test_a_build_without_the_listener_is_an_error_row_not_a_silent_gap(tmp_path: Path) -> None:
+    bench = _bench_with_data(tmp_path, ["--workloads", "dot", "doh"])
+    assert bench.data is not None
+    bench.data.certificate, bench.data.key = tmp_path / "c.pem", tmp_path / "k.pem"
+    bench.encrypted = {"dnswarden": frozenset({"dot", "doh"}), "unbound": frozenset({"dot"}),
+                       "dnsdist": frozenset({"dot"})}  # fmt: skip
+    with pytest.raises(RuntimeError, match="no doh listener in this dnsdist build"):
+        bench.spec("dnsdist", mode="doh")
+    unbound = bench.spec("unbound", mode="dot")
+    assert set(unbound.tls_ports) == {"dot"}  # no https-port it could not serve
+    assert "https-port" not in next(iter(unbound.files.values()))
+    ours = yaml.safe_load(next(iter(bench.spec("dnswarden-w2", mode="doh").files.values())))
+    assert ours["encrypted"]["certificate"] == str(tmp_path / "c.pem")
+    assert set(ours["encrypted"]) >= {"dot", "doh", "key", "server_name"}
+    assert bench.spec("dnsdist").tls_ports == {}  # the UDP rows get no encrypted listeners

@@ -470,6 +470,31 @@ def test_a_policy_window_opening_and_closing_is_followed_to_the_second(
     assert env.pipeline.fail_closed(CLOSES + 10).groups == {}
 
 
+# --- rate limits: a client flooding one zone ------------------------------------------------
+
+
+def test_a_client_flooding_one_zone_keeps_its_cached_names_and_other_zones() -> None:
+    """Over its budget for victim.example, the client's new names there are refused (5a, then
+    early, 2a), while its cached name there and its names elsewhere are answered."""
+    config = parse_config(
+        CONFIG.format(extra="")
+        + "rate_limit: {action: refuse, client_zone_rate: 1, client_zone_burst: 3}\n",
+        "<test>",
+        known_lists=catalogue_ids(),
+    )
+    env = Env(build_state(config, None))
+    env.pool.records["www.victim.example."] = ["www.victim.example. 300 IN A 192.0.2.1"]
+    assert rdata(env.ask("www.victim.example.", sync=False)) == ["192.0.2.1"]
+    rcodes = [env.ask(f"r{i}.victim.example.").rcode() for i in range(6)]
+    assert rcodes == [dns.rcode.NOERROR] * 2 + [dns.rcode.REFUSED] * 4
+    shed = env.ask("r9.victim.example.", sync=True)
+    assert ede(shed) == [(18, "rate limited (client_zone)")]
+    assert rdata(env.ask("www.victim.example.", sync=True)) == ["192.0.2.1"]
+    assert env.ask("www.other.example.", sync=False).rcode() == dns.rcode.NOERROR
+    assert "r9.victim.example." not in [c.lower() for c in env.pool.calls]
+    assert env.stats.limited == {("default", "client_zone", "refuse"): 5}
+
+
 # --- metrics --------------------------------------------------------------------------------
 
 

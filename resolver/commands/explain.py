@@ -93,6 +93,13 @@ def _answer_text(state: ResolverState, mode: str, ttl: int, censored: bool, qtyp
             addresses = [str(a) for a in ips if a.version == version]
         if addresses:
             return f"{type_name(qtype)} {', '.join(addresses)} (TTL {ttl}), EDE 4 (Forged Answer)"
+    if mode == "drop":
+        return "no reply at all (RPZ DROP)"
+    if mode == "tcp_only":
+        return "over UDP an empty reply with TC set (RPZ TCP-only); over TCP, DoT, DoH forwarded"
+    if mode == "local":
+        return f"the rule's own records (RPZ local data, TTL {ttl}), EDE 4 (Forged Answer); " \
+            "NODATA for a type it has none of"
     if mode == "nxdomain":
         return f"NXDOMAIN with a SOA (negative TTL {ttl}), {ede}"
     if mode == "refused":
@@ -143,7 +150,7 @@ def explain(state: ResolverState, name: str, client: str, qtype: int,
         ref.name for ref in state.config.list_refs if ref.kind is ListKind.CATALOGUE
     )
     matches = []
-    for candidate in engine.candidates(group, qname, now):
+    for candidate in engine.candidates(group, qname, now, client):
         binding = candidate.binding
         matches.append(
             {

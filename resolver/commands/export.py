@@ -220,6 +220,8 @@ def _add_allow(result: Effective, name: str, bits: int) -> None:
 def _rpz_records(answer: str, addresses: tuple[str, ...]) -> list[str]:
     if answer == "nodata":
         return ["CNAME *."]
+    if answer in ("drop", "tcp_only"):
+        return [f"CNAME rpz-{answer.replace('_', '-')}."]
     if answer == "null_ip":
         return ["A 0.0.0.0", "AAAA ::"]
     if answer == "ip" and addresses:
@@ -231,6 +233,7 @@ _HOSTS_LOST = "subdomain coverage (hosts files match single names)"
 _ALONE_LOST = "rules for a name alone (domain lists mean the name and below)"
 _ALLOW_LOST = "exemptions and allow rules (the rules they carve out are left out)"
 _REFUSED = "refused answers, written as NXDOMAIN"
+_LOCAL = "RPZ local data, written as NXDOMAIN"
 
 
 def render(
@@ -274,6 +277,8 @@ def _rpz_body(policy: Effective) -> Iterator[str]:
             elif blocks:
                 if answer == "refused":
                     policy.lost(_REFUSED)
+                elif answer == "local":
+                    policy.lost(_LOCAL)
                 for record in _rpz_records(answer, policy.addresses):
                     yield f"{owner} {record}"
 

@@ -1,11 +1,14 @@
 """The `rate_limit` section: how fast one client, and one zone, may make us work.
 
-Three token buckets, each a rate per second and a burst: all queries of a client prefix
-(`rate`), the names a client prefix sends upstream because the cache had no answer
-(`upstream_rate`), and the names sent upstream under one registrable zone whose answers are
-mostly NXDOMAIN or failures (`zone_rate`, the random-subdomain defence). A rate of 0 turns that
-limit off. `groups` overrides the client limits for a group of clients; `exempt` networks (NAT
-gateways, relays) have no client limit at all.
+Token buckets, each a rate per second and a burst. What they charge is the work a query costs:
+the names a client prefix sends upstream because the cache had no answer (`upstream_rate`),
+those under one registrable zone from one client prefix (`client_zone_rate`: a flood of
+`<random>.victim.example` from one address is shed while its other names still go upstream),
+and those under one registrable zone from all clients while its answers are mostly NXDOMAIN or
+failures (`zone_rate`, the random-subdomain defence). `rate` limits every query of a client
+prefix before it is parsed, cache hits included; it is off by default (see docs/hardening.md).
+A rate of 0 turns that limit off. `groups` overrides the client limits for a group of clients;
+`exempt` networks (NAT gateways, relays) have no client limit at all.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from resolver.config.nodes import MISSING, Entries, Reader, join, line_of
 from resolver.config.problems import describe, suggest
 from resolver.config.values import IPNetwork, choice, network, positive_int
 
-CLIENT_RATE_KEYS = ("rate", "burst", "upstream_rate", "upstream_burst")
+CLIENT_RATE_KEYS = (
+    "rate", "burst", "upstream_rate", "upstream_burst", "client_zone_rate", "client_zone_burst",
+)
 MAX_RATE = 10_000_000.0
 
 
@@ -41,15 +46,19 @@ class GroupRates:
     burst: int | None = None
     upstream_rate: float | None = None
     upstream_burst: int | None = None
+    client_zone_rate: float | None = None
+    client_zone_burst: int | None = None
     line: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class RateLimitConfig:
-    rate: float = 1000.0
+    rate: float = 0.0
     burst: int = 2000
     upstream_rate: float = 200.0
     upstream_burst: int = 2000
+    client_zone_rate: float = 50.0
+    client_zone_burst: int = 250
     zone_rate: float = 100.0
     zone_burst: int = 200
     action: OverLimit = OverLimit.DROP
@@ -71,6 +80,18 @@ class RateLimitConfig:
                 )
         return self.rate, self.burst, self.upstream_rate, self.upstream_burst
 
+    def client_zone_for_group(self, group: str) -> tuple[float, int]:
+        """(client_zone_rate, client_zone_burst) for clients of `group`."""
+        for rates in self.groups:
+            if rates.group == group:
+                rate = rates.client_zone_rate
+                burst = rates.client_zone_burst
+                return (
+                    self.client_zone_rate if rate is None else rate,
+                    self.client_zone_burst if burst is None else burst,
+                )
+        return self.client_zone_rate, self.client_zone_burst
+
 
 _action = choice(OverLimit, "action")
 
@@ -79,9 +100,9 @@ def read_rate_limit(reader: Reader, top: Entries, group_names: frozenset[str]) -
     entries = reader.section(top, "rate_limit", RateLimitConfig)
     defaults = RateLimitConfig()
     values: dict[str, object] = {}
-    for name in ("rate", "upstream_rate", "zone_rate"):
+    for name in ("rate", "upstream_rate", "client_zone_rate", "zone_rate"):
         values[name] = reader.value(entries, name, "rate_limit", rate, getattr(defaults, name))
-    for name in ("burst", "upstream_burst", "zone_burst", "max_clients"):
+    for name in ("burst", "upstream_burst", "client_zone_burst", "zone_burst", "max_clients"):
         values[name] = reader.value(
             entries, name, "rate_limit", positive_int, getattr(defaults, name)
         )

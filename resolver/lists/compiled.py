@@ -59,13 +59,15 @@ from resolver.lists.formats import (
     FLAG_SELF,
     FLAG_WILD,
     SUBTREE,
+    IpRule,
     ParsedRules,
+    Record,
     answer_of,
     broken,
     parse_rules,
 )
 from resolver.lists.guard import DEFAULT_MAX_SHRINK, Refusal, judge, rule_line, sniff
-from resolver.lists.matcher import BlockRule, DomainMatcher
+from resolver.lists.matcher import BlockRule, DomainMatcher, NetworkRules
 from resolver.protocol.names import FAST_LABEL, LENGTHS_TO_DOTS, MAX_LABEL, to_text
 
 __all__ = [
@@ -160,6 +162,9 @@ def compile_rules(
         "regexes": [[rule.pattern, rule.allow] for rule in parsed.regexes],
         "meta": dict(meta or {}),
     }
+    rpz = _rpz_header(parsed)
+    if rpz:
+        header["rpz"] = rpz
     meta_bytes = json.dumps(header, separators=(",", ":")).encode()
     meta_bytes += b" " * len(_pad(_PREFIX.size + len(meta_bytes)))
     sections = (bloom, buckets, hashes, starts, lengths, flag_bytes, blob)
@@ -175,6 +180,42 @@ def compile_rules(
 
 
 _Index = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+
+
+def _rpz_header(parsed: ParsedRules) -> dict[str, Any]:
+    """An RPZ zone's rules that are not names with flags, for the JSON header: the actions of
+    owners the flags cannot say (local data), and the address triggers. Few, as globs are."""
+    rpz: dict[str, Any] = {}
+    if parsed.rpz_actions:
+        rpz["actions"] = {
+            pattern: [answer, _hex(records)]
+            for pattern, (answer, records) in parsed.rpz_actions.items()
+        }
+    for key, rules in (("client_ip", parsed.client_ips), ("response_ip", parsed.response_ips)):
+        if rules:
+            rpz[key] = [_ip_entry(rule) for rule in rules.values()]
+    return rpz
+
+
+def _hex(records: Iterable[Record]) -> list[list[Any]]:
+    return [[rtype, rdata.hex()] for rtype, rdata in records]
+
+
+def _ip_entry(rule: IpRule) -> list[Any]:
+    return [rule.network, rule.action, rule.owner, _hex(rule.records)]
+
+
+def _records(entries: Iterable[list[Any]]) -> tuple[Record, ...]:
+    return tuple((int(rtype), bytes.fromhex(rdata)) for rtype, rdata in entries)
+
+
+def _network_rules(list_name: str, entries: list[list[Any]] | None) -> NetworkRules | None:
+    if not entries:
+        return None
+    return NetworkRules(
+        (network, BlockRule(list_name, owner, answer, _records(records)))
+        for network, answer, owner, records in entries
+    )
 
 
 def _numpy() -> Any:
@@ -328,13 +369,16 @@ class CompiledMatcher:
         "_lengths",
         "_names",
         "_regex_rules",
+        "_rpz_actions",
         "_shift",
         "_starts",
         "_uniform",
+        "client_ips",
         "count",
         "header",
         "list_name",
         "meta",
+        "response_ips",
     )
 
     def __init__(self, buffer: bytes | mmap.mmap, keep: object = None) -> None:
@@ -381,9 +425,18 @@ class CompiledMatcher:
         )
         self._block_regex = _RegexSet.of(self._regex_rules, allow=False)
         self._allow_regex = _RegexSet.of(self._regex_rules, allow=True)
+        rpz = header.get("rpz") or {}
+        self._rpz_actions: dict[str, tuple[str, tuple[Record, ...]]] | None = {
+            pattern: (answer, _records(records))
+            for pattern, (answer, records) in rpz.get("actions", {}).items()
+        } or None
+        # RPZ address triggers (None: the list has none, the policy never asks).
+        self.client_ips = _network_rules(self.list_name, rpz.get("client_ip"))
+        self.response_ips = _network_rules(self.list_name, rpz.get("response_ip"))
 
     def __len__(self) -> int:
-        return self.count + len(self.header["globs"]) + len(self._regex_rules)
+        addresses = len(self.client_ips or ()) + len(self.response_ips or ())
+        return self.count + len(self.header["globs"]) + len(self._regex_rules) + addresses
 
     def _find(self, suffix: bytes) -> int:
         """The index of the name `suffix` (exact bytes), or -1."""
@@ -454,10 +507,21 @@ class CompiledMatcher:
                     pattern, zone = "*." + suffix.decode(), offsets[depth - 2]
                 else:
                     pattern, zone = suffix.decode(), offset
-                found = BlockRule(self.list_name, pattern, answer_of(flags)), zone
+                rule = BlockRule(self.list_name, pattern, answer_of(flags))
+                if self._rpz_actions is not None and pattern in self._rpz_actions:
+                    answer, data = self._rpz_actions[pattern]
+                    rule = BlockRule(self.list_name, pattern, answer, data)
+                found = rule, zone
                 if not self._has_allow:
                     break
         return found
+
+    def passes(self, qname: bytes) -> bool:
+        """An allow rule of the list (an RPZ PASSTHRU) covers `qname`: then the list's other
+        rules, its rpz-ip rules too, do not apply to it."""
+        if not self._has_allow:
+            return False
+        return self._walk(qname) is _ALLOWED or self._allowed_elsewhere(qname)
 
     def _allowed_elsewhere(self, qname: bytes) -> bool:
         """An allow rule among the wildcards or regexes covers `qname`."""

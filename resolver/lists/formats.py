@@ -21,28 +21,40 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from re import _parser as _sre_parse  # type: ignore[attr-defined]  # the parser `re` compiles with
+from typing import Final
 
 from resolver.protocol.names import BadName, normalise
 
 __all__ = [
     "ANSWER_CODES",
+    "CLIENT_IP",
+    "DROP",
     "FLAG_ALLOW_BELOW",
     "FLAG_ALLOW_SELF",
     "FLAG_BELOW",
     "FLAG_SELF",
     "FLAG_WILD",
     "FORMATS",
+    "LOCAL",
     "MAX_ERROR_RATIO",
     "MAX_REGEX_LENGTH",
+    "NOT_APPLICABLE",
+    "PASSTHRU",
+    "RESPONSE_IP",
+    "RPZ_ANSWERS",
     "SUBTREE",
+    "TCP_ONLY",
     "GlobRule",
+    "IpRule",
     "ParsedRules",
+    "Record",
     "RegexRule",
     "answer_of",
     "broken",
     "check_regex",
     "detect_format",
     "parse_rules",
+    "rpz_network",
 ]
 
 FORMATS = ("domains", "hosts", "adblock", "rpz", "regex")
@@ -62,6 +74,9 @@ ANSWER_CODES: dict[str | None, int] = {
     "nodata": 2,
     "null_ip": 3,
     "refused": 4,
+    "drop": 5,  # RPZ actions with answers of their own (`RPZ_ANSWERS`)
+    "tcp_only": 6,
+    "local": 7,
 }
 _ANSWERS = {code: answer for answer, code in ANSWER_CODES.items()}
 
@@ -153,12 +168,20 @@ class ParsedRules:
     error_count: int = 0
     over_limit: int = 0  # of `error_count`: good rules beyond a limit (max_regex), not garbage
     max_errors: int = 100
+    # RPZ: the action of each owner pattern whose flags cannot say it (local data, or `x` and
+    # `*.x` with different actions), and the address triggers by network.
+    rpz_actions: dict[str, tuple[str, list[Record]]] = field(default_factory=dict)
+    client_ips: dict[str, IpRule] = field(default_factory=dict)
+    response_ips: dict[str, IpRule] = field(default_factory=dict)
+    zone: str = ""  # an RPZ zone's apex (its SOA owner), which its blocks cite
 
     @property
     def accepted(self) -> int:
-        """Distinct rules: names (whatever they block or allow), wildcard and regex rules."""
+        """Distinct rules: names (whatever they block or allow), wildcard and regex rules,
+        RPZ address triggers."""
         extra = sum(1 for name in self.flagged if name not in self.plain)
-        return len(self.plain) + extra + len(self.globs) + len(self.regexes)
+        addresses = len(self.client_ips) + len(self.response_ips)
+        return len(self.plain) + extra + len(self.globs) + len(self.regexes) + addresses
 
     def bad(self, line_no: int, message: str) -> None:
         self.error_count += 1
@@ -191,7 +214,7 @@ class ParsedRules:
 
     def summary(self) -> dict[str, object]:
         """The report as plain values, for the reload log line and `check`."""
-        return {
+        report: dict[str, object] = {
             "format": self.format,
             "detected": self.detected,
             "accepted": self.accepted,
@@ -201,6 +224,27 @@ class ParsedRules:
             "regexes": len(self.regexes),
             "wildcards": len(self.globs),
         }
+        if self.client_ips:
+            report["client_ip_rules"] = len(self.client_ips)
+        if self.response_ips:
+            report["response_ip_rules"] = len(self.response_ips)
+        note = self.note()
+        if note:
+            report["note"] = note
+        if self.zone:
+            report["zone"] = self.zone
+        return report
+
+    def note(self) -> str:
+        """What a reader of the load report should know that is no error: RPZ rules that
+        cannot apply to a forwarder, skipped."""
+        count = sum(self.skipped.get(f"{trigger} trigger", 0) for trigger in NOT_APPLICABLE)
+        if not count:
+            return ""
+        return (
+            f"{count} rpz-nsdname/rpz-nsip rules skipped: they match the name servers a "
+            "recursive resolver meets on its way down, which a forwarder never sees"
+        )
 
 
 def answer_of(flags: int) -> str | None:
@@ -550,9 +594,46 @@ def _regex_line(parsed: ParsedRules, line_no: int, raw: str) -> None:
 
 # ----- RPZ ------------------------------------------------------------------------------------
 
-_RPZ_TRIGGERS = ("rpz-ip", "rpz-nsdname", "rpz-nsip", "rpz-client-ip")
+PASSTHRU: Final = "passthru"
+DROP: Final = "drop"
+TCP_ONLY: Final = "tcp_only"
+LOCAL: Final = "local"
+RPZ_ANSWERS: Final = frozenset({DROP, TCP_ONLY, LOCAL})
+"""Answers only an RPZ rule gives, which no sinkhole builds: no reply at all, an empty
+truncated reply (the client retries over TCP), the rule's own records."""
+CLIENT_IP: Final = "rpz-client-ip"
+RESPONSE_IP: Final = "rpz-ip"
+NOT_APPLICABLE: Final = ("rpz-nsdname", "rpz-nsip")
+"""Triggers on the name servers of the delegation a recursive resolver walks: a forwarder never
+sees them, so their rules are skipped and counted, never errors."""
 _RPZ_CLASSES = frozenset({"in", "ch", "hs", "any"})
 _TTL_RE = re.compile(r"\d+[smhdw]?(?:\d+[smhdw])*", re.I)
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"?|\S+')
+# Zone structure and DNSSEC records: never a policy (Unbound ignores them too).
+_RPZ_IGNORED_TYPES = frozenset({"NS", "DNAME", "DNSKEY", "DS", "RRSIG", "NSEC", "NSEC3",
+                                "NSEC3PARAM"})  # fmt: skip
+_CNAME_ACTIONS = {
+    ".": "nxdomain",
+    "*.": "nodata",
+    "rpz-passthru.": PASSTHRU,
+    "rpz-drop.": DROP,
+    "rpz-tcp-only.": TCP_ONLY,
+}
+
+Record = tuple[int, bytes]
+"""One record of local data: its RR type and RDATA in wire form (names uncompressed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IpRule:
+    """An ``rpz-ip`` or ``rpz-client-ip`` rule: the network its owner name encodes, its action
+    (an answer mode, `PASSTHRU` or `LOCAL`), the owner name relative to the zone (what a block
+    cites) and its local data."""
+
+    network: str
+    action: str
+    owner: str
+    records: tuple[Record, ...] = ()
 
 
 class _RpzState:
@@ -618,7 +699,7 @@ def _rpz_line(parsed: ParsedRules, state: _RpzState, line_no: int, line: str) ->
             parsed.rule_lines += 1
             parsed.bad(line_no, f"{show(fields[0])}: directive not supported here")
         return
-    fields = line.split()
+    tokens = list(_TOKEN.finditer(line))
     if line[0] in " \t":
         owner = state.last_owner
         if owner is None:
@@ -626,16 +707,18 @@ def _rpz_line(parsed: ParsedRules, state: _RpzState, line_no: int, line: str) ->
             parsed.bad(line_no, "record without an owner name")
             return
     else:
-        owner = _absolute(fields.pop(0), state.origin).rstrip(".").lower()
+        owner = _absolute(tokens.pop(0).group(), state.origin).rstrip(".").lower()
         state.last_owner = owner
-    while fields and (_TTL_RE.fullmatch(fields[0]) or fields[0].lower() in _RPZ_CLASSES):
-        fields.pop(0)
-    if not fields:
+    while tokens and (
+        _TTL_RE.fullmatch(tokens[0].group()) or tokens[0].group().lower() in _RPZ_CLASSES
+    ):
+        tokens.pop(0)
+    if not tokens:
         parsed.rule_lines += 1
         parsed.bad(line_no, "record without a type")
         return
-    rtype = fields[0].upper()
-    rdata = fields[1:]
+    rtype = tokens[0].group().upper()
+    rdata = line[tokens[1].start() :].strip() if len(tokens) > 1 else ""
     if rtype == "SOA":
         if state.apex is None:
             state.apex = owner
@@ -652,15 +735,21 @@ def _rpz_line(parsed: ParsedRules, state: _RpzState, line_no: int, line: str) ->
             parsed.bad(line_no, f"{show(owner)} is outside the zone {apex!r}")
             return
         owner = owner[: -len(apex) - 1]
-    if owner.rsplit(".", 1)[-1] in _RPZ_TRIGGERS:
-        parsed.skip(f"{owner.rsplit('.', 1)[-1]} trigger")
+    trigger = owner.rsplit(".", 1)[-1]
+    if trigger in NOT_APPLICABLE:
+        parsed.skip(f"{trigger} trigger")
         return
-    action = _rpz_action(rtype, rdata)
+    if rtype in _RPZ_IGNORED_TYPES:
+        parsed.skip(f"{rtype} record")
+        return
+    action = _rpz_action(parsed, line_no, owner, rtype, rdata, state.origin)
     if action is None:
-        parsed.skip(f"{rtype} local data")
         return
-    allow, answer = action
-    _add_pattern(parsed, line_no, owner, allow=allow, answer=answer, exact=True)
+    answer, record = action
+    if trigger in (CLIENT_IP, RESPONSE_IP):
+        _rpz_ip_rule(parsed, line_no, owner, trigger, answer, record)
+    else:
+        _rpz_name_rule(parsed, line_no, owner, answer, record)
 
 
 def _absolute(name: str, origin: str | None) -> str:
@@ -671,28 +760,175 @@ def _absolute(name: str, origin: str | None) -> str:
     return f"{name}.{origin}." if origin else name + "."
 
 
-def _rpz_action(rtype: str, rdata: list[str]) -> tuple[bool, str | None] | None:
-    """(allow, answer) of an RPZ policy record, None for local data we cannot serve per rule."""
-    if rtype == "CNAME" and len(rdata) == 1:
-        target = rdata[0].lower()
-        if target == ".":
-            return False, "nxdomain"
-        if target == "*.":
-            return False, "nodata"
-        if target in ("rpz-passthru.", "rpz-passthru"):
-            return True, None
-        if target in ("rpz-drop.", "rpz-drop"):
-            return False, None
-        return None
-    if rtype in ("A", "AAAA") and len(rdata) == 1:
-        try:
-            address = ipaddress.ip_address(rdata[0])
-        except ValueError:
+def _rpz_action(
+    parsed: ParsedRules, line_no: int, owner: str, rtype: str, rdata: str, origin: str | None
+) -> tuple[str, Record | None] | None:
+    """(answer, local data record) of one policy record, as Unbound reads it: a CNAME to ``.``,
+    ``*.``, ``rpz-passthru.``, ``rpz-drop.`` or ``rpz-tcp-only.`` is that action, ``A 0.0.0.0``
+    / ``AAAA ::`` the null answer, any other record (a CNAME to a real name too) local data.
+    None, with the line reported, for a record that is neither."""
+    if rtype == "CNAME":
+        target = rdata.lower()
+        if " " in target or not target:
+            parsed.bad(line_no, f"{show(owner)}: CNAME needs exactly one target name")
             return None
-        # 0.0.0.0 / :: is the null answer; another address is a redirect, which a list
-        # cannot give per rule: it blocks with the list's answer (e.g. `answer: ip`).
-        return False, "null_ip" if address.is_unspecified else None
-    return None
+        known = _CNAME_ACTIONS.get(target if target.endswith(".") else target + ".")
+        if known is not None:
+            return known, None
+        if target.rstrip(".").rsplit(".", 1)[-1].startswith("rpz-"):
+            parsed.bad(
+                line_no,
+                f"{show(owner)}: CNAME {show(rdata)} is no RPZ action (known: rpz-passthru., "
+                "rpz-drop., rpz-tcp-only.)",
+            )
+            return None
+    elif (
+        rtype in ("A", "AAAA") and is_address(rdata) and ipaddress.ip_address(rdata).is_unspecified
+    ):
+        return "null_ip", None
+    try:
+        return LOCAL, _local_record(rtype, rdata, origin)
+    except ValueError as exc:
+        parsed.bad(line_no, f"{show(owner)}: {rtype} {show(rdata)}: {exc}")
+        return None
+
+
+def _local_record(rtype: str, rdata: str, origin: str | None) -> Record:
+    """The wire form of one record of local data; ValueError says why it has none. dnspython
+    reads the RDATA (every type it knows, relative names against the zone's origin)."""
+    import dns.exception
+    import dns.name
+    import dns.rdata
+    import dns.rdataclass
+    import dns.rdatatype
+
+    try:
+        code = dns.rdatatype.from_text(rtype)
+        base = dns.name.from_text(origin) if origin else dns.name.root
+        value = dns.rdata.from_text(dns.rdataclass.IN, code, rdata, origin=base, relativize=False)
+        return int(code), value.to_wire()
+    except dns.rdatatype.UnknownRdatatype:
+        raise ValueError(f"unknown record type {rtype!r}") from None
+    except (dns.exception.DNSException, ValueError, TypeError) as exc:
+        raise ValueError(" ".join(str(exc).split()) or type(exc).__name__) from None
+
+
+def _rpz_name_rule(
+    parsed: ParsedRules, line_no: int, owner: str, answer: str, record: Record | None
+) -> None:
+    """A QNAME trigger: ``x`` for the name alone, ``*.x`` for every name below it. Each owner
+    has one action (a later record with another one is skipped, as Unbound does); local data
+    records of one owner add up."""
+    if answer == PASSTHRU:
+        _add_pattern(parsed, line_no, owner, allow=True, answer=None, exact=True)
+        return
+    try:
+        canonical, name = _name(owner, allow_wildcard=True)
+    except BadName as exc:
+        parsed.bad(line_no, str(exc))
+        return
+    first, _, parent = canonical.partition(".")
+    if first == "*":
+        if not parent:
+            parsed.bad(line_no, f"{show(owner)}: a wildcard at the top would match every name")
+            return
+        key, half, bits = parent.encode("ascii"), FLAG_BELOW, FLAG_BELOW | FLAG_WILD
+    elif "*" in first:
+        if answer == LOCAL:
+            parsed.bad(line_no, f"{show(owner)}: local data needs a whole '*' label or none")
+            return
+        _add_pattern(parsed, line_no, owner, allow=False, answer=answer, exact=True)
+        return
+    else:
+        key, half, bits = name, FLAG_SELF, FLAG_SELF
+    flags = parsed.flagged.get(key, 0)
+    actions = parsed.rpz_actions
+    if flags & half:
+        before = actions.get(canonical)
+        first_answer = before[0] if before is not None else answer_of(flags)
+        if first_answer != answer:
+            parsed.skip("record beside another action at its owner (the first is kept)")
+        elif before is not None and record is not None and record not in before[1]:
+            before[1].append(record)
+        else:
+            parsed.duplicates += 1
+        return
+    code = flags & _ANSWER_MASK
+    parsed.add(key, bits | _answer_bits(answer))
+    if record is not None:
+        actions[canonical] = (answer, [record])
+    elif code == _answer_bits(LOCAL):
+        # `x` and `*.x` share the flags' one answer code: the first one read. Only local
+        # data needs the other to keep its own (`x` has records, `*.x` none).
+        actions[canonical] = (answer, [])
+
+
+def _rpz_ip_rule(
+    parsed: ParsedRules,
+    line_no: int,
+    owner: str,
+    trigger: str,
+    answer: str,
+    record: Record | None,
+) -> None:
+    try:
+        network = rpz_network(owner[: -len(trigger) - 1] if owner != trigger else "")
+    except ValueError as exc:
+        parsed.bad(line_no, f"{show(owner)}: {exc}")
+        return
+    rules = parsed.client_ips if trigger == CLIENT_IP else parsed.response_ips
+    before = rules.get(network)
+    records = () if record is None else (record,)
+    if before is None:
+        rules[network] = IpRule(network, answer, owner, records)
+    elif before.action != answer:
+        parsed.skip("record beside another action at its owner (the first is kept)")
+    elif record is not None and record not in before.records:
+        rules[network] = IpRule(network, answer, before.owner, before.records + records)
+    else:
+        parsed.duplicates += 1
+
+
+def rpz_network(labels_text: str) -> str:
+    """The network an ``rpz-ip``/``rpz-client-ip`` owner encodes, given the labels before the
+    trigger: the prefix length, then the address backwards, label by label
+    (``24.0.2.0.192`` is 192.0.2.0/24; ``48.zz.db8.2001`` is 2001:db8::/48, ``zz`` standing
+    for the longest run of zero groups). ValueError says what is wrong."""
+    labels = labels_text.split(".") if labels_text else []
+    if len(labels) < 2:
+        raise ValueError(
+            "an address trigger is PREFIX.ADDRESS-REVERSED.<trigger> (24.0.2.0.192.rpz-ip, "
+            "48.zz.db8.2001.rpz-ip)"
+        )
+    length_text, parts = labels[0], labels[:0:-1]
+    if not length_text.isdigit():
+        raise ValueError(f"prefix length {length_text!r} is not a number")
+    length = int(length_text)
+    if len(parts) == 4 and all(part.isdigit() for part in parts):
+        text, bits = ".".join(parts), 32
+    else:
+        if parts.count("zz") > 1:
+            raise ValueError("'zz' may stand for one run of zero groups only")
+        if "zz" in parts:
+            at = parts.index("zz")
+            text = ":".join(parts[:at]) + "::" + ":".join(parts[at + 1 :])
+        elif len(parts) == 8:
+            text = ":".join(parts)
+        else:
+            raise ValueError(
+                f"{len(parts)} address labels: IPv4 takes 4, IPv6 8 (or fewer with 'zz')"
+            )
+        bits = 128
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address") from None
+    if not 1 <= length <= bits:
+        raise ValueError(f"prefix length {length} is outside 1-{bits}")
+    try:
+        return str(ipaddress.ip_network(f"{address}/{length}"))
+    except ValueError:
+        raise ValueError(f"{address}/{length} has address bits set beyond the prefix") from None
 
 
 # ----- the whole buffer -----------------------------------------------------------------------
@@ -766,6 +1002,8 @@ def _parse_rpz(parsed: ParsedRules, data: bytes) -> None:
     lines = [_decode_line(raw) for raw in data.split(b"\n")]
     for line_no, line in _rpz_records(lines):
         _rpz_line(parsed, state, line_no, line)
+    if state.apex and not parsed.zone:
+        parsed.zone = state.apex
 
 
 def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adblock: bool) -> None:

@@ -45,7 +45,7 @@ from resolver.lists.compiled import (
     write_atomic,
 )
 from resolver.lists.fetch import SourceStore
-from resolver.lists.formats import ParsedRules
+from resolver.lists.formats import NOT_APPLICABLE, ParsedRules
 from resolver.lists.guard import DEFAULT_MAX_SHRINK, LIFTED_BY_ACCEPT, judge
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
 from resolver.lists.refusals import (
@@ -119,7 +119,7 @@ def build_blocking(entry_ids: Sequence[str]) -> BlockingSet:
     return BlockingSet(matcher=matcher, sizes=sizes)
 
 
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 """Part of every compiled list's fingerprint: bump it when parsing changes meaning."""
 
 CHILD_THRESHOLD = 1 << 20
@@ -171,10 +171,16 @@ class ListReport:
     note: str = ""
     fetched: bool = True  # False for a feed with no good copy yet: it blocks nothing so far
     refused: str = ""  # the guard's reason when the newest version was refused
+    zone: str = ""  # an RPZ list's zone (its SOA owner), cited with its location
+
+    def not_applicable(self) -> dict[str, int]:
+        """RPZ rules skipped because a forwarder cannot apply them, by trigger (a metric)."""
+        found = ((trigger, self.skipped.get(f"{trigger} trigger", 0)) for trigger in NOT_APPLICABLE)
+        return {trigger: count for trigger, count in found if count}
 
     def fields(self) -> dict[str, object]:
         out: dict[str, object] = {"entries": self.entries, "kind": self.kind}
-        for key in ("format", "detected", "note", "refused"):
+        for key in ("format", "detected", "note", "refused", "zone"):
             value = getattr(self, key)
             if value:
                 out[key] = value
@@ -537,6 +543,8 @@ class ListLoader:
             invalid=report.get("invalid", 0),
             skipped=report.get("skipped", {}),
             cached=cached,
+            note=report.get("note", ""),
+            zone=report.get("zone", ""),
         )
 
 

@@ -22,14 +22,15 @@ Semantics, decided here and relied on by the catalogue and list files:
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
 from resolver.protocol.names import BadName, from_text, to_text
 
-__all__ = ["ANSWER_OVERRIDES", "BlockRule", "DomainMatcher", "Matcher"]
+__all__ = ["ANSWER_OVERRIDES", "BlockRule", "DomainMatcher", "Matcher", "NetworkRules"]
 
 ANSWER_OVERRIDES = frozenset({"null_ip", "nxdomain", "nodata", "refused"})
 """Answer modes a single rule may force. ``ip`` needs addresses, so it is list-wide only."""
@@ -46,6 +47,7 @@ class BlockRule:
     list_name: str
     pattern: str
     answer: str | None = None
+    data: tuple[tuple[int, bytes], ...] = ()  # RPZ local data: (RR type, wire RDATA)
 
 
 _LabelTest = Callable[[bytes], object]
@@ -184,3 +186,36 @@ class Matcher(Protocol):
     def lookup(self, qname: bytes) -> tuple[BlockRule, int] | None: ...
 
     def __len__(self) -> int: ...
+
+
+class NetworkRules:
+    """A list's RPZ address triggers (``rpz-ip`` or ``rpz-client-ip``): which rule covers an
+    address. As RPZ says, the longest prefix wins; the cost is one dict lookup per distinct
+    prefix length, whatever the number of rules."""
+
+    __slots__ = ("_by_length", "count")
+
+    def __init__(self, rules: Iterable[tuple[str, BlockRule]]) -> None:
+        by_length: dict[tuple[int, int], dict[int, BlockRule]] = {}
+        count = 0
+        for text, rule in rules:
+            net = ipaddress.ip_network(text)
+            bits = net.max_prefixlen - net.prefixlen
+            by_length.setdefault((net.version, bits), {})[int(net.network_address) >> bits] = rule
+            count += 1
+        # Longest prefix first: fewest host bits.
+        self._by_length = sorted(by_length.items(), key=lambda item: item[0][1])
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def match(self, version: int, value: int) -> tuple[BlockRule, int] | None:
+        """The rule covering the address (`version` 4 or 6, its integer `value`) and its prefix
+        length, or None."""
+        for (net_version, bits), table in self._by_length:
+            if net_version == version:
+                rule = table.get(value >> bits)
+                if rule is not None:
+                    return rule, (32 if version == 4 else 128) - bits
+        return None

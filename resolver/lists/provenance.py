@@ -56,9 +56,11 @@ def catalogue_provenance(entry: CatalogueEntry) -> Provenance:
     )
 
 
-def source_provenance(name: str, kind: str, location: str) -> Provenance:
-    """An operator list: its file, directory or URL is all it can cite."""
-    return Provenance(name, kind, location, citation=location or None)
+def source_provenance(name: str, kind: str, location: str, zone: str = "") -> Provenance:
+    """An operator list: its file, directory or URL is all it can cite, and for an RPZ zone
+    its name (unless the location already says it, as a transfer's ``xfr://`` does)."""
+    citation = location if not zone or zone in location else f"{location} (RPZ zone {zone})"
+    return Provenance(name, kind, location, citation=citation or None)
 
 
 class _Report(Protocol):
@@ -80,7 +82,8 @@ def list_provenance(
         if report.kind == CATALOGUE:
             found[name] = catalogue_provenance(read_entry(report.location))
         else:
-            found[name] = source_provenance(name, report.kind, report.location)
+            zone = getattr(report, "zone", "")
+            found[name] = source_provenance(name, report.kind, report.location, zone)
     return found
 
 

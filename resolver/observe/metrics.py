@@ -58,6 +58,7 @@ class ServiceSnapshot:
     upstream_health: Mapping[str, bool] = field(default_factory=dict)  # upstream label -> up
     tcp_connections_open: int = 0
     connections_open: Mapping[str, int] = field(default_factory=dict)  # DoT/DoH, by transport
+    certificate_expiry: Mapping[str, float] = field(default_factory=dict)  # transport -> notAfter
     list_sizes: Mapping[str, int] = field(default_factory=dict)  # domain rules per list
     list_last_refresh: Mapping[str, float] = field(default_factory=dict)  # unix time, last load
     list_refresh_failures: Mapping[str, int] = field(default_factory=dict)
@@ -74,6 +75,8 @@ class ServiceSnapshot:
     ready: bool = False
     # RPZ zones by transfer: list -> serial, last_transfer, failures, transfers.<kind>
     rpz_zones: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    # RPZ rules a forwarder cannot apply, skipped at load: list -> trigger -> rules
+    rpz_skipped: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     outputs: Mapping[str, int] = field(default_factory=dict)  # dnstap/syslog: "<out>.<outcome>"
 
     @classmethod
@@ -97,6 +100,7 @@ class ServiceSnapshot:
                 name: sum(s.connections_open.get(name, 0) for s in snapshots)
                 for name in sorted({n for s in snapshots for n in s.connections_open})
             },
+            certificate_expiry=_earliest(s.certificate_expiry for s in snapshots),
             list_sizes=first.list_sizes,
             list_last_refresh=first.list_last_refresh,
             list_refresh_failures=first.list_refresh_failures,
@@ -112,6 +116,7 @@ class ServiceSnapshot:
             build=first.build,
             ready=all(s.ready for s in snapshots),
             rpz_zones=_merged_zones(snapshots),
+            rpz_skipped=first.rpz_skipped,
             outputs=_summed(s.outputs for s in snapshots),
         )
 
@@ -129,6 +134,16 @@ def _merged_zones(snapshots: Sequence[ServiceSnapshot]) -> dict[str, dict[str, f
                 else:
                     into[key] = into.get(key, 0.0) + value
     return merged
+
+
+def _earliest(expiries: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """Each listener's certificate expiry over the workers: the soonest, since a worker whose
+    reload failed still serves the older certificate."""
+    soonest: dict[str, float] = {}
+    for one in expiries:
+        for name, when in one.items():
+            soonest[name] = min(soonest.get(name, when), when)
+    return soonest
 
 
 def _summed(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
@@ -211,6 +226,9 @@ FAMILIES: Final = {
         _f("rpz_zone_transfer_failures", "counter", ("list",),
            "Failed checks of each RPZ zone: no primary answered, TSIG refused, or the new "
            "version was refused as broken or shrunk (the last good copy stays in force)."),
+        _f("rpz_rules_skipped", "gauge", ("list", "trigger"),
+           "RPZ rules of each list skipped at its last load because a forwarder cannot apply "
+           "them, by trigger (rpz-nsdname, rpz-nsip)."),
         _f("notifies", "counter", ("result",),
            "NOTIFY messages received: accepted (from a listed primary, for its zone), refused, "
            "malformed."),
@@ -245,6 +263,12 @@ FAMILIES: Final = {
            "TLS handshakes that failed, by reason: timeout, not_tls, protocol_version, "
            "no_shared_cipher, certificate_rejected (the client refused our certificate), "
            "closed, proxy_header, other."),
+        _f("tls_certificate_expiry_timestamp_seconds", "gauge", ("transport",),
+           "Unix time at which the certificate each encrypted listener serves expires "
+           "(notAfter), read when it was loaded: at start and on each successful reload."),
+        _f("tls_certificate_reloads", "counter", ("result",),
+           "Certificate re-reads on reload (SIGHUP), by result; on failure the running "
+           "certificate stays in service."),
         _f("doh_responses", "counter", ("status",),
            "DNS-over-HTTPS responses by HTTP status (200, 400, 404, 405, 413, 415, ...)."),
         _f("udp_errors", "counter", ("event",),
@@ -297,6 +321,8 @@ _EXACT: Final[dict[str, tuple[str, tuple[str, ...]]]] = {
     "upstream.merged": ("upstream_merged_queries", ()),
     "upstream.tcp_retry": ("upstream_tcp_retries", ()),
     "upstream.receive_error": ("upstream_receive_errors", ()),
+    "tls_reload.ok": ("tls_certificate_reloads", ("success",)),
+    "tls_reload.failed": ("tls_certificate_reloads", ("failure",)),
 }
 # Series present from the first scrape, so `rate()` and ratios in alerts never see a gap.
 _ALWAYS: Final = (
@@ -305,7 +331,7 @@ _ALWAYS: Final = (
     "tcp.idle_closed", "tcp.stalled", "tcp.rejected_client", "tcp.pipeline_full",
     "udp.send_error", "udp.receive_error", "dropped.overload",
     "dot.accepted", "dot.rejected", "doh.accepted", "doh.rejected", "tls_failed.dot.timeout",
-    "tls_failed.doh.timeout", "doh_response.200",
+    "tls_failed.doh.timeout", "doh_response.200", "tls_reload.ok", "tls_reload.failed",
 )  # fmt: skip
 
 
@@ -383,6 +409,8 @@ class StatsCollector:
         out.add("tcp_connections_open", (), snapshot.tcp_connections_open)
         for transport in ENCRYPTED_TRANSPORTS:
             out.add("connections_open", (transport,), snapshot.connections_open.get(transport, 0))
+        for transport, when in sorted(snapshot.certificate_expiry.items()):
+            out.add("tls_certificate_expiry_timestamp_seconds", (transport,), when)
         for name, size in sorted(snapshot.list_sizes.items()):
             out.add("list_entries", (name,), size)
         for name, when in sorted(snapshot.list_last_refresh.items()):
@@ -415,6 +443,9 @@ class StatsCollector:
             out.add("rpz_zone_expired", (name,), values.get("expired", 0.0))
             for kind in ("axfr", "ixfr"):
                 out.add("rpz_zone_transfers", (name, kind), values.get("transfers." + kind, 0.0))
+        for name, triggers in sorted(snapshot.rpz_skipped.items()):
+            for trigger, count in sorted(triggers.items()):
+                out.add("rpz_rules_skipped", (name, trigger), count)
         for key, value in sorted(snapshot.outputs.items()):
             output, _, outcome = key.partition(".")
             family = {"dnstap": "dnstap_frames", "syslog": "syslog_messages"}.get(output)

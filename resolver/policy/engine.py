@@ -51,7 +51,8 @@ from resolver.config import (
     PolicyConfig,
 )
 from resolver.lists.compiled import ListScreen, screenable
-from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher
+from resolver.lists.formats import PASSTHRU
+from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher, NetworkRules
 from resolver.lists.provenance import Provenance
 from resolver.policy.access import CLIENT_MEMO_LIMIT, client_address
 from resolver.protocol.names import from_text
@@ -97,6 +98,7 @@ class Decision:
     # A block mandated by an authority other than the operator (RFC 8914 EDE 16): through a
     # policy that carries a reference. A catalogue entry applied by the operator is EDE 15.
     censored: bool = False
+    data: tuple[tuple[int, bytes], ...] = ()  # RPZ local data to answer with: (type, RDATA)
 
 
 class Exemptions:
@@ -158,6 +160,8 @@ class Binding:
     decisions: tuple[str, ...] = ()  # the catalogue entry's decision labels
     cause: str = ""  # EDE text of its blocks
     censored: bool = False  # through a policy that carries a reference
+    client_ips: NetworkRules | None = None  # the list's rpz-client-ip rules
+    response_ips: NetworkRules | None = None  # the list's rpz-ip rules
 
     def in_force(self, now: float) -> bool:
         return (self.valid_from is None or self.valid_from <= now) and (
@@ -173,6 +177,7 @@ class Group:
     exemptions: Exemptions
     allow: Decision
     devices: tuple[str, ...] = ()
+    client_ip: bool = False  # a list of the group has rpz-client-ip rules
     # Several lists: which of them may match a name, in one probe per label (None: ask all).
     screen: ListScreen | None = None
 
@@ -223,6 +228,8 @@ class PolicyEngine:
             group.name: {} for group in groups
         }
         self._blocks_count = 0
+        # Lists with rpz-ip rules: the inspector collects the addresses of every answer.
+        self.response_ip = any(b.response_ips is not None for g in groups for b in g.bindings)
         # Every instant at which some binding starts or stops being in force, ascending.
         self._edges = sorted(
             {
@@ -283,6 +290,8 @@ class PolicyEngine:
         group = self.group_of(client, device)
         if group is None:
             return _REFUSE_NO_GROUP
+        if group.client_ip:
+            return self._decide_by_client(group, client, qname, now)
         unlisted = self._unlisted[group.name]
         if qname in unlisted:
             return group.allow
@@ -321,6 +330,74 @@ class PolicyEngine:
             self._unlisted_count += 1
         return group.allow
 
+    def _decide_by_client(self, group: Group, client: str, qname: bytes, now: float) -> Decision:
+        """`decide` for a group with rpz-client-ip rules (no memo: the answer depends on the
+        client). Within each list a client rule comes before the name rules, as RPZ orders
+        triggers; a client PASSTHRU rule lets the client past the rest of that list."""
+        address = client_address(client)
+        for binding in group.bindings:
+            clients = binding.client_ips
+            if clients is not None and address is not None and binding.in_force(now):
+                hit = clients.match(address.version, int(address))
+                if hit is not None:
+                    if hit[0].answer == PASSTHRU:
+                        continue
+                    if group.exemptions.active and group.exemptions.match(qname) is not None:
+                        return group.allow
+                    exempt = binding.exemptions.active and binding.exemptions.match(qname)
+                    if not exempt and not _allow_listed(binding, qname):
+                        return self._block(group, binding, hit[0], 0)
+            found = binding.matcher.lookup(qname)
+            if found is None or not binding.in_force(now):
+                continue
+            if group.exemptions.active and group.exemptions.match(qname) is not None:
+                return group.allow
+            if binding.exemptions.active and binding.exemptions.match(qname) is not None:
+                continue
+            return self._block(group, binding, found[0], found[1])
+        return group.allow
+
+    def response_block(
+        self,
+        client: str,
+        qname: bytes,
+        addresses: Sequence[tuple[int, int]],
+        now: float,
+        device: str = "",
+    ) -> Decision | None:
+        """The block the rpz-ip rules of `client`'s lists put on an answer to `qname` holding
+        `addresses` ((version, value) of each A/AAAA), or None. The first list (in precedence
+        order) with a rule covering one of them decides; within it the longest prefix wins,
+        then the lowest address (RPZ). A PASSTHRU rule (for the address, the client or the name)
+        passes the answer through that list."""
+        group = self.group_of(client, device)
+        if group is None:
+            return None
+        for binding in group.bindings:
+            rules = binding.response_ips
+            if rules is None or not binding.in_force(now):
+                continue
+            if binding.client_ips is not None and _passes(binding.client_ips, client):
+                continue
+            passes = getattr(getattr(binding.matcher, "inner", binding.matcher), "passes", None)
+            if passes is not None and passes(qname):
+                continue  # a PASSTHRU for the name: RPZ puts QNAME triggers before IP ones
+            best: tuple[int, int, BlockRule] | None = None
+            for version, value in addresses:
+                hit = rules.match(version, value)
+                if hit is not None and (best is None or (-hit[1], value) < best[:2]):
+                    best = (-hit[1], value, hit[0])
+            if best is None or best[2].answer == PASSTHRU:
+                continue
+            if group.exemptions.active and group.exemptions.match(qname) is not None:
+                return None
+            if binding.exemptions.active and binding.exemptions.match(qname) is not None:
+                continue
+            if _allow_listed(binding, qname):
+                continue
+            return self._block(group, binding, best[2], 0)
+        return None
+
     @staticmethod
     def _block(group: Group, binding: Binding, rule: BlockRule, zone_offset: int) -> Decision:
         return Decision(
@@ -340,26 +417,67 @@ class PolicyEngine:
             binding.decisions,
             binding.cause,
             binding.censored,
+            rule.data,
         )
 
-    def candidates(self, group: Group, qname: bytes, now: float) -> list[Candidate]:
-        """Every list of `group` that matches `qname`, with why each applies or not: the slow,
-        complete view behind `dnswarden explain`."""
+    def candidates(
+        self, group: Group, qname: bytes, now: float, client: str = ""
+    ) -> list[Candidate]:
+        """Every list of `group` that matches `qname` (or, by an rpz-client-ip rule, `client`),
+        with why each applies or not: the slow, complete view behind `dnswarden explain`."""
         found = []
         group_exempt = group.exemptions.match(qname) if group.exemptions else None
+        address = client_address(client) if group.client_ip else None
         for binding in group.bindings:
-            hit = binding.matcher.lookup(qname)
-            if hit is None:
-                continue
-            why_not = ""
-            if not binding.in_force(now):
-                why_not = "policy not in force at that time"
-            elif group_exempt is not None:
-                why_not = f"exempt for group {group.name} by {group_exempt}"
-            elif binding.exemptions and (rule := binding.exemptions.match(qname)) is not None:
-                why_not = f"exempt from policy {binding.policy} by {rule}"
-            found.append(Candidate(binding, hit[0], hit[1], not why_not, why_not))
+            passed = ""  # a client PASSTHRU: the list's other rules do not apply
+            clients = binding.client_ips
+            by_client = None
+            if clients is not None and address is not None:
+                by_client = clients.match(address.version, int(address))
+            if by_client is not None and by_client[0].answer == PASSTHRU:
+                passed = f"client passed through this list by {by_client[0].pattern}"
+                found.append(Candidate(binding, by_client[0], 0, False, passed))
+                by_client = None
+            for hit in (by_client, binding.matcher.lookup(qname)):
+                if hit is None:
+                    continue
+                candidate = self._candidate(binding, hit, qname, now, group, group_exempt)
+                if passed:
+                    candidate = Candidate(binding, hit[0], hit[1], False, passed)
+                found.append(candidate)
         return found
+
+    @staticmethod
+    def _candidate(
+        binding: Binding,
+        hit: tuple[BlockRule, int],
+        qname: bytes,
+        now: float,
+        group: Group,
+        group_exempt: str | None,
+    ) -> Candidate:
+        why_not = ""
+        if not binding.in_force(now):
+            why_not = "policy not in force at that time"
+        elif group_exempt is not None:
+            why_not = f"exempt for group {group.name} by {group_exempt}"
+        elif binding.exemptions and (rule := binding.exemptions.match(qname)) is not None:
+            why_not = f"exempt from policy {binding.policy} by {rule}"
+        return Candidate(binding, hit[0], hit[1], not why_not, why_not)
+
+
+def _allow_listed(binding: Binding, qname: bytes) -> bool:
+    """A global allow list (`allow:`) covers `qname`: no rule of the list blocks it, its
+    address rules neither (`resolver.lists.loading.AllowFiltered` does it for names)."""
+    allows: tuple[Matcher, ...] = getattr(binding.matcher, "allows", ())
+    return any(allow.lookup(qname) is not None for allow in allows)
+
+
+def _passes(rules: NetworkRules, client: str) -> bool:
+    """A PASSTHRU rpz-client-ip rule of the list covers `client`."""
+    address = client_address(client)
+    hit = None if address is None else rules.match(address.version, int(address))
+    return hit is not None and hit[0].answer == PASSTHRU
 
 
 _REFUSE_NO_GROUP = Decision(Action.REFUSE, "", reason="client in no group")
@@ -450,6 +568,7 @@ def build_engine(
         name, matcher = matchers[item]
         source = cited.get(name)
         own = policy.reference if policy is not None else None
+        rpz = getattr(matcher, "inner", matcher)  # an AllowFiltered list: the list itself
         return Binding(
             name,
             matcher,
@@ -464,6 +583,8 @@ def build_engine(
             source.labels if source is not None else (),
             block_cause(name, policy.name if policy is not None else None, own, source),
             own is not None,
+            getattr(rpz, "client_ips", None),
+            getattr(rpz, "response_ips", None),
         )
 
     def always(item: str) -> Binding:
@@ -510,6 +631,7 @@ def build_engine(
                 bindings=bindings,
                 exemptions=exemptions_of(group.exempt, group.exempt_lists),
                 allow=Decision(Action.ALLOW, group.name),
+                client_ip=any(b.client_ips is not None for b in bindings),
                 screen=_screen(bindings, screens),
             )
         )

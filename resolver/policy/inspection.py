@@ -45,6 +45,7 @@ from resolver.protocol.wire import (
 TYPE_DNAME: Final = 39
 MAX_RECORDS: Final = 128
 MAX_NAMES: Final = 16
+MAX_ADDRESSES: Final = 16
 RESPONSE_IP: Final = "response-ip"
 REBINDING: Final = "rebinding"
 IP_REFERENCES: Final = {RESPONSE_IP: "inspection.response_ip", REBINDING: "inspection.rebinding"}
@@ -83,6 +84,8 @@ class Findings:
 
     names: tuple[bytes, ...] = ()
     ip_block: tuple[str, str] | None = None  # (RESPONSE_IP or REBINDING, network or address)
+    # The A/AAAA addresses of the answer, as (version, value), when a list has rpz-ip rules.
+    addresses: tuple[tuple[int, int], ...] = ()
 
 
 class _Networks:
@@ -119,14 +122,17 @@ _PRIVATE = _Networks(PRIVATE_NETWORKS)
 class Inspector:
     """The inspection rules of one configuration, compiled once."""
 
-    __slots__ = ("_allow", "_ips", "_rebinding", "active", "cname")
+    __slots__ = ("_addresses", "_allow", "_ips", "_rebinding", "active", "cname")
 
-    def __init__(self, config: InspectionConfig) -> None:
+    def __init__(self, config: InspectionConfig, addresses: bool = False) -> None:
+        """`addresses`: collect every answer's addresses for the lists' rpz-ip rules, which
+        are judged per client (`verdict`), as the lists a client gets depend on its group."""
         self.cname = config.cname
         self._ips = _Networks(config.response_ip)
         self._rebinding = config.rebinding
+        self._addresses = addresses
         self._allow = frozenset(from_text(z) for z in (*ALWAYS_INTERNAL, *config.rebinding_allow))
-        self.active = self.cname or bool(self._ips) or self._rebinding
+        self.active = self.cname or bool(self._ips) or self._rebinding or addresses
 
     def _exempt(self, qname: bytes) -> bool:
         """True when `qname` is in (or below) a rebinding_allow zone."""
@@ -150,8 +156,10 @@ class Inspector:
         cname = self.cname
         ips = self._ips
         check_private = self._rebinding and not self._exempt(qname)
-        check_ips = bool(ips) or check_private
+        collect = self._addresses
+        check_ips = bool(ips) or check_private or collect
         names: list[bytes] = []
+        addresses: list[tuple[int, int]] = []
         ip_block: tuple[str, str] | None = None
         size = len(raw)
         pos = question_end
@@ -185,6 +193,8 @@ class Inspector:
                         version, value = 4, value & 0xFFFFFFFF
                 else:
                     continue
+                if collect and len(addresses) < MAX_ADDRESSES:
+                    addresses.append((version, value))
                 network = ips.match(version, value) if ips else None
                 if network is not None:
                     ip_block = (RESPONSE_IP, network)
@@ -197,9 +207,9 @@ class Inspector:
                     ip_block = (REBINDING, str(address))
         except FormError:
             pass  # judged on what parsed; the reply's layout was already checked upstream
-        if not names and ip_block is None:
+        if not names and ip_block is None and not addresses:
             return None
-        return Findings(tuple(names), ip_block)
+        return Findings(tuple(names), ip_block, tuple(addresses))
 
 
 def verdict(
@@ -210,11 +220,14 @@ def verdict(
     blocking: BlockingConfig,
     now: float,
     device: str = "",
+    qname: bytes = b"",
 ) -> Decision | None:
     """The block `findings` impose on `client`'s answer, or None to let it through.
 
     A blocked answer is replaced by the blocked answer to the question, whose negative SOA sits at
-    the question name itself: `zone_offset` is 0 whatever the matched answer name was."""
+    the question name itself: `zone_offset` is 0 whatever the matched answer name was. The
+    answer's names come first, then its addresses against the client's lists' rpz-ip rules
+    (RPZ puts QNAME triggers before IP triggers)."""
     if findings.ip_block is not None:
         kind, rule = findings.ip_block
         group = policy.group_of(client, device)
@@ -235,4 +248,6 @@ def verdict(
         decision = policy.decide(client, name, qtype, now, device)
         if decision.action is Action.BLOCK:
             return replace(decision, zone_offset=0, cname=name)
+    if findings.addresses:
+        return policy.response_block(client, qname, findings.addresses, now, device)
     return None

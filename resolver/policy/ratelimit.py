@@ -1,28 +1,37 @@
 """Rate limits per client prefix and per zone: who may make us work, and how fast.
 
 A flood from one device (malware, a stuck app, a random-subdomain attack on someone else's
-zone) must not starve the other clients. Three budgets, each a token bucket kept as GCRA (one
-float per bucket: the instant it is due full again), so a check is one dict lookup and a few
-float operations:
+zone) must not starve the other clients, nor the flooding address's own other queries (several
+devices behind one NAT address, or the infected device's own browser): what is limited is the
+work a query costs, not the packet. Budgets, each a token bucket kept as GCRA (one float per
+bucket: the instant it is due full again), so a check is one dict lookup and a few float
+operations:
 
-- `admits(client, now)`: every query of the client's prefix (/32 and /56 by default); checked
-  first on the query path, so a flood is shed before it is even parsed.
-- `admits_upstream(client, qname, now)`: each name the cache cannot answer. A client that keeps
-  asking names nobody asked before (`<random>.victim.example`) costs an upstream exchange each;
-  its cache hits cost nothing and do not count.
-- The same call also charges the name's registrable zone (`zone_of`), but only while the zone
-  is *suspect*: most of its recent upstream answers were NXDOMAIN or failures (`answered`), the
+- `admits(client, now)`: every query of the client's prefix (/32 and /56 by default), checked
+  before the packet is parsed. Off by default (`rate: 0`): a cache hit or a policy answer costs
+  less than shedding it would save, and a ceiling low enough to matter would shed the flooding
+  address's cached names too. An operator who would rather cut a device off sets it.
+- `admits_upstream(client, qname, now)`: each name the cache cannot answer, in three budgets,
+  charged only when all three admit it (so a name shed by one costs the others nothing):
+  the client prefix and the name's registrable zone together (`CLIENT_ZONE`), so a flood of
+  `<random>.victim.example` from one address is shed while the same address's names in other
+  zones still go upstream; the zone from all clients together (`ZONE`), but only while it is
+  *suspect*: most of its recent upstream answers were NXDOMAIN or failures (`answered`), the
   signature of random-subdomain ("water torture") floods, which may come from many clients at
-  once. A busy legitimate zone (a CDN) answers NOERROR and is never limited.
+  once (a busy legitimate zone, a CDN, answers NOERROR and is never limited so); and the client
+  prefix over all zones (`UPSTREAM`). Cache hits cost nothing and do not count.
 
-Memory is bounded: at most `max_clients` client entries and `MAX_ZONES` zones. A bucket that is
-full again behaves exactly like a new one, so the table is swept of full buckets when it fills;
+Memory is bounded: at most `max_clients` client entries, `MAX_ZONES` zones and
+`MAX_CLIENT_ZONES` client-and-zone buckets, the last created only for names admitted upstream
+(so a flood of random zones cannot fill the table faster than its client budget). A bucket that
+is full again behaves exactly like a new one, so a table is swept of full buckets when it fills;
 only if most are still in use is the oldest half forgotten (a flooder so forgotten gains one
 burst). Pure: `now` is passed in, in monotonic seconds.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from itertools import islice
@@ -34,15 +43,21 @@ from resolver.policy.access import client_address
 QUERIES: Final = "queries"
 UPSTREAM: Final = "upstream"
 ZONE: Final = "zone"
-LIMITS: Final = (QUERIES, UPSTREAM, ZONE)
+CLIENT_ZONE: Final = "client_zone"
+LIMITS: Final = (QUERIES, UPSTREAM, ZONE, CLIENT_ZONE)
 """The `limit` label: which budget a query exceeded."""
 _LIMIT_INDEX: Final = {limit: index for index, limit in enumerate(LIMITS)}
 
 MAX_ZONES = 16384
+MAX_CLIENT_ZONES = 65536
 REPORT_INTERVAL = 0.1
 """Seconds between audit calls for queries one client prefix has shed (`ClientEntry`)."""
 WINDOW = 1.0
 """Seconds per window over which a zone's upstream answers are counted."""
+SHED_MEMORY = 1.0
+"""Seconds after a name of a client was refused upstream during which its next names are
+checked early, before the policy (`refuses_upstream`), so a flood is shed at the cost of a
+parse and a cache lookup."""
 SUSPECT_SHARE = 0.5
 """A zone whose answers in a window are at least this share NXDOMAIN or failures, and at least
 half its `zone_rate` of them, is limited in the next window (and while it is being limited)."""
@@ -82,22 +97,45 @@ class Bucket:
         self.due = due + self.interval
         return True
 
+    def empty(self, now: float) -> bool:
+        """Whether `take` would refuse now (nothing is charged)."""
+        return self.due - now > self.slack
+
+    def charge(self, now: float) -> None:
+        """`take` without the check: the caller asked `empty` already."""
+        self.due = (self.due if self.due > now else now) + self.interval
+
 
 class ClientEntry:
     """The budgets of one client prefix, shared by every address in it."""
 
-    __slots__ = ("exempt", "group", "queries", "report_at", "unreported", "upstream")
+    __slots__ = ("exempt", "group", "queries", "report_at", "serial", "shed_until", "unreported",
+                 "upstream", "zone_burst", "zone_rate")  # fmt: skip
 
-    def __init__(self, group: str, queries: Bucket, upstream: Bucket, exempt: bool) -> None:
+    def __init__(
+        self,
+        group: str,
+        queries: Bucket,
+        upstream: Bucket,
+        exempt: bool,
+        serial: int = 0,
+        zone_rate: float = 0.0,
+        zone_burst: int = 1,
+    ) -> None:
         self.group = group
         self.queries = queries
         self.upstream = upstream
         self.exempt = exempt
+        # Its group's client-and-zone budget (0: none), for each zone's bucket when first made.
+        self.zone_rate = zone_rate
+        self.zone_burst = zone_burst
+        self.serial = serial  # keys its client-and-zone buckets (an id() could be reused)
+        self.shed_until = -math.inf  # a name of it was refused upstream less than SHED_MEMORY ago
         # Per limit (`LIMITS` order): queries shed since the last audit call for this prefix,
         # and when the next may be made: a flood costs the audit trail a call per
         # `REPORT_INTERVAL`, not one per packet.
-        self.unreported = [0, 0, 0]
-        self.report_at = [-math.inf, -math.inf, -math.inf]
+        self.unreported = [0] * len(LIMITS)
+        self.report_at = [-math.inf] * len(LIMITS)
 
     def report_due(self, limit: str, now: float) -> int:
         """-1 while audit calls for `limit` are held back (this shed counted for later); else
@@ -132,18 +170,19 @@ class ZoneEntry:
 def zone_of(qname: bytes) -> bytes:
     """The registrable zone of a lowercase wire name: its last two labels, or three under a
     country code's second level (`co.uk`); a name of one or two labels is its own zone."""
-    starts: list[int] = []
+    third = second = last = -1  # where the last three labels start
     pos = 0
-    while qname[pos]:
-        starts.append(pos)
-        pos += 1 + qname[pos]
-    if len(starts) <= 2:
+    length = qname[0]
+    while length:
+        third, second, last = second, last, pos
+        pos += 1 + length
+        length = qname[pos]
+    if third < 0:
         return qname
-    tld = qname[starts[-1] + 1 : pos]
-    second = qname[starts[-2] + 1 : starts[-1]]
-    if len(tld) == 2 and second in _SECOND_LEVEL:
-        return qname[starts[-3] :]
-    return qname[starts[-2] :]
+    tld = qname[last + 1 : pos]
+    if len(tld) == 2 and qname[second + 1 : last] in _SECOND_LEVEL:
+        return qname[third:]
+    return qname[second:]
 
 
 GroupOf = Callable[[str], str]
@@ -155,14 +194,23 @@ class RateLimiter:
     def __init__(self, config: RateLimitConfig, group_of: GroupOf) -> None:
         self.config = config
         self.group_of = group_of
-        self.active = config.rate > 0 or config.upstream_rate > 0 or config.zone_rate > 0
+        self.gates = config.rate > 0 or any((g.rate or 0) > 0 for g in config.groups)
+        """Whether `admits` can refuse anything: the step before parsing is skipped if not."""
+        self.active = self.gates or config.upstream_rate > 0 or config.zone_rate > 0
+        per_client_zone = config.client_zone_rate > 0 or any(
+            (g.client_zone_rate or 0) > 0 for g in config.groups
+        )
+        self.active = self.active or per_client_zone
         if not self.active:
-            self.active = any(
-                (g.rate or 0) > 0 or (g.upstream_rate or 0) > 0 for g in config.groups
-            )
+            self.active = any((g.upstream_rate or 0) > 0 for g in config.groups)
         self._clients: dict[str, ClientEntry] = {}
         self._prefixes: dict[tuple[int, int], ClientEntry] = {}
         self._zones: dict[bytes, ZoneEntry] = {}
+        self._client_zones: dict[tuple[int, bytes], Bucket] = {}
+        self.shed_until = -math.inf
+        """Until when some client had a name refused upstream: before then, the query path asks
+        `refuses_upstream` early (see it); after, it costs the path one comparison."""
+        self._serials = itertools.count(1)
         self._exempt = config.exempt
         self._zone_floor = max(config.zone_rate * SUSPECT_SHARE, 1.0)
 
@@ -221,10 +269,12 @@ class RateLimiter:
         exempt = address is not None and any(address in net for net in self._exempt)
         if exempt:
             return ClientEntry(group, Bucket(0, 1, now), Bucket(0, 1, now), True)
-        rate, burst, upstream_rate, upstream_burst = self.config.for_group(group)
-        return ClientEntry(
-            group, Bucket(rate, burst, now), Bucket(upstream_rate, upstream_burst, now), False
-        )
+        config = self.config
+        rate, burst, upstream_rate, upstream_burst = config.for_group(group)
+        zone_rate, zone_burst = config.client_zone_for_group(group)
+        queries, upstream = Bucket(rate, burst, now), Bucket(upstream_rate, upstream_burst, now)
+        serial = next(self._serials)
+        return ClientEntry(group, queries, upstream, False, serial, zone_rate, zone_burst)
 
     def _sweep(self, now: float) -> None:
         """Forget full buckets (no loss: a new one is the same); if most are in use, the oldest
@@ -245,23 +295,80 @@ class RateLimiter:
 
     def admits_upstream(self, client: str, qname: bytes, now: float) -> str | None:
         """None when `client` may send `qname` upstream now, else the limit it exceeds
-        (`UPSTREAM` or `ZONE`). Charged only when admitted by both."""
+        (`UPSTREAM`, `CLIENT_ZONE` or `ZONE`). Charged only when admitted by all."""
         entry = self._clients.get(client)
         if entry is None:
             entry = self._add(client, now)
         bucket = entry.upstream
-        due = bucket.due if bucket.due > now else now
-        if due - now > bucket.slack:
-            return UPSTREAM
-        if self._zones:
-            zone = self._zones.get(zone_of(qname))
-            if zone is not None:
-                self._roll(zone, now)
-                if zone.suspect and not zone.bucket.take(now):
-                    zone.denied += 1
-                    return ZONE
-        bucket.due = due + bucket.interval
+        if bucket.due - now > bucket.slack:
+            return self._refused(entry, UPSTREAM, now)
+        per_client = entry.zone_rate > 0
+        if not per_client and not self._zones:
+            bucket.charge(now)
+            return None
+        zone_name = zone_of(qname)
+        own = None
+        if per_client:
+            own = self._client_zones.get((entry.serial, zone_name))
+            if own is not None and own.due - now > own.slack:
+                return self._refused(entry, CLIENT_ZONE, now)
+        zone = self._zones.get(zone_name)
+        if zone is not None:
+            self._roll(zone, now)
+            if not zone.suspect:
+                zone = None
+            elif zone.bucket.empty(now):
+                zone.denied += 1
+                return self._refused(entry, ZONE, now)
+            else:
+                zone.bucket.charge(now)
+        if per_client:
+            if own is None:
+                own = self._client_zone(entry, zone_name, now)
+            own.charge(now)
+        bucket.charge(now)
         return None
+
+    def _refused(self, entry: ClientEntry, limit: str, now: float) -> str:
+        entry.shed_until = self.shed_until = now + SHED_MEMORY
+        return limit
+
+    def refuses_upstream(self, client: str, qname: bytes, now: float) -> str | None:
+        """What `admits_upstream` would refuse `qname` for, asked before the name is known to
+        be uncached, charging nothing: None unless `client` had a name refused within
+        `SHED_MEMORY` (check `shed_until` first: then this costs nothing for anyone)."""
+        entry = self._clients.get(client)
+        if entry is None or entry.shed_until <= now:
+            return None
+        bucket = entry.upstream
+        if bucket.due - now > bucket.slack:
+            return UPSTREAM
+        zone_name = zone_of(qname)
+        if entry.zone_rate > 0:
+            own = self._client_zones.get((entry.serial, zone_name))
+            if own is not None and own.due - now > own.slack:
+                return CLIENT_ZONE
+        zone = self._zones.get(zone_name)
+        if zone is not None:
+            self._roll(zone, now)
+            if zone.suspect and zone.bucket.empty(now):
+                zone.denied += 1
+                return ZONE
+        return None
+
+    def _client_zone(self, entry: ClientEntry, zone_name: bytes, now: float) -> Bucket:
+        table = self._client_zones
+        if len(table) >= MAX_CLIENT_ZONES:
+            kept = {k: b for k, b in table.items() if b.due > now}
+            if len(kept) >= MAX_CLIENT_ZONES * 3 // 4:
+                kept = dict(islice(kept.items(), len(kept) // 2, None))
+            self._client_zones = table = kept
+        own = table[entry.serial, zone_name] = Bucket(entry.zone_rate, entry.zone_burst, now)
+        return own
+
+    @property
+    def client_zones(self) -> int:
+        return len(self._client_zones)
 
     def answered(self, qname: bytes, failed: bool, now: float) -> None:
         """One upstream exchange for `qname` ended: an answer (`failed` when NXDOMAIN) or a
@@ -310,4 +417,3 @@ class RateLimiter:
         if len(kept) >= MAX_ZONES * 3 // 4:
             kept = {k: z for k, z in kept.items() if z.suspect}
         self._zones = kept
-

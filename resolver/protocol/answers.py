@@ -28,8 +28,10 @@ from resolver.protocol.wire import (
     REFUSED,
     RR_FIXED,
     SERVFAIL,
+    TC,
     TYPE_A,
     TYPE_AAAA,
+    TYPE_CNAME,
     TYPE_SOA,
     BadVersion,
     Drop,
@@ -142,6 +144,39 @@ def _address_records(
     chosen = [a.packed for a in addresses if a.version == version]
     head = b"\xc0\x0c" + RR_FIXED.pack(rtype, CLASS_IN, ttl, 4 if version == 4 else 16)
     return len(chosen), b"".join(head + packed for packed in chosen)
+
+
+def truncated(query: Query) -> bytes:
+    """An empty answer with TC set, so the client asks again over TCP: RPZ's TCP-only action
+    (a spoofed source address cannot complete a TCP handshake), and a local-data answer too
+    big for the client's UDP size."""
+    opt = opt_record(query.dnssec_ok) if query.has_edns else b""
+    reply = _compose(query, NOERROR, _NONE, _NONE, opt)
+    return reply[:2] + bytes((reply[2] | TC >> 8,)) + reply[3:]
+
+
+def local_data(
+    query: Query, records: tuple[tuple[int, bytes], ...], ttl: int, cause: str, limit: int
+) -> bytes | None:
+    """An RPZ rule's local data as the answer, owned by the question name (a pointer to it),
+    as Unbound answers it: a CNAME answers every type (the client follows it), other records
+    their own type, ANY gets them all. None when no record answers the question (the caller
+    answers NODATA). Over `limit` bytes: `truncated`."""
+    if query.qclass != CLASS_IN:
+        return None
+    qtype = query.qtype
+    chosen = [r for r in records if r[0] == TYPE_CNAME][:1] or [
+        r for r in records if r[0] == qtype or qtype == TYPE_ANY
+    ]
+    if not chosen:
+        return None
+    body = b"".join(
+        b"\xc0\x0c" + RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdata)) + rdata
+        for rtype, rdata in chosen
+    )
+    opt = _opt(query, EdeCode.FORGED_ANSWER, cause.encode("utf-8", "replace")[:200])
+    reply = _compose(query, NOERROR, (len(chosen), body), _NONE, opt)
+    return reply if len(reply) <= limit else truncated(query)
 
 
 TYPE_HINFO: Final = 13

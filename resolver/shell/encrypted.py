@@ -6,6 +6,10 @@ own ALPN list), one set of open connections capped at `encrypted.max_connections
 builds new contexts from the certificate and key files; when that fails (a half-written file, a
 key that does not match) the running ones stay and the failure is logged, so a bad renewal never
 takes the service down. Established connections keep the context they started with.
+
+Each listener knows when the certificate it serves expires (`not_after`, read from the file
+each time a context is built from it), for the metric an alert watches: a renewal that failed,
+or never ran, shows there weeks before phones refuse the listener.
 """
 
 from __future__ import annotations
@@ -22,10 +26,16 @@ from resolver.config import EncryptedConfig, Endpoint
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.protocol.devices import device_from_server_name
+from resolver.shell import privileges
 from resolver.shell.doh import Http1Connection, Http2Connection
 from resolver.shell.dot import DotStream
 from resolver.shell.listeners import TCP_BACKLOG, Listeners
-from resolver.shell.tls import ServerNames, TlsConnection, server_context
+from resolver.shell.tls import (
+    ServerNames,
+    TlsConnection,
+    certificate_not_after,
+    server_context,
+)
 
 ALPN: Final = {"dot": ("dot",), "doh": ("h2", "http/1.1")}
 TRANSPORTS: Final = ("dot", "doh")
@@ -46,15 +56,19 @@ class EncryptedListener:
         self.connections: set[TlsConnection] = set()
         self.servers: list[asyncio.Server] = []
         self.bound: list[Endpoint] = []
+        self.not_after: float | None = None  # the served certificate's, in Unix seconds
         self._trusted = tuple(config.trusted_proxies)
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
         return self.config.dot if self.transport == "dot" else self.config.doh
 
-    def configure(self, config: EncryptedConfig, context: ssl.SSLContext) -> None:
+    def configure(
+        self, config: EncryptedConfig, context: ssl.SSLContext, not_after: float | None
+    ) -> None:
         self.config = config
         self.context = context
+        self.not_after = not_after
         self._trusted = tuple(config.trusted_proxies)
 
     # --- what TlsConnection asks ----------------------------------------------------------
@@ -135,6 +149,7 @@ class EncryptedListeners:
                  audit: AuditLog) -> None:  # fmt: skip
         self.config = config
         self.audit = audit
+        self.stats = stats
         self.server_names = ServerNames()
         self.kinds = {
             transport: EncryptedListener(transport, listeners, config, stats, self.server_names)
@@ -168,10 +183,11 @@ class EncryptedListeners:
                 f"encrypted.certificate {self.config.certificate} with encrypted.key "
                 f"{self.config.key}: {error}"
             ) from None
+        not_after = served_until(self.config.certificate)
         fields: dict[str, list[str]] = {}
         for transport, context in contexts.items():
             kind = self.kinds[transport]
-            kind.configure(self.config, context)
+            kind.configure(self.config, context, not_after)
             fields[transport] = [str(e) for e in await kind.start(reuse_port)]
         return fields
 
@@ -191,17 +207,26 @@ class EncryptedListeners:
             contexts = self.contexts(running)
         except (OSError, ssl.SSLError, ValueError) as error:
             self.reload_error = str(error)[:300]
+            self.stats.count("tls_reload.failed")
             self.audit.error("tls_reload_failed", error=self.reload_error,
                              certificate=running.certificate)  # fmt: skip
             return
         self.reload_error = None
         self.config = running
+        not_after = served_until(running.certificate)
         for transport, context in contexts.items():
-            self.kinds[transport].configure(running, context)
-        self.audit.info("tls_reloaded", certificate=running.certificate)
+            self.kinds[transport].configure(running, context, not_after)
+        self.stats.count("tls_reload.ok")
+        self.audit.info("tls_reloaded", certificate=running.certificate, not_after=not_after)
 
     def open_connections(self) -> dict[str, int]:
         return {kind.transport: len(kind.connections) for kind in self.active}
+
+    def certificate_expiry(self) -> dict[str, float]:
+        """When each listener's served certificate expires (Unix seconds), for the metrics."""
+        return {
+            kind.transport: kind.not_after for kind in self.active if kind.not_after is not None
+        }
 
     def status(self) -> dict[str, object]:
         """For /readyz: each listener's addresses and open connections, and whether the last
@@ -229,8 +254,24 @@ class EncryptedListeners:
             await kind.stop()
 
 
+def served_until(certificate: str | None) -> float | None:
+    """The notAfter of the certificate file just loaded into a context, or None when it cannot
+    be read back (then no expiry is exported: the certificate itself did load)."""
+    if certificate is None:
+        return None
+    try:
+        with open(certificate, "rb") as file:
+            return certificate_not_after(file.read(1 << 20))
+    except (OSError, ValueError):
+        return None
+
+
 def bind_stream(endpoint: Endpoint, reuse_port: bool = False) -> socket.socket:
-    """A listening TCP socket; IPv6 sockets take IPv6 only, as the plain listeners do."""
+    """A listening TCP socket; IPv6 sockets take IPv6 only, as the plain listeners do. A worker
+    takes the one its supervisor bound for it, if it did (`privileges.inherited`)."""
+    given = privileges.inherited("stream", endpoint)
+    if given is not None:
+        return given
     family = socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:

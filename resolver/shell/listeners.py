@@ -36,6 +36,7 @@ from resolver.config import Endpoint, LimitsConfig
 from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, Channel, QueryPipeline
+from resolver.shell import privileges
 from resolver.shell.binding import TCP, UDP, BindError
 
 UDP_BATCH = 64
@@ -120,7 +121,11 @@ def bind_pair(
     A failure is a `BindError` naming the address and the protocol.
 
     With `reuse_port`, several worker processes bind the same address (SO_REUSEPORT) and the
-    kernel spreads clients across them."""
+    kernel spreads clients across them. A worker takes the pair its supervisor bound for it,
+    if it did (`privileges.inherited`)."""
+    given = privileges.inherited("udp", endpoint), privileges.inherited("tcp", endpoint)
+    if given[0] is not None and given[1] is not None:
+        return given[0], given[1]
     family = socket.AF_INET6 if endpoint.family == 6 else socket.AF_INET
     for _ in range(_BIND_ATTEMPTS):
         udp = socket.socket(family, socket.SOCK_DGRAM)

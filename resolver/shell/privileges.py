@@ -10,6 +10,12 @@ check that root cannot be regained before going on.
 What it must still write after the drop is handed to the user first: the state directory
 (last-good copies, compiled lists, the PID file) and the audit file. The config and lists are
 read again on reload, so they must be readable by the user (as /etc files usually are).
+
+With `--workers`, the supervisor drops too, once its workers are up; a worker it restarts
+afterwards starts as the user, so it could not bind port 53 again. So a supervisor that will
+drop binds every worker's sockets itself first and hands each worker its own (inherited file
+descriptors, named in `INHERITED_VARIABLE`); it keeps them, and a restarted worker takes them
+over. Each worker's sockets are its own (SO_REUSEPORT), so the kernel still spreads clients.
 """
 
 from __future__ import annotations
@@ -17,16 +23,21 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from resolver.config import PrivilegesConfig
+from resolver.config import Endpoint, PrivilegesConfig
 
 ROOT_KEPT = (
     "started as root and privileges.user is not set: a bug reachable by any client would run "
     "as root; set privileges.user"
 )
+
+
+INHERITED_VARIABLE = "DNSWARDEN_INHERITED_SOCKETS"
+"""`KEY=FD;...`: the sockets a worker's supervisor bound for it (`socket_key` names them)."""
 
 
 class PrivilegeError(OSError):
@@ -115,3 +126,48 @@ def capabilities() -> dict[str, str]:
         for key, _, value in (line.partition(":") for line in lines)
         if key in ("CapInh", "CapPrm", "CapEff", "CapAmb")
     }
+
+
+def cannot_exec(interpreter: str) -> str:
+    """Why we could not start `interpreter` on dnswarden's code now ("" if we can): a
+    supervisor that dropped restarts workers so, and an interpreter under /root cannot be."""
+    package = str(Path(__file__).resolve().parent.parent)
+    for path, mode in ((interpreter, os.X_OK), (package, os.R_OK | os.X_OK)):
+        if not os.access(path, mode):
+            return f"{path}: not {'executable' if mode == os.X_OK else 'readable'} by this user"
+    return ""
+
+
+# --- sockets bound by a supervisor that drops, for its workers ---------------------------------
+
+
+def socket_key(kind: str, endpoint: Endpoint) -> str:
+    """`udp`/`tcp` (a DNS listener's pair) or `stream` (DoT, DoH), and the address asked for."""
+    return f"{kind} {endpoint}"
+
+
+def inheritance(sockets: Mapping[str, socket.socket]) -> tuple[str, tuple[int, ...]]:
+    """The `INHERITED_VARIABLE` value for `sockets`, and the descriptors to pass along."""
+    value = ";".join(f"{key}={sock.fileno()}" for key, sock in sockets.items())
+    return value, tuple(sock.fileno() for sock in sockets.values())
+
+
+_inherited: dict[str, int] | None = None
+
+
+def inherited(kind: str, endpoint: Endpoint) -> socket.socket | None:
+    """The socket our supervisor bound for us as `kind` on `endpoint`, once; None when it bound
+    none (no supervisor, or one that keeps root: then we bind ourselves)."""
+    global _inherited
+    if _inherited is None:
+        _inherited = {}
+        for item in os.environ.pop(INHERITED_VARIABLE, "").split(";"):
+            key, _, fd = item.rpartition("=")
+            if key and fd.isdigit():
+                _inherited[key] = int(fd)
+    fd = _inherited.pop(socket_key(kind, endpoint), None)
+    if fd is None:
+        return None
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    return sock

@@ -114,12 +114,18 @@ class Service:
             upstream_health=self.pool.health(),
             tcp_connections_open=len(self.listeners.connections),
             connections_open=self.encrypted.open_connections(),
+            certificate_expiry=self.encrypted.certificate_expiry(),
             list_sizes=dict(state.list_sizes),
             list_last_refresh=dict(self.list_loaded),
             list_refresh_failures=dict(self.list_failures),
             lists_missing={
                 name: name in state.missing_lists
                 for name in {*state.list_sizes, *state.missing_lists}
+            },
+            rpz_skipped={
+                name: skipped
+                for name, report in state.list_reports.items()
+                if (skipped := report.not_applicable())
             },
             lists_refused={
                 name: bool(report.refused) or name in self.refused_feeds

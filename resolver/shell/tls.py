@@ -14,6 +14,9 @@ it and sees it as its transport, as it would asyncio's own SSL transport.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import calendar
 import contextlib
 import ssl
 import weakref
@@ -86,6 +89,68 @@ def server_context(
     context.set_alpn_protocols(list(alpn))
     context.sni_callback = server_names
     return context
+
+
+_PEM_BEGIN: Final = b"-----BEGIN CERTIFICATE-----"
+_PEM_END: Final = b"-----END CERTIFICATE-----"
+_SEQUENCE, _VERSION, _UTC_TIME, _GENERALIZED_TIME = 0x30, 0xA0, 0x17, 0x18
+
+
+def certificate_not_after(pem: bytes) -> float:
+    """The notAfter of the first (leaf) certificate of a PEM chain, in Unix seconds: when the
+    certificate we serve expires. `ssl` loads a chain into a context but never shows it back,
+    so the served file is read again here; ValueError when it holds no readable certificate."""
+    start = pem.find(_PEM_BEGIN)
+    end = pem.find(_PEM_END, start + 1)
+    if start < 0 or end < 0:
+        raise ValueError("no PEM certificate")
+    try:
+        der = base64.b64decode(b"".join(pem[start + len(_PEM_BEGIN) : end].split()), validate=True)
+    except binascii.Error:
+        raise ValueError("the PEM certificate is not base64") from None
+    _, certificate, _ = _der_item(der, 0, _SEQUENCE)
+    _, at, _ = _der_item(der, certificate, _SEQUENCE)  # tbsCertificate
+    if der[at : at + 1] == bytes([_VERSION]):
+        at = _der_item(der, at)[2]
+    for _field in ("serialNumber", "signature", "issuer"):
+        at = _der_item(der, at)[2]
+    _, validity, _ = _der_item(der, at, _SEQUENCE)
+    not_before_end = _der_item(der, validity)[2]
+    tag, start, end = _der_item(der, not_before_end)
+    return _der_time(tag, der[start:end])
+
+
+def _der_item(der: bytes, at: int, expect: int | None = None) -> tuple[int, int, int]:
+    """(tag, where its content starts, where it ends) of the DER item at `at`, bounds-checked."""
+    if at + 2 > len(der):
+        raise ValueError("truncated certificate")
+    tag, length = der[at], der[at + 1]
+    at += 2
+    if length & 0x80:
+        size = length & 0x7F
+        if not 1 <= size <= 4 or at + size > len(der):
+            raise ValueError("bad length in certificate")
+        length = int.from_bytes(der[at : at + size], "big")
+        at += size
+    if at + length > len(der) or (expect is not None and tag != expect):
+        raise ValueError("malformed certificate")
+    return tag, at, at + length
+
+
+def _der_time(tag: int, text: bytes) -> float:
+    """UTCTime (`YYMMDDHHMMSSZ`, years 1950-2049 per RFC 5280) or GeneralizedTime
+    (`YYYYMMDDHHMMSSZ`) as Unix seconds."""
+    if not text.endswith(b"Z") or not text[:-1].isdigit():
+        raise ValueError("bad notAfter in certificate")
+    if tag == _UTC_TIME and len(text) == 13:
+        year = int(text[:2])
+        digits = b"%d" % (year + (1900 if year >= 50 else 2000)) + text[2:12]
+    elif tag == _GENERALIZED_TIME and len(text) == 15:
+        digits = text[:14]
+    else:
+        raise ValueError("bad notAfter in certificate")
+    fields = [int(digits[:4]), *(int(digits[i : i + 2]) for i in range(4, 14, 2))]
+    return float(calendar.timegm(tuple(fields)))
 
 
 class TlsConnection(asyncio.Protocol):

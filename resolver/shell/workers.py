@@ -6,6 +6,10 @@ SO_REUSEPORT so the kernel spreads clients across them. Workers are fresh interp
 fork: forking a process with a running event loop is unsafe), so large lists are shared through
 the page cache of their compiled, memory-mapped form rather than copied.
 
+Started as root with `privileges.user`, the supervisor binds each worker's sockets itself and
+hands them over (`privileges.inherited`), then drops to the user once the workers are up, like
+they do: a worker it restarts then starts unprivileged, on the sockets it had.
+
 The supervisor restarts a worker that dies (and counts it), forwards SIGHUP (reload) and
 SIGTERM/SIGINT (stop) to every worker, and serves the metrics endpoint: each worker sends its
 counters (`Stats`) and a `ServiceSnapshot` over a pipe once a second, and the supervisor adds them
@@ -19,6 +23,7 @@ import contextlib
 import os
 import pickle
 import signal
+import socket
 import struct
 import sys
 import time
@@ -31,6 +36,7 @@ from resolver.observe.audit import TICK_INTERVAL, AuditLog
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
 from resolver.shell import privileges
+from resolver.shell.encrypted import bind_stream
 from resolver.shell.httpd import HealthServer, metrics_token
 from resolver.shell.listeners import bind_pair
 from resolver.state import ResolverState
@@ -90,6 +96,7 @@ class Worker:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     reports_closed: asyncio.Event = field(default_factory=asyncio.Event)
     on_report: Callable[[], None] | None = None
+    sockets: dict[str, socket.socket] = field(default_factory=dict)  # bound for it, if we drop
 
     def receive(self, report: WorkerReport) -> None:
         self.report = report
@@ -113,6 +120,7 @@ class Supervisor:
         self.stopping = False
         self.restarts = 0
         self.started = time.time()
+        self.unrestartable = ""  # why a worker could not be started again after the drop
 
     # --- what the metrics export: the workers' last reports, merged -------------------------
 
@@ -166,8 +174,15 @@ class Supervisor:
         worker.reports_closed = asyncio.Event()
         worker.report = None
         worker.on_report = self._refresh_total
+        fds, env = (write_fd,), None
+        if worker.sockets:
+            value, handed = privileges.inheritance(worker.sockets)
+            fds, env = fds + handed, {**os.environ, privileges.INHERITED_VARIABLE: value}
         try:
-            worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=(write_fd,))
+            worker.process = await asyncio.create_subprocess_exec(*args, pass_fds=fds, env=env)
+        except BaseException:
+            os.close(read_fd)
+            raise
         finally:
             os.close(write_fd)
         await loop.connect_read_pipe(lambda: ReportReader(worker), os.fdopen(read_fd, "rb", 0))
@@ -194,10 +209,14 @@ class Supervisor:
                 udp, tcp = bind_pair(endpoint, reuse_port=True)
                 probes += [udp, tcp]
                 listen.append(Endpoint(endpoint.host, udp.getsockname()[1]))
+            dropping = privileges.running_as_root() and config.privileges.user is not None
+            if dropping:
+                self._bind_for_workers(listen)
             for worker in self.workers:
                 await self._spawn(worker, listen)
             await self._all_ready()
             fields["listeners"] = [str(e) for e in listen]
+            fields.update(encrypted_listeners([w.report for w in self.workers if w.report]))
             if config.metrics.enabled:
                 metrics = Metrics(self.total, self.snapshot)
                 health = HealthServer(metrics, self.ready, metrics_token(config))
@@ -205,11 +224,14 @@ class Supervisor:
                     config.metrics.listen.host, config.metrics.listen.port
                 )
                 fields["metrics"] = str(Endpoint(host, port))
+            if dropping:
+                fields.update(self._drop_privileges())
         except BaseException:
             self.stopping = True
             await self._stop_workers()
             if health is not None:
                 await health.stop()
+            self._close_worker_sockets()
             raise
         finally:
             for sock in probes:
@@ -232,6 +254,8 @@ class Supervisor:
             )
             if privileges.running_as_root() and config.privileges.user is None:
                 self.audit.warning("running_as_root", reason=privileges.ROOT_KEPT)
+            if self.unrestartable:
+                self.audit.warning("workers_not_restartable", reason=self.unrestartable)
             del state  # the workers hold the lists; the supervisor needs none
             tasks = [loop.create_task(self._watch(w, listen)) for w in self.workers]
             tasks.append(loop.create_task(every(TICK_INTERVAL, self.audit.tick)))
@@ -239,6 +263,7 @@ class Supervisor:
         finally:
             self.stopping = True
             await self._stop_workers()
+            self._close_worker_sockets()
             for task in tasks:
                 task.cancel()
             if health is not None:
@@ -247,6 +272,33 @@ class Supervisor:
             self.audit.close("shutdown", counts=self.total.summary(), restarts=self.restarts)
             for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
                 loop.remove_signal_handler(signum)
+
+    def _bind_for_workers(self, listen: Sequence[Endpoint]) -> None:
+        """Each worker's own sockets (SO_REUSEPORT), bound while we may: kept, so that a worker
+        restarted after the drop gets them again."""
+        config = self.config
+        for worker in self.workers:
+            sockets = worker.sockets
+            for endpoint in listen:
+                udp, tcp = bind_pair(endpoint, True, config.limits.udp_receive_buffer)
+                sockets[privileges.socket_key("udp", endpoint)] = udp
+                sockets[privileges.socket_key("tcp", endpoint)] = tcp
+            for endpoint in (*config.encrypted.dot, *config.encrypted.doh):
+                sockets[privileges.socket_key("stream", endpoint)] = bind_stream(endpoint, True)
+
+    def _drop_privileges(self) -> dict[str, object]:
+        """Once the workers (which dropped already) are up and the metrics endpoint is bound:
+        become `privileges.user` as they did. Signalling them needs no more than that."""
+        config = self.config
+        dropped = privileges.drop(config.privileges, (config.state_dir, self.audit.file_path or ""))
+        self.unrestartable = privileges.cannot_exec(sys.executable)
+        return {"privileges": dropped.fields(), "capabilities": privileges.capabilities()}
+
+    def _close_worker_sockets(self) -> None:
+        for worker in self.workers:
+            for sock in worker.sockets.values():
+                sock.close()
+            worker.sockets.clear()
 
     async def _all_ready(self) -> None:
         """Return once every worker has sent its first report. A worker that exits before (it
@@ -284,9 +336,16 @@ class Supervisor:
             self.audit.error("worker_died", worker=worker.index, exit_code=code,
                              restarts=self.restarts)  # fmt: skip
             await asyncio.sleep(RESTART_BACKOFF)
+            while not self.stopping:
+                try:
+                    await self._spawn(worker, listen)
+                    break
+                except OSError as error:  # e.g. the interpreter, after the drop (see run)
+                    self.audit.error("worker_restart_failed", worker=worker.index,
+                                     error=str(error)[:300])  # fmt: skip
+                    await asyncio.sleep(RESTART_BACKOFF * 10)
             if self.stopping:
                 return
-            await self._spawn(worker, listen)
 
     def _signal_all(self, signum: int) -> None:
         """Signal every running worker; SIGHUP and SIGUSR1 only those that are ready, because
@@ -311,6 +370,23 @@ class Supervisor:
         for worker in self.workers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(worker.reports_closed.wait(), 2.0)
+
+
+def encrypted_listeners(reports: Sequence[WorkerReport]) -> dict[str, list[str]]:
+    """The start-up line's `dot` and `doh` fields, as a single process logs them: the addresses
+    the workers bound (from their readiness), each once. With the fixed ports the docs ask for,
+    every worker binds the same ones."""
+    fields: dict[str, list[str]] = {}
+    for report in reports:
+        encrypted = report.readiness.get("encrypted")
+        if not isinstance(encrypted, Mapping):
+            continue
+        for transport in ("dot", "doh"):
+            listener = encrypted.get(transport)
+            if isinstance(listener, Mapping):
+                bound = fields.setdefault(transport, [])
+                bound += [str(a) for a in listener.get("listening", ()) if str(a) not in bound]
+    return fields
 
 
 def _names(readiness: Mapping[str, object]) -> list[object]:

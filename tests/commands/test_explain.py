@@ -200,3 +200,54 @@ def test_explain_cli_json_cites_the_decisions() -> None:
     decision = json.loads(result.stdout)["decision"]
     assert decision["reference"] == "; ".join(tiktok_labels())
     assert [d["label"] for d in decision["decisions"]] == tiktok_labels()
+
+
+RPZ_ZONE = """\
+$ORIGIN rpz.gov.
+@ SOA ns.rpz.gov. h.rpz.gov. 1 3600 600 86400 300
+blocked.example CNAME rpz-drop.
+local.example A 192.0.2.80
+32.2.0.0.10.rpz-client-ip CNAME .
+32.3.0.0.10.rpz-client-ip CNAME rpz-passthru.
+"""
+
+
+@pytest.fixture
+def rpz_state(tmp_path: Path):  # type: ignore[no-untyped-def]
+    (tmp_path / "national.rpz").write_text(RPZ_ZONE)
+    (tmp_path / "c.yaml").write_text(
+        "clients: {allow: [10.0.0.0/8]}\nblocking: {lists: [national]}\n"
+        "sources: {national: {path: national.rpz, format: rpz}}\n"
+    )
+    return build_state(load_config(tmp_path / "c.yaml", known_lists=catalogue_ids()), None)
+
+
+@pytest.mark.parametrize(
+    ("client", "name", "rule", "answer"),
+    [
+        ("10.0.0.1", "blocked.example", "blocked.example", "no reply at all (RPZ DROP)"),
+        ("10.0.0.1", "local.example", "local.example", "the rule's own records (RPZ local"),
+        ("10.0.0.2", "any.example", "32.2.0.0.10.rpz-client-ip", "NXDOMAIN with a SOA"),
+    ],
+)
+def test_an_rpz_block_cites_the_zone_file_and_the_owner_name(  # type: ignore[no-untyped-def]
+    rpz_state, tmp_path: Path, client: str, name: str, rule: str, answer: str
+) -> None:
+    result = explain(rpz_state, name, client, 1, DURING)
+    assert result["action"] == "block"
+    decision = result["decision"]
+    assert (decision["list"], decision["rule"]) == ("national", rule)
+    path = str(tmp_path / "national.rpz")
+    assert decision["source"] == {"kind": "file", "location": path}
+    assert decision["reference"] == f"{path} (RPZ zone rpz.gov)"
+    assert result["answer"].startswith(answer)
+
+
+def test_a_client_passthru_is_explained(rpz_state) -> None:  # type: ignore[no-untyped-def]
+    result = explain(rpz_state, "blocked.example", "10.0.0.3", 1, DURING)
+    assert result["action"] == "allow"
+    assert [(m["rule"], m["applies"], m["why_not"]) for m in result["matches"]] == [
+        ("32.3.0.0.10.rpz-client-ip", False,
+         "client passed through this list by 32.3.0.0.10.rpz-client-ip"),
+        ("blocked.example", False, "client passed through this list by 32.3.0.0.10.rpz-client-ip"),
+    ]  # fmt: skip

@@ -219,3 +219,21 @@ def test_a_group_exempting_a_catalogue_entry_exports_its_names_as_passthru(
     assert "*.tiktok.com CNAME rpz-passthru." in lines
     assert "tiktok.com A 0.0.0.0" not in lines
     assert any("wildcard exemptions (exempt_lists)" in line for line in lines)
+
+
+def test_rpz_only_actions_survive_an_export(tmp_path: Path) -> None:
+    zone = tmp_path / "national.rpz"
+    zone.write_text(
+        "$ORIGIN rpz.gov.\n@ SOA ns. h. 1 1 1 1 1\ndrop.example CNAME rpz-drop.\n"
+        "tcp.example CNAME rpz-tcp-only.\nlocal.example A 192.0.2.1\n"
+    )
+    (tmp_path / "c.yaml").write_text(
+        f"blocking: {{lists: [national]}}\nsources: {{national: {{path: {zone}, format: rpz}}}}\n"
+    )
+    config = load_config(tmp_path / "c.yaml", known_lists=catalogue_ids())
+    state = build_state(config)
+    lines = list(render(effective_policy(config, state.policy, "default", NOW), "rpz"))
+    assert "drop.example CNAME rpz-drop." in lines
+    assert "tcp.example CNAME rpz-tcp-only." in lines
+    assert "local.example CNAME ." in lines
+    assert any("RPZ local data, written as NXDOMAIN" in line for line in lines)

@@ -26,7 +26,7 @@ def test_rate_limit_values_are_read() -> None:
         "groups:\n  officials:\n    subnets: [10.20.0.0/16]\n"
         "rate_limit:\n  rate: 50\n  burst: 100\n  upstream_rate: 0\n  action: refuse\n"
         "  ipv6_prefix: 64\n  exempt: [10.9.0.0/16]\n"
-        "  groups:\n    officials: {rate: 5.5, upstream_burst: 7}\n"
+        "  groups:\n    officials: {rate: 5.5, upstream_burst: 7, client_zone_rate: 0}\n"
         "limits:\n  tcp_connections_per_client: 4\n  udp_receive_buffer: 256KiB\n"
         "privileges:\n  user: dnswarden\n"
     )
@@ -34,9 +34,13 @@ def test_rate_limit_values_are_read() -> None:
     assert (limits.rate, limits.burst, limits.upstream_rate, limits.action) == (
         50.0, 100, 0.0, OverLimit.REFUSE)  # fmt: skip
     assert limits.exempt == (ipaddress.ip_network("10.9.0.0/16"),)
-    assert limits.groups == (GroupRates("officials", rate=5.5, upstream_burst=7, line=12),)
+    assert limits.groups == (
+        GroupRates("officials", rate=5.5, upstream_burst=7, client_zone_rate=0.0, line=12),
+    )
     assert limits.for_group("officials") == (5.5, 100, 0.0, 7)
     assert limits.for_group("default") == (50.0, 100, 0.0, 2000)
+    assert limits.client_zone_for_group("officials") == (0.0, 250)
+    assert limits.client_zone_for_group("default") == (50.0, 250)
     assert (config.limits.tcp_connections_per_client, config.limits.udp_receive_buffer) == (
         4, 256 * 1024)  # fmt: skip
     assert config.privileges.user == "dnswarden" and config.privileges.group is None

@@ -43,6 +43,7 @@ from harness import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from resolver.protocol.proxy import PROXY_V2_SIGNATURE
+from resolver.shell.tls import certificate_not_after
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +69,7 @@ def _openssl(*args: object) -> None:
     subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=30)
 
 
-def _issue(directory: Path, stem: str) -> tuple[Path, Path]:
+def _issue(directory: Path, stem: str, days: int = 2) -> tuple[Path, Path]:
     key, csr, cert = (directory / f"{stem}.{ext}" for ext in ("key", "csr", "pem"))
     ext = directory / f"{stem}.ext"
     ext.write_text(
@@ -79,7 +80,7 @@ def _issue(directory: Path, stem: str) -> tuple[Path, Path]:
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl("req", *ec, "-keyout", key, "-out", csr, "-subj", f"/CN={SERVER_NAME}")
     _openssl("x509", "-req", "-in", csr, "-CA", directory / "ca.pem", "-CAkey",
-             directory / "ca.key", "-CAcreateserial", "-out", cert, "-days", "2",
+             directory / "ca.key", "-CAcreateserial", "-out", cert, "-days", days,
              "-extfile", ext)  # fmt: skip
     return cert, key
 
@@ -570,6 +571,54 @@ def test_a_broken_renewal_keeps_the_running_certificate(encrypted: ServerProcess
         (served / "key.pem").write_bytes(good_key)
 
 
+def test_certificate_expiry_metric_follows_reloads(encrypted: ServerProcess, pki: Pki,
+                                                   workdir: Path) -> None:  # fmt: skip
+    """The expiry gauge is the served certificate's notAfter, moves with a good renewal, stays
+    with a broken one; both reloads are counted by result."""
+    served = workdir / "served"
+    expiry = "dnswarden_tls_certificate_expiry_timestamp_seconds"
+    reloads = "dnswarden_tls_certificate_reloads_total"
+
+    def expiries() -> dict[str, float]:
+        samples = metrics(encrypted)
+        return {t: samples[(expiry, (("transport", t),))] for t in ("dot", "doh")}
+
+    def reloaded(result: str) -> float:
+        return metrics(encrypted)[(reloads, (("result", result),))]
+
+    def settled(expected: dict[str, float]) -> dict[str, float]:
+        deadline = time.monotonic() + 10  # a scrape may come before the reload is done
+        while (seen := expiries()) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return seen
+
+    original = certificate_not_after((served / "cert.pem").read_bytes())
+    assert settled({"dot": original, "doh": original}) == {"dot": original, "doh": original}
+    ok, failed = reloaded("success"), reloaded("failure")
+    good_cert, good_key = (served / "cert.pem").read_bytes(), (served / "key.pem").read_bytes()
+    longer_cert, longer_key = _issue(pki.directory, "longer", days=9)
+    renewed = certificate_not_after(longer_cert.read_bytes())
+    assert renewed > original + 6 * 86400
+    try:
+        shutil.copy(longer_key, served / "key.pem")
+        shutil.copy(longer_cert, served / "cert.pem")
+        os.kill(encrypted.pid, signal.SIGHUP)
+        assert encrypted.wait_for_event(lambda e: e.get("event") == "tls_reloaded"
+                                        and e.get("not_after") == renewed, 10)  # fmt: skip
+        assert settled({"dot": renewed, "doh": renewed}) == {"dot": renewed, "doh": renewed}
+        assert reloaded("success") == ok + 1
+        shutil.copy(pki.cert, served / "cert.pem")  # not the key's certificate: refused
+        os.kill(encrypted.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while reloaded("failure") == failed and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reloaded("failure") == failed + 1
+        assert expiries() == {"dot": renewed, "doh": renewed}
+    finally:
+        (served / "cert.pem").write_bytes(good_cert)
+        (served / "key.pem").write_bytes(good_key)
+
+
 # --- provisioning and explain ------------------------------------------------------------------
 
 
@@ -725,3 +774,27 @@ def test_http2_streams_are_answered_concurrently(encrypted: ServerProcess, pki: 
                     finished.append(event.stream_id)
             tls.sendall(conn.data_to_send())
     assert finished == [3, 1]
+
+
+# --- with workers --------------------------------------------------------------------------------
+
+
+def test_workers_startup_line_lists_the_encrypted_listeners(
+    launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream], pki: Pki
+) -> None:
+    """The supervisor's start-up line names the DoT and DoH listeners as one process's does,
+    and each is served (SO_REUSEPORT: any worker may take the connection)."""
+    config = make_config([upstreams[0].address])
+    dot, doh = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    config["encrypted"] = {"dot": [dot], "doh": [doh], "certificate": str(pki.cert),
+                           "key": str(pki.key), "server_name": SERVER_NAME}  # fmt: skip
+    server = launch(config, "encrypted-workers", ["--workers", "2"])
+    assert server.startup["workers"] == 2
+    assert (server.startup["dot"], server.startup["doh"]) == ([dot], [doh])
+    for _ in range(4):  # fresh connections, spread over the workers
+        assert addresses(dot_query(server, pki, "tiktok.com.")) == ["0.0.0.0"]
+    with resolving_to_loopback(), doh_client(pki) as client:
+        answer = client.post(doh_url(server), content=query("tiktok.com.").to_wire(),
+                             headers={"content-type": "application/dns-message"})  # fmt: skip
+    assert answer.status_code == 200
+    assert addresses(dns.message.from_wire(answer.content)) == ["0.0.0.0"]

@@ -1,5 +1,6 @@
-"""Fairness under a flood, with the default rate limits: while 127.0.0.2 floods the server with
-names never asked before, a paced client on 127.0.0.1 keeps getting its cached names.
+"""Fairness under a flood, with the default rate limits: while a flood of names never asked
+before comes from 127.0.0.2, or from the victim's own address, a paced client on 127.0.0.1 keeps
+getting its cached names (and, in the own-address case, its new names under other zones).
 
 The flood is its own process (`flooder.py`), paced and bounded in count and time; the victim asks
 `VICTIM_RATE` queries a second of names it primed into the cache. Each test prints its figures
@@ -23,7 +24,7 @@ from pathlib import Path
 import dns.name
 import dns.rcode
 import pytest
-from fake_upstream import FakeUpstream
+from fake_upstream import FakeUpstream, Zone
 from harness import (
     ServerFactory,
     ServerProcess,
@@ -52,6 +53,11 @@ VICTIM_ANSWERED = 0.95
 VICTIM_P99 = 0.5
 VICTIM_NAMES = 100
 REPLY_TIMEOUT = 1.0
+# The own-address flood: the victim's new names under another zone, a device's pace of them.
+FORWARD_RATE = 20
+FORWARD_ANSWERED = 0.9
+OWN_ADDRESS = "127.0.0.1"
+SHED_LIMITS = ("queries", "upstream", "client_zone", "zone")
 
 
 def metric(server: ServerProcess, name: str, **labels: str) -> float:
@@ -71,36 +77,70 @@ def victim_packet(name: str, query_id: int) -> bytes:
     return struct.pack("!HHHHHH", query_id, 0x0100, 1, 0, 0, 0) + wire + b"\0\0\1\0\1"
 
 
+class Stream:
+    """One paced series of the victim's queries on a socket of its own (its own IDs)."""
+
+    def __init__(self, names: list[str], rate: float, total: int) -> None:
+        self.names = names
+        self.rate = rate
+        self.total = total
+        self.sent = 0
+        self.sent_at: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((OWN_ADDRESS, 0))
+        self.sock.setblocking(False)
+
+    def due(self, began: float) -> float:
+        return began + self.sent / self.rate if self.sent < self.total else math.inf
+
+    def send(self, name: str, address: tuple[str, int]) -> None:
+        self.sock.sendto(victim_packet(name, self.sent), address)
+        self.sent_at[self.sent] = time.monotonic()
+        self.sent += 1
+
+    def receive(self) -> None:
+        while True:
+            try:
+                reply = self.sock.recv(4096)
+            except BlockingIOError:
+                return
+            started = self.sent_at.pop(struct.unpack_from("!H", reply)[0], None)
+            if started is not None and time.monotonic() - started <= REPLY_TIMEOUT:
+                self.latencies.append(time.monotonic() - started)
+
+
 def run_victim(server: ServerProcess, names: list[str]) -> tuple[int, list[float]]:
     """(queries sent, latencies of those answered within REPLY_TIMEOUT), paced."""
-    rng = random.Random(9)
-    total = int(VICTIM_RATE * VICTIM_SECONDS)
-    sent_at: dict[int, float] = {}
-    latencies: list[float] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.setblocking(False)
-        began = time.monotonic()
-        end = began + VICTIM_SECONDS + REPLY_TIMEOUT
-        index = 0
-        while time.monotonic() < end and (index < total or len(latencies) < index):
+    cached = Stream(names, VICTIM_RATE, int(VICTIM_RATE * VICTIM_SECONDS))
+    run_streams(server, [cached], random.Random(9))
+    return cached.sent, cached.latencies
+
+
+def run_streams(server: ServerProcess, streams: list[Stream], rng: random.Random) -> None:
+    """Send each stream's queries at its pace (a cached stream picks names at random, any other
+    takes them in order) until all are sent and answered, or REPLY_TIMEOUT after the last."""
+    began = time.monotonic()
+    end = began + VICTIM_SECONDS + REPLY_TIMEOUT
+    try:
+        while time.monotonic() < end:
+            if all(s.sent >= s.total and len(s.latencies) >= s.sent for s in streams):
+                break
             now = time.monotonic()
-            if index < total and now >= began + index / VICTIM_RATE:
-                sock.sendto(victim_packet(rng.choice(names), index), server.address)
-                sent_at[index] = now
-                index += 1
-                continue
-            wait = began + index / VICTIM_RATE - now if index < total else 0.05
-            if select.select([sock], [], [], max(0.0, min(wait, 0.05)))[0]:
-                while True:
-                    try:
-                        reply = sock.recv(4096)
-                    except BlockingIOError:
-                        break
-                    started = sent_at.pop(struct.unpack_from("!H", reply)[0], None)
-                    if started is not None and time.monotonic() - started <= REPLY_TIMEOUT:
-                        latencies.append(time.monotonic() - started)
-    return index, latencies
+            for stream in streams:
+                if now >= stream.due(began):
+                    name = (rng.choice(stream.names) if stream is streams[0]
+                            else stream.names[stream.sent])  # fmt: skip
+                    stream.send(name, server.address)
+            wait = min(s.due(began) for s in streams) - time.monotonic()
+            socks = [s.sock for s in streams]
+            ready = select.select(socks, [], [], max(0.0, min(wait, 0.05)))[0]
+            for stream in streams:
+                if stream.sock in ready:
+                    stream.receive()
+    finally:
+        for stream in streams:
+            stream.sock.close()
 
 
 def p99(latencies: list[float], sent: int) -> float:
@@ -110,8 +150,8 @@ def p99(latencies: list[float], sent: int) -> float:
     return ordered[rank - 1] if rank <= len(ordered) else math.inf
 
 
-def flood(server: ServerProcess, parent: str) -> subprocess.Popen[str]:
-    argv = [sys.executable, str(FLOODER), FLOOD_SOURCE, *map(str, server.address),
+def flood(server: ServerProcess, parent: str, source: str = FLOOD_SOURCE) -> subprocess.Popen[str]:
+    argv = [sys.executable, str(FLOODER), source, *map(str, server.address),
             str(FLOOD_RATE), str(FLOOD_SECONDS), parent]  # fmt: skip
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=server_env())
 
@@ -141,7 +181,7 @@ def under_flood(server: ServerProcess, parent: str) -> tuple[int, list[float], i
 def report(label: str, server: ServerProcess, sent: int, latencies: list[float],
            flooded: int) -> None:  # fmt: skip
     shed = {limit: metric(server, "dnswarden_rate_limited_total", limit=limit)
-            for limit in ("queries", "upstream", "zone")}  # fmt: skip
+            for limit in SHED_LIMITS}  # fmt: skip
     print(f"\n{label}: victim {len(latencies)}/{sent} answered "
           f"({100 * len(latencies) / sent:.2f}%), p99 {p99(latencies, sent) * 1000:.1f} ms; "
           f"flood sent {flooded}; shed {shed}")  # fmt: skip
@@ -163,7 +203,7 @@ def test_cached_names_are_answered_while_another_client_floods(
     assert flooded >= FLOOD_RATE * FLOOD_SECONDS * 0.5, "the flood itself fell short"
     assert len(latencies) >= VICTIM_ANSWERED * sent
     assert p99(latencies, sent) < VICTIM_P99
-    assert metric(server, "dnswarden_rate_limited_total", limit="queries", action="drop") > 0
+    assert metric(server, "dnswarden_rate_limited_total", limit="client_zone", action="drop") > 0
     assert server.alive()
 
 
@@ -189,4 +229,55 @@ def test_random_subdomains_of_one_zone_are_limited_while_nxdomain(
     # sent before those answers are back passes; then at most zone_rate a second plus the burst.
     assert upstream_saw <= FLOOD_RATE / 4 + 100 * FLOOD_SECONDS + 200
     assert metric(server, "dnswarden_rate_limit_suspect_zones") == 1
+    assert server.alive()
+
+
+@pytest.fixture(scope="module")
+def two_zones() -> FakeUpstream:
+    """example.org (the victim's cached names under wild., the flood's NXDOMAIN names under
+    nx.) and example.net (the victim's new names, under fwd.): two registrable zones."""
+    zone = Zone([
+        "example.org. 3600 IN SOA ns.example.org. admin.example.org. 1 7200 900 86400 300",
+        "*.wild.example.org. 60 IN A 192.0.2.99",
+        "example.net. 3600 IN SOA ns.example.net. admin.example.net. 1 7200 900 86400 300",
+        "*.fwd.example.net. 60 IN A 192.0.2.98",
+    ])  # fmt: skip
+    upstream = FakeUpstream(zone, seed=5).start()
+    yield upstream  # type: ignore[misc]
+    upstream.stop()
+
+
+def test_a_random_subdomain_flood_from_the_victims_own_address_spares_its_other_queries(
+    launch: ServerFactory, two_zones: FakeUpstream
+) -> None:
+    """One address floods `<random>.nx.example.org` (a device infected, or one of several
+    behind a NAT) while it also asks cached names and new names under example.net: the flood
+    is shed by the client-and-zone budget (and the zone's, once mostly NXDOMAIN), the rest is
+    served, with the defaults."""
+    server = launch(make_config([two_zones.address]), "flood-own")
+    names = primed(server)
+    forwarded = [fresh_name("victim", "fwd.example.net") for _ in range(FORWARD_RATE * 3)]
+    streams = [Stream(names, VICTIM_RATE, int(VICTIM_RATE * VICTIM_SECONDS)),
+               Stream(forwarded, FORWARD_RATE, int(FORWARD_RATE * VICTIM_SECONDS))]  # fmt: skip
+    flooder = flood(server, "nx.example.org", OWN_ADDRESS)
+    try:
+        time.sleep(0.5)  # the flood is on before the victim asks
+        run_streams(server, streams, random.Random(9))
+        out, _ = flooder.communicate(timeout=FLOOD_SECONDS + 10)
+    finally:
+        if flooder.poll() is None:
+            flooder.kill()
+            flooder.wait()
+    flooded = int(out.strip() or 0)
+    cached, new = streams
+    report("own address, cached", server, cached.sent, cached.latencies, flooded)
+    print(f"own address, forwarded: {len(new.latencies)}/{new.sent} answered "
+          f"({100 * len(new.latencies) / new.sent:.2f}%), "
+          f"p99 {p99(new.latencies, new.sent) * 1000:.1f} ms")  # fmt: skip
+    assert flooded >= FLOOD_RATE * FLOOD_SECONDS * 0.5, "the flood itself fell short"
+    assert len(cached.latencies) >= VICTIM_ANSWERED * cached.sent
+    assert p99(cached.latencies, cached.sent) < VICTIM_P99
+    assert len(new.latencies) >= FORWARD_ANSWERED * new.sent
+    assert metric(server, "dnswarden_rate_limited_total", limit="client_zone") > 0
+    assert metric(server, "dnswarden_rate_limited_total", limit="upstream") == 0
     assert server.alive()

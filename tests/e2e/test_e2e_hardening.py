@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import site
 import socket
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -290,6 +293,98 @@ def test_root_is_dropped_after_binding_and_reloads_still_work(upstream: FakeUpst
             assert server.stop() == 0
         assert "Traceback" not in server.stderr_text()
         assert not pid_file.exists()  # removed at exit: nobody can still write the state dir
+    finally:
+        for item in sorted(base.rglob("*"), reverse=True):
+            item.unlink() if not item.is_dir() or item.is_symlink() else item.rmdir()
+        base.rmdir()
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def assert_dropped(pid: int) -> None:
+    status = capability_lines(pid)
+    assert status["Uid"].split() == [str(NOBODY)] * 4, pid
+    assert status["Gid"].split()[0] != "0", pid
+    assert (status["CapEff"], status["CapPrm"]) == ("0000000000000000",) * 2, pid
+
+
+def interpreter_for_nobody() -> str | None:
+    """A Python that `nobody` can run dnswarden with (this one may live under /root), with
+    this checkout and its installed packages on PYTHONPATH (`server_env`)."""
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        try:
+            probe = subprocess.run(
+                [candidate, "-c", "import resolver.shell.workers, yaml"],
+                env=server_env({"PYTHONPATH": os.pathsep.join(site.getsitepackages())}),
+                user="nobody", cwd="/", capture_output=True, timeout=30, check=False,
+            )  # fmt: skip
+        except OSError:  # not even executable by nobody
+            continue
+        if probe.returncode == 0:
+            return candidate
+    return None
+
+
+def test_with_workers_the_supervisor_drops_too_and_a_restarted_worker_serves(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The supervisor of `--workers 2` ends with no capability either, yet restarts a killed
+    worker on the sockets it bound for it (a privileged port could not be bound again), and
+    still forwards a reload to both."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    interpreter = interpreter_for_nobody()
+    if interpreter is None:
+        pytest.skip("no Python here that the user nobody may run")
+    monkeypatch.setattr(sys, "executable", interpreter)  # ServerProcess starts this one
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(site.getsitepackages()))
+    base = Path(tempfile.mkdtemp(prefix="dnswarden-privs-", dir="/tmp"))
+    base.chmod(0o755)
+    try:
+        config = make_config([upstream.address])
+        config["privileges"] = {"user": "nobody"}
+        config["state_dir"] = str(base / "state")
+        path = write_config(base, config)
+        path.chmod(0o644)
+        server = ServerProcess(path, base, ["--workers", "2"], env=server_env()).start()
+        try:
+            assert server.startup["privileges"]["user"] == "nobody"
+            assert not [e for e in server.events if e.get("event") == "workers_not_restartable"]
+            workers = children(server.pid)
+            assert len(workers) == 2
+            for pid in (server.pid, *workers):
+                assert_dropped(pid)
+            os.kill(workers[0], signal.SIGKILL)
+            assert server.wait_for_event(lambda e: e.get("event") == "worker_died", 5.0)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                now = children(server.pid)
+                if len(now) == 2 and workers[0] not in now:
+                    break
+                time.sleep(0.1)
+            assert len(now) == 2 and workers[0] not in now
+            restarted = next(pid for pid in now if pid not in workers)
+            # Each query from its own port, so the restarted worker gets some once it reads.
+            for _ in range(30):
+                _, reply = ask(query("tiktok.com.", "A"), server.address)
+                assert reply.rcode() == dns.rcode.NOERROR
+            assert_dropped(restarted)
+            assert children(server.pid) == now  # it bound nothing: it did not die again
+            died = [e for e in server.events if e.get("event") == "worker_died"]
+            assert len(died) == 1, died
+            seen = len([e for e in server.events if e.get("event") == "reloaded"])
+            os.kill(server.pid, signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                if len([e for e in server.events if e.get("event") == "reloaded"]) >= seen + 2:
+                    break
+                time.sleep(0.2)
+            assert len([e for e in server.events if e.get("event") == "reloaded"]) == seen + 2
+        finally:
+            assert server.stop() == 0
+        assert "Traceback" not in server.stderr_text()
     finally:
         for item in sorted(base.rglob("*"), reverse=True):
             item.unlink() if not item.is_dir() or item.is_symlink() else item.rmdir()

@@ -69,25 +69,33 @@ def read_exact(conn: socket.socket, size: int) -> bytes:
 
 class FrameReader:
     """A dnstap reader on a Unix socket: accepts one writer at a time, checks its handshake
-    (READY with our content type, then START) and keeps every data frame."""
+    (READY naming exactly our content type, our ACCEPT, then START), keeps every data frame and
+    answers STOP with FINISH. `close` makes it go away; `start` brings it back at the same
+    place."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path | None) -> None:
+        self.path = path  # None: a subclass listens elsewhere
         self.frames: list[bytes] = []
         self.handshakes = 0
         self.finished = 0
         self.errors: list[str] = []
-        self.conn: socket.socket | None = None
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(str(path))
-        self.sock.listen()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        self.start()
 
-    def _serve(self) -> None:
+    def listen(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(self.path))
+        return sock
+
+    def start(self) -> None:
+        self.conn: socket.socket | None = None
+        self.sock = self.listen()
+        self.sock.listen()
+        threading.Thread(target=self._serve, args=(self.sock,), daemon=True).start()
+
+    def _serve(self, listening: socket.socket) -> None:
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, _ = listening.accept()
             except OSError:
                 return
             self.conn = conn
@@ -99,20 +107,25 @@ class FrameReader:
                 except AssertionError as error:
                     self.errors.append(str(error))
 
-    def _session(self, conn: socket.socket) -> None:
+    @staticmethod
+    def _control(conn: socket.socket) -> tuple[int, bytes]:
         escape, length = struct.unpack(">II", read_exact(conn, 8))
+        assert escape == 0, "expected a control frame"
         body = read_exact(conn, length)
-        assert escape == 0 and body[:4] == struct.pack(">I", READY), body
-        assert CONTENT_TYPE in body, body
+        return struct.unpack(">I", body[:4])[0], body[4:]
+
+    def _session(self, conn: socket.socket) -> None:
+        kind, fields = self._control(conn)
+        assert kind == READY and fields == struct.pack(">II", 1, len(CONTENT_TYPE)) + CONTENT_TYPE
         conn.sendall(control(ACCEPT))
-        escape, length = struct.unpack(">II", read_exact(conn, 8))
-        assert escape == 0 and read_exact(conn, length)[:4] == struct.pack(">I", START)
+        kind, fields = self._control(conn)
+        assert kind == START and CONTENT_TYPE in fields
         self.handshakes += 1
         while True:
             (length,) = struct.unpack(">I", read_exact(conn, 4))
             if length == 0:
                 (size,) = struct.unpack(">I", read_exact(conn, 4))
-                assert read_exact(conn, size)[:4] == struct.pack(">I", STOP)
+                assert struct.unpack(">I", read_exact(conn, size)[:4])[0] == STOP
                 conn.sendall(control(FINISH, content_type=False))
                 self.finished += 1
                 return
@@ -132,7 +145,8 @@ class FrameReader:
         if self.conn is not None:
             with contextlib.suppress(OSError):
                 self.conn.shutdown(socket.SHUT_RDWR)
-        self.path.unlink(missing_ok=True)
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
 
 
 def frames_of_file(path: Path) -> list[bytes]:

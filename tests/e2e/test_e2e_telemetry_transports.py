@@ -19,11 +19,9 @@ nothing, and the messages are counted as dropped.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import socket
 import ssl
-import struct
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -45,17 +43,10 @@ from test_e2e_encrypted import (
     resolving_to_loopback,
 )
 from test_e2e_telemetry import (
-    ACCEPT,
-    CONTENT_TYPE,
-    FINISH,
-    READY,
-    START,
-    STOP,
     TYPES,
-    control,
+    FrameReader,
     metrics,
     parse_rfc5424,
-    read_exact,
     sample,
     wait_for,
 )
@@ -68,78 +59,19 @@ PROTOCOLS = {1: "UDP", 2: "TCP", 3: "DOT", 4: "DOH"}
 assert {number: dnstap_pb.SocketProtocol.Name(number) for number in PROTOCOLS} == PROTOCOLS
 
 
-class TcpFrameReader:
-    """A dnstap reader on a loopback TCP port, one writer at a time: it checks the writer's
-    READY (with the dnstap content type), answers ACCEPT, checks START, keeps every data
-    frame, and answers STOP with FINISH. `close` makes it go away; `start` brings it back on
-    the same port."""
+class TcpFrameReader(FrameReader):
+    """The same reader on a loopback TCP port (`start` after `close`: the same port again)."""
 
     def __init__(self, port: int = 0) -> None:
-        self.frames: list[bytes] = []
-        self.handshakes = 0
-        self.errors: list[str] = []
         self.port = port
-        self.start()
+        super().__init__(None)
 
-    def start(self) -> None:
-        self.conn: socket.socket | None = None
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", self.port))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, args=(self.sock,), daemon=True).start()
-
-    def _serve(self, listening: socket.socket) -> None:
-        while True:
-            try:
-                conn, _ = listening.accept()
-            except OSError:
-                return
-            self.conn = conn
-            with conn:
-                try:
-                    self._session(conn)
-                except (EOFError, OSError):
-                    pass
-                except AssertionError as error:
-                    self.errors.append(str(error))
-
-    def _control(self, conn: socket.socket) -> tuple[int, bytes]:
-        escape, length = struct.unpack(">II", read_exact(conn, 8))
-        assert escape == 0, "expected a control frame"
-        body = read_exact(conn, length)
-        return struct.unpack(">I", body[:4])[0], body[4:]
-
-    def _session(self, conn: socket.socket) -> None:
-        kind, fields = self._control(conn)
-        assert kind == READY and fields == struct.pack(">II", 1, len(CONTENT_TYPE)) + CONTENT_TYPE
-        conn.sendall(control(ACCEPT))
-        kind, fields = self._control(conn)
-        assert kind == START and CONTENT_TYPE in fields
-        self.handshakes += 1
-        while True:
-            (length,) = struct.unpack(">I", read_exact(conn, 4))
-            if length == 0:
-                (size,) = struct.unpack(">I", read_exact(conn, 4))
-                assert struct.unpack(">I", read_exact(conn, size)[:4])[0] == STOP
-                conn.sendall(control(FINISH, content_type=False))
-                return
-            self.frames.append(read_exact(conn, length))
-
-    def messages(self) -> list[Any]:
-        decoded = []
-        for frame in list(self.frames):
-            message = dnstap_pb.Dnstap()
-            message.ParseFromString(frame)
-            decoded.append(message)
-        return decoded
-
-    def close(self) -> None:
-        self.sock.close()
-        if self.conn is not None:
-            with contextlib.suppress(OSError):
-                self.conn.shutdown(socket.SHUT_RDWR)
+    def listen(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        return sock
 
 
 @pytest.fixture(scope="module")

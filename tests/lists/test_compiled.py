@@ -3,6 +3,7 @@ blocks a wrong name on a hash collision, and survives any input."""
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import zlib
 from pathlib import Path
@@ -180,6 +181,72 @@ def test_rpz_answers_reach_the_rule() -> None:
     assert hit(m, "nd.test") == ("nd.test", 0, "nodata")
     assert hit(m, "a.nd.test") is None  # no wildcard record: the name alone
     assert hit(m, "null.test") == ("null.test", 0, "null_ip")
+
+
+RPZ_ACTIONS = """\
+$ORIGIN rpz.
+@ SOA ns. h. 1 1 1 1 1
+drop.test CNAME rpz-drop.
+tcp.test CNAME rpz-tcp-only.
+local.test A 192.0.2.1
+local.test TXT "hi"
+*.local.test CNAME .
+mixed.test CNAME .
+*.mixed.test A 192.0.2.2
+24.0.2.0.192.rpz-ip CNAME .
+32.7.2.0.192.rpz-ip A 192.0.2.99
+32.2.0.0.127.rpz-client-ip CNAME rpz-passthru.
+48.zz.db8.2001.rpz-client-ip CNAME rpz-drop.
+"""
+
+
+def test_rpz_actions_and_local_data_survive_compiling(tmp_path: Path) -> None:
+    path = tmp_path / "rpz.dwl"
+    write_atomic(path, compile_rules(parse_rules(RPZ_ACTIONS.encode(), "t", "rpz"), "t"))
+    m = open_compiled(path)
+    assert hit(m, "drop.test") == ("drop.test", 0, "drop")
+    assert hit(m, "tcp.test") == ("tcp.test", 0, "tcp_only")
+    local = m.lookup(wire("local.test"))
+    assert local is not None
+    records = ((1, b"\xc0\x00\x02\x01"), (16, b"\x02hi"))
+    assert local[0] == BlockRule("t", "local.test", "local", records)
+    assert hit(m, "a.local.test") == ("*.local.test", 0, "nxdomain")
+    assert hit(m, "mixed.test") == ("mixed.test", 0, "nxdomain")
+    below = m.lookup(wire("a.mixed.test"))
+    assert below is not None and below[0].answer == "local"
+    assert below[0].data == ((1, b"\xc0\x00\x02\x02"),)
+    assert len(m) == 8  # 4 names (each with its `*.` rule) and 4 address rules
+
+
+@pytest.mark.parametrize(
+    ("table", "address", "expected"),
+    [
+        ("response_ips", "192.0.2.7", ("32.7.2.0.192.rpz-ip", 32, "local")),  # longest prefix
+        ("response_ips", "192.0.2.8", ("24.0.2.0.192.rpz-ip", 24, "nxdomain")),
+        ("response_ips", "192.0.3.8", None),
+        ("response_ips", "2001:db8::1", None),
+        ("client_ips", "127.0.0.2", ("32.2.0.0.127.rpz-client-ip", 32, "passthru")),
+        ("client_ips", "127.0.0.3", None),
+        ("client_ips", "2001:db8:0:ffff::1", ("48.zz.db8.2001.rpz-client-ip", 48, "drop")),
+        ("client_ips", "2001:db9::1", None),
+    ],
+)
+def test_rpz_address_rules(
+    table: str, address: str, expected: tuple[str, int, str] | None
+) -> None:
+    m = matcher(RPZ_ACTIONS, "rpz")
+    rules = getattr(m, table)
+    value = ipaddress.ip_address(address)
+    found = rules.match(value.version, int(value))
+    assert (None if found is None else (found[0].pattern, found[1], found[0].answer)) == expected
+    if found is not None:
+        assert found[0].list_name == "t"
+
+
+def test_lists_without_address_rules_have_no_tables() -> None:
+    m = matcher(LIST)
+    assert m.client_ips is None and m.response_ips is None
+    assert "rpz" not in m.header
 
 
 # ----- hash collisions ------------------------------------------------------------------------

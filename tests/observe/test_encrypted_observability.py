@@ -103,3 +103,35 @@ def test_workers_open_connections_add_up() -> None:
         ServiceSnapshot(connections_open={"dot": 1, "doh": 4}),
     ])
     assert merged.connections_open == {"doh": 4, "dot": 3}
+
+
+def test_certificate_expiry_and_reloads() -> None:
+    stats = Stats()
+    for key in ("tls_reload.ok", "tls_reload.failed", "tls_reload.failed"):
+        stats.count(key)
+    samples = scrape(stats, ServiceSnapshot(certificate_expiry={"dot": 1.8e9, "doh": 1.9e9}))
+    expiry = "dnswarden_tls_certificate_expiry_timestamp_seconds"
+    assert samples[(expiry, (("transport", "dot"),))] == 1.8e9
+    assert samples[(expiry, (("transport", "doh"),))] == 1.9e9
+    reloads = "dnswarden_tls_certificate_reloads_total"
+    assert samples[(reloads, (("result", "success"),))] == 1
+    assert samples[(reloads, (("result", "failure"),))] == 2
+    assert not any(name == "dnswarden_events_total" and "tls_reload" in str(labels)
+                   for name, labels in samples)  # fmt: skip
+
+
+def test_without_encrypted_listeners_no_expiry_but_reloads_at_zero() -> None:
+    samples = scrape(Stats(), ServiceSnapshot())
+    assert not [k for k in samples if k[0] == "dnswarden_tls_certificate_expiry_timestamp_seconds"]
+    reloads = "dnswarden_tls_certificate_reloads_total"
+    assert samples[(reloads, (("result", "failure"),))] == 0
+
+
+def test_workers_certificate_expiry_is_the_soonest() -> None:
+    """A worker whose reload failed still serves the older certificate: that one counts."""
+    merged = ServiceSnapshot.merge([
+        ServiceSnapshot(certificate_expiry={"dot": 2.0e9, "doh": 2.0e9}),
+        ServiceSnapshot(certificate_expiry={"dot": 1.7e9, "doh": 2.0e9}),
+        ServiceSnapshot(),
+    ])
+    assert merged.certificate_expiry == {"dot": 1.7e9, "doh": 2.0e9}

@@ -291,7 +291,8 @@ def test_emitted_names_and_labels_match_the_catalogue() -> None:
                                    "evictions": 5},
                     zones={"national": {"serial": 7, "last_transfer": 1.7e9, "failures": 1,
                                         "transfers.ixfr": 2}},
-                    outputs={"dnstap.sent": 5, "syslog.dropped": 1})  # fmt: skip
+                    outputs={"dnstap.sent": 5, "syslog.dropped": 1},
+                    expiry={"dot": 1.8e9})  # fmt: skip
     allowed = sample_names()
     by_sample = {s: f for f in FAMILIES.values() for s in series_names(f)}
     seen = set()
@@ -485,7 +486,9 @@ def test_every_dashboard_query_uses_only_exported_metrics() -> None:
      r"dnswarden_policy_until_timestamp_seconds", r"dnswarden_blocked_total",
      r"dnswarden_reloads_total\{result=\"failure\"", r"dnswarden_group_blocked_rules == 0",
      r"dnswarden_lists_missing", r"dnswarden_rate_limited_total",
-     r"dnswarden_list_rejected_total", r"dnswarden_list_refused", r"dnswarden_rpz_zone_expired"],
+     r"dnswarden_list_rejected_total", r"dnswarden_list_refused", r"dnswarden_rpz_zone_expired",
+     r"dnswarden_tls_certificate_expiry_timestamp_seconds - time\(\)\) <= 0",
+     r"dnswarden_tls_certificate_reloads_total\{result=\"failure\""],
 )  # fmt: skip
 def test_alerts_cover_the_required_conditions(topic: str) -> None:
     assert any(re.search(topic, rule["expr"]) for rule in alert_rules()), topic
@@ -700,6 +703,38 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
         [("DnswardenAuditFileErrors", 2, []),
          ("DnswardenAuditFileErrors", 5, [{"severity": "warning", "instance": "a:9153",
                                            "job": "dnswarden"}])],
+    ),
+    (
+        {  # promtool's clock starts at 0: a's DoT certificate expires at day 10 until a renewal
+            # is loaded at minute 18, its DoH one at day 80; b's expires 10 minutes in
+            f'dnswarden_tls_certificate_expiry_timestamp_seconds{{{A},transport="dot"}}':
+                f"{10 * 86400}x17 {90 * 86400}x3",
+            f'dnswarden_tls_certificate_expiry_timestamp_seconds{{{A},transport="doh"}}':
+                f"{80 * 86400}x20",
+            f'dnswarden_tls_certificate_expiry_timestamp_seconds{{{B},transport="dot"}}':
+                "600x20",
+        },
+        [("DnswardenCertificateExpiringSoon", 5, [
+             {"severity": "warning", "instance": "a:9153", "job": "dnswarden",
+              "transport": "dot"},
+             {"severity": "warning", "instance": "b:9153", "job": "dnswarden",
+              "transport": "dot"}]),
+         ("DnswardenCertificateExpiringSoon", 15, [
+             {"severity": "warning", "instance": "a:9153", "job": "dnswarden",
+              "transport": "dot"}]),
+         ("DnswardenCertificateExpiringSoon", 19, []),
+         ("DnswardenCertificateExpired", 5, []),
+         ("DnswardenCertificateExpired", 15, [{"severity": "critical", "instance": "b:9153",
+                                               "job": "dnswarden", "transport": "dot"}])],
+    ),
+    (
+        {f'dnswarden_tls_certificate_reloads_total{{{A},result="failure"}}': "0 0 1x40",
+         f'dnswarden_tls_certificate_reloads_total{{{A},result="success"}}': "0 1x41",
+         f'dnswarden_tls_certificate_reloads_total{{{B},result="failure"}}': "0x42"},
+        [("DnswardenCertificateReloadFailing", 1, []),
+         ("DnswardenCertificateReloadFailing", 5, [{"severity": "warning", "instance": "a:9153",
+                                                    "job": "dnswarden", "result": "failure"}]),
+         ("DnswardenCertificateReloadFailing", 40, [])],
     ),
 ]  # fmt: skip
 

@@ -8,7 +8,15 @@ import ipaddress
 import pytest
 
 from resolver.config import GroupRates, RateLimitConfig
-from resolver.policy.ratelimit import UPSTREAM, ZONE, Bucket, RateLimiter, zone_of
+from resolver.policy.ratelimit import (
+    CLIENT_ZONE,
+    MAX_CLIENT_ZONES,
+    UPSTREAM,
+    ZONE,
+    Bucket,
+    RateLimiter,
+    zone_of,
+)
 from resolver.protocol.names import from_text
 
 
@@ -156,4 +164,119 @@ def test_zone_limits_off_track_nothing() -> None:
     for number in range(100):
         limits.answered(from_text(f"r{number}.victim.example"), True, 0.1)
     assert limits.suspect_zones() == 0
-    assert not limiter(rate=0, upstream_rate=0, zone_rate=0).active
+    assert not limiter(rate=0, upstream_rate=0, client_zone_rate=0, zone_rate=0).active
+
+
+# --- one client flooding one zone ---------------------------------------------------------------
+
+
+def ask_upstream(limits: RateLimiter, names: list[str], now: float,
+                 client: str = "10.0.0.1") -> list[str | None]:  # fmt: skip
+    return [limits.admits_upstream(client, from_text(name), now) for name in names]
+
+
+def test_a_one_zone_flood_leaves_the_same_clients_other_zones_their_budget() -> None:
+    """The flood under victim.example takes its client-and-zone burst, then is shed without
+    touching the client's budget: the same address's names in other zones still go up."""
+    limits = limiter(upstream_rate=200, upstream_burst=300, client_zone_rate=50,
+                     client_zone_burst=100, zone_rate=0)  # fmt: skip
+    flood = ask_upstream(limits, [f"r{i}.victim.example" for i in range(5000)], 0.0)
+    assert flood.count(None) == 100 and flood.count(CLIENT_ZONE) == 4900
+    others = ask_upstream(limits, [f"www.site{i}.example" for i in range(200)], 0.0)
+    assert others == [None] * 200  # 100 + 200 of the client's 300
+    assert ask_upstream(limits, ["www.site0.example"], 0.0) == [UPSTREAM]
+    # A second later the zone's bucket has 50 more, the client's 200.
+    again = ask_upstream(limits, [f"s{i}.victim.example" for i in range(100)], 1.0)
+    assert again.count(None) == 50
+    assert ask_upstream(limits, ["x.victim.example"], 1.0, client="10.0.0.2") == [None]
+
+
+@pytest.mark.parametrize(
+    ("settings", "flood", "expected"),
+    [
+        # Shed by the zone shared by all clients: the client-and-zone bucket is not charged.
+        (
+            {"zone_rate": 10, "zone_burst": 10, "client_zone_burst": 20},
+            30,
+            [None] * 10 + [ZONE] * 20,
+        ),
+        # Shed by the client-and-zone bucket: the suspect zone's bucket is not charged either.
+        (
+            {"zone_rate": 10, "zone_burst": 20, "client_zone_burst": 5},
+            30,
+            [None] * 5 + [CLIENT_ZONE] * 25,
+        ),
+        # Off: only the client's own budget.
+        (
+            {"zone_rate": 0, "client_zone_rate": 0, "upstream_burst": 7},
+            10,
+            [None] * 7 + [UPSTREAM] * 3,
+        ),
+    ],
+)
+def test_a_name_is_charged_only_when_every_budget_admits_it(
+    settings: dict[str, object], flood: int, expected: list[str | None]
+) -> None:
+    limits = limiter(**settings)
+    for number in range(100):  # make victim.example suspect (when zone limits are on)
+        limits.answered(from_text(f"n{number}.victim.example"), True, 0.0)
+    names = [f"r{i}.victim.example" for i in range(flood)]
+    assert ask_upstream(limits, names, 0.1) == expected
+    # Another client still has the zone's remaining budget (none here, in the first case).
+    other = limits.admits_upstream("10.0.0.2", from_text("o.victim.example"), 0.1)
+    assert other == (ZONE if expected.count(ZONE) else None)
+
+
+@pytest.mark.parametrize(
+    ("section", "officials", "official_passes", "other_passes"),
+    [
+        ({"client_zone_rate": 50, "client_zone_burst": 5}, {"client_zone_burst": 20}, 20, 5),
+        ({"client_zone_rate": 50, "client_zone_burst": 5}, {"client_zone_rate": 0}, 40, 5),
+        ({"client_zone_rate": 0}, {"client_zone_rate": 1, "client_zone_burst": 3}, 3, 40),
+    ],
+)
+def test_groups_have_their_own_client_and_zone_limit(
+    section: dict[str, object], officials: dict[str, object], official_passes: int,
+    other_passes: int,
+) -> None:
+    """A group's override takes the place of the section's client-and-zone budget (0: none
+    for that group), and the other groups keep the section's."""
+    limits = limiter(upstream_rate=0, zone_rate=0, **section,
+                     groups=(GroupRates("officials", **officials),))  # type: ignore[arg-type]
+    names = [f"r{i}.victim.example" for i in range(40)]
+    assert ask_upstream(limits, names, 0.0, client="10.20.0.1").count(None) == official_passes
+    assert ask_upstream(limits, names, 0.0, client="10.30.0.1").count(None) == other_passes
+    assert limits.active
+
+
+def test_exempt_clients_have_no_client_and_zone_limit() -> None:
+    limits = limiter(client_zone_rate=1, client_zone_burst=1, zone_rate=0,
+                     exempt=(ipaddress.ip_network("10.9.0.0/16"),))  # fmt: skip
+    names = [f"r{i}.victim.example" for i in range(50)]
+    assert ask_upstream(limits, names, 0.0, client="10.9.0.1") == [None] * 50
+    assert limits.client_zones == 0
+
+
+def test_the_client_and_zone_table_is_bounded_and_only_admitted_names_fill_it() -> None:
+    limits = limiter(upstream_rate=0, client_zone_rate=1, client_zone_burst=1, zone_rate=0)
+    for number in range(MAX_CLIENT_ZONES + 5000):
+        limits.admits_upstream("10.0.0.1", from_text(f"a.z{number}.example"), number * 1e-4)
+        assert limits.client_zones <= MAX_CLIENT_ZONES
+    shed = limiter(upstream_rate=1, upstream_burst=1, client_zone_rate=1, zone_rate=0)
+    ask_upstream(shed, [f"a.z{number}.example" for number in range(1000)], 0.0)
+    assert shed.client_zones == 1  # the rest were over the client's budget: no bucket made
+
+
+@pytest.mark.parametrize(
+    ("settings", "gates"),
+    [
+        ({}, False),  # the default: no limit on every query, only on what costs work
+        ({"rate": 1000}, True),
+        ({"groups": (GroupRates("officials", rate=10),)}, True),
+    ],
+)
+def test_the_step_before_parsing_runs_only_with_a_rate(
+    settings: dict[str, object], gates: bool
+) -> None:
+    limits = limiter(**settings)
+    assert limits.gates is gates and limits.active

@@ -11,7 +11,14 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from resolver.protocol.answers import SinkholeAnswer, error_reply, refused, servfail
+from resolver.protocol.answers import (
+    SinkholeAnswer,
+    error_reply,
+    local_data,
+    refused,
+    servfail,
+    truncated,
+)
 from resolver.protocol.edns import EdeCode
 from resolver.protocol.wire import WireError, parse_query
 
@@ -149,3 +156,73 @@ def test_dropped_packets_get_no_reply() -> None:
     with pytest.raises(WireError) as raised:
         parse_query(packet)
     assert error_reply(packet, raised.value) is None
+
+
+# ----- RPZ answers: the exact bytes -----------------------------------------------------------
+
+X_TEST_QUESTION = "01 78 04 74 65 73 74 00"  # x.test
+GARDEN = bytes.fromhex("06 67 61 72 64 65 6e 07 65 78 61 6d 70 6c 65 00".replace(" ", ""))
+LOCAL_RECORDS = ((1, bytes([192, 0, 2, 1])), (1, bytes([192, 0, 2, 2])), (16, b"\x02hi"))
+
+
+def hex_query(qtype: str, qclass: str = "0001") -> bytes:
+    return bytes.fromhex(f"1234 0100 0001 0000 0000 0000 {X_TEST_QUESTION} {qtype} {qclass}"
+                         .replace(" ", ""))  # fmt: skip
+
+
+def test_truncated_is_an_empty_answer_with_tc() -> None:
+    reply = truncated(parse_query(hex_query("0001")))
+    expected = f"1234 8380 0001 0000 0000 0000 {X_TEST_QUESTION} 0001 0001"
+    assert reply.hex() == expected.replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    ("qtype", "records", "expected"),
+    [
+        (  # A: both A records, owned by a pointer to the question, TTL 60
+            "0001",
+            LOCAL_RECORDS,
+            "1234 8180 0001 0002 0000 0000 {q} 0001 0001"
+            " c00c 0001 0001 0000003c 0004 c0000201 c00c 0001 0001 0000003c 0004 c0000202",
+        ),
+        (  # TXT: its own type only
+            "0010",
+            LOCAL_RECORDS,
+            "1234 8180 0001 0001 0000 0000 {q} 0010 0001 c00c 0010 0001 0000003c 0003 026869",
+        ),
+        (  # a CNAME answers every type
+            "000f",
+            ((5, GARDEN),),
+            "1234 8180 0001 0001 0000 0000 {q} 000f 0001 c00c 0005 0001 0000003c 0010 "
+            + GARDEN.hex(),
+        ),
+        ("001c", LOCAL_RECORDS, None),  # AAAA: none of that type (the caller answers NODATA)
+    ],
+)
+def test_local_data_bytes(
+    qtype: str, records: tuple[tuple[int, bytes], ...], expected: str | None
+) -> None:
+    reply = local_data(parse_query(hex_query(qtype)), records, 60, "blocked by list x", 512)
+    if expected is None:
+        assert reply is None
+    else:
+        assert reply is not None
+        assert reply.hex() == expected.format(q=X_TEST_QUESTION).replace(" ", "")
+
+
+def test_local_data_not_in_class_in_and_too_big() -> None:
+    assert local_data(parse_query(hex_query("0001", "0003")), LOCAL_RECORDS, 60, "", 512) is None
+    query = parse_query(hex_query("0001"))
+    assert local_data(query, LOCAL_RECORDS, 60, "", 40) == truncated(query)
+
+
+def test_local_data_carries_ede_forged_answer_with_edns() -> None:
+    made, packet = ask("x.test", "A")
+    reply = local_data(parse_query(packet), LOCAL_RECORDS, 60, "blocked by list x", 1232)
+    assert reply is not None
+    parsed = dns.message.from_wire(reply)
+    assert parsed.id == made.id
+    assert [rdata.to_text() for rdata in parsed.answer[0]] == ["192.0.2.1", "192.0.2.2"]
+    assert ede_of(parsed) == (EdeCode.FORGED_ANSWER, "blocked by list x")
+    tc = dns.message.from_wire(truncated(parse_query(packet)))
+    assert tc.flags & dns.flags.TC and tc.edns == 0 and not tc.answer

@@ -23,6 +23,7 @@ from resolver.shell.workers import (
     Worker,
     WorkerReport,
     encode_report,
+    encrypted_listeners,
     worker_count,
 )
 from resolver.state import build_state
@@ -140,3 +141,26 @@ def test_readiness_over_workers_has_the_single_servers_fields(
     assert (ready, {key: detail[key] for key in expected[1]}) == expected
     assert detail["lists"] == {"tiktok": 35, "feed": 0}
     assert detail["healthy_upstreams"] == ["udp://127.0.0.1:53"]
+
+
+def _bound(**listening: list[str]) -> WorkerReport:
+    encrypted = {t: {"listening": a, "connections": 0} for t, a in listening.items()}
+    readiness = {"listeners": True, **({"encrypted": encrypted} if listening else {})}
+    return WorkerReport(Stats(), ServiceSnapshot(), readiness)
+
+
+@pytest.mark.parametrize(
+    ("reports", "expected"),
+    [
+        ([], {}),
+        ([_bound(), _bound()], {}),  # no encrypted listener: no fields, as in one process
+        ([_bound(dot=["127.0.0.1:853", "[::1]:853"], doh=["127.0.0.1:443"])] * 2,
+         {"dot": ["127.0.0.1:853", "[::1]:853"], "doh": ["127.0.0.1:443"]}),
+        ([_bound(dot=["127.0.0.1:853"])] * 3, {"dot": ["127.0.0.1:853"]}),
+        # port 0 (which the docs warn against): each worker its own port, all listed
+        ([_bound(dot=["127.0.0.1:40001"]), _bound(dot=["127.0.0.1:40002"])],
+         {"dot": ["127.0.0.1:40001", "127.0.0.1:40002"]}),
+    ],
+)  # fmt: skip
+def test_startup_line_lists_the_encrypted_listeners_the_workers_bound(reports, expected) -> None:
+    assert encrypted_listeners(reports) == expected
