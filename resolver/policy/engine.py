@@ -77,7 +77,7 @@ class Decision:
 
     Never changed once made (the engine and the pipeline's answer memo share them; make a new
     one with `dataclasses.replace`), but not a frozen dataclass: a frozen one's `__init__`
-    sets each of these sixteen fields through `object.__setattr__`, about a fifth of the CPU
+    sets each of its fields through `object.__setattr__`, about a fifth of the CPU
     of a block whose decision is new (a listed name asked for the first time)."""
 
     action: Action
