@@ -216,7 +216,8 @@ def dnswarden_config(
     if not metrics:
         config["metrics"] = {"enabled": False}
     if not rate_limits:
-        config["rate_limit"] = {"rate": 0, "upstream_rate": 0, "zone_rate": 0}
+        limits = ("rate", "upstream_rate", "client_zone_rate", "zone_rate")
+        config["rate_limit"] = dict.fromkeys(limits, 0)
     return config
 
 

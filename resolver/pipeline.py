@@ -53,7 +53,7 @@ from resolver.protocol.wire import (
     udp_limit,
 )
 from resolver.state import FailClosed, ResolverState
-from resolver.upstream.pool import Overloaded, Resolved, UpstreamFailure, UpstreamPool, abandoned
+from resolver.upstream.pool import Overloaded, UpstreamFailure, UpstreamPool, abandoned
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,19 +475,18 @@ class QueryPipeline:
         # 5. Upstream: the strategy's order across the zone's upstreams within the deadline,
         #    merged with identical queries already in flight. With a stale answer to fall back
         #    on, a client waits at most cache.client_timeout (RFC 8767); the exchange goes on.
+        waiting = _Waiting(query, client, over_udp, started, stale, reply_to, channel)
         try:
-            shared = self.upstreams.begin(query, key)
+            self.upstreams.forward(query, key, self._upstream_done, waiting)
         except Overloaded:
             self.stats.count("dropped.overload")
             if stale is not None:
                 return self._stale(query, client, over_udp, started, stale, channel)
             return self._done(query, over_udp, "dropped", None, started, None, channel)
-        waiting = _Waiting(query, client, over_udp, started, stale, reply_to, channel)
         if stale is not None:
-            waiting.patience = shared.get_loop().call_later(
+            waiting.patience = asyncio.get_running_loop().call_later(
                 self._state.config.cache.client_timeout, self._impatient, waiting
             )
-        shared.add_done_callback(functools.partial(self._upstream_done, waiting))
         return FORWARDED
 
     def _flooding(self, query: Query, client: str, started: float) -> str | None:
@@ -503,8 +502,57 @@ class QueryPipeline:
                 return None
         return over
 
-    def _upstream_done(self, waiting: _Waiting, shared: asyncio.Future[Resolved]) -> None:
-        self._answer_later(waiting, self._from_upstream, waiting, shared)
+    def _upstream_done(
+        self,
+        waiting: _Waiting,
+        reply: UpstreamReply | None,
+        findings: Findings | None,
+        failure: UpstreamFailure | None,
+    ) -> None:
+        """The pool's callback when the exchange settles: steps 6-8 at once, in one function
+        (`_answer_later` inlined), since this runs once per forwarded query."""
+        if waiting.answered:
+            return
+        waiting.answered = True
+        if waiting.patience is not None:
+            waiting.patience.cancel()
+        try:
+            if reply is None:
+                out = self._upstream_failed(waiting, failure or abandoned())
+            else:
+                query, client, over_udp, channel = (
+                    waiting.query, waiting.client, waiting.over_udp, waiting.channel
+                )  # fmt: skip
+                # 6. Response inspection: a CNAME chain or owner name in the answer that this
+                #    client's policy blocks, an address in a response-IP network, or a private
+                #    address for a public name (rebinding) turns the answer into the blocked
+                #    answer to the question.
+                device = "" if channel is None else channel.device
+                block = None
+                if findings is not None:
+                    state = self._state
+                    block = verdict(findings, client, query.qtype, state.policy,
+                                    state.config.blocking, time.time(), device,
+                                    query.qname)  # fmt: skip
+                if block is not None and (over_udp or block.answer != TCP_ONLY):
+                    out = self._blocked(
+                        self._state, query, client, block, over_udp, waiting.started, channel
+                    )
+                else:
+                    # 7. Reply: the client's ID, question and EDNS back, cut to what it can
+                    #    receive.
+                    opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
+                    limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+                    out = client_reply(reply, query, limit, opt)
+                    # 8. Metrics/audit: allowed queries are logged only when the operator asks.
+                    if self.audit.allowed_queries:
+                        self.audit.allowed(client, query, reply.rcode, device)
+                    out = self._done(query, over_udp, "answered", out, waiting.started,
+                                     reply.rcode, channel)  # fmt: skip
+        except Exception as error:  # a bug must cost one query, never the server
+            self.internal_error(error)
+            out = None
+        waiting.reply_to(out)
 
     def _impatient(self, waiting: _Waiting) -> None:
         """The client waited cache.client_timeout: its stale answer now (RFC 8767)."""
@@ -529,42 +577,20 @@ class QueryPipeline:
             reply = None
         waiting.reply_to(reply)
 
-    def _from_upstream(self, waiting: _Waiting, shared: asyncio.Future[Resolved]) -> bytes | None:
+    def _upstream_failed(self, waiting: _Waiting, failure: UpstreamFailure) -> bytes | None:
         query, client, over_udp, started, channel = (
             waiting.query, waiting.client, waiting.over_udp, waiting.started, waiting.channel
         )  # fmt: skip
-        failure = abandoned() if shared.cancelled() else shared.exception()
-        if failure is not None:
-            if not isinstance(failure, UpstreamFailure):
-                raise failure
-            if waiting.stale is not None:
-                return self._stale(query, client, over_udp, started, waiting.stale, channel)
-            servfail = failure.reply  # the upstream's own SERVFAIL, with its EDEs, if one came
-            if servfail is None:
-                out = answers.servfail(query, failure.ede, failure.text)
-            else:
-                opt = _plain_opt(query.dnssec_ok, servfail.ext_rcode) if query.has_edns else b""
-                limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
-                out = client_reply(servfail, query, limit, opt)
-            return self._done(query, over_udp, "servfail", out, started, None, channel)
-        reply, findings = shared.result()
-        state = self._state
-        # 6. Response inspection: a CNAME chain or owner name in the answer that this client's
-        #    policy blocks, an address in a response-IP network, or a private address for a
-        #    public name (rebinding) turns the answer into the blocked answer to the question.
-        device = "" if channel is None else channel.device
-        if findings is not None:
-            block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time(), device, query.qname)  # fmt: skip
-            if block is not None and (over_udp or block.answer != TCP_ONLY):
-                return self._blocked(state, query, client, block, over_udp, started, channel)
-        # 7. Reply: the client's ID, question and EDNS back, cut to what it can receive.
-        opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
-        out = client_reply(reply, query, udp_limit(query) if over_udp else TCP_MAX_MESSAGE, opt)
-        # 8. Metrics/audit: allowed queries are logged only when the operator asks for it.
-        if self.audit.allowed_queries:
-            self.audit.allowed(client, query, reply.rcode, device)
-        return self._done(query, over_udp, "answered", out, started, reply.rcode, channel)
+        if waiting.stale is not None:
+            return self._stale(query, client, over_udp, started, waiting.stale, channel)
+        servfail = failure.reply  # the upstream's own SERVFAIL, with its EDEs, if one came
+        if servfail is None:
+            out = answers.servfail(query, failure.ede, failure.text)
+        else:
+            opt = _plain_opt(query.dnssec_ok, servfail.ext_rcode) if query.has_edns else b""
+            limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+            out = client_reply(servfail, query, limit, opt)
+        return self._done(query, over_udp, "servfail", out, started, None, channel)
 
     def internal_error(self, error: BaseException) -> None:
         self.stats.count("internal_error")

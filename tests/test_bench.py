@@ -26,6 +26,7 @@ import yaml
 
 from resolver.config import parse_config
 from resolver.lists.catalogue import catalogue_ids
+from resolver.policy.ratelimit import RateLimiter
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -304,6 +305,22 @@ def test_dnswarden_config_is_accepted_by_resolver_config(tmp_path: Path) -> None
         )
         assert [str(e) for e in config.listen] == ["127.0.0.1:5300"]
         assert config.log.level == level
+
+
+@pytest.mark.parametrize(("rate_limits", "active"), [(False, False), (True, True)])
+def test_dnswarden_runs_without_rate_limits_unless_asked(
+    tmp_path: Path, rate_limits: bool, active: bool
+) -> None:
+    """dnsperf is one client asking as fast as it can: every limit must be off (a new limit
+    with a default rate once throttled the unique workload to 117 qps), unless the flood bench
+    asks for the defaults."""
+    listfile = tmp_path / "blocklist.txt"
+    listfile.write_text("blocked.example\n")
+    data = peers.dnswarden_config(5300, 5301, str(listfile), rate_limits=rate_limits)
+    config = parse_config(
+        yaml.safe_dump(data), "bench.yaml", base_dir=tmp_path, known_lists=catalogue_ids()
+    )
+    assert RateLimiter(config.rate_limit, lambda client: "default").active is active
 
 
 def _write(spec) -> None:

@@ -100,6 +100,19 @@ class ScriptedPool:
             shared.set_result(Resolved(reply, self.after_reply(query, cache_key(query), reply)))
         return shared
 
+    def forward(self, query: Query, key: Any, notify: Callable[..., None], context: Any) -> None:
+        """`begin` as the pipeline calls it: `notify(context, reply, findings, failure)` once
+        the scripted exchange settles, never before this returns (like the real pool)."""
+
+        def settled(shared: asyncio.Future[Resolved]) -> None:
+            failure = shared.exception()
+            if failure is not None:
+                notify(context, None, None, failure)
+            else:
+                notify(context, *shared.result(), None)
+
+        self.begin(query, key).add_done_callback(settled)
+
     def refresh(self, query: Query) -> bool:
         self.refreshed.append(query.qname)
         return True

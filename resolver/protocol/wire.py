@@ -394,12 +394,21 @@ class UpstreamReply:
     )
 
     def __init__(self, raw: bytes, question_len: int) -> None:
-        _, flags, _, ancount, nscount, arcount = HEADER.unpack_from(raw)
         size = len(raw)
+        if size < HEADER_LEN:
+            raise FormError("truncated")
+        flags = (raw[2] << 8) | raw[3]
+        ancount = (raw[6] << 8) | raw[7]
+        nscount = (raw[8] << 8) | raw[9]
+        arcount = (raw[10] << 8) | raw[11]
         pos = HEADER_LEN + question_len
         records: list[int] = []
         for _ in range(ancount + nscount):
-            pos = skip_name(raw, pos)
+            # Most owner names are one compression pointer: skipped here, without a call.
+            if pos < size and raw[pos] >= 0xC0:
+                pos += 2
+            else:
+                pos = skip_name(raw, pos)
             if pos + 10 > size:
                 raise FormError("truncated")
             records.append(pos)
@@ -408,14 +417,19 @@ class UpstreamReply:
                 raise FormError("truncated")
         self.records: Sequence[int] = records
         """Where each answer and authority record's type field is, after its owner name."""
-        self.sections_end = pos
-        kept: list[bytes] = []
+        self.sections_end = sections_end = pos
+        # The additional records are kept as they stand but for the OPT: the bytes around it.
+        opt_start = opt_end = -1
         ext_rcode = 0
         ede = b""
-        seen_opt = False
         for _ in range(arcount):
             start = pos
-            pos = skip_name(raw, pos)
+            if pos < size and raw[pos] == 0:  # the root: OPT's owner
+                pos += 1
+            elif pos < size and raw[pos] >= 0xC0:
+                pos += 2
+            else:
+                pos = skip_name(raw, pos)
             if pos + 10 > size:
                 raise FormError("truncated")
             is_opt = ((raw[pos] << 8) | raw[pos + 1]) == TYPE_OPT
@@ -424,12 +438,10 @@ class UpstreamReply:
             pos = rdata + ((raw[pos + 8] << 8) | raw[pos + 9])
             if pos > size:
                 raise FormError("truncated")
-            if not is_opt:
-                kept.append(raw[start:pos])
-            elif seen_opt:
-                raise FormError("multiple_opt")
-            else:
-                seen_opt = True
+            if is_opt:
+                if opt_start >= 0:
+                    raise FormError("multiple_opt")
+                opt_start, opt_end = start, pos
                 ext_rcode = extended
                 if pos > rdata:
                     ede = _ede_options(raw, rdata, pos)
@@ -438,8 +450,12 @@ class UpstreamReply:
         self.raw = raw
         self.rcode = (ext_rcode << 4) | (flags & RCODE_MASK)
         self.truncated = bool(flags & TC)
-        self.additional = b"".join(kept)
-        self.additional_count = len(kept)
+        if opt_start < 0:
+            self.additional = raw[sections_end:pos]
+            self.additional_count = arcount
+        else:
+            self.additional = raw[sections_end:opt_start] + raw[opt_end:pos]
+            self.additional_count = arcount - 1
         self.ext_rcode = ext_rcode
         self.ede = ede
         """The upstream's Extended DNS Errors, as EDNS options to pass on (`_ede_options`)."""

@@ -1,6 +1,6 @@
-"""Forwarding: the pool of upstream resolvers (strategies, health, merging, TCP and TLS streams)
-and the UDP exchanges that give every query a fresh random port and ID (RFC 5452).
+"""Forwarding: the pool of upstream resolvers (strategies, health, merging), the UDP exchanges
+that give every query a fresh random port and ID (RFC 5452), and the TCP and TLS streams.
 
 May import: protocol, config, policy, observe, cache
-Does I/O: pool (asyncio streams, TLS), datagrams (UDP sockets)
+Does I/O: pool (asyncio streams, TLS), datagrams (UDP sockets), streams (asyncio streams, TLS)
 """

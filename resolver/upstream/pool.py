@@ -6,9 +6,9 @@ QR bit and question (`upstream.datagrams`, which runs these exchanges on callbac
 task).
 A truncated reply is retried over TCP.
 `tcp://` and `tls://` (DNS over TLS, RFC 7858): one persistent connection per upstream, shared by
-pipelined queries told apart by ID (RFC 7766 6.2.1), closed after `STREAM_IDLE_TIMEOUT` without
-queries; TLS verifies the certificate and its name (`#name` in the URL) against the system store
-or `upstream.ca_file`.
+pipelined queries told apart by ID (RFC 7766 6.2.1; `upstream.streams`), closed after
+`STREAM_IDLE_TIMEOUT` without queries; TLS verifies the certificate and its name (`#name` in the
+URL) against the system store or `upstream.ca_file`.
 
 Choosing. Each query goes to the upstreams of the longest conditional-forwarding zone that
 contains its name, else to the default ones, in the order their strategy gives: `failover` in
@@ -28,9 +28,9 @@ failing that one name: tried on one other upstream, then passed on (`UpstreamFai
 it never counts against the upstream's health by itself (see `Health.servfailed`).
 
 Sharing. Identical queries in flight (name, type, class, DO, CD) share one upstream exchange (a
-`_Walk` through the plan, settling one future): a client that stops waiting (the pipeline serves
-it a stale answer) does not stop the exchange, whose answer then refreshes the cache through
-`after_reply`.
+`_Walk` through the plan, which calls each waiting client back when it settles: no future and
+no loop turn per query): a client that stops waiting (the pipeline serves it a stale answer)
+does not stop the exchange, whose answer then refreshes the cache through `after_reply`.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ import asyncio
 import functools
 import random
 import secrets
+import socket
 import ssl
-from collections.abc import Callable, Container, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -67,17 +68,20 @@ from resolver.protocol.wire import (
 )
 from resolver.upstream.datagrams import BadReply, UdpExchanges
 from resolver.upstream.health import HEALTH_DWELL, Health
+from resolver.upstream.streams import STREAM_IDLE_TIMEOUT, Stream, StreamClosed
 
 MAX_FAILS = 3
 EWMA_WEIGHT = 0.3
 EXPLORE = 0.05
-STREAM_IDLE_TIMEOUT = 10.0
 MAX_BACKGROUND = 64
 """Background refreshes (prefetch, stale refresh) in flight at once; more are skipped."""
 _FAILURE_LOG_INTERVAL = 1.0
 SERVFAIL_TRIES = 2
 """Upstreams that may answer a plain SERVFAIL before it is the answer: the first and one other."""
-_ID_TRIES = 32
+# Enum members read on every query: module constants, since attribute lookups on an Enum class
+# go through EnumType.__getattr__ on Python 3.11 (about 0.3 µs each).
+_PARALLEL = Strategy.PARALLEL
+_NO_REACHABLE_AUTHORITY = EdeCode.NO_REACHABLE_AUTHORITY
 
 PROBE_QUERY = parse_query(
     HEADER.pack(0, RD, 1, 0, 0, 1) + b"\x00" + (2).to_bytes(2, "big") + b"\x00\x01" + OPT_PLAIN
@@ -106,10 +110,6 @@ class Overloaded(Exception):
     """Too many queries in flight upstream: the new one is dropped (the client will retry)."""
 
 
-class _StreamClosed(Exception):
-    """The persistent connection closed before our reply came."""
-
-
 class _Failed(Exception):
     """An attempt (or a race of two) that gave no answer; `servfail` is the plain SERVFAIL one
     of them gave (`servfails` how many did), kept for when no upstream does better."""
@@ -121,7 +121,7 @@ class _Failed(Exception):
         self.servfails = servfails
 
 
-_ATTEMPT_ERRORS = (OSError, EOFError, BadReply, _StreamClosed, FormError)
+_ATTEMPT_ERRORS = (OSError, EOFError, BadReply, StreamClosed, FormError)
 """What ends one attempt at one upstream (TimeoutError is an OSError) and moves to the next."""
 T = TypeVar("T")
 
@@ -168,15 +168,20 @@ class PoolOptions:
 class Upstream(Health):
     """One upstream server's running state: health, latency, probe and connection."""
 
-    __slots__ = ("label", "probe", "report", "reported", "rtt", "server", "stream", "unreported")
+    __slots__ = ("address", "family", "label", "probe", "report", "reported", "rtt", "server",
+                 "stream", "udp", "unreported")  # fmt: skip
 
     def __init__(self, server: UpstreamServer, now: float) -> None:
         super().__init__(now)
         self.server = server
         self.label = str(server)
+        # What each UDP exchange needs, worked out once rather than per query.
+        self.udp = server.protocol == "udp"
+        self.family = socket.AF_INET6 if server.family == 6 else socket.AF_INET
+        self.address = (server.host, server.port)
         self.rtt: float | None = None
         self.probe: asyncio.Task[None] | None = None
-        self.stream: _Stream | None = None
+        self.stream: Stream | None = None
         # The `upstream_health` event: when the last one went out, how many changes wait for
         # the next, and the timer that will send it.
         self.reported = float("-inf")
@@ -184,33 +189,45 @@ class Upstream(Health):
         self.report: asyncio.TimerHandle | None = None
 
 
+Settled = Callable[[Any, UpstreamReply | None, Findings | None, UpstreamFailure | None], None]
+"""How an exchange tells each client how it ended: `(context, reply, findings, None)` or
+`(context, None, None, failure)`, called directly when it settles (no future, no loop turn)."""
+
+
 class _Walk:
-    """One shared exchange going through its plan of upstreams, one attempt at a time."""
+    """One shared exchange going through its plan of upstreams, one attempt at a time, and the
+    clients waiting for it: the first in `notify`/`context`, any merged later in `more`."""
 
     __slots__ = (
-        "deadline", "ede", "index", "key", "plan", "query", "servfail", "servfails", "shared",
-        "started", "upstream",
+        "context", "deadline", "ede", "index", "key", "more", "notify", "plan", "query",
+        "servfail", "servfails", "started", "starting", "upstream",
     )  # fmt: skip
 
     def __init__(
         self,
         key: CacheKey,
         query: Query,
-        shared: asyncio.Future[Resolved],
-        plan: list[Upstream],
+        notify: Settled,
+        context: Any,
+        plan: Sequence[Upstream],
         deadline: float,
     ) -> None:
         self.key = key
         self.query = query
-        self.shared = shared
+        self.notify: Settled | None = notify
+        self.context = context
+        self.more: list[tuple[Settled, Any]] | None = None
         self.plan = plan
         self.deadline = deadline
         self.index = 0
-        self.ede = EdeCode.NO_REACHABLE_AUTHORITY
+        self.ede = _NO_REACHABLE_AUTHORITY
         self.upstream = plan[0] if plan else None
         self.started = 0.0
         self.servfail: UpstreamReply | None = None
         self.servfails = 0
+        self.starting = True
+        """Still inside `forward`: an outcome now reaches the clients on the next loop turn,
+        so none is answered before `forward` has returned."""
 
 
 class _Route:
@@ -327,22 +344,33 @@ class UpstreamPool:
 
     # --- resolving ----------------------------------------------------------------------------
 
-    def begin(self, query: Query, key: CacheKey | None = None) -> asyncio.Future[Resolved]:
-        """The upstream exchange for `query` (whose `cache_key` is `key`, when the caller has it
-        already): joined when an identical one is in flight, else started. Raises `Overloaded`
-        at `max_inflight`.
+    def forward(self, query: Query, key: CacheKey | None, notify: Settled, context: Any) -> None:
+        """Resolve `query` (whose `cache_key` is `key`, when the caller has it already): join
+        the identical exchange in flight, else start one. `notify(context, ...)` hears how it
+        ended, once, and never before this returns. Raises `Overloaded` at `max_inflight`.
 
-        The future is shared by every client of the exchange, so callers add a done callback
-        or shield it, and never cancel it: a client that stops waiting (the pipeline serves it
-        a stale answer) does not stop the exchange, whose answer then refreshes the cache.
+        A client that stops waiting (the pipeline serves it a stale answer) does not stop the
+        exchange, whose answer then refreshes the cache through `after_reply`. This is the hot
+        path: no future, no task, no loop turn between the upstream's reply and the client's.
         """
         if key is None:
             key = cache_key(query)
-        shared = self._inflight.get(key)
-        if shared is not None:
+        walk = self._inflight.get(key)
+        if walk is not None:
             self._stats.count("upstream.merged")
-            return shared
-        return self._start(key, query)
+            if walk.more is None:
+                walk.more = [(notify, context)]
+            else:
+                walk.more.append((notify, context))
+            return
+        self._start(key, query, notify, context)
+
+    def begin(self, query: Query, key: CacheKey | None = None) -> asyncio.Future[Resolved]:
+        """`forward` as a future (tests, callers that await): its result is `Resolved`, or it
+        fails with `UpstreamFailure`. Cancelling it stops nothing but this wait."""
+        future: asyncio.Future[Resolved] = self._loop.create_future()
+        self.forward(query, key, _settle_future, future)
+        return future
 
     def refresh(self, query: Query) -> bool:
         """Resolve `query` in the background (prefetch, stale refresh): its answer reaches the
@@ -354,32 +382,32 @@ class UpstreamPool:
             self._stats.count("upstream.refresh_skipped")
             return False
         try:
-            shared = self._start(key, query)
+            self._start(key, query, self._background_done, None)
         except Overloaded:
             return False
         self._background += 1
-        shared.add_done_callback(self._background_done)
         return True
 
-    def _background_done(self, shared: asyncio.Future[Resolved]) -> None:
+    def _background_done(self, context: Any, *outcome: Any) -> None:
         self._background -= 1
-        if not shared.cancelled():
-            shared.exception()  # retrieved: nobody else may be waiting for it
 
-    def _start(self, key: CacheKey, query: Query) -> asyncio.Future[Resolved]:
-        if len(self._inflight) >= self.max_inflight:
+    def _start(self, key: CacheKey, query: Query, notify: Settled, context: Any) -> None:
+        inflight = self._inflight
+        if len(inflight) >= self.max_inflight:
             raise Overloaded
-        shared: asyncio.Future[Resolved] = self._loop.create_future()
-        self._inflight[key] = shared
-        route = self._route_for(query.qname)
-        walk = _Walk(key, query, shared, self._plan(route), self._loop.time() + self.deadline)
-        if route.strategy is Strategy.PARALLEL and len(walk.plan) > 1:
+        route = self._route_for(query.qname) if self._zones else self._default
+        plan = route.upstreams
+        if len(plan) != 1 or plan[0].down:
+            plan = self._plan(route)
+        walk = _Walk(key, query, notify, context, plan, self._loop.time() + self.deadline)
+        inflight[key] = walk
+        if route.strategy is _PARALLEL and len(walk.plan) > 1:
             walk.index = 2
             race = self._spawn(self._race(walk.plan[0], walk.plan[1], query, walk.deadline))
             race.add_done_callback(functools.partial(self._task_ended, walk, True))
         else:
             self._next(walk)
-        return shared
+        walk.starting = False
 
     def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = self._loop.create_task(coroutine)
@@ -401,12 +429,12 @@ class UpstreamPool:
 
     def plan(self, qname: bytes) -> list[Upstream]:
         """The upstreams a query for `qname` tries, in order."""
-        return self._plan(self._route_for(qname))
+        return list(self._plan(self._route_for(qname)))
 
-    def _plan(self, route: _Route) -> list[Upstream]:
+    def _plan(self, route: _Route) -> Sequence[Upstream]:
         upstreams = route.upstreams
         if len(upstreams) == 1 and not upstreams[0].down:
-            return [upstreams[0]]
+            return upstreams  # the route's own tuple: nothing to sort, nothing to copy
         healthy = [u for u in upstreams if not u.down]
         down = sorted((u for u in upstreams if u.down), key=lambda u: -u.last_ok)
         if route.strategy is not Strategy.FAILOVER and len(healthy) > 1:
@@ -423,17 +451,19 @@ class UpstreamPool:
         plan = walk.plan
         try:
             while walk.index < len(plan):
-                remaining = walk.deadline - loop.time()
+                now = loop.time()
+                remaining = walk.deadline - now
                 if remaining <= 0:
                     break
                 upstream = plan[walk.index]
                 walk.index += 1
                 walk.upstream = upstream
-                timeout = min(self.timeout, remaining)
-                walk.started = loop.time()
-                if upstream.server.protocol == "udp":
+                timeout = self.timeout if self.timeout < remaining else remaining
+                walk.started = now
+                if upstream.udp:
                     try:
-                        self._udp.send(upstream.server, walk.query, timeout, self._udp_ended, walk)
+                        self._udp.send_to(upstream.family, upstream.address, walk.query, timeout,
+                                          self._udp_ended, walk)  # fmt: skip
                     except OSError as error:
                         walk.ede = max(walk.ede, self._attempt_failed(upstream, error, walk.query))
                         continue
@@ -458,7 +488,7 @@ class UpstreamPool:
         """A bug met this walk: fail it rather than leave it in flight for good, where every
         identical query would join it."""
         self._stats.count("internal_error")
-        if not walk.shared.done():
+        if walk.notify is not None:
             self._walk_failed(walk, abandoned(), hook=False)
 
     def _udp_ended(
@@ -525,28 +555,59 @@ class UpstreamPool:
         return True
 
     def _walk_succeeded(self, walk: _Walk, reply: UpstreamReply) -> None:
-        shared = walk.shared
-        self._settle(walk.key, shared)
+        inflight = self._inflight  # `_settle`, inline: once per answered query
+        if inflight.get(walk.key) is walk:
+            del inflight[walk.key]
         findings = None
         if self.after_reply is not None:
             try:
                 findings = self.after_reply(walk.query, walk.key, reply)
             except Exception:
                 self._stats.count("internal_error")
-                _fail(shared, UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error"))
+                failure = UpstreamFailure(EdeCode.NETWORK_ERROR, "internal error")
+                self._notify(walk, None, None, failure)
                 return
-        if not shared.done():
-            shared.set_result(Resolved(reply, findings))
+        self._notify(walk, reply, findings, None)
 
     def _walk_failed(self, walk: _Walk, failure: UpstreamFailure, hook: bool = True) -> None:
-        self._settle(walk.key, walk.shared)
+        self._settle(walk)
         if hook and self.after_failure is not None:
             self.after_failure(walk.query, walk.key, failure)
-        _fail(walk.shared, failure)
+        self._notify(walk, None, None, failure)
 
-    def _settle(self, key: CacheKey, shared: asyncio.Future[Resolved]) -> None:
-        if self._inflight.get(key) is shared:
-            del self._inflight[key]
+    def _settle(self, walk: _Walk) -> None:
+        inflight = self._inflight
+        if inflight.get(walk.key) is walk:
+            del inflight[walk.key]
+
+    def _notify(
+        self,
+        walk: _Walk,
+        reply: UpstreamReply | None,
+        findings: Findings | None,
+        failure: UpstreamFailure | None,
+    ) -> None:
+        """Tell every client of `walk` how it ended, once (later when it ended inside
+        `forward`). A client's callback that raises costs that client, never the others."""
+        notify = walk.notify
+        if notify is None:
+            return
+        if walk.starting:
+            walk.starting = False
+            self._loop.call_soon(self._notify, walk, reply, findings, failure)
+            return
+        walk.notify = None
+        more = walk.more
+        try:
+            notify(walk.context, reply, findings, failure)
+        except Exception:
+            self._stats.count("internal_error")
+        if more is not None:
+            for notify, context in more:
+                try:
+                    notify(context, reply, findings, failure)
+                except Exception:
+                    self._stats.count("internal_error")
 
     # --- attempts: bookkeeping shared by every transport --------------------------------------
 
@@ -575,7 +636,8 @@ class UpstreamPool:
         now = self._loop.time()
         elapsed = now - started
         self._stats.upstream(upstream.label, outcome, elapsed)
-        self._observe(upstream, elapsed)
+        rtt = upstream.rtt  # `_observe`, inline: once per answer
+        upstream.rtt = elapsed if rtt is None else rtt + EWMA_WEIGHT * (elapsed - rtt)
         if upstream.answered(now, max(self.options.probe_interval, HEALTH_DWELL)):
             self._mark_up(upstream)
         return True
@@ -657,7 +719,9 @@ class UpstreamPool:
         stream = upstream.stream
         if stream is None:
             context = self._tls_context() if server.protocol == "tls" else None
-            stream = upstream.stream = _Stream(self._loop, server, context, self._stats)
+            stream = upstream.stream = Stream(
+                self._loop, server, context, self._stats, STREAM_IDLE_TIMEOUT
+            )
         return await stream.exchange(query, timeout)
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -780,7 +844,7 @@ class UpstreamPool:
                 upstream, PROBE_QUERY, self.timeout, loop.time() + self.timeout
             )
             ok = reply.rcode != SERVFAIL and reply.rcode != REFUSED
-        except (TimeoutError, OSError, EOFError, BadReply, _StreamClosed, FormError):
+        except (TimeoutError, OSError, EOFError, BadReply, StreamClosed, FormError):
             ok = False
         self._stats.count("upstream.probe_ok" if ok else "upstream.probe_failed")
         return ok
@@ -804,9 +868,11 @@ class UpstreamPool:
         still waiting (shutdown)."""
         self._closed = True
         self._udp.close()
-        for shared in list(self._inflight.values()):
-            _fail(shared, abandoned())
+        walks = list(self._inflight.values())
         self._inflight.clear()
+        for walk in walks:
+            walk.starting = False
+            self._notify(walk, None, None, abandoned())
         tasks = list(self._tasks)
         for upstream in self._upstreams.values():
             if upstream.stream is not None:
@@ -849,163 +915,20 @@ class UpstreamPool:
                 writer.close()
 
 
-class _Connection:
-    """One open TCP/TLS connection and the queries waiting on it, by ID."""
-
-    __slots__ = ("idle", "pending", "reader", "sent", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.pending: dict[int, tuple[asyncio.Future[UpstreamReply], Query]] = {}
-        self.idle: asyncio.TimerHandle | None = None
-        self.sent = 0
-
-
-class _Stream:
-    """The persistent, pipelined connection to one `tcp://` or `tls://` upstream.
-
-    Queries share the current connection, each under an ID unique on it; a reader task hands
-    each reply to the query whose ID, QR bit and question it matches (anything else is counted
-    and dropped). The connection closes after `idle_timeout` with nothing pending, and a query
-    whose reused connection turns out closed by the server is retried once on a new one.
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        server: UpstreamServer,
-        context: ssl.SSLContext | None,
-        stats: Stats,
-        idle_timeout: float | None = None,
-    ) -> None:
-        self._loop = loop
-        self._server = server
-        self._context = context
-        self._stats = stats
-        self.idle_timeout = STREAM_IDLE_TIMEOUT if idle_timeout is None else idle_timeout
-        self._lock = asyncio.Lock()
-        self._current: _Connection | None = None
-        self.readers: set[asyncio.Task[None]] = set()
-        self.connections = 0
-
-    async def exchange(self, query: Query, timeout: float) -> UpstreamReply:
-        async with asyncio.timeout(max(timeout, 0.0)):
-            for attempt in range(2):
-                connection, fresh = await self._connection()
-                query_id = _free_id(connection.pending)
-                waiter: asyncio.Future[UpstreamReply] = self._loop.create_future()
-                connection.pending[query_id] = (waiter, query)
-                if connection.idle is not None:
-                    connection.idle.cancel()
-                    connection.idle = None
-                try:
-                    message = upstream_query(query, query_id)
-                    connection.writer.write(len(message).to_bytes(2, "big") + message)
-                    connection.sent += 1
-                    return await waiter
-                except _StreamClosed:
-                    if fresh or attempt:
-                        raise
-                    self._stats.count("upstream.stream_retry")
-                finally:
-                    connection.pending.pop(query_id, None)
-                    if not connection.pending and connection is self._current:
-                        connection.idle = self._loop.call_later(
-                            self.idle_timeout, self._close_idle, connection
-                        )
-        raise _StreamClosed  # not reached: the loop returns or raises
-
-    async def _connection(self) -> tuple[_Connection, bool]:
-        async with self._lock:
-            current = self._current
-            if current is not None and not current.writer.is_closing():
-                return current, False
-            server = self._server
-            reader, writer = await asyncio.open_connection(
-                server.host,
-                server.port,
-                ssl=self._context,
-                server_hostname=server.tls_name if self._context is not None else None,
-            )
-            connection = _Connection(reader, writer)
-            self._current = connection
-            self.connections += 1
-            task = self._loop.create_task(self._read(connection))
-            self.readers.add(task)
-            task.add_done_callback(self.readers.discard)
-            return connection, True
-
-    async def _read(self, connection: _Connection) -> None:
-        reader = connection.reader
-        pending = connection.pending
-        try:
-            while True:
-                size = int.from_bytes(await reader.readexactly(2), "big")
-                data = await reader.readexactly(size)
-                found = pending.get((data[0] << 8) | data[1]) if size >= 2 else None
-                if found is None or found[0].done():
-                    self._stats.count("upstream.mismatch")
-                    continue
-                waiter, query = found
-                _deliver(waiter, data, (data[0] << 8) | data[1], query, self._stats)
-        except (OSError, EOFError):
-            pass
-        finally:
-            if self._current is connection:
-                self._current = None
-            if connection.idle is not None:
-                connection.idle.cancel()
-            connection.writer.close()
-            for waiter, _ in pending.values():
-                if not waiter.done():
-                    waiter.set_exception(_StreamClosed())
-
-    def _close_idle(self, connection: _Connection) -> None:
-        connection.idle = None
-        if not connection.pending:
-            if self._current is connection:
-                self._current = None
-            connection.writer.close()
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.writer.close()
-            self._current = None
-        for task in list(self.readers):
-            task.cancel()
-
-
-def _free_id(pending: Container[int]) -> int:
-    """A random ID not in use on the connection (a scan only when random picks keep hitting)."""
-    for _ in range(_ID_TRIES):
-        query_id = secrets.randbits(16)
-        if query_id not in pending:
-            return query_id
-    for query_id in range(65536):
-        if query_id not in pending:
-            return query_id
-    raise _StreamClosed  # 65536 queries pending on one connection: try it as a failure
-
-
-def _fail(shared: asyncio.Future[Resolved], failure: UpstreamFailure) -> None:
-    if not shared.done():
-        shared.set_exception(failure)
-        shared.exception()  # retrieved here, so a lone query leaves no warning behind
-
-
-def _deliver(
-    waiter: asyncio.Future[UpstreamReply], data: bytes, query_id: int, query: Query, stats: Stats
+def _settle_future(
+    future: asyncio.Future[Resolved],
+    reply: UpstreamReply | None,
+    findings: Findings | None,
+    failure: UpstreamFailure | None,
 ) -> None:
-    """Settle `waiter` with `data` if it is the reply to `query` (RFC 5452); anything else is
-    counted and ignored, and the wait goes on."""
-    if not reply_matches(data, query_id, query):
-        stats.count("upstream.mismatch")
+    """`UpstreamPool.begin`'s end of an exchange."""
+    if future.done():
         return
-    try:
-        waiter.set_result(UpstreamReply(data, query.question_end - HEADER_LEN))
-    except FormError:
-        waiter.set_exception(BadReply())
+    if reply is not None:
+        future.set_result(Resolved(reply, findings))
+    else:
+        future.set_exception(failure or abandoned())
+        future.exception()  # retrieved here, so a lone query leaves no warning behind
 
 
 def _settle_waiter(

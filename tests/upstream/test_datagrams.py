@@ -228,6 +228,41 @@ def test_an_earlier_deadline_is_not_held_up_by_a_later_one() -> None:
     assert run(scenario) < 0.5
 
 
+def test_an_fd_reused_after_an_answer_keeps_the_new_exchange_s_own_deadline() -> None:
+    """The exchange now on an answered one's fd (a later deadline) must time out on its own
+    deadline, not the answered one's; and after the sweep timer had nothing left to wait for,
+    a new exchange must arm it again."""
+
+    async def scenario() -> tuple[bool, float, float]:
+        loop = asyncio.get_running_loop()
+        exchanges = UdpExchanges(loop, Stats())
+        upstream = Upstream()
+        first, second, third = Outcomes(), Outcomes(), Outcomes()
+        try:
+            answered = exchanges.send(upstream.server, query(), 0.1, first)
+            fd = answered.fd
+            sent, client = await upstream.receive()
+            upstream.sock.sendto(answer(sent), client)
+            await asyncio.wait_for(first.event.wait(), 2.0)
+            started = loop.time()
+            reused = exchanges.send(upstream.server, query(), 0.4, second)
+            await asyncio.wait_for(second.event.wait(), 2.0)
+            elapsed = loop.time() - started
+            await asyncio.sleep(0.05)
+            started = loop.time()
+            exchanges.send(upstream.server, query(), 0.05, third)
+            await asyncio.wait_for(third.event.wait(), 2.0)
+            return reused.fd == fd, elapsed, loop.time() - started
+        finally:
+            upstream.close()
+            exchanges.close()
+
+    same_fd, elapsed, after_idle = run(scenario)
+    assert same_fd  # the kernel hands out the lowest free fd: the test tests what it says
+    assert 0.4 - 1e-9 <= elapsed < 0.4 + 0.2
+    assert 0.05 - 1e-9 <= after_idle < 0.05 + 0.2
+
+
 def test_a_deadline_under_a_millisecond_then_another_send() -> None:
     """uvloop turns a timer due within a millisecond into a plain Handle (no `when()`): the
     next send must still work, and both exchanges must still time out."""

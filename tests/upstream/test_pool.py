@@ -338,6 +338,53 @@ def test_a_client_that_stops_waiting_leaves_the_exchange_on(fakes: list[FakeUpst
     assert env.stats.counts["upstream.merged"] == 1
 
 
+def test_forward_calls_every_client_back_once_and_never_before_it_returns(
+    fakes: list[FakeUpstream],
+) -> None:
+    """The hot path's contract (no future): each client of a merged exchange hears its end
+    once; a client whose callback raises costs only itself (counted); and an exchange that
+    fails inside `forward` (every send refused) is told on the next loop turn, not before
+    `forward` has returned."""
+    env = Env()
+    heard: list[tuple[str, str | None, str | None]] = []
+
+    def client(label: str, *, broken: bool = False) -> Callable[..., None]:
+        def settled(context: str, reply: Any, findings: Any, failure: Any) -> None:
+            heard.append((context, reply and addresses(reply)[0], failure and failure.text))
+            if broken:
+                raise RuntimeError("a client's bug")
+
+        return settled
+
+    async def scenario() -> tuple[int, int]:
+        pool = env.pool([udp(fakes[0])])
+        query = make(fresh())
+        try:
+            pool.forward(query, None, client("first", broken=True), "first")
+            pool.forward(query, None, client("second"), "second")
+            await asyncio.sleep(0.3)
+            answered = len(heard)
+
+            def refused(*args: Any) -> Any:
+                raise OSError("no route")
+
+            pool._udp.send_to = refused  # type: ignore[method-assign]
+            pool.forward(make(fresh()), None, client("failed"), "failed")
+            before = len(heard)
+            await asyncio.sleep(0.05)
+            return answered, before
+        finally:
+            await pool.close()
+
+    answered, before = run(scenario)
+    assert answered == 2 and before == 2
+    assert heard == [("first", WILD, None), ("second", WILD, None),
+                     ("failed", None, "upstream network error")]  # fmt: skip
+    assert env.stats.counts["upstream.merged"] == 1
+    assert env.stats.counts["internal_error"] == 1
+    assert len(fakes[0].queries()) == 1
+
+
 def test_refresh_runs_in_the_background_once(fakes: list[FakeUpstream]) -> None:
     fakes[0].set_behaviour(Behaviour(delay=0.1))
     stored: list[bytes] = []
@@ -414,7 +461,7 @@ def test_a_bug_fails_the_walk_and_frees_its_key(fakes: list[FakeUpstream], broke
             return step
 
         if broken == "sending":
-            pool._udp.send = bug_once(pool._udp.send)  # type: ignore[method-assign]
+            pool._udp.send_to = bug_once(pool._udp.send_to)  # type: ignore[method-assign]
         else:
             pool._judge = bug_once(pool._judge)  # type: ignore[method-assign]
         name = fresh()
