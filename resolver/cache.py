@@ -32,6 +32,7 @@ Does I/O: none
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import OrderedDict
 from typing import Any, Final
@@ -70,6 +71,9 @@ tracks memory even when answers are small."""
 MAX_RECORDS: Final = 256
 """Replies with more records than this are not cached: real answers are far smaller, and a
 hostile 64 KB reply of thousands of records must not cost a long walk to store and patch."""
+
+ANSWER_MEMO_LIMIT: Final = 4096
+"""Answers the pipeline's `AnswerMemo` keeps at once (forgotten all at once when full)."""
 
 PROTECTED_SHARE: Final = 0.8
 PREFETCH_MIN_HITS: Final = 3
@@ -310,6 +314,20 @@ class Cache:
         cached.hits += 1
         self._touch(cached)
         return cached
+
+    def rehit(self, cached: CachedAnswer, now: float) -> bool:
+        """A hit on `cached` found without `lookup` (the pipeline's `AnswerMemo` held it),
+        counted and promoted as `lookup` would; False when it is no longer fresh or no longer
+        the answer stored under its key (evicted, replaced, flushed)."""
+        if now >= cached.expires:
+            return False
+        segment = self._protected if cached.protected else self._probation
+        if segment.get(cached.key) is not cached:
+            return False
+        self.hits += 1
+        cached.hits += 1
+        self._touch(cached)
+        return True
 
     def _get(self, key: CacheKey, now: float) -> CachedAnswer | None:
         value = self._protected.get(key) or self._probation.get(key)
@@ -576,3 +594,77 @@ def _patch(
     else:
         return data
     return bytes(out)
+
+
+MemoKey = tuple[bytes, str, bool, str]
+"""(the query after its ID, client, over UDP, device id): everything the answer depends on."""
+
+
+class AnswerMemo:
+    """Complete answers the pipeline made without an upstream (blocks, cache hits), by the exact
+    query bytes after the ID, the client, the transport and the device id.
+
+    Why: a client asks the same blocked or popular name again and again, and everything between
+    its bytes and our answer (parse, access control, group, policy, cache lookup, answer
+    building) is a pure function of those bytes, the client, the state and the time. Within one
+    state (a reload makes a new memo) and before `until`, the next instant at which a policy
+    window opens or closes (or fail-closed groups change), a repeat is the stored answer after
+    the query's own ID. The key holds every byte after the ID, so flags (RD, CD, AD), the
+    question's letter case and type, EDNS (DO, UDP size) all select their own answer; the
+    transport sets the size limit and the device id the group. A clock set back before `since`
+    forgets them too.
+
+    The pipeline stores what it needs to replay a hit's side effects (metrics, audit, cache
+    bookkeeping) in the entry's other fields; this class only keeps them, bounded
+    (`ANSWER_MEMO_LIMIT`, forgotten all at once when full, like the policy's memos) and only
+    while `now` stays in [since, until). Pure: `now` (Unix seconds, the policy's clock) is
+    passed in.
+    """
+
+    __slots__ = ("answers", "limit", "since", "until")
+
+    def __init__(self, limit: int = ANSWER_MEMO_LIMIT) -> None:
+        # Public, with `since` and `until`: the pipeline reads and fills it inline on its hot
+        # path, where a method call costs more than the lookup (`get` and `put` say how).
+        self.answers: dict[MemoKey, tuple[Any, ...]] = {}
+        self.limit = limit
+        self.since = math.inf
+        self.until = -math.inf
+
+    def __len__(self) -> int:
+        return len(self.answers)
+
+    def holds(self, now: float) -> bool:
+        """Whether the answers kept may be served at `now` (within their span)."""
+        return self.since <= now < self.until
+
+    def get(self, key: MemoKey, now: float) -> tuple[Any, ...] | None:
+        """The entry stored for `key`, or None; none is served once `now` leaves the span
+        [since, until) in which they were made (a window's edge, a clock set back)."""
+        if not self.since <= now < self.until:
+            return None
+        return self.answers.get(key)
+
+    def put(self, key: MemoKey, entry: tuple[Any, ...], now: float, since: float,
+            until: float) -> None:  # fmt: skip
+        """Keep `entry` for `key`, made at `now` from decisions that hold in [since, until);
+        outside the span of those kept, they are forgotten first."""
+        answers = self.answers
+        if not self.since <= now < self.until:
+            self.restart(since, until)
+        else:
+            self.since, self.until = max(self.since, since), min(self.until, until)
+        if len(answers) >= self.limit:
+            answers.clear()
+        answers[key] = entry
+
+    def restart(self, since: float, until: float) -> None:
+        """Forget every answer; those kept next hold in [since, until)."""
+        self.answers.clear()
+        self.since, self.until = since, until
+
+    def forget(self, key: MemoKey) -> None:
+        self.answers.pop(key, None)
+
+    def clear(self) -> None:
+        self.restart(math.inf, -math.inf)

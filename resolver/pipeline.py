@@ -1,13 +1,15 @@
 """The one path every query takes, declared in one place.
 
-    receive → rate limit → parse → access control → DDR → policy → missing lists → cache →
-    upstream budget → upstream → response inspection → reply → metrics/audit
+    receive → rate limit → answer memo → parse → access control → DDR → policy → missing lists
+    → cache → upstream budget → upstream → response inspection → reply → metrics/audit
 
 `handle` runs the steps that need no I/O and returns their answer at once: blocked and refused
 queries never leave this function, and neither does a cache hit (the hot path for every popular
-name). A query that must go upstream returns `FORWARDED`; steps 6-8 then run from a callback
-when the shared upstream exchange settles, and hand the answer to the shell's `reply_to`. No
-step creates a task or a coroutine: per query, they cost more than the whole answer to a block.
+name). A repeat of such a query from the same client is answered from the answer memo
+(`resolver.cache.AnswerMemo`) before it is even parsed. A query that must go upstream returns
+`FORWARDED`; steps 6-8 then run from a callback when the shared upstream exchange settles, and
+hand the answer to the shell's `reply_to`. No step creates a task or a coroutine: per query,
+they cost more than the whole answer to a block.
 Each step is a small named unit elsewhere; here is only their order and why.
 
 May import: protocol, config, lists, policy, observe, cache, upstream, state
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from resolver.cache import Cache, CachedAnswer, CacheKey, cache_key
+from resolver.cache import AnswerMemo, Cache, CachedAnswer, CacheKey, MemoKey, cache_key
 from resolver.config import OverLimit, RateLimitConfig
 from resolver.lists.formats import DROP, RPZ_ANSWERS, TCP_ONLY
 from resolver.lists.transfer import is_notify
@@ -74,6 +76,10 @@ FORWARDED: Final = Forwarded()
 Outcome = bytes | Forwarded | None
 ReplyTo = Callable[[bytes | None], None]
 
+_BLOCK: Final = 0
+_HIT: Final = 1
+"""The kinds of `AnswerMemo` entry: (_BLOCK, reply after the ID, query, decision) and
+(_HIT, reply after the ID, query, cached answer, its age in whole seconds when made)."""
 _ERROR_RESULTS = {FORMERR: "formerr", NOTIMP: "notimp", BADVERS: "badvers"}
 _STALE_TEXT = b"stale answer: upstreams unavailable"
 _FAILURE_TEXT = "upstream failure cached (RFC 9520)"
@@ -138,8 +144,18 @@ class QueryPipeline:
         self.on_notify: Callable[[bytes, str], bytes | None] | None = None
         # dnstap's CLIENT_QUERY/RESPONSE (observe.outputs.DnstapOutput), and the block the
         # last answer carried, for its `extra` field.
-        self.tap: DnstapOutput | None = None
+        self.tap = None
         self.last_block: Decision | None = None
+
+    @property
+    def tap(self) -> DnstapOutput | None:
+        return self._tap
+
+    @tap.setter
+    def tap(self, tap: DnstapOutput | None) -> None:
+        self._tap = tap
+        # Without dnstap, `handle` is `_handle` itself: a call less on every query.
+        self.handle = self._handle if tap is None else self._handle_tapped  # type: ignore[method-assign]
 
     @property
     def state(self) -> ResolverState:
@@ -150,6 +166,7 @@ class QueryPipeline:
         # Replaced whole by a reload; each query reads it once, so it sees one consistent state.
         self.inspector = Inspector(state.config.inspection, state.policy.response_ip)
         self._state = state
+        self._memo = AnswerMemo()  # answers made under the previous state are forgotten
         self._limit_rates(state)
         previous = getattr(self, "_closed", None)  # None: the first state, from __init__
         self._closed = state.fail_closed(time.time())
@@ -208,8 +225,19 @@ class QueryPipeline:
     ) -> Outcome:
         """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
         query went upstream, and `reply_to` gets the reply bytes (or None) later, once.
-        `channel` says how it came when that was DoT or DoH."""
-        tap = self.tap
+        `channel` says how it came when that was DoT or DoH. (Each pipeline replaces this
+        method with `_handle` or `_handle_tapped`, as `tap` says.)"""
+        return self._handle_tapped(packet, client, over_udp, reply_to, channel)
+
+    def _handle_tapped(
+        self,
+        packet: bytes,
+        client: str,
+        over_udp: bool,
+        reply_to: ReplyTo,
+        channel: Channel | None = None,
+    ) -> Outcome:
+        tap = self._tap
         if tap is None:
             return self._handle(packet, client, over_udp, reply_to, channel)
         # dnstap: the query as received, and its answer whenever it is sent. A block's decision
@@ -244,7 +272,7 @@ class QueryPipeline:
         client: str,
         over_udp: bool,
         reply_to: ReplyTo,
-        channel: Channel | None,
+        channel: Channel | None = None,
     ) -> Outcome:
         started = time.perf_counter()
         # 0. Rate limit, when `rate_limit.rate` is set: a client prefix over its budget for
@@ -253,6 +281,21 @@ class QueryPipeline:
         limiter = self.limiter
         if limiter.gates and not limiter.admits(client, started):
             return self._limited(packet, None, client, over_udp, started, QUERIES)
+        # 0b. Answer memo: the same bytes from the same client, answered before without an
+        #    upstream (a block, a cache hit), get the same answer after their own ID, with the
+        #    same metrics and audit, until a reload or the next policy window edge. Not while
+        #    some client's flood is shed at 2a, which may shed what the memo would answer.
+        now = time.time()
+        device = "" if channel is None else channel.device
+        memo_key = (packet[2:], client, over_udp, device)
+        memo = self._memo
+        if memo.since <= now < memo.until and started >= limiter.shed_until:  # `memo.get`
+            entry = memo.answers.get(memo_key)
+            if entry is not None:
+                reply = self._replay(entry, packet, client, over_udp, started, channel, device)
+                if reply is not None:
+                    return reply
+                memo.forget(memo_key)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
@@ -287,12 +330,13 @@ class QueryPipeline:
         # 3. Policy: the client's group (by device id, else by address), its policies in force
         #    now, and exemptions decide. A block is answered here, from the query's bytes; it
         #    comes before the cache so that a new block, or a lapsed one, takes effect at once.
-        now = time.time()
-        device = "" if channel is None else channel.device
         decision = state.policy.decide(client, query.qname, query.qtype, now, device)
         if decision.action is Action.BLOCK and (over_udp or decision.answer != TCP_ONLY):
             # (RPZ's TCP-only rule truncates over UDP; over TCP the query goes on as allowed.)
-            return self._blocked(state, query, client, decision, over_udp, started, channel)
+            reply = self._blocked(state, query, client, decision, over_udp, started, channel)
+            if reply is not None:  # (an RPZ DROP sends nothing, and is not memoised)
+                self._remember(memo_key, (_BLOCK, reply[2:], query, decision), now)
+            return reply
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
             return self._done(query, over_udp, "refused", reply, started, None, channel)
@@ -324,15 +368,23 @@ class QueryPipeline:
         cache = self.cache
         if cache is not None and cache.enabled:
             key = cache_key(query)
-            now = self.clock()
-            cached = cache.lookup(key, now)
-            if cached is not None and now < cached.expires:
-                if cache.prefetch_due(cached, now):
+            moment = self.clock()
+            cached = cache.lookup(key, moment)
+            if cached is not None and moment < cached.expires:
+                if cache.prefetch_due(cached, moment):
                     self.upstreams.refresh(query)
-                return self._cached(
-                    state, cache, query, client, cached, over_udp, started, False, channel
+                reply = self._cached(
+                    state, cache, query, client, cached, over_udp, started, False, channel, moment
                 )
-            failed = cache.failure(key, now)
+                # Memoised only when nothing but the name decides (no answer names to judge
+                # per client) and the hit was the name's own entry, not its NXDOMAIN.
+                if reply is not None and cached.findings is None and cached.key == key and (
+                    not closed.groups
+                ):
+                    age = int(moment - cached.stored)
+                    self._remember(memo_key, (_HIT, reply[2:], query, cached, age), now)
+                return reply
+            failed = cache.failure(key, moment)
             if failed is not None:
                 if cached is not None:
                     return self._cached(
@@ -343,6 +395,59 @@ class QueryPipeline:
             stale = cached
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
         return self._forward(query, key, client, over_udp, started, stale, reply_to, channel)
+
+    def _remember(self, key: MemoKey, entry: tuple[Any, ...], now: float) -> None:
+        """Keep an answer in the memo while no decision may change: between the policy
+        windows' edges around `now`, and the fail-closed groups' (none while those are out of
+        date)."""
+        memo = self._memo
+        if not memo.since <= now < memo.until:
+            closed = self._closed
+            if not closed.since <= now < closed.until:
+                return
+            since, until = self._state.policy.steady(now)
+            memo.restart(max(since, closed.since), min(until, closed.until))
+        answers = memo.answers  # `AnswerMemo.put` within the span, inline
+        if len(answers) >= memo.limit:
+            answers.clear()
+        answers[key] = entry
+
+    def _replay(
+        self,
+        entry: tuple[Any, ...],
+        packet: bytes,
+        client: str,
+        over_udp: bool,
+        started: float,
+        channel: Channel | None,
+        device: str,
+    ) -> bytes | None:
+        """A memoised answer to `packet`, with the side effects of the steps it skips; None
+        when the entry no longer holds (its cached answer expired, aged a second, or left)."""
+        if entry[0] == _BLOCK:
+            _, tail, query, decision = entry
+            self.stats.blocked(
+                decision.group, decision.policy or "", decision.list_name or "", decision.answer
+            )
+            self.audit.blocked(client, query, decision, device)
+            self.last_block = decision
+            return self._done(query, over_udp, "blocked", packet[:2] + tail, started, None,
+                              channel)  # fmt: skip
+        _, tail, query, cached, age = entry
+        cache = self.cache
+        moment = self.clock()
+        if (
+            cache is None
+            or not cache.enabled
+            or int(moment - cached.stored) != age
+            or not cache.rehit(cached, moment)
+        ):
+            return None
+        if cache.prefetch_due(cached, moment):
+            self.upstreams.refresh(query)
+        if self.audit.allowed_queries:
+            self.audit.allowed(client, query, cached.rcode, device)
+        return self._done(query, over_udp, "cached", packet[:2] + tail, started, None, channel)
 
     def _forward(
         self,
@@ -502,8 +607,10 @@ class QueryPipeline:
         started: float,
         stale: bool,
         channel: Channel | None = None,
+        now: float | None = None,
     ) -> bytes | None:
-        """Steps 6-8 for an answer from the cache (fresh, or stale when `stale`)."""
+        """Steps 6-8 for an answer from the cache (fresh, or stale when `stale`); `now` is the
+        cache clock's reading of the lookup, if the caller has one."""
         findings = cached.findings
         device = "" if channel is None else channel.device
         if findings is not None:
@@ -520,7 +627,9 @@ class QueryPipeline:
         else:
             opt = b""
         limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
-        out = cache.build_reply(cached, query, limit, opt, self.clock(), stale)
+        out = cache.build_reply(
+            cached, query, limit, opt, self.clock() if now is None else now, stale
+        )
         if self.audit.allowed_queries:
             self.audit.allowed(client, query, cached.rcode, device)
         result = "stale" if stale else "cached"

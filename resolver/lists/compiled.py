@@ -46,7 +46,7 @@ import sys
 import zlib
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "CompiledMatcher",
+    "ListScreen",
     "compile_job",
     "compile_rules",
     "from_parsed",
@@ -549,6 +550,177 @@ class CompiledMatcher:
 
 
 _ALLOWED = object()
+
+
+SCREEN_SLOTS_PER_NAME = 16
+"""Slots of a `ListScreen` per listed name (rounded up to a power of two, at most
+`_SCREEN_MAX_BITS` bits): a byte each, few enough in use that a listed name seldom shares its
+slot with another list's and most unlisted suffixes find theirs empty."""
+_SCREEN_MAX_BITS = 24
+_SCREEN_NUMPY_FROM = 1_000_000
+_SCREEN_MANY = 255
+"""A slot where several lists' names meet (the lists are listed aside); also the cap on lists."""
+_SUBSETS_LIMIT = 1024
+
+
+class ListScreen:
+    """Which of a group's lists may match a name, from one probe per label for all of them.
+
+    Asking twenty lists costs twenty walks over the name's suffixes (one hash, one filter probe
+    each per list), so a group with many lists paid for each (~1 µs a list). The screen is one
+    table for all of them, built once per engine (load, reload): a slot per hash of every name
+    in every compiled list, holding the list that has it (or, where lists meet, "several",
+    listed aside). A lookup hashes each suffix once, and a list whose slot it finds is asked
+    only if its own filter has the hash too (so a suffix every query shares, like ``com``,
+    cannot drag a list in for every name); those lists alone are asked, in their order, with
+    their own `lookup`: the same decisions and the same provenance, since a list with no name
+    equal to any suffix matches nothing. Lists it cannot see into (label wildcards, regexes,
+    other matchers) are always asked. Pure: bytes in, items out.
+    """
+
+    __slots__ = ("_always", "_filters", "_items", "_many", "_mask", "_matchers", "_of", "_owners",
+                 "_subsets", "_tops")  # fmt: skip
+
+    def __init__(
+        self, items: Sequence[Any], matchers: Sequence[object], like: ListScreen | None = None
+    ) -> None:
+        """`matchers[i]` is what `items[i]` asks: a `CompiledMatcher` without wildcards or
+        regexes is screened, anything else is always asked. `like`, a screen of the same
+        matchers in the same order, lends its table."""
+        self._items = tuple(items)
+        self._subsets: dict[int, tuple[Any, ...]] = {}
+        self._tops: dict[bytes, int] = {}
+        if like is not None:
+            self._always, self._of, self._mask, self._owners, self._many = (
+                like._always, like._of, like._mask, like._owners, like._many
+            )  # fmt: skip
+            self._filters, self._matchers = like._filters, like._matchers
+            return
+        compiled: dict[int, tuple[int, CompiledMatcher]] = {}
+        self._always = 0
+        bits: dict[int, int] = {}
+        for index, matcher in enumerate(matchers):
+            if not screenable(matcher):
+                self._always |= 1 << index
+                continue
+            assert isinstance(matcher, CompiledMatcher)
+            owner, _ = compiled.setdefault(id(matcher), (len(compiled) + 1, matcher))
+            bits[owner] = bits.get(owner, 0) | 1 << index
+        if len(compiled) >= _SCREEN_MANY:
+            raise ValueError("too many lists to screen")
+        self._of = [0] * _SCREEN_MANY
+        # Per owner: the items it stands for, and its list's own filter (bytes, mask).
+        self._filters: list[tuple[Any, int]] = [(b"", 0)] * _SCREEN_MANY
+        self._matchers: list[CompiledMatcher | None] = [None] * _SCREEN_MANY
+        for owner, matcher in compiled.values():
+            self._of[owner] = bits[owner]
+            self._filters[owner] = (matcher._filter, matcher._fmask)
+            self._matchers[owner] = matcher
+        total = sum(matcher.count for _, matcher in compiled.values())
+        slots = 1 << min(max(10, (total * SCREEN_SLOTS_PER_NAME - 1).bit_length()),
+                         _SCREEN_MAX_BITS)  # fmt: skip
+        self._mask = slots - 1
+        tables = [(owner, m._hashes) for owner, m in compiled.values()]
+        self._owners, self._many = _owners(slots, tables)
+
+    def _top(self, label: bytes) -> int:
+        """The items whose lists have the one-label name `label` itself, found exactly once
+        per label: every name shares its top-level domain, so a false positive there would
+        drag a list into every lookup."""
+        key = crc32(label) >> 2
+        owner = self._owners[key & self._mask]
+        found = 0
+        if owner:
+            for one in (owner,) if owner != _SCREEN_MANY else self._many[key & self._mask]:
+                matcher = self._matchers[one]
+                if matcher is not None and matcher._find(label) >= 0:
+                    found |= self._of[one]
+        if len(self._tops) >= _SUBSETS_LIMIT:
+            self._tops.clear()
+        self._tops[label] = found
+        return found
+
+    def select(self, qname: bytes) -> tuple[Any, ...]:
+        """The items whose lists may match `qname` (lowercase wire form), in their order."""
+        found = self._always
+        split = _suffixes(qname)
+        if split is not None:
+            text, offsets, depth = split
+            owners = self._owners
+            mask = self._mask
+            last = len(offsets) - 1
+            while depth < last:
+                key = crc32(text[offsets[depth] :]) >> 2
+                depth += 1
+                owner = owners[key & mask]
+                if not owner:
+                    continue
+                for one in (owner,) if owner != _SCREEN_MANY else self._many[key & mask]:
+                    bloom, fmask = self._filters[one]
+                    if bloom[(key & fmask) >> 3] & (1 << (key & 7)):
+                        found |= self._of[one]
+            if depth == last:
+                top = text[offsets[last] :]
+                known = self._tops.get(top)
+                found |= self._top(top) if known is None else known
+        subset = self._subsets.get(found)
+        if subset is None:
+            if len(self._subsets) >= _SUBSETS_LIMIT:
+                self._subsets.clear()
+            items = self._items
+            subset = tuple(items[i] for i in range(len(items)) if found >> i & 1)
+            self._subsets[found] = subset
+        return subset
+
+
+def screenable(matcher: object) -> bool:
+    """Whether a `ListScreen` can tell when `matcher` cannot match: a compiled list whose
+    every rule is a listed name (no label wildcards, no regexes)."""
+    return (
+        type(matcher) is CompiledMatcher
+        and matcher._globs is None
+        and matcher._block_regex is None
+        and matcher._allow_regex is None
+    )
+
+
+def _owners(
+    slots: int, tables: Sequence[tuple[int, Any]]
+) -> tuple[bytes, dict[int, tuple[int, ...]]]:
+    """The screen's slots: for each hash in each (owner, hashes) table, the owner in slot
+    `hash % slots`, or `_SCREEN_MANY` where owners meet, with those owners listed aside."""
+    mask = slots - 1
+    many: dict[int, set[int]] = {}
+    # Plain Python takes ~0.4 s a million names; importing numpy for fewer would cost the
+    # server ~15 MB of memory it otherwise never pays (lists that size compile in a child).
+    big = sum(len(hashes) for _, hashes in tables) > _SCREEN_NUMPY_FROM
+    np = _numpy() if big or "numpy" in sys.modules else None
+    if np is not None:
+        owners = np.zeros(slots, dtype=np.uint8)
+        spots = [np.frombuffer(hashes, dtype=np.uint32) & np.uint32(mask) for _, hashes in tables]
+        for (owner, _), at in zip(tables, spots, strict=True):
+            current = owners[at]
+            owners[at] = np.where((current == 0) | (current == owner), owner, _SCREEN_MANY)
+        shared = np.flatnonzero(owners == _SCREEN_MANY)
+        for (owner, _), at in zip(tables, spots, strict=True):
+            for slot in np.unique(at[np.isin(at, shared)]).tolist():
+                many.setdefault(slot, set()).add(owner)
+        table = owners.tobytes()
+    else:
+        first = bytearray(slots)
+        for owner, hashes in tables:
+            for key in hashes:
+                at = key & mask
+                current = first[at]
+                if current in (0, owner):
+                    first[at] = owner
+                    continue
+                if current != _SCREEN_MANY:
+                    many[at] = {current}
+                    first[at] = _SCREEN_MANY
+                many[at].add(owner)
+        table = bytes(first)
+    return table, {slot: tuple(sorted(found)) for slot, found in many.items()}
 
 
 class _RegexSet:

@@ -36,9 +36,13 @@ ANSWER_OVERRIDES = frozenset({"null_ip", "nxdomain", "nodata", "refused"})
 """Answer modes a single rule may force. ``ip`` needs addresses, so it is list-wide only."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class BlockRule:
-    """What a match reports: which list blocked the name, by which rule, and how to answer."""
+    """What a match reports: which list blocked the name, by which rule, and how to answer.
+
+    Never changed once made, but not a frozen dataclass, whose `__init__` (a field at a time
+    through `object.__setattr__`) costs several times more: a compiled list makes one per hit.
+    """
 
     list_name: str
     pattern: str

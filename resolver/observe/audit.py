@@ -28,6 +28,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -281,19 +282,28 @@ class _Fold:
     collections to walk, not two.
     """
 
-    __slots__ = ("deadline", "event", "fields", "first_seen", "last_seen", "qtypes", "repeats")
+    __slots__ = ("client", "deadline", "decision", "device", "event", "fields", "first_seen",
+                 "last_seen", "qname", "qtypes", "repeats")  # fmt: skip
 
-    def __init__(self, deadline: float, fields: dict[str, Any], stamp: str, qtype: int,
+    def __init__(self, deadline: float, fields: dict[str, Any] | None, stamp: str, qtype: int,
                  event: str = "blocked") -> None:  # fmt: skip
         self.event = event
         self.deadline = deadline
+        # None until a summary needs them when the rate cap dropped the first event: the
+        # block's own (`client`, `qname`, `decision`, `device`) make them then, in slots of
+        # this object, not a tuple the cyclic GC would track too.
         self.fields = fields
+        self.client = ""
+        self.qname = b""
+        self.decision: Decision | None = None
+        self.device = ""
         self.first_seen = stamp
         self.last_seen = stamp
         self.qtypes: tuple[int, ...] = (qtype,)
         self.repeats = 0
 
     def summary(self) -> dict[str, Any]:
+        assert self.fields is not None
         fields = dict(self.fields)
         if self.event != "blocked":
             fields.pop("qname", None)  # the first query's, not the repeats'
@@ -347,6 +357,7 @@ class AuditLog:
         self._clock = clock
         self._fold_window = float(fold_window)
         self._folds: dict[tuple[str, bytes, object, str], _Fold] = {}
+        self._expiry = math.inf  # the oldest fold's deadline: nothing expires before it
         self._query_bucket = _TokenBucket(float(max_events_per_second), clock())
         self._operator_bucket = _TokenBucket(OPERATOR_EVENTS_PER_SECOND, clock())
         self._dropped: dict[str, int] = {}
@@ -436,9 +447,9 @@ class AuditLog:
         if not self.info_enabled:
             return
         now = self._clock()
-        folds = self._folds
-        if folds:
+        if now >= self._expiry:
             self._expire(now)
+        folds = self._folds
         policy = decision.policy
         key = (client, query.qname, policy, device)
         fold = folds.get(key)
@@ -448,12 +459,41 @@ class AuditLog:
             if query.qtype not in fold.qtypes and len(fold.qtypes) < _MAX_QTYPES:
                 fold.qtypes += (query.qtype,)
             return
+        # `_emit`, inline, with the fields made only for an event the rate cap lets through: a
+        # flood of distinct blocks is mostly dropped, and its folds may never need them.
+        fields: dict[str, Any] | None = None
+        if self._query_bucket.take(now):
+            fields = self._block_fields(client, query.qname, query.qtype, decision, device)
+            self._write["info"]("blocked", fields=fields)
+            written = True
+        else:
+            self.dropped_total += 1
+            self._dropped["blocked"] = self._dropped.get("blocked", 0) + 1
+            written = False
+        if self._fold_window and len(folds) < FOLD_KEYS:
+            # first_seen is exactly the written event's timestamp, so the SOC can pair them.
+            stamp = self._lines.stamp if written else self._lines.timestamp()
+            fold = _Fold(now + self._fold_window, fields, stamp, query.qtype)
+            if fields is None:
+                fold.client, fold.qname, fold.decision, fold.device = (
+                    client, query.qname, decision, device
+                )  # fmt: skip
+            self._fold(key, fold)
+
+    def _fold(self, key: tuple[Any, ...], fold: _Fold) -> None:
+        if not self._folds:
+            self._expiry = fold.deadline
+        self._folds[key] = fold  # type: ignore[index]
+
+    def _block_fields(self, client: str, qname: bytes, qtype: int, decision: Decision,
+                      device: str) -> dict[str, Any]:  # fmt: skip
+        """The fields of a block event (and of its fold's summary)."""
         fields: dict[str, Any] = {
             "client": self._client(client),
             "group": decision.group,
-            "qname": to_text(query.qname),
-            "qtype": type_name(query.qtype),
-            "policy": policy,
+            "qname": to_text(qname),
+            "qtype": type_name(qtype),
+            "policy": decision.policy,
             "entry": decision.list_name,
             "rule": decision.rule,
             "reference": decision.reference,
@@ -466,11 +506,7 @@ class AuditLog:
             fields["cname"] = to_text(cname)
         if device and (shown := self._device(device)) is not None:
             fields["device"] = shown
-        written = self._emit("info", "blocked", fields, now)
-        if self._fold_window and len(folds) < FOLD_KEYS:
-            # first_seen is exactly the written event's timestamp, so the SOC can pair them.
-            stamp = self._lines.stamp if written else self._lines.timestamp()
-            folds[key] = _Fold(now + self._fold_window, fields, stamp, query.qtype)
+        return fields
 
     def rate_limited(self, client: str, group: str, limit: str, action: str,
                      qname: bytes | None, held: int = 0) -> None:  # fmt: skip
@@ -481,9 +517,9 @@ class AuditLog:
         if not self.info_enabled:
             return
         now = self._clock()
-        folds = self._folds
-        if folds:
+        if now >= self._expiry:
             self._expire(now)
+        folds = self._folds
         key = (client, b"", "rate_limited:" + limit)
         fold = folds.get(key)
         if fold is not None:
@@ -500,8 +536,9 @@ class AuditLog:
         written = self._emit("info", "rate_limited", fields, now)
         if self._fold_window and len(folds) < FOLD_KEYS:
             stamp = self._lines.stamp if written else self._lines.timestamp()
-            folds[key] = fold = _Fold(now + self._fold_window, fields, stamp, -1, "rate_limited")
+            fold = _Fold(now + self._fold_window, fields, stamp, -1, "rate_limited")
             fold.repeats = held
+            self._fold(key, fold)
 
     def allowed(self, client: str, query: Query, rcode: int, device: str = "") -> None:
         if not self.info_enabled:
@@ -524,7 +561,7 @@ class AuditLog:
         """Once a second: summaries of fold windows that have closed, then the suppression
         report if the rate cap dropped anything since the last one."""
         now = self._clock()
-        if self._folds:
+        if now >= self._expiry:
             self._expire(now)
         self._report(now, force=False)
 
@@ -584,16 +621,28 @@ class AuditLog:
         while folds:
             key, fold = next(iter(folds.items()))
             if fold.deadline > now:
+                self._expiry = fold.deadline
                 return
             del folds[key]
             if fold.repeats:
-                self._emit("info", fold.event, fold.summary(), now)
+                self._emit("info", fold.event, self._summary(fold), now)
+        self._expiry = math.inf
 
     def _flush_folds(self, now: float) -> None:
         folds, self._folds = self._folds, {}
+        self._expiry = math.inf
         for fold in folds.values():
             if fold.repeats:
-                self._emit("info", fold.event, fold.summary(), now)
+                self._emit("info", fold.event, self._summary(fold), now)
+
+    def _summary(self, fold: _Fold) -> dict[str, Any]:
+        if fold.fields is None:
+            assert fold.decision is not None
+            fold.fields = self._block_fields(
+                fold.client, fold.qname, fold.qtypes[0], fold.decision, fold.device
+            )
+            fold.decision = None
+        return fold.summary()
 
     def _report(self, now: float, force: bool) -> None:
         """The suppression report, itself exempt from the cap: at most one line a second."""

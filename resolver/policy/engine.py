@@ -30,13 +30,15 @@ A block's `Decision` depends only on the group, the binding (list, policy, refer
 EDE text), the rule and where the blocked zone starts in the name, so each one is made once and
 reused (at most `BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when full): a name
 asked again, or a flood of subdomains of one blocked domain, costs a dict lookup instead of
-building a sixteen-field object. Decisions are immutable, so sharing them is safe.
+building a sixteen-field object. Decisions are never changed, so sharing them is safe.
 """
 
 from __future__ import annotations
 
 import enum
 import ipaddress
+import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -48,6 +50,7 @@ from resolver.config import (
     GroupConfig,
     PolicyConfig,
 )
+from resolver.lists.compiled import ListScreen, screenable
 from resolver.lists.formats import PASSTHRU
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher, NetworkRules
 from resolver.lists.provenance import Provenance
@@ -67,10 +70,15 @@ class Action(enum.Enum):
     REFUSE = "refuse"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Decision:
     """What to do with one query, and exactly why: for its question (`PolicyEngine.decide`) or
-    for the answer an upstream gave it (`resolver.policy.inspection.verdict`)."""
+    for the answer an upstream gave it (`resolver.policy.inspection.verdict`).
+
+    Never changed once made (the engine and the pipeline's answer memo share them; make a new
+    one with `dataclasses.replace`), but not a frozen dataclass: a frozen one's `__init__`
+    sets each of its fields through `object.__setattr__`, about a fifth of the CPU
+    of a block whose decision is new (a listed name asked for the first time)."""
 
     action: Action
     group: str
@@ -170,6 +178,8 @@ class Group:
     allow: Decision
     devices: tuple[str, ...] = ()
     client_ip: bool = False  # a list of the group has rpz-client-ip rules
+    # Several lists: which of them may match a name, in one probe per label (None: ask all).
+    screen: ListScreen | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +230,26 @@ class PolicyEngine:
         self._blocks_count = 0
         # Lists with rpz-ip rules: the inspector collects the addresses of every answer.
         self.response_ip = any(b.response_ips is not None for g in groups for b in g.bindings)
+        # Every instant at which some binding starts or stops being in force, ascending.
+        self._edges = sorted(
+            {
+                edge
+                for group in groups
+                for binding in group.bindings
+                for edge in (binding.valid_from, binding.valid_until)
+                if edge is not None
+            }
+        )
+
+    def steady(self, now: float) -> tuple[float, float]:
+        """The span [since, until) around `now` in which no decision changes (no policy window
+        opens or closes; infinite without windows): within it `decide` answers the same
+        question the same way, so an answer made from its decision may be reused (the
+        pipeline's answer memo). `since` matters too: a wall clock may be set back."""
+        edges = self._edges
+        index = bisect_right(edges, now)
+        since = edges[index - 1] if index else -math.inf
+        return since, edges[index] if index < len(edges) else math.inf
 
     def group_of(self, client: str, device: str = "") -> Group | None:
         """The group that lists `device`, else the one whose subnet is the longest prefix of
@@ -266,7 +296,8 @@ class PolicyEngine:
         if qname in unlisted:
             return group.allow
         listed = False
-        for binding in group.bindings:
+        screen = group.screen
+        for binding in group.bindings if screen is None else screen.select(qname):
             hit = binding.matcher.lookup(qname)
             if hit is None:
                 continue
@@ -498,6 +529,23 @@ def block_cause(
     return f"{head}{opening}{cited})"
 
 
+def _screen(
+    bindings: tuple[Binding, ...], made: dict[tuple[int, ...], ListScreen | None]
+) -> ListScreen | None:
+    """One `ListScreen` for a group's bindings when two or more of its lists can be screened
+    (shared by groups with the same lists); None when asking each list costs no more."""
+    matchers = [binding.matcher for binding in bindings]
+    key = tuple(id(matcher) for matcher in matchers)
+    if key in made:
+        screen = made[key]
+        return None if screen is None else ListScreen(bindings, matchers, screen)
+    screen = None
+    if sum(map(screenable, set(matchers))) >= 2:
+        screen = ListScreen(bindings, matchers)
+    made[key] = screen
+    return screen
+
+
 def build_engine(
     config: Config,
     matchers: Mapping[str, tuple[str, Matcher]],
@@ -561,6 +609,7 @@ def build_engine(
             )
             for item in policy.block
         )
+    screens: dict[tuple[int, ...], ListScreen | None] = {}
     configured: list[GroupConfig] = list(config.groups)
     if not any(g.name == DEFAULT_GROUP for g in configured):
         configured.append(GroupConfig(name=DEFAULT_GROUP))
@@ -573,15 +622,17 @@ def build_engine(
             if group.name in policy.groups
             for binding in policy_bindings[policy.name]
         )
+        bindings = from_policies + own + baseline
         groups.append(
             Group(
                 name=group.name,
                 subnets=tuple(str(net) for net in group.subnets),
                 devices=group.devices,
-                bindings=from_policies + own + baseline,
+                bindings=bindings,
                 exemptions=exemptions_of(group.exempt, group.exempt_lists),
                 allow=Decision(Action.ALLOW, group.name),
-                client_ip=any(b.client_ips is not None for b in from_policies + own + baseline),
+                client_ip=any(b.client_ips is not None for b in bindings),
+                screen=_screen(bindings, screens),
             )
         )
     default = config.clients.default_group

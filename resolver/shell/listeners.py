@@ -306,21 +306,31 @@ class TcpConnection(asyncio.Protocol):
         started_empty = self.partial_since is None
         completed = False
         budget = self.listeners.limits.tcp_inflight_per_connection
-        while len(buffer) >= 2:
-            size = (buffer[0] << 8) | buffer[1]
-            if len(buffer) < 2 + size:
+        # The messages are read where they lie (the buffer is cut once, at the end) and the
+        # answers made at once go out in one write: one send per batch, not per answer.
+        pos = 0
+        end = len(buffer)
+        answers: list[bytes] = []
+        while end - pos >= 2:
+            size = (buffer[pos] << 8) | buffer[pos + 1]
+            if end - pos < 2 + size:
                 break
             if budget <= 0:
+                self._flush(pos, answers)
                 self._pause_reading()
                 self.draining = self.listeners.loop.call_soon(self._drain)
                 return
             budget -= 1
-            message = bytes(buffer[2 : 2 + size])
-            del buffer[: 2 + size]
+            message = bytes(buffer[pos + 2 : pos + 2 + size])
+            pos += 2 + size
             completed = True
-            self._answer(message)
+            reply = self._answer(message)
             if self.closed:
                 return
+            if reply is not None:
+                answers.append(len(reply).to_bytes(2, "big"))
+                answers.append(reply)
+        self._flush(pos, answers)
         if self.reading_paused and not self.writing_paused and (
             self.pending < self.listeners.limits.tcp_inflight_per_connection
         ):
@@ -331,7 +341,14 @@ class TcpConnection(asyncio.Protocol):
             self.partial_since = self.listeners.loop.time()
         self._rearm()
 
-    def _answer(self, message: bytes) -> None:
+    def _flush(self, read: int, answers: list[bytes]) -> None:
+        """Drop the `read` bytes of the messages answered and send their framed `answers`."""
+        del self.buffer[:read]
+        if answers and self.transport is not None:
+            self.transport.write(b"".join(answers))
+
+    def _answer(self, message: bytes) -> bytes | None:
+        """The answer to `message` when it is made at once (the caller sends it), else None."""
         listeners = self.listeners
         try:
             outcome = listeners.pipeline.handle(
@@ -339,16 +356,17 @@ class TcpConnection(asyncio.Protocol):
             )
         except Exception as error:
             listeners.internal_error(error)
-            return
+            return None
         if outcome.__class__ is bytes:
-            self._write(outcome)  # type: ignore[arg-type]
-        elif outcome is FORWARDED:
+            return outcome  # type: ignore[return-value]
+        if outcome is FORWARDED:
             listeners.forwarded += 1
             self.pending += 1
             if self.pending >= listeners.limits.tcp_inflight_per_connection:
                 if not self.reading_paused:
                     listeners.stats.count("tcp.pipeline_full")
                 self._pause_reading()
+        return None
 
     def _deliver(self, reply: bytes | None) -> None:
         self.listeners.forwarded -= 1

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from resolver.lists import compiled
 from resolver.lists.compiled import (
     CompiledMatcher,
+    ListScreen,
     compile_rules,
     from_parsed,
     open_compiled,
@@ -371,3 +372,50 @@ def test_a_job_names_the_file_it_cannot_read(tmp_path: Path) -> None:
     report = compiled.compile_job(job)
     assert report["problems"] == [f"{missing}: cannot read list file (No such file or directory)"]
     assert not out.exists()
+
+
+SCREENED = [
+    "a.com\nb.a.com\nshared.org\n",
+    "x.net\nshared.org\nwww.deep.example\n",
+    "||ads.io^\n@@||ok.ads.io^\n",
+]
+SCREEN_QUERIES = ["a.com", "www.b.a.com", "shared.org", "x.net", "y.x.net", "deep.example",
+                  "www.deep.example", "ads.io", "ok.ads.io", "t.ok.ads.io", "none.org", "com",
+                  "org", "v1.wild.com"]  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(SCREEN_QUERIES),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_a_screen_leaves_out_only_lists_that_cannot_match(names: list[str]) -> None:
+    lists = [matcher(text, "adblock" if "||" in text else "domains") for text in SCREENED]
+    wild = matcher("v*.wild.com\n")  # label wildcards: never screened, always asked
+    matchers = [*lists, wild, lists[0]]
+    screen = ListScreen(range(len(matchers)), matchers)
+    for name in names:
+        asked = screen.select(wire(name))
+        hits = [i for i, m in enumerate(matchers) if m.lookup(wire(name)) is not None]
+        assert set(hits) <= set(asked), name
+        assert 3 in asked and list(asked) == sorted(asked)
+
+
+@pytest.mark.parametrize("numpy", [True, False])
+def test_a_screen_asks_only_the_list_that_has_the_name(
+    numpy: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not numpy:
+        monkeypatch.setattr(compiled, "_numpy", lambda: None)
+    elif compiled._numpy() is None:
+        pytest.skip("numpy is not installed")
+    monkeypatch.setattr(compiled, "_SCREEN_NUMPY_FROM", 0)
+    lists = [matcher("\n".join(f"n{i}-{k}.com" for k in range(200)) + "\n") for i in range(20)]
+    screen = ListScreen(range(20), lists)
+    assert screen.select(wire("www.n7-3.com")) == (7,)
+    assert screen.select(wire("n19-199.com")) == (19,)
+    assert screen.select(wire("n20-0.com")) in ((), *((i,) for i in range(20)))
+    assert screen.select(b"\x03bad") == ()  # malformed: nothing to ask

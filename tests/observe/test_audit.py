@@ -633,3 +633,23 @@ def test_unserialisable_values_become_one_line(value: object, shown: str) -> Non
     log.info("odd", value=value)
     [event] = events(stream.getvalue())
     assert event["value"] == shown
+
+
+def test_a_fold_whose_first_event_was_dropped_summarises_the_same_fields() -> None:
+    """Over the rate cap, a block's fields are made only if its fold's summary needs them;
+    they are the ones its event would have carried."""
+    capped, stream, clock = make(max_events_per_second=1, privacy="pseudonymise", key=KEY)
+    free, free_stream, _ = make(max_events_per_second=10**9, privacy="pseudonymise", key=KEY)
+    asked = query("www.tiktok.com.", "AAAA")
+    for log in (capped, free):
+        log.blocked("192.0.2.1", query("first.tiktok.com."), block())  # takes the one token
+        for _ in range(3):
+            log.blocked("192.0.2.7", asked, block(decisions=("Decree",)), "phone-1")
+        clock.now += 1.0  # a token for the summary
+        log.close()
+    (summary,) = [e for e in blocks(stream) if "repeated" in e]
+    (written,) = [e for e in blocks(free_stream) if e["qname"] == "www.tiktok.com"][:1]
+    assert summary["repeated"] == 2
+    assert {k: v for k, v in summary.items() if k not in ("timestamp", "repeated", "first_seen",
+            "last_seen")} == {k: v for k, v in written.items() if k != "timestamp"}  # fmt: skip
+    assert capped.dropped_total == 1
