@@ -75,8 +75,10 @@ hostile 64 KB reply of thousands of records must not cost a long walk to store a
 ANSWER_MEMO_LIMIT: Final = 4096
 """Answers the pipeline's `AnswerMemo` keeps at once (forgotten all at once when full)."""
 
-SIGHTED_LIMIT: Final = 65536
-"""Hashes of memo keys seen once that the `AnswerMemo` keeps (forgotten all at once when full)."""
+SIGHTED_LIMIT: Final = 2 * ANSWER_MEMO_LIMIT
+"""Hashes of memo keys seen once that the `AnswerMemo` keeps (forgotten all at once when full):
+a key is kept on its second sight only if it came back within about this many others, which is
+what a memo of `ANSWER_MEMO_LIMIT` answers can help with."""
 
 PROTECTED_SHARE: Final = 0.8
 PREFETCH_MIN_HITS: Final = 3
