@@ -334,8 +334,10 @@ class QueryPipeline:
         if decision.action is Action.BLOCK and (over_udp or decision.answer != TCP_ONLY):
             # (RPZ's TCP-only rule truncates over UDP; over TCP the query goes on as allowed.)
             reply = self._blocked(state, query, client, decision, over_udp, started, channel)
-            if reply is not None:  # (an RPZ DROP sends nothing, and is not memoised)
-                self._remember(memo_key, (_BLOCK, reply[2:], query, decision), now)
+            # (An RPZ DROP sends nothing, and is not memoised; the entry is made only for a key
+            # seen before: most blocked names are asked once.)
+            if reply is not None and self._admits(memo_key, now):
+                self._keep(memo_key, (_BLOCK, reply[2:], query, decision))
             return reply
         if decision.action is Action.REFUSE:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
@@ -400,17 +402,24 @@ class QueryPipeline:
         """Keep an answer in the memo while no decision may change: between the policy
         windows' edges around `now`, and the fail-closed groups' (none while those are out of
         date)."""
+        if self._admits(key, now):
+            self._keep(key, entry)
+
+    def _admits(self, key: MemoKey, now: float) -> bool:
+        """Whether `_remember` would keep an answer for `key` made at `now` (and if not, the
+        key is noted as seen once)."""
         memo = self._memo
         if not memo.since <= now < memo.until:
             closed = self._closed
             if not closed.since <= now < closed.until:
-                return
+                return False
             since, until = self._state.policy.steady(now)
             memo.restart(max(since, closed.since), min(until, closed.until))
-        if not memo.second_sight(key):
-            return
-        answers = memo.answers  # `AnswerMemo.put` within the span, inline
-        if len(answers) >= memo.limit:
+        return memo.second_sight(key)
+
+    def _keep(self, key: MemoKey, entry: tuple[Any, ...]) -> None:
+        answers = self._memo.answers  # `AnswerMemo.put` within the span, inline
+        if len(answers) >= self._memo.limit:
             answers.clear()
         answers[key] = entry
 
@@ -428,13 +437,11 @@ class QueryPipeline:
         when the entry no longer holds (its cached answer expired, aged a second, or left)."""
         if entry[0] == _BLOCK:
             _, tail, query, decision = entry
-            self.stats.blocked(
-                decision.group, decision.policy or "", decision.list_name or "", decision.answer
-            )
-            self.audit.blocked(client, query, decision, device)
+            audit = self.audit
+            if audit.info_enabled:
+                audit.blocked(client, query, decision, device)
             self.last_block = decision
-            return self._done(query, over_udp, "blocked", packet[:2] + tail, started, None,
-                              channel)  # fmt: skip
+            return self._block_done(query, over_udp, decision, packet[:2] + tail, started, channel)
         _, tail, query, cached, age = entry
         cache = self.cache
         moment = self.clock()
@@ -685,7 +692,7 @@ class QueryPipeline:
         over_udp: bool,
         started: float,
         channel: Channel | None = None,
-    ) -> bytes:
+    ) -> bytes | None:
         # The cause (with its reference) was made when the policy was built: a block formats
         # nothing but the CNAME that led to it.
         cause = decision.cause
@@ -693,17 +700,38 @@ class QueryPipeline:
         if cname is not None:
             cause += f" via CNAME {to_text(cname)}"
         reply: bytes | None
-        if decision.answer in RPZ_ANSWERS:
+        answer = decision.answer
+        if answer in RPZ_ANSWERS:
             reply = self._rpz_answer(state, query, decision, over_udp, cause)
         else:
-            sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
+            sinkhole = state.sinkhole(answer, decision.ttl, decision.censored)
             reply = sinkhole.build(query, decision.zone_offset, cause)
-        self.stats.blocked(
-            decision.group, decision.policy or "", decision.list_name or "", decision.answer
-        )
-        self.audit.blocked(client, query, decision, "" if channel is None else channel.device)
+        audit = self.audit
+        if audit.info_enabled:  # (below info, a block is no event: not even a call)
+            audit.blocked(client, query, decision, "" if channel is None else channel.device)
         self.last_block = decision
-        return self._done(query, over_udp, "blocked", reply, started, None, channel)
+        return self._block_done(query, over_udp, decision, reply, started, channel)
+
+    def _block_done(
+        self,
+        query: Query,
+        over_udp: bool,
+        decision: Decision,
+        reply: bytes | None,
+        started: float,
+        channel: Channel | None,
+    ) -> bytes | None:
+        """8. Metrics of a block (`_done`'s, and the block's labels) in one call to `stats`."""
+        labels = (decision.group, decision.policy or "", decision.list_name or "", decision.answer)
+        protocol = ("udp" if over_udp else "tcp") if channel is None else channel.transport
+        stats = self.stats
+        if reply is None:  # an RPZ DROP: nothing sent, so no rcode
+            stats.blocked(*labels)
+            stats.query(protocol, query.qtype, "blocked", time.perf_counter() - started)
+            return None
+        rcode = reply[3] & 0x0F if len(reply) > 3 else 0
+        stats.block_answered(protocol, query.qtype, time.perf_counter() - started, labels, rcode)
+        return reply
 
     @staticmethod
     def _rpz_answer(

@@ -124,6 +124,23 @@ class Stats:
         blocks = self.blocks
         blocks[key] = blocks.get(key, 0) + 1
 
+    def block_answered(self, protocol: str, qtype: int, seconds: float,
+                       labels: tuple[str, str, str, str], rcode: int) -> None:  # fmt: skip
+        """One blocked query answered: `query` (result "blocked"), `rcode` and `blocked` in one
+        call, since every block records all three. `labels` is what `blocked` takes: (group,
+        policy or "", list, answer)."""
+        histogram = self.durations["blocked"]
+        histogram.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        histogram.total += seconds
+        key = (protocol, QTYPE_LABELS.get(qtype, OTHER), "blocked")
+        queries = self.queries
+        queries[key] = queries.get(key, 0) + 1
+        label = RCODE_LABELS.get(rcode, OTHER)
+        rcodes = self.rcodes
+        rcodes[label] = rcodes.get(label, 0) + 1
+        blocks = self.blocks
+        blocks[labels] = blocks.get(labels, 0) + 1
+
     def rate_limited(self, group: str, limit: str, action: str) -> None:
         """One query over a rate limit (`policy.ratelimit.LIMITS`) of a client in `group`, and
         what it got (drop or refuse)."""

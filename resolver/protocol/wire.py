@@ -17,6 +17,7 @@ from resolver.protocol.names import MAX_LABEL, MAX_NAME
 
 HEADER: Final = struct.Struct(">HHHHHH")
 RR_FIXED: Final = struct.Struct(">HHIH")
+QUESTION_TAIL: Final = struct.Struct(">HH")
 HEADER_LEN: Final = 12
 
 # Header flag bits (second 16-bit word).
@@ -270,12 +271,29 @@ def parse_query(packet: bytes) -> Query:
         raise FormError("records_in_query")
     if arcount > MAX_QUERY_ADDITIONAL:
         raise FormError("arcount")
-    name_end = question_name_end(packet)
+    # `question_name_end`, inline: its loop is most of a parse.
+    pos = HEADER_LEN
+    while True:
+        if pos >= size:
+            raise FormError("truncated")
+        length = packet[pos]
+        if length == 0:
+            break
+        if length > MAX_LABEL:
+            raise FormError("compressed_question" if length >= 0xC0 else "bad_label")
+        pos += length + 1
+        if pos - HEADER_LEN >= MAX_NAME:
+            raise FormError("name_too_long")
+    name_end = pos + 1
     question_end = name_end + 4
     if question_end > size:
         raise FormError("truncated")
-    qtype = (packet[name_end] << 8) | packet[name_end + 1]
-    qclass = (packet[name_end + 2] << 8) | packet[name_end + 3]
+    qtype, qclass = QUESTION_TAIL.unpack_from(packet, name_end)
+    if not arcount:  # no OPT, nothing to read: the common query
+        if question_end != size:
+            raise FormError("trailing_junk", question_end, False)
+        return Query(packet, flags, packet[HEADER_LEN:name_end].lower(), qtype, qclass,
+                     question_end, False, EDNS_MIN_PAYLOAD, False)  # fmt: skip
 
     has_edns = False
     payload = EDNS_MIN_PAYLOAD
