@@ -484,11 +484,16 @@ class AuditLog:
         # `_emit`, inline, with the fields made only for an event the rate cap lets through: a
         # flood of distinct blocks is mostly dropped, and its folds may never need them.
         fields: dict[str, Any] | None = None
-        if self._query_bucket.take(now):
+        bucket = self._query_bucket  # `_TokenBucket.take`, inline: most of a flood is dropped
+        tokens = min(bucket.tokens + (now - bucket.refilled) * bucket.rate, bucket.rate)
+        bucket.refilled = now
+        if tokens >= 1.0:
+            bucket.tokens = tokens - 1.0
             fields = self._block_fields(client, query.qname, query.qtype, decision, device)
             moment = time.time()
             self._sink.msg(self._lines.line("info", "blocked", fields, moment))
         else:
+            bucket.tokens = tokens
             self.dropped_total += 1
             self._dropped["blocked"] = self._dropped.get("blocked", 0) + 1
             if not self._fold_window or len(folds) >= FOLD_KEYS:
