@@ -505,19 +505,9 @@ class CompiledMatcher:
         if not self.count:
             return None
         end = len(qname) - 1
-        pos = 0
-        labels = 0
-        while pos < end:
-            length = qname[pos]
-            if not length or length > FAST_LABEL:
-                break
-            pos += length + 1
-            labels += 1
-        if pos != end or not labels or qname[end]:
+        if end < 1 or qname[end]:
             return self._walk_split(qname)
         text = qname[1:end].translate(LENGTHS_TO_DOTS)
-        if text.count(b".") != labels - 1:  # a dot or a control byte inside a label
-            return self._walk_split(qname)
         uniform = self._uniform
         bloom = self._filter
         fmask = self._fmask
@@ -525,11 +515,16 @@ class CompiledMatcher:
         pos = 0
         above = 0  # the offset of the label before `pos`'s: a wildcard's zone
         while pos < end:
+            length = qname[pos]
+            if not length or length > FAST_LABEL:
+                return self._walk_split(qname)
             suffix = text[pos:]
             key = crc32(suffix) >> 2  # `_find`, inline: most suffixes end at the filter
             if bloom[(key & fmask) >> 3] & (1 << (key & 7)):
                 index = self._probe(suffix, key)
                 if index >= 0:
+                    if found is None and not _plain_below(qname, pos, end, suffix):
+                        return self._walk_split(qname)
                     flags = uniform if uniform is not None else self._flags[index]
                     if pos == 0:
                         blocks, allows = flags & FLAG_SELF, flags & FLAG_ALLOW_SELF
@@ -542,7 +537,7 @@ class CompiledMatcher:
                         if not self._has_allow:
                             break
             above = pos
-            pos += qname[pos] + 1
+            pos += length + 1
         return found
 
     def _rule(
@@ -638,6 +633,20 @@ class CompiledMatcher:
 
 
 _ALLOWED = object()
+
+
+def _plain_below(qname: bytes, pos: int, end: int, suffix: bytes) -> bool:
+    """Whether the wire name `qname` from `pos` on (its root at `end`) is labels of at most
+    `FAST_LABEL` octets with no dot or control byte in one, so that `suffix`, its translated
+    text, is its name: checked once a suffix is found, not for every name walked."""
+    labels = 0
+    while pos < end:
+        length = qname[pos]
+        if not length or length > FAST_LABEL:
+            return False
+        pos += length + 1
+        labels += 1
+    return pos == end and suffix.count(b".") == labels - 1
 
 
 SCREEN_SLOTS_PER_NAME = 16
