@@ -81,6 +81,12 @@ _HIT: Final = 1
 """The kinds of `AnswerMemo` entry: (_BLOCK, reply after the ID, query, decision) and
 (_HIT, reply after the ID, query, cached answer, its age in whole seconds when made)."""
 _ERROR_RESULTS = {FORMERR: "formerr", NOTIMP: "notimp", BADVERS: "badvers"}
+# Enum members as plain constants: each `Action.BLOCK` on the query path is a descriptor call
+# on the enum class (about half a microsecond on CPython 3.11), a global is a dict read.
+_BLOCKS: Final = Action.BLOCK
+_REFUSES: Final = Action.REFUSE
+_CENSORED: Final = EdeCode.CENSORED
+_BLOCKED: Final = EdeCode.BLOCKED
 _STALE_TEXT = b"stale answer: upstreams unavailable"
 _FAILURE_TEXT = "upstream failure cached (RFC 9520)"
 
@@ -331,7 +337,7 @@ class QueryPipeline:
         #    now, and exemptions decide. A block is answered here, from the query's bytes; it
         #    comes before the cache so that a new block, or a lapsed one, takes effect at once.
         decision = state.policy.decide(client, query.qname, query.qtype, now, device)
-        if decision.action is Action.BLOCK and (over_udp or decision.answer != TCP_ONLY):
+        if decision.action is _BLOCKS and (over_udp or decision.answer != TCP_ONLY):
             # (RPZ's TCP-only rule truncates over UDP; over TCP the query goes on as allowed.)
             reply = self._blocked(state, query, client, decision, over_udp, started, channel)
             # (An RPZ DROP sends nothing, and is not memoised; the entry is made only for a key
@@ -339,7 +345,7 @@ class QueryPipeline:
             if reply is not None and self._admits(memo_key, now):
                 self._keep(memo_key, (_BLOCK, reply[2:], query, decision))
             return reply
-        if decision.action is Action.REFUSE:
+        if decision.action is _REFUSES:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
             return self._done(query, over_udp, "refused", reply, started, None, channel)
         # 3b. Missing lists: a list this group must enforce now has no loaded copy (a feed
@@ -704,7 +710,9 @@ class QueryPipeline:
         if answer in RPZ_ANSWERS:
             reply = self._rpz_answer(state, query, decision, over_udp, cause)
         else:
-            sinkhole = state.sinkhole(answer, decision.ttl, decision.censored)
+            # (`state.sinkhole`, inline)
+            ede = _CENSORED if decision.censored else _BLOCKED
+            sinkhole = state.sinkholes[(answer, decision.ttl, ede)]
             reply = sinkhole.build(query, decision.zone_offset, cause)
         audit = self.audit
         if audit.info_enabled:  # (below info, a block is no event: not even a call)

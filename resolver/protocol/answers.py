@@ -78,6 +78,8 @@ def _compose(
 
 
 _COUNTS: Final = struct.Struct(">HHHH")
+_FORGED: Final = int(EdeCode.FORGED_ANSWER)
+"""A plain int: an enum member read through its class is a descriptor call on CPython 3.11."""
 
 
 def _opt(query: Query, ede: int, text: bytes) -> bytes:
@@ -147,7 +149,7 @@ class SinkholeAnswer:
         if query.qclass == CLASS_IN:
             records = self._records.get(query.qtype)
             if records is not None and records[0]:
-                opt = _opt(query, EdeCode.FORGED_ANSWER, text)
+                opt = _opt(query, _FORGED, text)
                 return _compose(query, NOERROR, records, _NONE, opt)
         opt = _opt(query, self.ede, text)
         if self._rcode == REFUSED:
