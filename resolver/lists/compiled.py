@@ -635,6 +635,25 @@ class CompiledMatcher:
 _ALLOWED = object()
 
 
+def _plain_text(qname: bytes) -> bytes | None:
+    """The text of the wire name `qname` when it is plain (labels of at most `FAST_LABEL`
+    octets, no dot or control byte in one), in which each label's suffix starts at the
+    label's wire offset; None for any other name (`_suffixes` copes with those)."""
+    end = len(qname) - 1
+    pos = 0
+    labels = 0
+    while pos < end:
+        length = qname[pos]
+        if not length or length > FAST_LABEL:
+            return None
+        pos += length + 1
+        labels += 1
+    if pos != end or not labels or qname[end]:
+        return None
+    text = qname[1:end].translate(LENGTHS_TO_DOTS)
+    return text if text.count(b".") == labels - 1 else None
+
+
 def _plain_below(qname: bytes, pos: int, end: int, suffix: bytes) -> bool:
     """Whether the wire name `qname` from `pos` on (its root at `end`) is labels of at most
     `FAST_LABEL` octets with no dot or control byte in one, so that `suffix`, its translated
@@ -740,6 +759,29 @@ class ListScreen:
     def select(self, qname: bytes) -> tuple[Any, ...]:
         """The items whose lists may match `qname` (lowercase wire form), in their order."""
         found = self._always
+        text = _plain_text(qname)
+        if text is not None:  # the loop below, from the wire form (`CompiledMatcher._walk`)
+            owners = self._owners
+            mask = self._mask
+            end = len(qname) - 1
+            pos = 0
+            while True:
+                after = pos + qname[pos] + 1
+                if after == end:
+                    top = text[pos:]
+                    known = self._tops.get(top)
+                    found |= self._top(top) if known is None else known
+                    break
+                key = crc32(text[pos:]) >> 2
+                pos = after
+                owner = owners[key & mask]
+                if not owner:
+                    continue
+                for one in (owner,) if owner != _SCREEN_MANY else self._many[key & mask]:
+                    bloom, fmask = self._filters[one]
+                    if bloom[(key & fmask) >> 3] & (1 << (key & 7)):
+                        found |= self._of[one]
+            return self._subset(found)
         split = _suffixes(qname)
         if split is not None:
             text, offsets, depth = split
@@ -760,6 +802,10 @@ class ListScreen:
                 top = text[offsets[last] :]
                 known = self._tops.get(top)
                 found |= self._top(top) if known is None else known
+        return self._subset(found)
+
+    def _subset(self, found: int) -> tuple[Any, ...]:
+        """The items whose bits are set in `found`, in their order (made once per set)."""
         subset = self._subsets.get(found)
         if subset is None:
             if len(self._subsets) >= _SUBSETS_LIMIT:
