@@ -8,7 +8,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from parsed_lists import names_of, parse
+from list_files import names_of, parse
 
 from resolver.lists import formats
 from resolver.lists.formats import (

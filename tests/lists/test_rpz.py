@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from parsed_lists import names_of, parse
+from list_files import names_of, parse
 
 from resolver.lists.formats import (
     ANSWER_CODES,

@@ -1,6 +1,9 @@
-"""Helpers for the list-parser tests (`tests/lists/`): parse text, read names back."""
+"""Helpers for the list tests: parse text, read names back, rewrite a list file."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from resolver.lists.formats import SUBTREE, ParsedRules, parse_rules
 
@@ -15,3 +18,10 @@ def names_of(parsed: ParsedRules) -> dict[str, int]:
 
 def parse(text: str, fmt: str = "domains", **kwargs: object) -> ParsedRules:
     return parse_rules(text.encode(), "f.txt", fmt, **kwargs)  # type: ignore[arg-type]
+
+
+def rewrite(path: Path, data: bytes | str) -> None:
+    """Rewrite a list file and move its mtime on, so the change is seen even within one tick."""
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    stamp = path.stat().st_mtime + 2
+    os.utime(path, (stamp, stamp))
