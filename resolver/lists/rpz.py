@@ -276,9 +276,9 @@ def _rpz_name_rule(
     parsed.add(key, bits | answer_bits(answer))
     if record is not None:
         actions[canonical] = (answer, [record])
-    elif code == answer_bits(LOCAL):
-        # `x` and `*.x` share the flags' one answer code: the first one read. Only local
-        # data needs the other to keep its own (`x` has records, `*.x` none).
+    elif code and code != answer_bits(answer):
+        # `x` and `*.x` share the flags' one answer code, the first one read: the other
+        # keeps its own action here (`x.test CNAME .` beside `*.x.test CNAME *.`).
         actions[canonical] = (answer, [])
 
 

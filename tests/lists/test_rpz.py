@@ -143,6 +143,24 @@ def test_rpz_local_data_of_one_owner_adds_up_and_other_actions_are_skipped() -> 
 
 
 @pytest.mark.parametrize(
+    ("zone", "flag_answer", "actions"),
+    [
+        ("x.test CNAME .\n*.x.test CNAME *.\n", "nxdomain", {"*.x.test": ("nodata", [])}),
+        ("*.x.test CNAME *.\nx.test CNAME .\n", "nodata", {"x.test": ("nxdomain", [])}),
+        ("x.test CNAME rpz-drop.\n*.x.test CNAME rpz-tcp-only.\n", "drop",
+         {"*.x.test": ("tcp_only", [])}),
+        ("x.test CNAME .\n*.x.test CNAME .\n", "nxdomain", {}),
+    ],
+)  # fmt: skip
+def test_a_name_and_its_wildcard_keep_their_own_actions(
+    zone: str, flag_answer: str, actions: dict[str, tuple[str, list[object]]]
+) -> None:
+    parsed = parse(RPZ_HEAD + zone, "rpz")
+    assert answer_of(parsed.flagged[b"x.test"]) == flag_answer
+    assert parsed.rpz_actions == actions and not parsed.skipped
+
+
+@pytest.mark.parametrize(
     ("owner", "network"),
     [
         ("32.1.2.0.192", "192.0.2.1/32"),
