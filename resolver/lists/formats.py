@@ -116,6 +116,7 @@ _BOILERPLATE_BYTES = frozenset(name.encode() for name in HOSTS_BOILERPLATE)
 
 # The bulk check: bytes a clean name line may hold, and what makes a line need a closer look.
 _NAME_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-_.\n"
+_LABEL_BYTES = _NAME_BYTES.translate(None, b".\n")
 _LABEL_MARKS = bytes(c if c in b".\n" else 0x78 for c in range(256))  # label bytes -> "x"
 _LINE_MARKS = bytes(c if c == 0x0A else 0x78 for c in range(256))  # line bytes -> "x"
 _DOTTED_QUAD = re.compile(rb"\n\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}\n")
@@ -530,6 +531,7 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
             del good[name]
             bad_numbers.extend(_line_numbers(lines, name))
         bad_numbers.sort()
+    parsed.dotless.update(_dotless(low, lines, good))
     good_lines = len(lines) - blank - len(bad_numbers)
     parsed.rule_lines += good_lines
     parsed.duplicates += good_lines - len(good)
@@ -545,6 +547,23 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
         raw_lines = original.split(b"\n", bad_numbers[-1])  # split no further than needed
         for number in bad_numbers:
             parse_line(parsed, number, decode_line(raw_lines[number - 1]))
+
+
+def _dotless(low: bytes, lines: list[bytes], good: dict[bytes, None]) -> list[bytes]:
+    """The names of `good` without a dot, found at C speed: with every label byte deleted
+    from `low`, such a line (like a blank one) leaves two newlines side by side."""
+    skeleton = low.translate(None, _LABEL_BYTES)
+    found: list[bytes] = []
+    pos = skeleton.find(b"\n\n")
+    line, counted = 0, -1  # `line` newlines up to `counted`; lines[line - 1] follows the last
+    while pos >= 0:
+        line += skeleton.count(b"\n", counted + 1, pos + 1)
+        counted = pos
+        name = lines[line - 1]
+        if name and name in good:
+            found.append(name)
+        pos = skeleton.find(b"\n\n", pos + 1)
+    return found
 
 
 def _line_numbers(lines: list[bytes], text: bytes) -> list[int]:

@@ -89,6 +89,9 @@ class ParsedRules:
     client_ips: dict[str, IpRule] = field(default_factory=dict)
     response_ips: dict[str, IpRule] = field(default_factory=dict)
     zone: str = ""  # an RPZ zone's apex (its SOA owner), which its blocks cite
+    # Names added without a dot (`com`): the guard refuses a list that blocks a top-level
+    # domain, and finding them here spares it a walk over millions of names.
+    dotless: set[bytes] = field(default_factory=set)
 
     @property
     def accepted(self) -> int:
@@ -108,6 +111,8 @@ class ParsedRules:
 
     def add(self, name: bytes, flags: int) -> None:
         """Merge `flags` for `name`; a rule that adds nothing new is a duplicate."""
+        if b"." not in name:
+            self.dotless.add(name)
         if flags == SUBTREE and not self.flagged:
             if name in self.plain:
                 self.duplicates += 1

@@ -214,6 +214,23 @@ def test_bulk_path_agrees_with_line_by_line(lines: list[str]) -> None:
     assert [g.pattern for g in bulk.globs] == [g.pattern for g in slow.globs]
     assert bulk.rule_lines == slow.rule_lines
     assert bulk.duplicates == slow.duplicates
+    assert bulk.dotless == slow.dotless
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt", "dotless"),
+    [
+        ("a.com\ncom\n\n# c\nnet\nx.org", "domains", {b"com", b"net"}),
+        ("com\ncom\n\n\nlast", "domains", {b"com", b"last"}),
+        ("0.0.0.0 localhost\n0.0.0.0 cn\n127.0.0.1 a.cn", "hosts", {b"cn"}),
+        ("||cn^\n@@||io^\n||a.cn^\n\n", "adblock", {b"cn", b"io"}),
+        ("a.com\nb.net\n", "domains", set()),
+    ],
+)  # fmt: skip
+def test_names_without_a_dot_are_found_whatever_the_path(
+    text: str, fmt: str, dotless: set[bytes]
+) -> None:
+    assert parse(text, fmt).dotless == dotless
 
 
 # ----- adblock --------------------------------------------------------------------------------
@@ -264,7 +281,7 @@ def test_adblock_bulk_path_agrees_with_line_by_line(lines: list[str]) -> None:
     assert [(g.pattern, g.allow) for g in bulk.globs] == [(g.pattern, g.allow) for g in slow.globs]
     assert [r.pattern for r in bulk.regexes] == [r.pattern for r in slow.regexes]
     assert bulk.rule_lines == slow.rule_lines
-
+    assert bulk.dotless == slow.dotless
 
 
 @pytest.mark.parametrize(
