@@ -45,6 +45,7 @@ SWEEP_INTERVAL = 0.01
 _TICKS = 1 / SWEEP_INTERVAL
 _RECEIVE_SIZE = 65535
 _NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
+_SOCKET_TYPE = _socket.SOCK_DGRAM | _NONBLOCK
 _EPOLLIN = getattr(select, "EPOLLIN", 1)
 _POLL_MAX = 256
 """Replies taken per wake-up; more wait for the next turn of the loop (epoll stays ready)."""
@@ -151,7 +152,7 @@ class UdpExchanges:
         """`send` with the server's socket family and address worked out once by the caller
         (the pool, once per upstream): the hot path, one call per forwarded query."""
         query_id = self.random_id()
-        sock = _socket.socket(family, _socket.SOCK_DGRAM | _NONBLOCK)
+        sock = _socket.socket(family, _SOCKET_TYPE)
         try:
             if not _NONBLOCK:
                 sock.setblocking(False)
