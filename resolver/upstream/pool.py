@@ -507,8 +507,11 @@ class UpstreamPool:
                     self._exchange_tcp(server, walk.query, walk.deadline - self._loop.time())
                 )
                 retry.add_done_callback(functools.partial(self._task_ended, walk, False))
-            else:
-                self._replied(walk, reply)
+            elif self._judge(walk.upstream, reply, walk.query, walk.started):  # `_replied`
+                self._walk_succeeded(walk, reply)
+            elif reply.rcode != SERVFAIL or not self._servfailed(walk, reply, 1):
+                walk.ede = max(walk.ede, EdeCode.NO_REACHABLE_AUTHORITY)
+                self._next(walk)
         except Exception:
             self._broken(walk)
 
