@@ -67,24 +67,24 @@ Outcome = Callable[[UpstreamReply | None, BaseException | None, Any], None]
 """Called once per exchange: (reply, None, context) or (None, error, context)."""
 
 
-def _disconnector() -> Callable[[int], int] | None:
-    """`connect(fd, AF_UNSPEC)` through the C library, which releases a UDP socket's
-    automatically bound port (Linux; Python's `connect` builds no AF_UNSPEC address): returns
-    0 when done. None elsewhere, or when the C library cannot be reached."""
+Disconnect = Callable[[int, Any, int], int]
+"""The C library's `connect(fd, address, length)`: 0 when done."""
+UNSPECIFIED = ctypes.create_string_buffer(16)
+"""A sockaddr whose family is AF_UNSPEC (0): `connect` to it is the disconnect."""
+
+
+def _disconnector() -> Disconnect | None:
+    """The C library's `connect`, whose AF_UNSPEC form (`UNSPECIFIED`) releases a UDP socket's
+    automatically bound port (Linux; Python's `connect` builds no AF_UNSPEC address). Called
+    as it stands, without `argtypes` (ints and a buffer need none): half the instructions.
+    None elsewhere, or when the C library cannot be reached."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        connect = ctypes.CDLL(None, use_errno=True).connect
+        connect: Disconnect = ctypes.CDLL(None).connect
     except (OSError, AttributeError):
         return None
-    connect.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_uint)
-    connect.restype = ctypes.c_int
-    unspecified = ctypes.create_string_buffer(16)  # a sockaddr whose family is AF_UNSPEC (0)
-
-    def disconnect(fd: int) -> int:
-        return int(connect(fd, unspecified, 16))
-
-    return disconnect
+    return connect
 
 
 class BadReply(Exception):
@@ -273,7 +273,7 @@ class UdpExchanges:
         if (
             disconnect is None
             or len(self._resting) >= IDLE_SOCKETS
-            or disconnect(fd) != 0  # its port released: nothing reaches it any more
+            or disconnect(fd, UNSPECIFIED, 16) != 0  # its port released: nothing reaches it now
         ):
             sock.close()  # closing also drops it from our epoll set
             return
