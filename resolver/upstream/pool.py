@@ -1,9 +1,9 @@
 """Forwarding to upstream resolvers: spoofing-resistant exchanges, strategies, health and merging.
 
 Transports. `udp://`: every attempt uses a fresh random ID from a fresh random source port
-(RFC 5452; a pooled socket that the kernel binds anew for each attempt), and accepts only a reply from the upstream's address and port with our ID,
-QR bit and question (`upstream.datagrams`, which runs these exchanges on callbacks, with no
-task).
+(RFC 5452; a pooled socket that the kernel binds anew for each attempt), and accepts only a
+reply from the upstream's address and port with our ID, QR bit and question
+(`upstream.datagrams`, which runs these exchanges on callbacks, with no task).
 A truncated reply is retried over TCP.
 `tcp://` and `tls://` (DNS over TLS, RFC 7858): one persistent connection per upstream, shared by
 pipelined queries told apart by ID (RFC 7766 6.2.1; `upstream.streams`), closed after
