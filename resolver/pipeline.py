@@ -40,6 +40,7 @@ from resolver.protocol.edns import EdeCode, opt_record
 from resolver.protocol.names import to_text
 from resolver.protocol.wire import (
     BADVERS,
+    EDNS_PAYLOAD,
     FORMERR,
     NOTIMP,
     NXDOMAIN,
@@ -145,6 +146,8 @@ class QueryPipeline:
         # also for exchanges no client waits for any more (stale answer served, prefetch).
         upstreams.after_reply = self._after_reply
         upstreams.after_failure = self._after_failure
+        # `_upstream_done` as one bound method, made once rather than once per forwarded query.
+        self._settled: Callable[..., None] = self._upstream_done
         # NOTIFY from an RPZ zone's primary (the shell's zone feeds); None: NOTIMP like any
         # opcode but QUERY.
         self.on_notify: Callable[[bytes, str], bytes | None] | None = None
@@ -492,7 +495,7 @@ class QueryPipeline:
         #    on, a client waits at most cache.client_timeout (RFC 8767); the exchange goes on.
         waiting = _Waiting(query, client, over_udp, started, stale, reply_to, channel)
         try:
-            self.upstreams.forward(query, key, self._upstream_done, waiting)
+            self.upstreams.forward(query, key, self._settled, waiting)
         except Overloaded:
             self.stats.count("dropped.overload")
             if stale is not None:
@@ -557,7 +560,12 @@ class QueryPipeline:
                     # 7. Reply: the client's ID, question and EDNS back, cut to what it can
                     #    receive.
                     opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
-                    limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+                    if over_udp:  # `udp_limit`, inline
+                        limit = query.udp_payload
+                        if limit > EDNS_PAYLOAD:
+                            limit = EDNS_PAYLOAD
+                    else:
+                        limit = TCP_MAX_MESSAGE
                     out = client_reply(reply, query, limit, opt)
                     # 8. Metrics/audit: allowed queries are logged only when the operator asks.
                     if self.audit.allowed_queries:

@@ -623,6 +623,13 @@ class CompiledMatcher:
             name = bytes(names[start : start + self._lengths[index]]).decode()
             yield name, uniform if uniform is not None else self._flags[index]
 
+    def action(self, pattern: str) -> str | None:
+        """The answer of an RPZ owner (``x`` or ``*.x``) whose action its name's flags cannot
+        carry (local data; ``x`` and ``*.x`` with different actions), else None (for export)."""
+        actions = self._rpz_actions
+        found = actions.get(pattern) if actions is not None else None
+        return found[0] if found is not None else None
+
     def globs(self) -> list[tuple[str, bool, str | None]]:
         """The label-wildcard rules: (pattern, allow, answer)."""
         return [(pattern, bool(allow), answer) for pattern, allow, answer in self.header["globs"]]

@@ -335,3 +335,69 @@ def test_random_ids_read_the_csprng_in_blocks(monkeypatch: pytest.MonkeyPatch) -
     assert all(0 <= v <= 0xFFFF for v in values)
     assert len(reads) == 3  # 4 KiB, 2048 IDs, per read
     assert len(set(values)) > 4500  # birthday repeats only
+
+
+def pooled(exchanges: UdpExchanges) -> bool:
+    return exchanges._disconnect is not None
+
+
+def test_a_socket_is_reused_with_a_fresh_random_port_each_time() -> None:
+    """Where the disconnect works (Linux), one socket serves exchange after exchange, each
+    from another random port: the kernel binds one at each send and lets it go at the end."""
+
+    async def scenario() -> tuple[bool, list[int], list[int]]:
+        exchanges = UdpExchanges(asyncio.get_running_loop(), Stats())
+        upstream = Upstream()
+        fds, ports = [], []
+        try:
+            for _ in range(6):
+                outcomes = Outcomes()
+                exchange = exchanges.send(upstream.server, query(), 2.0, outcomes)
+                sent, client = await upstream.receive()
+                upstream.sock.sendto(answer(sent), client)
+                await asyncio.wait_for(outcomes.event.wait(), 2.0)
+                assert outcomes.seen[0][1] is None
+                assert exchange.sock.getsockname()[1] == 0  # its port let go once answered
+                fds.append(exchange.fd)
+                ports.append(client[1])
+            return pooled(exchanges), fds, ports
+        finally:
+            upstream.close()
+            exchanges.close()
+
+    reused, fds, ports = run(scenario)
+    if not reused:
+        pytest.skip("no disconnect here: a socket per exchange")
+    assert len(set(fds)) == 1
+    assert len(set(ports)) >= 5  # random ports: a repeat at most
+
+
+def test_a_socket_that_got_a_datagram_after_its_answer_is_not_reused() -> None:
+    """A second datagram queued behind the answer rests on the socket: it is closed, never
+    handed to the next exchange (whose ID and question it would be checked against)."""
+
+    async def scenario() -> tuple[bool, UdpExchange, UdpExchange, int]:
+        stats = Stats()
+        exchanges = UdpExchanges(asyncio.get_running_loop(), stats)
+        upstream = Upstream()
+        try:
+            first, second = Outcomes(), Outcomes()
+            earlier = exchanges.send(upstream.server, query(), 2.0, first)
+            sent, client = await upstream.receive()
+            upstream.sock.sendto(answer(sent), client)
+            upstream.sock.sendto(answer(sent), client)  # a duplicate, behind it
+            await asyncio.wait_for(first.event.wait(), 2.0)
+            later = exchanges.send(upstream.server, query(), 2.0, second)
+            sent, client = await upstream.receive()
+            upstream.sock.sendto(answer(sent), client)
+            await asyncio.wait_for(second.event.wait(), 2.0)
+            return pooled(exchanges), earlier, later, stats.counts["upstream.mismatch"]
+        finally:
+            upstream.close()
+            exchanges.close()
+
+    reused, earlier, later, mismatched = run(scenario)
+    if not reused:
+        pytest.skip("no disconnect here: a socket per exchange")
+    assert earlier.sock is not later.sock
+    assert mismatched == 0  # the duplicate never met the later exchange
