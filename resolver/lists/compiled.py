@@ -901,9 +901,10 @@ def _judge_job(
 
 def _single_labels(parsed: ParsedRules) -> list[str]:
     """The single-label names a list blocks with everything below them (``com``, ``*.com``)."""
-    found = [name for name in parsed.plain if b"." not in name]
-    found += [
-        name for name, flags in parsed.flagged.items() if flags & FLAG_BELOW and b"." not in name
+    found = [
+        name
+        for name in parsed.dotless
+        if name in parsed.plain or parsed.flagged.get(name, 0) & FLAG_BELOW
     ]
     return sorted({name.decode("ascii") for name in found})
 
