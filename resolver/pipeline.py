@@ -40,8 +40,10 @@ from resolver.protocol.edns import EdeCode, opt_record
 from resolver.protocol.names import to_text
 from resolver.protocol.wire import (
     BADVERS,
+    CD,
     EDNS_PAYLOAD,
     FORMERR,
+    HEADER_LEN,
     NOTIMP,
     NXDOMAIN,
     TCP_MAX_MESSAGE,
@@ -90,6 +92,47 @@ _CENSORED: Final = EdeCode.CENSORED
 _BLOCKED: Final = EdeCode.BLOCKED
 _STALE_TEXT = b"stale answer: upstreams unavailable"
 _FAILURE_TEXT = "upstream failure cached (RFC 9520)"
+
+
+def question_key(packet: bytes) -> CacheKey | None:
+    """The cache key of a plain query (one question; no other record but an OPT of version 0
+    without options), read from its bytes without making a `Query`; None for anything else,
+    which `parse_query` is left to judge. Only for shedding a flood cheaply (step 0c): what it
+    cannot read costs a parse, as it did before."""
+    size = len(packet)
+    if size < 17 or packet[2] & 0xF8 or packet[4:10] != b"\0\1\0\0\0\0":  # QR, opcode, counts
+        return None
+    pos = HEADER_LEN
+    length = packet[pos]
+    while length:
+        if length > 63:
+            return None
+        pos += length + 1
+        if pos >= size:
+            return None
+        length = packet[pos]
+    name_end = pos + 1
+    if name_end - HEADER_LEN > 255:
+        return None
+    question_end = name_end + 4
+    additional = packet[10:12]
+    if additional == b"\0\0":
+        if question_end != size:
+            return None
+        dnssec_ok = False
+    elif additional == b"\0\1":
+        # OPT: root owner, TYPE 41, CLASS payload, TTL (extended rcode, version 0, flags), RDLEN 0
+        opt = packet[question_end : question_end + 11]
+        if len(opt) != 11 or question_end + 11 != size or opt[:3] != b"\0\0\x29" or opt[6] or (
+            opt[9:] != b"\0\0"
+        ):
+            return None
+        dnssec_ok = opt[7] & 0x80 != 0
+    else:
+        return None
+    qtype = (packet[name_end] << 8) | packet[name_end + 1]
+    qclass = (packet[name_end + 2] << 8) | packet[name_end + 3]
+    return packet[HEADER_LEN:name_end].lower(), qtype, qclass, dnssec_ok, packet[3] & CD
 
 
 @functools.cache
@@ -192,6 +235,8 @@ class QueryPipeline:
             return group.name if group is not None else "refuse"
 
         config = state.config
+        action = config.rate_limit.action
+        self._over_limit = action, action.value  # (an enum's `value` is a property: read once)
         settings: tuple[RateLimitConfig, object] = (config.rate_limit, config.groups)
         limiter = getattr(self, "limiter", None)
         if limiter is None or getattr(self, "_limit_settings", None) != settings:
@@ -292,19 +337,32 @@ class QueryPipeline:
             return self._limited(packet, None, client, over_udp, started, QUERIES)
         # 0b. Answer memo: the same bytes from the same client, answered before without an
         #    upstream (a block, a cache hit), get the same answer after their own ID, with the
-        #    same metrics and audit, until a reload or the next policy window edge. Not while
-        #    some client's flood is shed at 2a, which may shed what the memo would answer.
+        #    same metrics and audit, until a reload or the next policy window edge. During a
+        #    flood too: what it answers costs no upstream work, and less than shedding would.
         now = time.time()
         device = "" if channel is None else channel.device
         memo_key = (packet[2:], client, over_udp, device)
         memo = self._memo
-        if memo.since <= now < memo.until and started >= limiter.shed_until:  # `memo.get`
+        if memo.since <= now < memo.until:  # `memo.get`, inline
             entry = memo.answers.get(memo_key)
             if entry is not None:
                 reply = self._replay(entry, packet, client, over_udp, started, channel, device)
                 if reply is not None:
                     return reply
                 memo.forget(memo_key)
+        # 0c. Flood: while a client's names under a zone are refused upstream (5a), its next
+        #    uncached ones there are shed here, read from the bytes (`question_key`) before any
+        #    parse, at the cost of a cache lookup; its cached names and other zones go on. A
+        #    packet this cannot read (EDNS options, odd counts) is checked at 2a after its
+        #    parse. Nobody shed in the last second: one comparison.
+        screened = False
+        if started < limiter.shed_until:
+            flood_key = question_key(packet)
+            if flood_key is not None:
+                screened = True
+                over = self._flooding(flood_key, client, started)
+                if over is not None:
+                    return self._limited(packet, None, client, over_udp, started, over, flood_key)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
@@ -319,11 +377,9 @@ class QueryPipeline:
         if not state.access.allows(client):
             reply = answers.refused(query, EdeCode.PROHIBITED, "client not allowed")
             return self._done(query, over_udp, "refused", reply, started, None, channel)
-        # 2a. Flood: while a client's names under a zone are refused upstream (5a), its next
-        #    uncached ones there are shed here, at the cost of a cache lookup and before the
-        #    policy's; its cached names (and other zones) go on. Else one comparison.
-        if started < limiter.shed_until:
-            over = self._flooding(query, client, started)
+        # 2a. Flood, for what 0c could not read: as there, once parsed.
+        if started < limiter.shed_until and not screened:
+            over = self._flooding(cache_key(query), client, started)
             if over is not None:
                 return self._limited(packet, query, client, over_udp, started, over)
         # 2b. DDR: with encrypted listeners, `_dns.resolver.arpa` and `_dns.<our name>` are
@@ -507,15 +563,15 @@ class QueryPipeline:
             )
         return FORWARDED
 
-    def _flooding(self, query: Query, client: str, started: float) -> str | None:
-        """The limit 5a would shed `query` for, when nothing in the cache answers it."""
-        over = self.limiter.refuses_upstream(client, query.qname, started)
+    def _flooding(self, key: CacheKey, client: str, started: float) -> str | None:
+        """The limit 5a would shed the query of `key` for, when nothing in the cache answers
+        it."""
+        over = self.limiter.refuses_upstream(client, key[0], started)
         if over is None:
             return None
         cache = self.cache
         if cache is not None and cache.enabled:
             now = self.clock()
-            key = cache_key(query)
             if cache.lookup(key, now) is not None or cache.failure(key, now) is not None:
                 return None
         return over
@@ -796,23 +852,27 @@ class QueryPipeline:
         over_udp: bool,
         started: float,
         limit: str,
+        key: CacheKey | None = None,
     ) -> bytes | None:
         """A query over a rate limit: counted per group, folded into one audit event per
-        client and limit, and dropped or REFUSED (EDE 18) as `rate_limit.action` says."""
-        action = self._state.config.rate_limit.action
+        client and limit, and dropped or REFUSED (EDE 18) as `rate_limit.action` says. `key`:
+        its question as read from the bytes (step 0c), when it was not parsed."""
+        action, label = self._over_limit
         entry = self.limiter.entry(client, started)
-        self.stats.rate_limited(entry.group, limit, action.value)
+        self.stats.rate_limited(entry.group, limit, label)
         held = entry.report_due(limit, started)
         if action is OverLimit.REFUSE and query is None:
             try:
                 query = parse_query(packet)
             except WireError:
                 query = None
+        qname, qtype = (
+            (query.qname, query.qtype) if query is not None
+            else (key[0], key[1]) if key is not None else (None, -1)
+        )  # fmt: skip
         if held >= 0:
-            qname = query.qname if query is not None else None
-            self.audit.rate_limited(client, entry.group, limit, action.value, qname, held)
+            self.audit.rate_limited(client, entry.group, limit, label, qname, held)
         if action is OverLimit.DROP or query is None:
-            qtype = query.qtype if query is not None else -1
             self.stats.query("udp" if over_udp else "tcp", qtype, "dropped",
                              time.perf_counter() - started)  # fmt: skip
             return None

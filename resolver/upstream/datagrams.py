@@ -58,6 +58,9 @@ _RECEIVE_SIZE = 65535
 _NONBLOCK = getattr(_socket, "SOCK_NONBLOCK", 0)
 _SOCKET_TYPE = _socket.SOCK_DGRAM | _NONBLOCK
 _EPOLLIN = getattr(select, "EPOLLIN", 1)
+EXPIRE_BUDGET = 64
+"""Timeouts handled per turn of the loop, like `UDP_BATCH` reads per wake-up: a flood's burst of
+forwarded names timing out at once waits its turn beside the queries being answered."""
 _POLL_MAX = 256
 """Replies taken per wake-up; more wait for the next turn of the loop (epoll stays ready)."""
 IDLE_SOCKETS = 256
@@ -375,19 +378,29 @@ class UdpExchanges:
             self._arm(tick)
 
     def _expire(self) -> None:
-        """Time out every exchange past its expiry; wake again at the next tick with exchanges
-        still waiting (never sooner than the next tick)."""
+        """Time out every exchange past its expiry, at most `EXPIRE_BUDGET` per turn of the
+        loop (a burst of timeouts must not hold the answers waiting behind it: the rest go on
+        at the next turn); wake again at the next tick with exchanges still waiting."""
         self._sweep = None
         due = self._due
         pending = self._pending
         now = self._loop.time()
         last = int(now * _TICKS)
+        budget = EXPIRE_BUDGET
         for tick in sorted(tick for tick in due if tick <= last):
-            for fd in due.pop(tick):
+            waiting = due.pop(tick)
+            while waiting:
+                if budget <= 0:
+                    due[tick] = waiting
+                    self._sweep = self._loop.call_soon(self._expire)
+                    self._sweep_tick = tick
+                    return
+                fd = waiting.pop()
                 exchange = pending.get(fd)
                 if exchange is None:
                     continue
                 if exchange.expires <= now:
+                    budget -= 1
                     self._end(exchange, None, TimeoutError())
                 elif exchange.tick == tick:  # the timer fired a hair early: the next tick
                     self._due_at(exchange, now + SWEEP_INTERVAL)

@@ -4,6 +4,7 @@ fresh ports and IDs, timeouts, cancelling, and the same without epoll."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import select
 import socket
 from collections.abc import Awaitable, Callable
@@ -226,6 +227,46 @@ def test_an_earlier_deadline_is_not_held_up_by_a_later_one() -> None:
             exchanges.close()
 
     assert run(scenario) < 0.5
+
+
+def test_a_burst_of_timeouts_is_handled_a_budget_per_turn_of_the_loop() -> None:
+    """Exchanges timing out together end at most `EXPIRE_BUDGET` per turn: callbacks queued
+    meanwhile (a client's answer) run between the batches, and every exchange still ends."""
+    count = datagrams.EXPIRE_BUDGET * 3 + 5
+
+    async def scenario() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        exchanges = UdpExchanges(loop, Stats())
+        upstream = Upstream()
+        turns: list[int] = []  # timeouts seen at each turn of a ticker callback
+        ended: list[int] = []
+        done = asyncio.Event()
+
+        def outcome(reply: Any, error: BaseException | None, ctx: Any) -> None:
+            ended.append(ctx)
+            if len(ended) == count:
+                done.set()
+
+        def tick() -> None:
+            turns.append(len(ended))
+            if not done.is_set():
+                loop.call_soon(tick)
+
+        try:
+            for index in range(count):
+                exchanges.send(upstream.server, query(), 0.05, outcome, index)
+            loop.call_soon(tick)
+            await asyncio.wait_for(done.wait(), 5.0)
+            return turns, len(ended)
+        finally:
+            upstream.close()
+            exchanges.close()
+
+    turns, ended = run(scenario)
+    assert ended == count
+    steps = [b - a for a, b in itertools.pairwise(turns) if b > a]
+    assert max(steps) <= datagrams.EXPIRE_BUDGET
+    assert len(steps) >= 4  # 3 full batches and the rest, each on its own turn
 
 
 def test_an_fd_reused_after_an_answer_keeps_the_new_exchange_s_own_deadline() -> None:
