@@ -746,7 +746,11 @@ async def run_service(
 
     reporter = None
     if worker is not None:  # its first report makes this worker ready: the last step
-        reporter = await WorkerReporter.open(service, worker)
+        def supervisor_lost() -> None:
+            audit.error("supervisor_lost", worker=worker.index, pid=os.getpid())
+            stop.set()
+
+        reporter = await WorkerReporter.open(service, worker, supervisor_lost)
         timers.append(loop.create_task(every(REPORT_INTERVAL, reporter.send)))
     try:
         await stop.wait()
@@ -772,21 +776,42 @@ def _ignore() -> None:
     """The handler of SIGHUP and SIGUSR1 while stopping: neither may kill nor reload."""
 
 
+class SupervisorPipe(asyncio.Protocol):
+    """The worker's end of its report pipe. The supervisor holds the other end until it exits,
+    so the pipe closing while this worker runs means the supervisor died (SIGKILL, the OOM
+    killer): the worker stops too rather than serve on, unsupervised, with lists no reload
+    reaches and counters nobody reads."""
+
+    def __init__(self, lost: Callable[[], None]) -> None:
+        self.lost = lost
+        self.closing = False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closing:
+            self.lost()
+
+
 class WorkerReporter:
     """Sends this worker's counters and snapshot to the supervisor over a pipe, once a second."""
 
     MAX_BUFFERED = 1 << 20
 
-    def __init__(self, service: Service, transport: asyncio.WriteTransport) -> None:
+    def __init__(
+        self, service: Service, transport: asyncio.WriteTransport, pipe: SupervisorPipe
+    ) -> None:
         self.service = service
         self.transport = transport
+        self.pipe = pipe
 
     @classmethod
-    async def open(cls, service: Service, worker: WorkerLink) -> WorkerReporter:
+    async def open(
+        cls, service: Service, worker: WorkerLink, lost: Callable[[], None]
+    ) -> WorkerReporter:
+        """The reporter, its first report sent; `lost` is called if the supervisor dies."""
         loop = asyncio.get_running_loop()
         pipe = os.fdopen(worker.report_fd, "wb", 0)
-        transport, _ = await loop.connect_write_pipe(asyncio.Protocol, pipe)
-        reporter = cls(service, transport)
+        transport, protocol = await loop.connect_write_pipe(lambda: SupervisorPipe(lost), pipe)
+        reporter = cls(service, transport, protocol)
         reporter.send()
         return reporter
 
@@ -800,5 +825,6 @@ class WorkerReporter:
         transport.write(encode_report(WorkerReport(service.stats, service.snapshot(), detail)))
 
     def close(self) -> None:
+        self.pipe.closing = True
         self.transport.close()
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import time
 import urllib.request
+from pathlib import Path
 
 import dns.message
 import pytest
 from fake_upstream import FakeUpstream
-from harness import ServerFactory, ServerProcess, make_config, parse_hostport, query
+from harness import (
+    ServerFactory,
+    ServerProcess,
+    make_config,
+    parse_hostport,
+    query,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -131,3 +140,37 @@ def test_stop_ends_every_worker(
         assert not os.path.exists(f"/proc/{pid}")
     shutdown = [e for e in server.events if e.get("event") == "shutdown"]
     assert len(shutdown) == 1
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` runs (not gone, not a zombie nobody reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_workers_stop_when_their_supervisor_dies(
+    upstreams: tuple[FakeUpstream, FakeUpstream], tmp_path: Path
+) -> None:
+    """Not through `launch`, whose teardown requires a clean SIGTERM stop of the supervisor."""
+    path = write_config(tmp_path, make_config([upstreams[1].address]))
+    server = ServerProcess(path, tmp_path, ["--workers", "2"]).start()
+    pids = server.worker_pids()
+    try:
+        assert len(pids) == 2
+        os.kill(server.pid, signal.SIGKILL)  # the OOM killer's way: no handler runs
+        deadline = time.monotonic() + 10
+        while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(running(pid) for pid in pids)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()
+    lost = [e for e in server.events if e.get("event") == "supervisor_lost"]
+    assert sorted(e["worker"] for e in lost) == [0, 1]
+    assert all(e["level"] == "error" for e in lost)
+    assert "Traceback" not in server.stderr_text()
