@@ -155,7 +155,7 @@ class Stats:
                              (self.blocks, other.blocks), (self.upstreams, other.upstreams),
                              (self.limited, other.limited)):
             for key, value in theirs.items():
-                mine[key] = mine.get(key, 0) + value  # type: ignore[index]
+                mine[key] = mine.get(key, 0) + value  # type: ignore[index, arg-type]
         for own, their in ((self.durations, other.durations),
                            (self.upstream_durations, other.upstream_durations),
                            (self.gc_pauses, other.gc_pauses)):

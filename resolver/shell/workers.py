@@ -35,6 +35,7 @@ from resolver.config import Config, Endpoint
 from resolver.observe.audit import TICK_INTERVAL, AuditLog
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
+from resolver.protocol import core_build
 from resolver.shell import privileges
 from resolver.shell.encrypted import bind_stream
 from resolver.shell.httpd import HealthServer, metrics_token
@@ -241,6 +242,7 @@ class Supervisor:
             self.audit.info(
                 "startup",
                 version=__version__,
+                core=core_build(),
                 config=config.source,
                 **fields,
                 workers=self.count,
