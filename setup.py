@@ -24,7 +24,10 @@ COMPILED = [
     "resolver/protocol/edns.py",
     "resolver/protocol/answers.py",
     "resolver/lists/compiled.py",
+    "resolver/lists/matcher.py",
+    "resolver/policy/access.py",
     "resolver/policy/engine.py",
+    "resolver/policy/inspection.py",
     "resolver/cache.py",
     "resolver/observe/stats.py",
 ]
@@ -40,7 +43,7 @@ def compile_requested() -> bool:
 
 def compiler_problem() -> str | None:
     """Why a C extension cannot be built here, before mypyc spends a minute generating C."""
-    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    compiler = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         return f"no C compiler ({compiler}) on PATH: install gcc"
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"

@@ -106,3 +106,12 @@ def test_a_compiled_editable_install_is_refused() -> None:
     done = backend("b.get_requires_for_build_editable()", "1")
     assert done.returncode != 0
     assert "pip install ." in done.stderr and "-e" in done.stderr
+
+
+def test_a_compiled_build_without_a_compiler_fails_saying_so() -> None:
+    """Asked for a compiled core, the build never quietly makes a pure one."""
+    env = {**os.environ, "DNSWARDEN_COMPILE": "1", "CC": "/nonexistent/cc"}
+    done = subprocess.run([sys.executable, str(SETUP), "--version"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode != 0
+    assert "cannot build the compiled core: no C compiler (/nonexistent/cc)" in done.stderr
