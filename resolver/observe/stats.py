@@ -96,6 +96,15 @@ class Stats:
         self.upstream_durations: dict[str, Histogram] = {}
         self.gc_pauses: dict[str, Histogram] = {str(g): Histogram() for g in GC_GENERATIONS}
 
+    def reset(self) -> None:
+        """Every counter back to zero in place (the supervisor's total: its collector holds this
+        object). Not by calling `__init__` again, which a compiled class runs only once."""
+        fresh = Stats()
+        self.counts, self.queries, self.durations = fresh.counts, fresh.queries, fresh.durations
+        self.rcodes, self.blocks, self.limited = fresh.rcodes, fresh.blocks, fresh.limited
+        self.upstreams, self.upstream_durations = fresh.upstreams, fresh.upstream_durations
+        self.gc_pauses = fresh.gc_pauses
+
     def count(self, key: str, amount: int = 1) -> None:
         self.counts[key] += amount
 

@@ -154,7 +154,7 @@ class Supervisor:
 
     def _refresh_total(self) -> None:
         total = self.total
-        total.__init__()  # type: ignore[misc]  # in place: the collector holds this object
+        total.reset()  # in place: the collector holds this object
         total.merge(self.retired)
         for worker in self.workers:
             if worker.report is not None:
