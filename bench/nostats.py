@@ -16,7 +16,7 @@ def _ignore(*_args: object, **_kwargs: object) -> None:
     return None
 
 
-for _name in ("count", "query", "rcode", "blocked", "upstream"):
+for _name in ("count", "query", "rcode", "blocked", "block_answered", "upstream"):
     setattr(stats.Stats, _name, _ignore)
 
 if __name__ == "__main__":

@@ -429,13 +429,16 @@ class Cache:
             return None
         if made is None:
             return None
-        self._failures.pop(key, None)
+        if self._failures:
+            self._failures.pop(key, None)
         key, size = made[_KEY], made[_SIZE]
+        config = self.config
         old = self._protected.get(key) or self._probation.get(key)
-        protected = type(old) is CachedAnswer and old.protected
+        protected = False
         if old is not None:
+            protected = type(old) is CachedAnswer and old.protected
             self._discard(old)
-        if size > self.config.max_bytes:
+        if size > config.max_bytes:
             return None
         if protected:  # a hot name refreshed (prefetch): it stays protected
             cached = self._protected[key] = CachedAnswer(made)
@@ -446,7 +449,6 @@ class Cache:
         self.bytes += size
         if key[1] == NXDOMAIN_TYPE:
             self._nxdomains += 1
-        config = self.config
         if (
             self.bytes > config.max_bytes
             or len(self._probation) + len(self._protected) > config.max_entries
@@ -470,17 +472,20 @@ class Cache:
         config = self.config
         read = _TTL.unpack_from
         answer_min: int | None = None
-        for at in records[:ancount]:
+        for at in records[:ancount] if len(records) > ancount else records:
             (ttl,) = read(raw, at + 4)
             if ttl & 0x80000000:
                 ttl = 0
             if answer_min is None or ttl < answer_min:
                 answer_min = ttl
         if rcode == NOERROR and answer_min is not None:
-            ttl = min(max(answer_min, config.min_ttl), config.max_ttl)
+            floor = config.min_ttl
+            ttl = answer_min if answer_min > floor else floor
+            if ttl > config.max_ttl:
+                ttl = config.max_ttl
             if ttl <= 0:
                 return None
-            return self._pack(key, reply, ttl, config.min_ttl, False, now, findings)
+            return self._pack(key, reply, ttl, floor, False, now, findings)
         negative: int | None = None
         for at in records[ancount:]:
             rtype, _, ttl, rdlength = RR_FIXED.unpack_from(raw, at)

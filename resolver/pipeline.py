@@ -40,7 +40,10 @@ from resolver.protocol.edns import EdeCode, opt_record
 from resolver.protocol.names import to_text
 from resolver.protocol.wire import (
     BADVERS,
+    CD,
+    EDNS_PAYLOAD,
     FORMERR,
+    HEADER_LEN,
     NOTIMP,
     NXDOMAIN,
     TCP_MAX_MESSAGE,
@@ -81,8 +84,55 @@ _HIT: Final = 1
 """The kinds of `AnswerMemo` entry: (_BLOCK, reply after the ID, query, decision) and
 (_HIT, reply after the ID, query, cached answer, its age in whole seconds when made)."""
 _ERROR_RESULTS = {FORMERR: "formerr", NOTIMP: "notimp", BADVERS: "badvers"}
+# Enum members as plain constants: each `Action.BLOCK` on the query path is a descriptor call
+# on the enum class (about half a microsecond on CPython 3.11), a global is a dict read.
+_BLOCKS: Final = Action.BLOCK
+_REFUSES: Final = Action.REFUSE
+_CENSORED: Final = EdeCode.CENSORED
+_BLOCKED: Final = EdeCode.BLOCKED
 _STALE_TEXT = b"stale answer: upstreams unavailable"
 _FAILURE_TEXT = "upstream failure cached (RFC 9520)"
+
+
+def question_key(packet: bytes) -> CacheKey | None:
+    """The cache key of a plain query (one question; no other record but an OPT of version 0
+    without options), read from its bytes without making a `Query`; None for anything else,
+    which `parse_query` is left to judge. Only for shedding a flood cheaply (step 0c): what it
+    cannot read costs a parse, as it did before."""
+    size = len(packet)
+    if size < 17 or packet[2] & 0xF8 or packet[4:10] != b"\0\1\0\0\0\0":  # QR, opcode, counts
+        return None
+    pos = HEADER_LEN
+    length = packet[pos]
+    while length:
+        if length > 63:
+            return None
+        pos += length + 1
+        if pos >= size:
+            return None
+        length = packet[pos]
+    name_end = pos + 1
+    if name_end - HEADER_LEN > 255:
+        return None
+    question_end = name_end + 4
+    additional = packet[10:12]
+    if additional == b"\0\0":
+        if question_end != size:
+            return None
+        dnssec_ok = False
+    elif additional == b"\0\1":
+        # OPT: root owner, TYPE 41, CLASS payload, TTL (extended rcode, version 0, flags), RDLEN 0
+        opt = packet[question_end : question_end + 11]
+        if len(opt) != 11 or question_end + 11 != size or opt[:3] != b"\0\0\x29" or opt[6] or (
+            opt[9:] != b"\0\0"
+        ):
+            return None
+        dnssec_ok = opt[7] & 0x80 != 0
+    else:
+        return None
+    qtype = (packet[name_end] << 8) | packet[name_end + 1]
+    qclass = (packet[name_end + 2] << 8) | packet[name_end + 3]
+    return packet[HEADER_LEN:name_end].lower(), qtype, qclass, dnssec_ok, packet[3] & CD
 
 
 @functools.cache
@@ -139,6 +189,8 @@ class QueryPipeline:
         # also for exchanges no client waits for any more (stale answer served, prefetch).
         upstreams.after_reply = self._after_reply
         upstreams.after_failure = self._after_failure
+        # `_upstream_done` as one bound method, made once rather than once per forwarded query.
+        self._settled: Callable[..., None] = self._upstream_done
         # NOTIFY from an RPZ zone's primary (the shell's zone feeds); None: NOTIMP like any
         # opcode but QUERY.
         self.on_notify: Callable[[bytes, str], bytes | None] | None = None
@@ -183,6 +235,8 @@ class QueryPipeline:
             return group.name if group is not None else "refuse"
 
         config = state.config
+        action = config.rate_limit.action
+        self._over_limit = action, action.value  # (an enum's `value` is a property: read once)
         settings: tuple[RateLimitConfig, object] = (config.rate_limit, config.groups)
         limiter = getattr(self, "limiter", None)
         if limiter is None or getattr(self, "_limit_settings", None) != settings:
@@ -283,19 +337,32 @@ class QueryPipeline:
             return self._limited(packet, None, client, over_udp, started, QUERIES)
         # 0b. Answer memo: the same bytes from the same client, answered before without an
         #    upstream (a block, a cache hit), get the same answer after their own ID, with the
-        #    same metrics and audit, until a reload or the next policy window edge. Not while
-        #    some client's flood is shed at 2a, which may shed what the memo would answer.
+        #    same metrics and audit, until a reload or the next policy window edge. During a
+        #    flood too: what it answers costs no upstream work, and less than shedding would.
         now = time.time()
         device = "" if channel is None else channel.device
         memo_key = (packet[2:], client, over_udp, device)
         memo = self._memo
-        if memo.since <= now < memo.until and started >= limiter.shed_until:  # `memo.get`
+        if memo.since <= now < memo.until:  # `memo.get`, inline
             entry = memo.answers.get(memo_key)
             if entry is not None:
                 reply = self._replay(entry, packet, client, over_udp, started, channel, device)
                 if reply is not None:
                     return reply
                 memo.forget(memo_key)
+        # 0c. Flood: while a client's names under a zone are refused upstream (5a), its next
+        #    uncached ones there are shed here, read from the bytes (`question_key`) before any
+        #    parse, at the cost of a cache lookup; its cached names and other zones go on. A
+        #    packet this cannot read (EDNS options, odd counts) is checked at 2a after its
+        #    parse. Nobody shed in the last second: one comparison.
+        screened = False
+        if started < limiter.shed_until:
+            flood_key = question_key(packet)
+            if flood_key is not None:
+                screened = True
+                over = self._flooding(flood_key, client, started)
+                if over is not None:
+                    return self._limited(packet, None, client, over_udp, started, over, flood_key)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
@@ -310,11 +377,9 @@ class QueryPipeline:
         if not state.access.allows(client):
             reply = answers.refused(query, EdeCode.PROHIBITED, "client not allowed")
             return self._done(query, over_udp, "refused", reply, started, None, channel)
-        # 2a. Flood: while a client's names under a zone are refused upstream (5a), its next
-        #    uncached ones there are shed here, at the cost of a cache lookup and before the
-        #    policy's; its cached names (and other zones) go on. Else one comparison.
-        if started < limiter.shed_until:
-            over = self._flooding(query, client, started)
+        # 2a. Flood, for what 0c could not read: as there, once parsed.
+        if started < limiter.shed_until and not screened:
+            over = self._flooding(cache_key(query), client, started)
             if over is not None:
                 return self._limited(packet, query, client, over_udp, started, over)
         # 2b. DDR: with encrypted listeners, `_dns.resolver.arpa` and `_dns.<our name>` are
@@ -331,13 +396,15 @@ class QueryPipeline:
         #    now, and exemptions decide. A block is answered here, from the query's bytes; it
         #    comes before the cache so that a new block, or a lapsed one, takes effect at once.
         decision = state.policy.decide(client, query.qname, query.qtype, now, device)
-        if decision.action is Action.BLOCK and (over_udp or decision.answer != TCP_ONLY):
+        if decision.action is _BLOCKS and (over_udp or decision.answer != TCP_ONLY):
             # (RPZ's TCP-only rule truncates over UDP; over TCP the query goes on as allowed.)
             reply = self._blocked(state, query, client, decision, over_udp, started, channel)
-            if reply is not None:  # (an RPZ DROP sends nothing, and is not memoised)
-                self._remember(memo_key, (_BLOCK, reply[2:], query, decision), now)
+            # (An RPZ DROP sends nothing, and is not memoised; the entry is made only for a key
+            # seen before: most blocked names are asked once.)
+            if reply is not None and self._admits(memo_key, now):
+                self._keep(memo_key, (_BLOCK, reply[2:], query, decision))
             return reply
-        if decision.action is Action.REFUSE:
+        if decision.action is _REFUSES:
             reply = answers.refused(query, EdeCode.PROHIBITED, decision.reason)
             return self._done(query, over_udp, "refused", reply, started, None, channel)
         # 3b. Missing lists: a list this group must enforce now has no loaded copy (a feed
@@ -400,17 +467,24 @@ class QueryPipeline:
         """Keep an answer in the memo while no decision may change: between the policy
         windows' edges around `now`, and the fail-closed groups' (none while those are out of
         date)."""
+        if self._admits(key, now):
+            self._keep(key, entry)
+
+    def _admits(self, key: MemoKey, now: float) -> bool:
+        """Whether `_remember` would keep an answer for `key` made at `now` (and if not, the
+        key is noted as seen once)."""
         memo = self._memo
         if not memo.since <= now < memo.until:
             closed = self._closed
             if not closed.since <= now < closed.until:
-                return
+                return False
             since, until = self._state.policy.steady(now)
             memo.restart(max(since, closed.since), min(until, closed.until))
-        if not memo.second_sight(key):
-            return
-        answers = memo.answers  # `AnswerMemo.put` within the span, inline
-        if len(answers) >= memo.limit:
+        return memo.second_sight(key)
+
+    def _keep(self, key: MemoKey, entry: tuple[Any, ...]) -> None:
+        answers = self._memo.answers  # `AnswerMemo.put` within the span, inline
+        if len(answers) >= self._memo.limit:
             answers.clear()
         answers[key] = entry
 
@@ -428,13 +502,11 @@ class QueryPipeline:
         when the entry no longer holds (its cached answer expired, aged a second, or left)."""
         if entry[0] == _BLOCK:
             _, tail, query, decision = entry
-            self.stats.blocked(
-                decision.group, decision.policy or "", decision.list_name or "", decision.answer
-            )
-            self.audit.blocked(client, query, decision, device)
+            audit = self.audit
+            if audit.info_enabled:
+                audit.blocked(client, query, decision, device)
             self.last_block = decision
-            return self._done(query, over_udp, "blocked", packet[:2] + tail, started, None,
-                              channel)  # fmt: skip
+            return self._block_done(query, over_udp, decision, packet[:2] + tail, started, channel)
         _, tail, query, cached, age = entry
         cache = self.cache
         moment = self.clock()
@@ -479,7 +551,7 @@ class QueryPipeline:
         #    on, a client waits at most cache.client_timeout (RFC 8767); the exchange goes on.
         waiting = _Waiting(query, client, over_udp, started, stale, reply_to, channel)
         try:
-            self.upstreams.forward(query, key, self._upstream_done, waiting)
+            self.upstreams.forward(query, key, self._settled, waiting)
         except Overloaded:
             self.stats.count("dropped.overload")
             if stale is not None:
@@ -491,15 +563,15 @@ class QueryPipeline:
             )
         return FORWARDED
 
-    def _flooding(self, query: Query, client: str, started: float) -> str | None:
-        """The limit 5a would shed `query` for, when nothing in the cache answers it."""
-        over = self.limiter.refuses_upstream(client, query.qname, started)
+    def _flooding(self, key: CacheKey, client: str, started: float) -> str | None:
+        """The limit 5a would shed the query of `key` for, when nothing in the cache answers
+        it."""
+        over = self.limiter.refuses_upstream(client, key[0], started)
         if over is None:
             return None
         cache = self.cache
         if cache is not None and cache.enabled:
             now = self.clock()
-            key = cache_key(query)
             if cache.lookup(key, now) is not None or cache.failure(key, now) is not None:
                 return None
         return over
@@ -544,7 +616,12 @@ class QueryPipeline:
                     # 7. Reply: the client's ID, question and EDNS back, cut to what it can
                     #    receive.
                     opt = _plain_opt(query.dnssec_ok, reply.ext_rcode) if query.has_edns else b""
-                    limit = udp_limit(query) if over_udp else TCP_MAX_MESSAGE
+                    if over_udp:  # `udp_limit`, inline
+                        limit = query.udp_payload
+                        if limit > EDNS_PAYLOAD:
+                            limit = EDNS_PAYLOAD
+                    else:
+                        limit = TCP_MAX_MESSAGE
                     out = client_reply(reply, query, limit, opt)
                     # 8. Metrics/audit: allowed queries are logged only when the operator asks.
                     if self.audit.allowed_queries:
@@ -685,7 +762,7 @@ class QueryPipeline:
         over_udp: bool,
         started: float,
         channel: Channel | None = None,
-    ) -> bytes:
+    ) -> bytes | None:
         # The cause (with its reference) was made when the policy was built: a block formats
         # nothing but the CNAME that led to it.
         cause = decision.cause
@@ -693,17 +770,40 @@ class QueryPipeline:
         if cname is not None:
             cause += f" via CNAME {to_text(cname)}"
         reply: bytes | None
-        if decision.answer in RPZ_ANSWERS:
+        answer = decision.answer
+        if answer in RPZ_ANSWERS:
             reply = self._rpz_answer(state, query, decision, over_udp, cause)
         else:
-            sinkhole = state.sinkhole(decision.answer, decision.ttl, decision.censored)
+            # (`state.sinkhole`, inline)
+            ede = _CENSORED if decision.censored else _BLOCKED
+            sinkhole = state.sinkholes[(answer, decision.ttl, ede)]
             reply = sinkhole.build(query, decision.zone_offset, cause)
-        self.stats.blocked(
-            decision.group, decision.policy or "", decision.list_name or "", decision.answer
-        )
-        self.audit.blocked(client, query, decision, "" if channel is None else channel.device)
+        audit = self.audit
+        if audit.info_enabled:  # (below info, a block is no event: not even a call)
+            audit.blocked(client, query, decision, "" if channel is None else channel.device)
         self.last_block = decision
-        return self._done(query, over_udp, "blocked", reply, started, None, channel)
+        return self._block_done(query, over_udp, decision, reply, started, channel)
+
+    def _block_done(
+        self,
+        query: Query,
+        over_udp: bool,
+        decision: Decision,
+        reply: bytes | None,
+        started: float,
+        channel: Channel | None,
+    ) -> bytes | None:
+        """8. Metrics of a block (`_done`'s, and the block's labels) in one call to `stats`."""
+        labels = (decision.group, decision.policy or "", decision.list_name or "", decision.answer)
+        protocol = ("udp" if over_udp else "tcp") if channel is None else channel.transport
+        stats = self.stats
+        if reply is None:  # an RPZ DROP: nothing sent, so no rcode
+            stats.blocked(*labels)
+            stats.query(protocol, query.qtype, "blocked", time.perf_counter() - started)
+            return None
+        rcode = reply[3] & 0x0F if len(reply) > 3 else 0
+        stats.block_answered(protocol, query.qtype, time.perf_counter() - started, labels, rcode)
+        return reply
 
     @staticmethod
     def _rpz_answer(
@@ -752,23 +852,27 @@ class QueryPipeline:
         over_udp: bool,
         started: float,
         limit: str,
+        key: CacheKey | None = None,
     ) -> bytes | None:
         """A query over a rate limit: counted per group, folded into one audit event per
-        client and limit, and dropped or REFUSED (EDE 18) as `rate_limit.action` says."""
-        action = self._state.config.rate_limit.action
+        client and limit, and dropped or REFUSED (EDE 18) as `rate_limit.action` says. `key`:
+        its question as read from the bytes (step 0c), when it was not parsed."""
+        action, label = self._over_limit
         entry = self.limiter.entry(client, started)
-        self.stats.rate_limited(entry.group, limit, action.value)
+        self.stats.rate_limited(entry.group, limit, label)
         held = entry.report_due(limit, started)
         if action is OverLimit.REFUSE and query is None:
             try:
                 query = parse_query(packet)
             except WireError:
                 query = None
+        qname, qtype = (
+            (query.qname, query.qtype) if query is not None
+            else (key[0], key[1]) if key is not None else (None, -1)
+        )  # fmt: skip
         if held >= 0:
-            qname = query.qname if query is not None else None
-            self.audit.rate_limited(client, entry.group, limit, action.value, qname, held)
+            self.audit.rate_limited(client, entry.group, limit, label, qname, held)
         if action is OverLimit.DROP or query is None:
-            qtype = query.qtype if query is not None else -1
             self.stats.query("udp" if over_udp else "tcp", qtype, "dropped",
                              time.perf_counter() - started)  # fmt: skip
             return None

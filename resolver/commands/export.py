@@ -58,6 +58,7 @@ class Effective:
 
     group: str
     names: dict[str, tuple[int, str, str]] = field(default_factory=dict)
+    below: dict[str, str] = field(default_factory=dict)  # `*.x`'s answer where it is not x's
     unexportable: dict[str, int] = field(default_factory=dict)
     lists: list[str] = field(default_factory=list)
     addresses: tuple[str, ...] = ()
@@ -67,28 +68,31 @@ class Effective:
         self.unexportable[reason] = self.unexportable.get(reason, 0) + count
 
 
-def _entries(matcher: Any) -> Iterator[tuple[str, int, str | None]]:
-    """(name, FLAG_* bits, answer override) of every exportable rule of a matcher; label
-    wildcards and regexes come back with flags 0 and are counted by the caller."""
+def _entries(matcher: Any) -> Iterator[tuple[str, int, str | None, str | None]]:
+    """(name, FLAG_* bits, answer override, answer below it where that differs) of every
+    exportable rule of a matcher; label wildcards and regexes come back with flags 0 and are
+    counted by the caller."""
     rules = getattr(matcher, "rules", None)
     if rules is None:
         return
     if hasattr(matcher, "globs"):  # a CompiledMatcher
         for name, flags in rules():
-            yield name, flags, answer_of(flags)
+            own = matcher.action(name) or answer_of(flags)
+            below = (matcher.action(f"*.{name}") or answer_of(flags)) if flags & _BELOW else None
+            yield name, flags, own, below if below != own else None
         for pattern, _, _ in matcher.globs():
-            yield pattern, 0, None
+            yield pattern, 0, None, None
         for pattern, _ in matcher.regexes():
-            yield f"/{pattern}/", 0, None
+            yield f"/{pattern}/", 0, None, None
         return
     for pattern, rule in rules():  # a DomainMatcher: every rule blocks its subtree
         first, _, parent = pattern.partition(".")
         if first == "*" and parent:
-            yield parent, _BELOW | _WILD, rule.answer
+            yield parent, _BELOW | _WILD, rule.answer, None
         elif "*" in first:
-            yield pattern, 0, rule.answer
+            yield pattern, 0, rule.answer, None
         else:
-            yield pattern, _SELF | _BELOW, rule.answer
+            yield pattern, _SELF | _BELOW, rule.answer, None
 
 
 def _covering(names: dict[str, tuple[int, str, str]], name: str, bits: int) -> bool:
@@ -134,11 +138,11 @@ def effective_policy(config: Config, engine: Any, group_name: str, now: float) -
             _add_list_passthru(result, exempted)
         matcher = binding.matcher
         for allow in getattr(matcher, "allows", ()):  # global allow lists (`allow:`)
-            for name, bits, _ in _entries(allow):
+            for name, bits, _, _ in _entries(allow):
                 if bits & (_SELF | _BELOW):
                     _add_passthru(result, name)
         inner = getattr(matcher, "inner", matcher)
-        for name, bits, answer in _entries(inner):
+        for name, bits, answer, below in _entries(inner):
             if not bits:
                 result.lost("wildcard or regex rules")
                 continue
@@ -157,8 +161,12 @@ def effective_policy(config: Config, engine: Any, group_name: str, now: float) -
                 else:  # only exemptions so far: the block's answer is this list's
                     chosen = answer or binding.answer
                     result.names[name] = (own[0] | added, chosen, binding.list_name)
+                if below is not None and added & _BELOW:
+                    result.below[name] = below
                 continue
             result.names[name] = (block, answer or binding.answer, binding.list_name)
+            if below is not None:
+                result.below[name] = below
     return result
 
 
@@ -192,7 +200,7 @@ def _citations(binding: Any) -> list[str]:
 def _add_list_passthru(result: Effective, matcher: Any) -> None:
     """Every rule of an exempted catalogue entry as passthru (its subtree, or below only for
     ``*.x``); label wildcards cannot be written and are counted."""
-    for name, bits, _ in _entries(getattr(matcher, "inner", matcher)):
+    for name, bits, _, _ in _entries(getattr(matcher, "inner", matcher)):
         if bits & (_SELF | _BELOW):
             _add_allow(result, name, (_ALLOW_SELF if bits & _SELF else 0) | _ALLOW_BELOW)
         else:
@@ -267,10 +275,10 @@ def render(
 
 
 def _rpz_body(policy: Effective) -> Iterator[str]:
-    for name, (bits, answer, _) in sorted(policy.names.items()):
-        for owner, blocks, allows in (
-            (name, bits & _SELF, bits & _ALLOW_SELF),
-            (f"*.{name}", bits & _BELOW, bits & _ALLOW_BELOW),
+    for name, (bits, own, _) in sorted(policy.names.items()):
+        for owner, blocks, allows, answer in (
+            (name, bits & _SELF, bits & _ALLOW_SELF, own),
+            (f"*.{name}", bits & _BELOW, bits & _ALLOW_BELOW, policy.below.get(name, own)),
         ):
             if allows:
                 yield f"{owner} CNAME rpz-passthru."

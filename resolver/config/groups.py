@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from resolver.config.listref import ListNames
 from resolver.config.nodes import Entries, Item, Reader, join, line_of
@@ -85,18 +86,7 @@ def read_groups(
                 f"{path}.subnets",
                 "required: the networks (CIDRs) whose clients are in this group",
             )
-        subnets: list[IPNetwork] = []
-        for item in reader.unique(items or []):
-            first = owners.setdefault(item.value, item)
-            if first is item:
-                subnets.append(item.value)
-                continue
-            reader.problem(
-                item.node,
-                item.key,
-                f"{item.value} is already in {first.key} "
-                f"(line {line_of(first.node)}); a network belongs to one group only",
-            )
+        subnets: list[IPNetwork] = _owned(reader, items, owners, "", "network")
         groups.append(
             GroupConfig(
                 name=name,
@@ -116,19 +106,28 @@ def _devices(
 ) -> tuple[str, ...]:
     """The group's device ids; like a network, a device belongs to one group only."""
     items = reader.items(entries, "devices", path, _device_id)
-    devices: list[str] = []
+    devices: list[str] = _owned(reader, items, owners, "device ", "device")
+    return tuple(devices)
+
+
+def _owned(
+    reader: Reader, items: list[Item] | None, owners: dict[Any, Item], prefix: str, noun: str
+) -> list[Any]:
+    """The values of `items` no earlier group claimed (`owners`: value -> its first item);
+    each value claimed twice is reported where it stands, naming the first claim's line."""
+    values: list[Any] = []
     for item in reader.unique(items or []):
         first = owners.setdefault(item.value, item)
         if first is item:
-            devices.append(item.value)
+            values.append(item.value)
             continue
         reader.problem(
             item.node,
             item.key,
-            f"device {item.value} is already in {first.key} (line {line_of(first.node)}); "
-            "a device belongs to one group only",
+            f"{prefix}{item.value} is already in {first.key} (line {line_of(first.node)}); "
+            f"a {noun} belongs to one group only",
         )
-    return tuple(devices)
+    return values
 
 
 def _device_id(raw: object) -> str:

@@ -359,6 +359,7 @@ class CompiledMatcher:
         "_allow_regex",
         "_block_regex",
         "_buckets",
+        "_buffer",
         "_filter",
         "_flags",
         "_fmask",
@@ -368,11 +369,13 @@ class CompiledMatcher:
         "_keep",
         "_lengths",
         "_names",
+        "_names_at",
         "_regex_rules",
         "_rpz_actions",
         "_shift",
         "_starts",
         "_uniform",
+        "_uniform_answer",
         "client_ips",
         "count",
         "header",
@@ -410,7 +413,13 @@ class CompiledMatcher:
         self._lengths = lengths
         self._flags = flags
         self._names = names
+        # The names again, as the buffer and where they start in it: slicing a bytes or mmap
+        # object makes bytes, which compare in C at once; a memoryview slice is an object more
+        # and compares item by item.
+        self._buffer = buffer
+        self._names_at = spans[6][0]
         self._uniform: int | None = header["uniform"]
+        self._uniform_answer = answer_of(self._uniform) if self._uniform is not None else None
         self._has_allow: bool = header["has_allow"]
         self._shift = 30 - header["bits"]
         self._globs: tuple[DomainMatcher, DomainMatcher] | None = None
@@ -443,14 +452,21 @@ class CompiledMatcher:
         key = crc32(suffix) >> 2
         if not self._filter[(key & self._fmask) >> 3] & (1 << (key & 7)):
             return -1
+        return self._probe(suffix, key)
+
+    def _probe(self, suffix: bytes, key: int) -> int:
+        """`_find` past the filter: the index of `suffix`, whose hash is `key`, or -1."""
+        buckets = self._buckets
         bucket = key >> self._shift
         hashes = self._hashes
-        index = bisect_left(hashes, key, self._buckets[bucket], self._buckets[bucket + 1])
+        index = bisect_left(hashes, key, buckets[bucket], buckets[bucket + 1])
+        size = len(suffix)
+        at = self._names_at
         try:
             while hashes[index] == key:
-                if self._lengths[index] == len(suffix):
-                    start = self._starts[index]
-                    if self._names[start : start + len(suffix)] == suffix:
+                if self._lengths[index] == size:
+                    start = at + self._starts[index]
+                    if self._buffer[start : start + size] == suffix:
                         return index
                 index += 1
         except IndexError:
@@ -480,19 +496,85 @@ class CompiledMatcher:
 
     def _walk(self, qname: bytes) -> tuple[BlockRule, int] | object | None:
         """The most specific listed suffix that blocks, `_ALLOWED` when a listed allow rule
-        covers the name, else None."""
+        covers the name, else None.
+
+        A plain name (labels of at most `FAST_LABEL` octets, no dot or control byte in one: all
+        but a handful of queries) is walked here, straight from its wire form: one C-level
+        translate makes its text, in which every label's suffix starts at the label's wire
+        offset. Any other goes through `_suffixes` (`_walk_split`)."""
+        if not self.count:
+            return None
+        end = len(qname) - 1
+        if end < 1 or qname[end]:
+            return self._walk_split(qname)
+        text = qname[1:end].translate(LENGTHS_TO_DOTS)
+        uniform = self._uniform
+        bloom = self._filter
+        fmask = self._fmask
+        found: tuple[BlockRule, int] | None = None
+        pos = 0
+        above = 0  # the offset of the label before `pos`'s: a wildcard's zone
+        while pos < end:
+            length = qname[pos]
+            if not length or length > FAST_LABEL:
+                return self._walk_split(qname)
+            suffix = text[pos:]
+            key = crc32(suffix) >> 2  # `_find`, inline: most suffixes end at the filter
+            if bloom[(key & fmask) >> 3] & (1 << (key & 7)):
+                index = self._probe(suffix, key)
+                if index >= 0:
+                    if found is None and not _plain_below(qname, pos, end, suffix):
+                        return self._walk_split(qname)
+                    flags = uniform if uniform is not None else self._flags[index]
+                    if pos == 0:
+                        blocks, allows = flags & FLAG_SELF, flags & FLAG_ALLOW_SELF
+                    else:
+                        blocks, allows = flags & FLAG_BELOW, flags & FLAG_ALLOW_BELOW
+                    if allows:
+                        return _ALLOWED
+                    if blocks and found is None:
+                        found = self._rule(suffix, flags, pos, above, uniform is not None)
+                        if not self._has_allow:
+                            break
+            above = pos
+            pos += length + 1
+        return found
+
+    def _rule(
+        self, suffix: bytes, flags: int, offset: int, above: int, uniform: bool
+    ) -> tuple[BlockRule, int]:
+        """The rule (and zone offset) of a listed `suffix` at wire offset `offset` that blocks
+        the name; `above` is the offset of the label before it."""
+        if offset and flags & FLAG_WILD:
+            pattern, zone = "*." + suffix.decode(), above
+        else:
+            pattern, zone = suffix.decode(), offset
+        answer = self._uniform_answer if uniform else answer_of(flags)
+        rule = BlockRule(self.list_name, pattern, answer)
+        if self._rpz_actions is not None and pattern in self._rpz_actions:
+            answer, data = self._rpz_actions[pattern]
+            rule = BlockRule(self.list_name, pattern, answer, data)
+        return rule, zone
+
+    def _walk_split(self, qname: bytes) -> tuple[BlockRule, int] | object | None:
+        """`_walk` for any name, through `_suffixes` (which copes with long labels and odd
+        bytes)."""
         split = _suffixes(qname)
         if split is None or not self.count:
             return None
         text, offsets, depth = split
         uniform = self._uniform
-        find = self._find
+        bloom = self._filter
+        fmask = self._fmask
         found: tuple[BlockRule, int] | None = None
         while depth < len(offsets):
             offset = offsets[depth]
             suffix = text[offset:]
-            index = find(suffix)
             depth += 1
+            key = crc32(suffix) >> 2  # `_find`, inline: most suffixes end at the filter
+            if not bloom[(key & fmask) >> 3] & (1 << (key & 7)):
+                continue
+            index = self._probe(suffix, key)
             if index < 0:
                 continue
             flags = uniform if uniform is not None else self._flags[index]
@@ -507,7 +589,8 @@ class CompiledMatcher:
                     pattern, zone = "*." + suffix.decode(), offsets[depth - 2]
                 else:
                     pattern, zone = suffix.decode(), offset
-                rule = BlockRule(self.list_name, pattern, answer_of(flags))
+                answer = self._uniform_answer if uniform is not None else answer_of(flags)
+                rule = BlockRule(self.list_name, pattern, answer)
                 if self._rpz_actions is not None and pattern in self._rpz_actions:
                     answer, data = self._rpz_actions[pattern]
                     rule = BlockRule(self.list_name, pattern, answer, data)
@@ -540,6 +623,13 @@ class CompiledMatcher:
             name = bytes(names[start : start + self._lengths[index]]).decode()
             yield name, uniform if uniform is not None else self._flags[index]
 
+    def action(self, pattern: str) -> str | None:
+        """The answer of an RPZ owner (``x`` or ``*.x``) whose action its name's flags cannot
+        carry (local data; ``x`` and ``*.x`` with different actions), else None (for export)."""
+        actions = self._rpz_actions
+        found = actions.get(pattern) if actions is not None else None
+        return found[0] if found is not None else None
+
     def globs(self) -> list[tuple[str, bool, str | None]]:
         """The label-wildcard rules: (pattern, allow, answer)."""
         return [(pattern, bool(allow), answer) for pattern, allow, answer in self.header["globs"]]
@@ -550,6 +640,39 @@ class CompiledMatcher:
 
 
 _ALLOWED = object()
+
+
+def _plain_text(qname: bytes) -> bytes | None:
+    """The text of the wire name `qname` when it is plain (labels of at most `FAST_LABEL`
+    octets, no dot or control byte in one), in which each label's suffix starts at the
+    label's wire offset; None for any other name (`_suffixes` copes with those)."""
+    end = len(qname) - 1
+    pos = 0
+    labels = 0
+    while pos < end:
+        length = qname[pos]
+        if not length or length > FAST_LABEL:
+            return None
+        pos += length + 1
+        labels += 1
+    if pos != end or not labels or qname[end]:
+        return None
+    text = qname[1:end].translate(LENGTHS_TO_DOTS)
+    return text if text.count(b".") == labels - 1 else None
+
+
+def _plain_below(qname: bytes, pos: int, end: int, suffix: bytes) -> bool:
+    """Whether the wire name `qname` from `pos` on (its root at `end`) is labels of at most
+    `FAST_LABEL` octets with no dot or control byte in one, so that `suffix`, its translated
+    text, is its name: checked once a suffix is found, not for every name walked."""
+    labels = 0
+    while pos < end:
+        length = qname[pos]
+        if not length or length > FAST_LABEL:
+            return False
+        pos += length + 1
+        labels += 1
+    return pos == end and suffix.count(b".") == labels - 1
 
 
 SCREEN_SLOTS_PER_NAME = 16
@@ -650,6 +773,29 @@ class ListScreen:
     def select(self, qname: bytes) -> tuple[Any, ...]:
         """The items whose lists may match `qname` (lowercase wire form), in their order."""
         found = self._always
+        text = _plain_text(qname)
+        if text is not None:  # the loop below, from the wire form (`CompiledMatcher._walk`)
+            owners = self._owners
+            mask = self._mask
+            end = len(qname) - 1
+            pos = 0
+            while True:
+                after = pos + qname[pos] + 1
+                if after == end:
+                    top = text[pos:]
+                    known = self._tops.get(top)
+                    found |= self._top(top) if known is None else known
+                    break
+                key = crc32(text[pos:]) >> 2
+                pos = after
+                owner = owners[key & mask]
+                if not owner:
+                    continue
+                for one in (owner,) if owner != _SCREEN_MANY else self._many[key & mask]:
+                    bloom, fmask = self._filters[one]
+                    if bloom[(key & fmask) >> 3] & (1 << (key & 7)):
+                        found |= self._of[one]
+            return self._subset(found)
         split = _suffixes(qname)
         if split is not None:
             text, offsets, depth = split
@@ -670,6 +816,10 @@ class ListScreen:
                 top = text[offsets[last] :]
                 known = self._tops.get(top)
                 found |= self._top(top) if known is None else known
+        return self._subset(found)
+
+    def _subset(self, found: int) -> tuple[Any, ...]:
+        """The items whose bits are set in `found`, in their order (made once per set)."""
         subset = self._subsets.get(found)
         if subset is None:
             if len(self._subsets) >= _SUBSETS_LIMIT:
@@ -908,9 +1058,10 @@ def _judge_job(
 
 def _single_labels(parsed: ParsedRules) -> list[str]:
     """The single-label names a list blocks with everything below them (``com``, ``*.com``)."""
-    found = [name for name in parsed.plain if b"." not in name]
-    found += [
-        name for name, flags in parsed.flagged.items() if flags & FLAG_BELOW and b"." not in name
+    found = [
+        name
+        for name in parsed.dotless
+        if name in parsed.plain or parsed.flagged.get(name, 0) & FLAG_BELOW
     ]
     return sorted({name.decode("ascii") for name in found})
 

@@ -119,7 +119,7 @@ def build_blocking(entry_ids: Sequence[str]) -> BlockingSet:
     return BlockingSet(matcher=matcher, sizes=sizes)
 
 
-PARSER_VERSION = 3
+PARSER_VERSION = 4
 """Part of every compiled list's fingerprint: bump it when parsing changes meaning."""
 
 CHILD_THRESHOLD = 1 << 20

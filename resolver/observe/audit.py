@@ -17,8 +17,11 @@ Allowed queries are logged only when asked for. Three guarantees hold whatever c
   configured rate; what it drops is counted and reported once a second. The log cannot grow
   faster than that rate plus one line per second, whatever a flooding device does.
 
-Blocks sit on the hot path, so the structlog chain is a single processor (level, a timestamp
-cached at 1 ms resolution, a pre-built JSON encoder) behind a logger bound once.
+Blocks sit on the hot path, so a repeat inside its fold window costs a dict lookup, a count
+and a clock reading (its timestamp is made only for the summary), and an event that is written
+is rendered straight to its line (`_JsonLines.line`: a timestamp cached at 1 ms resolution, a
+pre-built JSON encoder), with the same keys in the same order as the structlog chain (a single
+processor behind a logger bound once) that writes the few events off the query path.
 """
 
 from __future__ import annotations
@@ -169,7 +172,12 @@ class _JsonLines:
 
     def timestamp(self) -> str:
         """UTC, ISO 8601, millisecond resolution: ``2025-01-31T12:00:00.123Z``."""
-        millis = int(time.time() * 1000)
+        return self.stamp_of(time.time())
+
+    def stamp_of(self, moment: float) -> str:
+        """`timestamp` for the Unix time `moment`: a fold keeps the time of its last repeat, a
+        float, and makes its string only for the summary."""
+        millis = int(moment * 1000)
         if millis != self._millis:
             self._millis = millis
             second, fraction = divmod(millis, 1000)
@@ -186,6 +194,19 @@ class _JsonLines:
         event_dict.update(event_dict.pop("fields"))
         event_dict["timestamp"] = self.timestamp()
         event_dict["level"] = method_name
+        return self._render(event_dict)
+
+    def line(self, level: str, event: str, fields: dict[str, Any], moment: float) -> str:
+        """The line structlog would render for `event` with `fields` at `moment` (Unix time),
+        without structlog: the hot events (blocks, allowed queries, their summaries) skip its
+        context copy and calls. Keys in the same order, the same values, the same encoder."""
+        event_dict: dict[str, Any] = {"timestamp": None, "level": None, "event": event}
+        event_dict.update(fields)
+        event_dict["timestamp"] = self.stamp_of(moment)
+        event_dict["level"] = level
+        return self._render(event_dict)
+
+    def _render(self, event_dict: dict[str, Any]) -> str:
         try:
             return self._encode(event_dict)
         except Exception:
@@ -285,8 +306,8 @@ class _Fold:
     __slots__ = ("client", "deadline", "decision", "device", "event", "fields", "first_seen",
                  "last_seen", "qname", "qtypes", "repeats")  # fmt: skip
 
-    def __init__(self, deadline: float, fields: dict[str, Any] | None, stamp: str, qtype: int,
-                 event: str = "blocked") -> None:  # fmt: skip
+    def __init__(self, deadline: float, fields: dict[str, Any] | None, moment: float,
+                 qtype: int, event: str = "blocked") -> None:  # fmt: skip
         self.event = event
         self.deadline = deadline
         # None until a summary needs them when the rate cap dropped the first event: the
@@ -297,12 +318,14 @@ class _Fold:
         self.qname = b""
         self.decision: Decision | None = None
         self.device = ""
-        self.first_seen = stamp
-        self.last_seen = stamp
+        # Unix times, made into timestamps only for the summary: a repeat costs a count and a
+        # clock reading, never a string.
+        self.first_seen = moment
+        self.last_seen = moment
         self.qtypes: tuple[int, ...] = (qtype,)
         self.repeats = 0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self, stamp_of: Callable[[float], str]) -> dict[str, Any]:
         assert self.fields is not None
         fields = dict(self.fields)
         if self.event != "blocked":
@@ -310,8 +333,8 @@ class _Fold:
         elif len(self.qtypes) > 1:
             fields["qtypes"] = sorted(type_name(qtype) for qtype in self.qtypes)
         fields["repeated"] = self.repeats
-        fields["first_seen"] = self.first_seen
-        fields["last_seen"] = self.last_seen
+        fields["first_seen"] = stamp_of(self.first_seen)
+        fields["last_seen"] = stamp_of(self.last_seen)
         return fields
 
 
@@ -450,30 +473,35 @@ class AuditLog:
         if now >= self._expiry:
             self._expire(now)
         folds = self._folds
-        policy = decision.policy
-        key = (client, query.qname, policy, device)
+        key = (client, query.qname, decision.policy, device)
         fold = folds.get(key)
         if fold is not None:
             fold.repeats += 1
-            fold.last_seen = self._lines.timestamp()
+            fold.last_seen = time.time()
             if query.qtype not in fold.qtypes and len(fold.qtypes) < _MAX_QTYPES:
                 fold.qtypes += (query.qtype,)
             return
         # `_emit`, inline, with the fields made only for an event the rate cap lets through: a
         # flood of distinct blocks is mostly dropped, and its folds may never need them.
         fields: dict[str, Any] | None = None
-        if self._query_bucket.take(now):
+        bucket = self._query_bucket  # `_TokenBucket.take`, inline: most of a flood is dropped
+        tokens = min(bucket.tokens + (now - bucket.refilled) * bucket.rate, bucket.rate)
+        bucket.refilled = now
+        if tokens >= 1.0:
+            bucket.tokens = tokens - 1.0
             fields = self._block_fields(client, query.qname, query.qtype, decision, device)
-            self._write["info"]("blocked", fields=fields)
-            written = True
+            moment = time.time()
+            self._sink.msg(self._lines.line("info", "blocked", fields, moment))
         else:
+            bucket.tokens = tokens
             self.dropped_total += 1
             self._dropped["blocked"] = self._dropped.get("blocked", 0) + 1
-            written = False
+            if not self._fold_window or len(folds) >= FOLD_KEYS:
+                return
+            moment = time.time()
         if self._fold_window and len(folds) < FOLD_KEYS:
             # first_seen is exactly the written event's timestamp, so the SOC can pair them.
-            stamp = self._lines.stamp if written else self._lines.timestamp()
-            fold = _Fold(now + self._fold_window, fields, stamp, query.qtype)
+            fold = _Fold(now + self._fold_window, fields, moment, query.qtype)
             if fields is None:
                 fold.client, fold.qname, fold.decision, fold.device = (
                     client, query.qname, decision, device
@@ -524,7 +552,7 @@ class AuditLog:
         fold = folds.get(key)
         if fold is not None:
             fold.repeats += 1 + held
-            fold.last_seen = self._lines.timestamp()
+            fold.last_seen = time.time()
             return
         fields: dict[str, Any] = {
             "client": self._client(client),
@@ -533,10 +561,10 @@ class AuditLog:
             "action": action,
             "qname": None if qname is None else to_text(qname),
         }
-        written = self._emit("info", "rate_limited", fields, now)
+        moment = time.time()
+        self._emit("info", "rate_limited", fields, now, moment=moment)
         if self._fold_window and len(folds) < FOLD_KEYS:
-            stamp = self._lines.stamp if written else self._lines.timestamp()
-            fold = _Fold(now + self._fold_window, fields, stamp, -1, "rate_limited")
+            fold = _Fold(now + self._fold_window, fields, moment, -1, "rate_limited")
             fold.repeats = held
             self._fold(key, fold)
 
@@ -601,15 +629,17 @@ class AuditLog:
         self._emit(level, event, fields, self._clock(), operator)
 
     def _emit(self, level: str, event: str, fields: dict[str, Any], now: float,
-              operator: bool = False) -> bool:  # fmt: skip
+              operator: bool = False, moment: float | None = None) -> bool:  # fmt: skip
         """Write one event if its token bucket has a token, else count it as dropped.
 
         Events that traffic drives (blocks, queries, upstream failures, internal errors) share
         `max_events_per_second`; operator events (start-up, reloads, lapsing policies...) have a
-        budget of their own, so a flood of blocks can never hide a reload."""
+        budget of their own, so a flood of blocks can never hide a reload. `moment`: the Unix
+        time of its timestamp, when the caller needs the same one (a fold's first_seen)."""
         bucket = self._operator_bucket if operator else self._query_bucket
         if bucket.take(now):
-            self._write[level](event, fields=fields)
+            when = time.time() if moment is None else moment
+            self._sink.msg(self._lines.line(level, event, fields, when))
             return True
         self.dropped_total += 1
         self._dropped[event] = self._dropped.get(event, 0) + 1
@@ -642,7 +672,7 @@ class AuditLog:
                 fold.client, fold.qname, fold.qtypes[0], fold.decision, fold.device
             )
             fold.decision = None
-        return fold.summary()
+        return fold.summary(self._lines.stamp_of)
 
     def _report(self, now: float, force: bool) -> None:
         """The suppression report, itself exempt from the cap: at most one line a second."""

@@ -77,20 +77,31 @@ class Histogram:
         self.total += other.total
 
 
-class Stats:
-    """Lives as long as the process, so counters keep their values across reloads."""
+BlockedKey = tuple[str, str, int, tuple[str, str, str, str]]
+"""What `Stats.block_answered` counts a block by: protocol, query type label, rcode, labels."""
 
-    __slots__ = ("blocks", "counts", "durations", "gc_pauses", "limited", "queries", "rcodes",
-                 "upstream_durations", "upstreams")  # fmt: skip
+
+class Stats:
+    """Lives as long as the process, so counters keep their values across reloads.
+
+    A block is counted once, by everything that tells blocks apart (`block_answered`), and
+    shared out into `queries`, `rcodes` and `blocks` when one of them is read: per block one
+    dict update instead of three, and no key made for each table."""
+
+    __slots__ = ("_blocked", "_blocked_time", "_blocks", "_queries", "_rcodes", "counts",
+                 "durations", "gc_pauses", "limited", "upstream_durations",
+                 "upstreams")  # fmt: skip
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
-        self.queries: dict[tuple[str, str, str], int] = {}
+        self._queries: dict[tuple[str, str, str], int] = {}
         # One histogram per result from the start, so every series exists from the first
         # scrape (ratios in alerts need no `or vector(0)`) and an unknown result fails loudly.
         self.durations: dict[str, Histogram] = {result: Histogram() for result in RESULTS}
-        self.rcodes: dict[str, int] = {}
-        self.blocks: dict[tuple[str, str, str, str], int] = {}
+        self._blocked_time = self.durations["blocked"]
+        self._rcodes: dict[str, int] = {}
+        self._blocks: dict[tuple[str, str, str, str], int] = {}
+        self._blocked: dict[BlockedKey, int] = {}  # blocks not yet shared out
         self.limited: dict[tuple[str, str, str], int] = {}
         self.upstreams: dict[tuple[str, str], int] = {}
         self.upstream_durations: dict[str, Histogram] = {}
@@ -100,10 +111,42 @@ class Stats:
         """Every counter back to zero in place (the supervisor's total: its collector holds this
         object). Not by calling `__init__` again, which a compiled class runs only once."""
         fresh = Stats()
-        self.counts, self.queries, self.durations = fresh.counts, fresh.queries, fresh.durations
-        self.rcodes, self.blocks, self.limited = fresh.rcodes, fresh.blocks, fresh.limited
+        self.counts, self._queries, self.durations = fresh.counts, fresh._queries, fresh.durations
+        self._blocked_time, self._rcodes = fresh._blocked_time, fresh._rcodes
+        self._blocks, self._blocked, self.limited = fresh._blocks, fresh._blocked, fresh.limited
         self.upstreams, self.upstream_durations = fresh.upstreams, fresh.upstream_durations
         self.gc_pauses = fresh.gc_pauses
+
+    @property
+    def queries(self) -> dict[tuple[str, str, str], int]:
+        """Queries by (protocol, query type label, result)."""
+        if self._blocked:
+            self._share_blocked()
+        return self._queries
+
+    @property
+    def rcodes(self) -> dict[str, int]:
+        """Responses by rcode label."""
+        if self._blocked:
+            self._share_blocked()
+        return self._rcodes
+
+    @property
+    def blocks(self) -> dict[tuple[str, str, str, str], int]:
+        """Blocked queries by (group, policy or "", list, answer)."""
+        if self._blocked:
+            self._share_blocked()
+        return self._blocks
+
+    def _share_blocked(self) -> None:
+        blocked, self._blocked = self._blocked, {}
+        queries, rcodes, blocks = self._queries, self._rcodes, self._blocks
+        for (protocol, qtype, rcode, labels), value in blocked.items():
+            key = (protocol, qtype, "blocked")
+            queries[key] = queries.get(key, 0) + value
+            label = RCODE_LABELS.get(rcode, OTHER)
+            rcodes[label] = rcodes.get(label, 0) + value
+            blocks[labels] = blocks.get(labels, 0) + value
 
     def count(self, key: str, amount: int = 1) -> None:
         self.counts[key] += amount
@@ -117,21 +160,33 @@ class Stats:
         histogram.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
         histogram.total += seconds
         key = (protocol, QTYPE_LABELS.get(qtype, OTHER), result)
-        queries = self.queries
+        queries = self._queries
         queries[key] = queries.get(key, 0) + 1
 
     def rcode(self, rcode: int) -> None:
         """One response sent with this (extended) rcode."""
         label = RCODE_LABELS.get(rcode, OTHER)
-        rcodes = self.rcodes
+        rcodes = self._rcodes
         rcodes[label] = rcodes.get(label, 0) + 1
 
     def blocked(self, group: str, policy: str, list_name: str, answer: str) -> None:
         """One blocked query and the decision's bounded labels; `policy` is "" for a block from
         `blocking.lists` or a group's own lists (exported as "none")."""
         key = (group, policy, list_name, answer)
-        blocks = self.blocks
+        blocks = self._blocks
         blocks[key] = blocks.get(key, 0) + 1
+
+    def block_answered(self, protocol: str, qtype: int, seconds: float,
+                       labels: tuple[str, str, str, str], rcode: int) -> None:  # fmt: skip
+        """One blocked query answered: `query` (result "blocked"), `rcode` and `blocked` in one
+        call, since every block records all three. `labels` is what `blocked` takes: (group,
+        policy or "", list, answer)."""
+        histogram = self._blocked_time
+        histogram.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        histogram.total += seconds
+        key = (protocol, QTYPE_LABELS.get(qtype, OTHER), rcode, labels)
+        blocked = self._blocked
+        blocked[key] = blocked.get(key, 0) + 1
 
     def rate_limited(self, group: str, limit: str, action: str) -> None:
         """One query over a rate limit (`policy.ratelimit.LIMITS`) of a client in `group`, and

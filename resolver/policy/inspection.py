@@ -89,10 +89,10 @@ class Findings:
 
 
 class _Networks:
-    """Membership in a set of networks: one dict lookup per distinct prefix length, whatever
-    the number of networks."""
+    """Membership in a set of networks: one dict lookup per distinct prefix length of the
+    address's version, whatever the number of networks."""
 
-    __slots__ = ("_by_length", "texts")
+    __slots__ = ("_v4", "_v6", "texts")
 
     def __init__(self, networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
         by_length: dict[tuple[int, int], dict[int, str]] = {}
@@ -101,18 +101,20 @@ class _Networks:
             by_length.setdefault((net.version, bits), {})[int(net.network_address) >> bits] = str(
                 net
             )
-        self._by_length = sorted(by_length.items())
-        self.texts = tuple(t for _, table in self._by_length for t in table.values())
+        ordered = sorted(by_length.items())
+        # Per version, (bits, table) pairs: an address is tried only against its own version.
+        self._v4 = tuple((bits, table) for (version, bits), table in ordered if version == 4)
+        self._v6 = tuple((bits, table) for (version, bits), table in ordered if version == 6)
+        self.texts = tuple(t for _, table in ordered for t in table.values())
 
     def __bool__(self) -> bool:
-        return bool(self._by_length)
+        return bool(self._v4 or self._v6)
 
     def match(self, version: int, value: int) -> str | None:
-        for (net_version, bits), table in self._by_length:
-            if net_version == version:
-                found = table.get(value >> bits)
-                if found is not None:
-                    return found
+        for bits, table in self._v4 if version == 4 else self._v6:
+            found = table.get(value >> bits)
+            if found is not None:
+                return found
         return None
 
 
@@ -154,10 +156,13 @@ class Inspector:
         if not ancount:
             return None
         cname = self.cname
-        ips = self._ips
-        check_private = self._rebinding and not self._exempt(qname)
+        ips = self._ips if self._ips else None
+        # Whether `qname` is exempt (`_exempt`, a walk of its labels) is asked only of an answer
+        # that holds a private address: None until then.
+        check_private = self._rebinding
+        exempt: bool | None = None
         collect = self._addresses
-        check_ips = bool(ips) or check_private or collect
+        check_ips = ips is not None or check_private or collect
         names: list[bytes] = []
         addresses: list[tuple[int, int]] = []
         ip_block: tuple[str, str] | None = None
@@ -166,7 +171,10 @@ class Inspector:
         try:
             for _ in range(min(ancount, MAX_RECORDS)):
                 owner = pos
-                pos = skip_name(raw, pos)
+                if pos < size and raw[pos] >= 0xC0:  # most owners are one pointer: no call
+                    pos += 2
+                else:
+                    pos = skip_name(raw, pos)
                 if pos + 10 > size:
                     break
                 rtype, rclass, _, rdlength = RR_FIXED.unpack_from(raw, pos)
@@ -195,10 +203,16 @@ class Inspector:
                     continue
                 if collect and len(addresses) < MAX_ADDRESSES:
                     addresses.append((version, value))
-                network = ips.match(version, value) if ips else None
+                network = ips.match(version, value) if ips is not None else None
                 if network is not None:
                     ip_block = (RESPONSE_IP, network)
                 elif check_private and _PRIVATE.match(version, value) is not None:
+                    if exempt is None:
+                        exempt = self._exempt(qname)
+                    if exempt:
+                        check_private = False
+                        check_ips = ips is not None or collect
+                        continue
                     address = (
                         ipaddress.IPv4Address(value)
                         if version == 4

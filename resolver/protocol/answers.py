@@ -77,6 +77,11 @@ def _compose(
     return b"".join((header, question, answers[1], authority[1], opt))
 
 
+_COUNTS: Final = struct.Struct(">HHHH")
+_FORGED: Final = int(EdeCode.FORGED_ANSWER)
+"""A plain int: an enum member read through its class is a descriptor call on CPython 3.11."""
+
+
 def _opt(query: Query, ede: int, text: bytes) -> bytes:
     """Our OPT with an Extended DNS Error, only for clients that sent EDNS (RFC 8914 3)."""
     return opt_record(query.dnssec_ok, ede, text) if query.has_edns else b""
@@ -119,17 +124,32 @@ class SinkholeAnswer:
         )
         self._soa_tail = RR_FIXED.pack(TYPE_SOA, CLASS_IN, ttl, len(soa_rdata)) + soa_rdata
         self._texts: dict[str, bytes] = {}
+        # The address answer to a query without EDNS (every one a plain stub sends), by type:
+        # the counts after the flags and the records after the question, ready to join.
+        self._plain: dict[int, tuple[bytes, bytes]] = {
+            rtype: (_COUNTS.pack(1, count, 0, 0), data)
+            for rtype, (count, data) in self._records.items()
+            if count
+        }
 
     def build(self, query: Query, zone_offset: int, cause: str) -> bytes:
         """Blocked answer to `query`; `zone_offset` locates the blocked zone inside the qname,
         `cause` is the EXTRA-TEXT of the Extended DNS Error (e.g. "blocked by list tiktok")."""
+        if not query.has_edns and query.qclass == CLASS_IN:
+            plain = self._plain.get(query.qtype)
+            if plain is not None:  # `_compose` for the commonest block, with nothing to pack
+                packet = query.packet
+                flags = query.flags
+                head = bytes((0x80 | (flags >> 8 & 0x01), 0x80 | (flags & 0x10)))  # QR RD, RA CD
+                return b"".join((packet[:2], head, plain[0],
+                                 packet[HEADER_LEN : query.question_end], plain[1]))  # fmt: skip
         text = self._texts.get(cause)
         if text is None:
             text = self._texts[cause] = cause.encode("utf-8", "replace")[:200]
         if query.qclass == CLASS_IN:
             records = self._records.get(query.qtype)
             if records is not None and records[0]:
-                opt = _opt(query, EdeCode.FORGED_ANSWER, text)
+                opt = _opt(query, _FORGED, text)
                 return _compose(query, NOERROR, records, _NONE, opt)
         opt = _opt(query, self.ede, text)
         if self._rcode == REFUSED:

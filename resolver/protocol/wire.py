@@ -17,6 +17,7 @@ from resolver.protocol.names import MAX_LABEL, MAX_NAME
 
 HEADER: Final = struct.Struct(">HHHHHH")
 RR_FIXED: Final = struct.Struct(">HHIH")
+QUESTION_TAIL: Final = struct.Struct(">HH")
 HEADER_LEN: Final = 12
 
 # Header flag bits (second 16-bit word).
@@ -270,12 +271,29 @@ def parse_query(packet: bytes) -> Query:
         raise FormError("records_in_query")
     if arcount > MAX_QUERY_ADDITIONAL:
         raise FormError("arcount")
-    name_end = question_name_end(packet)
+    # `question_name_end`, inline: its loop is most of a parse.
+    pos = HEADER_LEN
+    while True:
+        if pos >= size:
+            raise FormError("truncated")
+        length = packet[pos]
+        if length == 0:
+            break
+        if length > MAX_LABEL:
+            raise FormError("compressed_question" if length >= 0xC0 else "bad_label")
+        pos += length + 1
+        if pos - HEADER_LEN >= MAX_NAME:
+            raise FormError("name_too_long")
+    name_end = pos + 1
     question_end = name_end + 4
     if question_end > size:
         raise FormError("truncated")
-    qtype = (packet[name_end] << 8) | packet[name_end + 1]
-    qclass = (packet[name_end + 2] << 8) | packet[name_end + 3]
+    qtype, qclass = QUESTION_TAIL.unpack_from(packet, name_end)
+    if not arcount:  # no OPT, nothing to read: the common query
+        if question_end != size:
+            raise FormError("trailing_junk", question_end, False)
+        return Query(packet, flags, packet[HEADER_LEN:name_end].lower(), qtype, qclass,
+                     question_end, False, EDNS_MIN_PAYLOAD, False)  # fmt: skip
 
     has_edns = False
     payload = EDNS_MIN_PAYLOAD
@@ -347,9 +365,13 @@ def upstream_query(query: Query, query_id: int) -> bytes:
     whether it validated the answer (RFC 6840 5.7), which `client_reply` then passes on only to
     clients that ask for it.
     """
-    flags = RD | AD | (query.flags & CD)
-    opt = OPT_DO if query.dnssec_ok else OPT_PLAIN
-    return HEADER.pack(query_id, flags, 1, 0, 0, 1) + query.question + opt
+    return b"".join(
+        (
+            HEADER.pack(query_id, RD | AD | (query.flags & CD), 1, 0, 0, 1),
+            query.packet[HEADER_LEN : query.question_end],
+            OPT_DO if query.dnssec_ok else OPT_PLAIN,
+        )
+    )
 
 
 OPT_PLAIN: Final = b"\x00" + RR_FIXED.pack(TYPE_OPT, EDNS_PAYLOAD, 0, 0)
@@ -359,18 +381,19 @@ OPT_DO: Final = b"\x00" + RR_FIXED.pack(TYPE_OPT, EDNS_PAYLOAD, 0x8000, 0)
 def reply_matches(reply: bytes, query_id: int, query: Query) -> bool:
     """RFC 5452: a reply counts only if its ID, QR bit and question (name case-insensitively,
     type and class exactly) are those we sent. Anything else is ignored, and we keep waiting."""
-    qlen = query.question_end - HEADER_LEN
-    if len(reply) < HEADER_LEN + qlen:
+    question_end = query.question_end
+    if (
+        len(reply) < question_end
+        or ((reply[0] << 8) | reply[1]) != query_id
+        or reply[2] < 0x80  # QR, the top bit
+        or reply[4]
+        or reply[5] != 1
+    ):
         return False
-    if ((reply[0] << 8) | reply[1]) != query_id or not reply[2] & 0x80:
-        return False
-    if reply[4] != 0 or reply[5] != 1:
-        return False
-    name_end = HEADER_LEN + len(query.qname)
-    type_and_class = query.packet[query.question_end - 4 : query.question_end]
+    name_end = question_end - 4
     return (
         reply[HEADER_LEN:name_end].lower() == query.qname
-        and reply[name_end : name_end + 4] == type_and_class
+        and reply[name_end:question_end] == query.packet[name_end:question_end]
     )
 
 
@@ -397,29 +420,29 @@ class UpstreamReply:
         size = len(raw)
         if size < HEADER_LEN:
             raise FormError("truncated")
-        flags = (raw[2] << 8) | raw[3]
-        ancount = (raw[6] << 8) | raw[7]
-        nscount = (raw[8] << 8) | raw[9]
-        arcount = (raw[10] << 8) | raw[11]
+        flags, ancount, nscount, arcount = _REPLY_COUNTS.unpack_from(raw, 2)
         pos = HEADER_LEN + question_len
         records: list[int] = []
+        append = records.append
         for _ in range(ancount + nscount):
             # Most owner names are one compression pointer: skipped here, without a call.
             if pos < size and raw[pos] >= 0xC0:
                 pos += 2
             else:
                 pos = skip_name(raw, pos)
-            if pos + 10 > size:
+            end = pos + 10
+            if end > size:
                 raise FormError("truncated")
-            records.append(pos)
-            pos += 10 + ((raw[pos + 8] << 8) | raw[pos + 9])
+            append(pos)
+            pos = end + ((raw[pos + 8] << 8) | raw[pos + 9])
             if pos > size:
                 raise FormError("truncated")
         self.records: Sequence[int] = records
         """Where each answer and authority record's type field is, after its owner name."""
         self.sections_end = sections_end = pos
         # The additional records are kept as they stand but for the OPT: the bytes around it.
-        opt_start = opt_end = -1
+        opt_start = -1
+        opt_end = -1
         ext_rcode = 0
         ede = b""
         for _ in range(arcount):
@@ -430,21 +453,22 @@ class UpstreamReply:
                 pos += 2
             else:
                 pos = skip_name(raw, pos)
-            if pos + 10 > size:
-                raise FormError("truncated")
-            is_opt = ((raw[pos] << 8) | raw[pos + 1]) == TYPE_OPT
-            extended = raw[pos + 4]
             rdata = pos + 10
-            pos = rdata + ((raw[pos + 8] << 8) | raw[pos + 9])
-            if pos > size:
+            if rdata > size:
                 raise FormError("truncated")
-            if is_opt:
+            rtype, extended, rdlength = _RECORD_HEAD.unpack_from(raw, pos)
+            end = rdata + rdlength
+            if end > size:
+                raise FormError("truncated")
+            if rtype == TYPE_OPT:
                 if opt_start >= 0:
                     raise FormError("multiple_opt")
-                opt_start, opt_end = start, pos
+                opt_start = start
+                opt_end = end
                 ext_rcode = extended
-                if pos > rdata:
-                    ede = _ede_options(raw, rdata, pos)
+                if end > rdata:
+                    ede = _ede_options(raw, rdata, end)
+            pos = end
         if pos != size:
             raise FormError("trailing_junk")
         self.raw = raw
@@ -453,12 +477,21 @@ class UpstreamReply:
         if opt_start < 0:
             self.additional = raw[sections_end:pos]
             self.additional_count = arcount
+        elif opt_end == pos and opt_start == sections_end:  # the OPT alone: nothing to keep
+            self.additional = b""
+            self.additional_count = 0
         else:
             self.additional = raw[sections_end:opt_start] + raw[opt_end:pos]
             self.additional_count = arcount - 1
         self.ext_rcode = ext_rcode
         self.ede = ede
         """The upstream's Extended DNS Errors, as EDNS options to pass on (`_ede_options`)."""
+
+
+_REPLY_COUNTS: Final = struct.Struct(">H2xHHH")
+"""A reply's flags and its answer, authority and additional counts (after the ID)."""
+_RECORD_HEAD: Final = struct.Struct(">H2xB3xH")
+"""A record's type, the first TTL octet (an OPT's extended rcode) and its RDLENGTH."""
 
 
 def _ede_options(raw: bytes, pos: int, end: int) -> bytes:

@@ -7,14 +7,16 @@ upstream go straight back with `sendto`; a query that goes upstream is answered 
 when its reply comes (no task either way).
 
 Under a flood, a query waits in the kernel's receive buffer behind every datagram queued before
-it, so the buffer's size is a latency bound, and it must also absorb the bursts that arrive
-while the process is not scheduled (a shed flood costs about 2 µs a packet, so the loop drains
-fast; but a flood of 40,000 a second fills 1,200 slots in a 30 ms scheduling gap). Measured
-with `bench/flood.py` at 40,000 a second on a shared 2-core machine: 512 KiB lost 6% of the
-victim's queries to such gaps, 2 MiB none (p99 33 ms), 4 MiB none but with a p99 of 120 ms. So
+it, so the buffer's size is a latency bound by arithmetic: its slots times what one costs us.
 `limits.udp_receive_buffer` is 2 MiB (the kernel doubles it: about 5,000 small queries at 830
-bytes of accounting each), beyond which the kernel drops: cheaper than anything we could do.
-The old fixed 4 MiB let a cache hit wait over a second behind an unshed flood.
+bytes of accounting each); a shed flood packet or a cache hit costs 5-10 µs here, so a full
+buffer drains in 25-50 ms, inside a 100 ms p99. It must also absorb the bursts that arrive
+while the process is not scheduled: 5,000 slots are 125 ms of a 40,000 qps flood. Measured with
+`bench/flood.py` on a shared 2-core machine: 512 KiB lost 6% of the victim's queries to such
+gaps, 2 MiB none, 4 MiB none but with a p99 of 120 ms. Beyond the buffer the kernel drops:
+cheaper than anything we could do. The reads have a budget too: `UDP_BATCH` per wake-up (about
+0.5 ms of work), then the loop runs whatever else is due (upstream replies, timers, which also
+take their turn in batches), so neither side holds the other.
 
 TCP follows RFC 7766: length-prefixed messages, pipelined queries answered concurrently in any
 order, a cap on open connections (all together, and per client prefix) and on queries in flight

@@ -1,9 +1,9 @@
 """Forwarding to upstream resolvers: spoofing-resistant exchanges, strategies, health and merging.
 
-Transports. `udp://`: every attempt uses a fresh random ID from a fresh socket, so a fresh random
-source port (RFC 5452), and accepts only a reply from the upstream's address and port with our ID,
-QR bit and question (`upstream.datagrams`, which runs these exchanges on callbacks, with no
-task).
+Transports. `udp://`: every attempt uses a fresh random ID from a fresh random source port
+(RFC 5452; a pooled socket that the kernel binds anew for each attempt), and accepts only a
+reply from the upstream's address and port with our ID, QR bit and question
+(`upstream.datagrams`, which runs these exchanges on callbacks, with no task).
 A truncated reply is retried over TCP.
 `tcp://` and `tls://` (DNS over TLS, RFC 7858): one persistent connection per upstream, shared by
 pipelined queries told apart by ID (RFC 7766 6.2.1; `upstream.streams`), closed after
@@ -66,7 +66,7 @@ from resolver.protocol.wire import (
     reply_matches,
     upstream_query,
 )
-from resolver.upstream.datagrams import BadReply, UdpExchanges
+from resolver.upstream.datagrams import BadReply, Outcome, UdpExchanges
 from resolver.upstream.health import HEALTH_DWELL, Health
 from resolver.upstream.streams import STREAM_IDLE_TIMEOUT, Stream, StreamClosed
 
@@ -267,6 +267,7 @@ class UpstreamPool:
         self._random = rng or random.Random()
         self._inflight: dict[CacheKey, asyncio.Future[Resolved]] = {}
         self._udp = UdpExchanges(self._loop, stats)
+        self._udp_outcome: Outcome = self._udp_ended  # one bound method, not one per query
         self._upstreams: dict[UpstreamServer, Upstream] = {}
         self._last_logged: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -463,7 +464,7 @@ class UpstreamPool:
                 if upstream.udp:
                     try:
                         self._udp.send_to(upstream.family, upstream.address, walk.query, timeout,
-                                          self._udp_ended, walk)  # fmt: skip
+                                          self._udp_outcome, walk)  # fmt: skip
                     except OSError as error:
                         walk.ede = max(walk.ede, self._attempt_failed(upstream, error, walk.query))
                         continue
@@ -506,8 +507,11 @@ class UpstreamPool:
                     self._exchange_tcp(server, walk.query, walk.deadline - self._loop.time())
                 )
                 retry.add_done_callback(functools.partial(self._task_ended, walk, False))
-            else:
-                self._replied(walk, reply)
+            elif self._judge(walk.upstream, reply, walk.query, walk.started):  # `_replied`
+                self._walk_succeeded(walk, reply)
+            elif reply.rcode != SERVFAIL or not self._servfailed(walk, reply, 1):
+                walk.ede = max(walk.ede, EdeCode.NO_REACHABLE_AUTHORITY)
+                self._next(walk)
         except Exception:
             self._broken(walk)
 
@@ -638,7 +642,11 @@ class UpstreamPool:
         self._stats.upstream(upstream.label, outcome, elapsed)
         rtt = upstream.rtt  # `_observe`, inline: once per answer
         upstream.rtt = elapsed if rtt is None else rtt + EWMA_WEIGHT * (elapsed - rtt)
-        if upstream.answered(now, max(self.options.probe_interval, HEALTH_DWELL)):
+        if not upstream.down:  # `Health.answered` of an upstream that is up, inline
+            upstream.fails = 0
+            upstream.servfails = 0
+            upstream.last_ok = now
+        elif upstream.answered(now, max(self.options.probe_interval, HEALTH_DWELL)):
             self._mark_up(upstream)
         return True
 

@@ -32,6 +32,7 @@ def setup(tmp_path: Path) -> tuple[Config, ResolverState]:
         "nx.example CNAME .\n*.nx.example CNAME .\n"
         "nodata.example CNAME *.\n"
         "only-below.example CNAME .\n*.only-below.example CNAME *.\n"
+        "*.swapped.example CNAME *.\nswapped.example CNAME .\n"  # the same, in the other order
         "null.example A 0.0.0.0\n*.null.example A 0.0.0.0\n"
         "ops-two.example CNAME .\n"  # already blocked by ops, which comes first
         "deep.ops-one.example CNAME .\n"  # below an earlier list's rule: that list decides
@@ -82,7 +83,8 @@ def decision(state: ResolverState, group: str, name: str) -> tuple[bool, str]:
 def probe_names(state: ResolverState) -> list[str]:
     names = {"press.tiktok.com", "a.press.tiktok.com", "tiktok.com", "www.tiktok.com"}
     names |= {"unlisted.example", "expired.example", "fine.ads.example", "x.fine.ads.example"}
-    names |= {"only-below.example", "deep.a.only-below.example", "wild.example", "sub.wild.example"}
+    names |= {"only-below.example", "deep.a.only-below.example", "wild.example", "sub.wild.example",
+              "swapped.example", "a.swapped.example"}  # fmt: skip
     for group in state.policy.groups.values():
         for binding in group.bindings:
             inner = getattr(binding.matcher, "inner", binding.matcher)

@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import secrets
+import shutil
 import signal
 import socket
 import struct
@@ -185,6 +186,26 @@ def write_config(directory: Path, config: Mapping[str, Any], name: str = "dnswar
     return path
 
 
+def daemon(name: str) -> str | None:
+    """`name` on PATH, or in /usr/sbin and /sbin (where daemons live, and PATH may not look)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
+def free_port() -> int:
+    """A loopback port free for both UDP and TCP right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no loopback port free for UDP and TCP")
+
+
 def parse_hostport(text: str) -> Address:
     """`127.0.0.1:53` or `[::1]:53` to a (host, port) pair."""
     host, _, port = text.rpartition(":")
@@ -295,6 +316,11 @@ class ServerProcess:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def worker_pids(self) -> list[int]:
+        """The server's child processes (its workers with `--workers`), sorted."""
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+        return sorted(int(pid) for pid in children.split())
 
     def wait_for_event(self, match: Callable[[Event], bool], timeout: float = 3.0) -> Event | None:
         """The first logged event that satisfies `match`, waiting up to `timeout` seconds."""

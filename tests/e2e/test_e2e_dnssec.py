@@ -11,8 +11,6 @@ ldnsutils; `.ci/run` installs them). Every process is stopped by its PID.
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import time
 import urllib.request
@@ -25,7 +23,17 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
-from harness import ServerFactory, ServerProcess, ask, ede, make_config, parse_hostport, query
+from harness import (
+    ServerFactory,
+    ServerProcess,
+    ask,
+    daemon,
+    ede,
+    free_port,
+    make_config,
+    parse_hostport,
+    query,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,27 +44,6 @@ BROKEN = [f"broken{i}.{ZONE}." for i in range(1, 5)]
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 DNSSEC_BOGUS = 6
-
-
-def tool(name: str) -> str | None:
-    """`name` on PATH, or in /usr/sbin (daemons live there, and PATH may not have it)."""
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    return found
-
-
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no loopback port free for UDP and TCP")
 
 
 def signed_zone(directory: Path, keygen: str, signzone: str) -> Path:
@@ -176,7 +163,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture(scope="module")
 def validating_resolver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """unbound on loopback validating a zone that nsd serves; its `host:port`."""
-    tools = {name: tool(name) for name in ("nsd", "unbound", "ldns-keygen", "ldns-signzone")}
+    tools = {name: daemon(name) for name in ("nsd", "unbound", "ldns-keygen", "ldns-signzone")}
     missing = sorted(name for name, path in tools.items() if path is None)
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (Debian: nsd, unbound, ldnsutils)")

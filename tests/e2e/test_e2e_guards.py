@@ -29,6 +29,7 @@ from harness import (
     query,
     run_cli,
 )
+from list_files import rewrite
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
@@ -70,13 +71,6 @@ def guard_config(
     config["sources"] = {"mylist": {"path": str(list_path), "refresh": refresh}}
     config["state_dir"] = str(state_dir)
     return config
-
-
-def write(path: Path, data: bytes | str) -> None:
-    """Rewrite a list file and move its mtime on, so the change is seen even within a tick."""
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    stamp = time.time() + 2
-    os.utime(path, (stamp, stamp))
 
 
 def blocked(server: ServerProcess, name: str) -> bool:
@@ -126,7 +120,7 @@ def assert_refused(event: Event, path: Path, reason: str, kept: str) -> None:
 @pytest.fixture(scope="module")
 def sighup_list(workdir: Path) -> Path:
     path = workdir / "sighup-list.txt"
-    write(path, GOOD)
+    rewrite(path, GOOD)
     return path
 
 
@@ -150,7 +144,7 @@ def test_a_refused_version_keeps_the_running_one_through_sighup(
     data, reason = CASES[case]
     assert blocked(server, ONLY_IN_GOOD) and blocked(server, "www.banned.example.")
     since = len(server.events)
-    write(sighup_list, data)
+    rewrite(sighup_list, data)
     os.kill(server.pid, signal.SIGHUP)
     assert_refused(wait_for(server, "list_rejected", since), sighup_list, reason, "previous")
     reloaded = wait_for(server, "reloaded", since)  # a refusal is not a failed reload
@@ -165,7 +159,7 @@ def test_a_refused_version_keeps_the_running_one_through_sighup(
     }
     # Restored: loaded again, and no longer refused.
     since = len(server.events)
-    write(sighup_list, GOOD)
+    rewrite(sighup_list, GOOD)
     os.kill(server.pid, signal.SIGHUP)
     wait_for(server, "reloaded", since)
     assert guard_metrics(server)["dnswarden_list_refused"] == 0.0
@@ -182,7 +176,7 @@ def last_good_state(
     """A state_dir as a server that loaded the good version leaves it."""
     state_dir = workdir / "good-state"
     path = workdir / "good-list.txt"
-    write(path, GOOD)
+    rewrite(path, GOOD)
     server = launch(guard_config(upstreams[1], path, state_dir, "1h"), "guard-good")
     assert blocked(server, ONLY_IN_GOOD)
     assert server.stop() == 0
@@ -203,7 +197,7 @@ def test_a_refused_version_at_start_up_serves_the_last_good_copy(
     state_dir = workdir / f"start-{slug}-state"
     shutil.copytree(last_good_state, state_dir)
     path = workdir / f"start-{slug}.txt"
-    write(path, data)
+    rewrite(path, data)
     config = guard_config(upstreams[1], path, state_dir, "1h")
     config_path = workdir / f"start-{slug}.yaml"
     config_path.write_text(json.dumps(config))  # JSON is YAML
@@ -231,11 +225,11 @@ def test_reload_accept_loads_an_intended_cut(
     launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream], workdir: Path
 ) -> None:
     path = workdir / "accept-list.txt"
-    write(path, GOOD)
+    rewrite(path, GOOD)
     server = launch(guard_config(upstreams[1], path, workdir / "accept-state", "1s"), "accept")
     try:
         since = len(server.events)
-        write(path, "banned.example\n")  # the decision behind three names was revoked
+        rewrite(path, "banned.example\n")  # the decision behind three names was revoked
         refused = wait_for(server, "list_rejected", since)  # seen by the list watcher
         assert refused["reason"] == "shrink" and blocked(server, ONLY_IN_GOOD)
         since = len(server.events)
@@ -262,11 +256,11 @@ def test_neither_a_refused_nor_a_broken_list_is_tried_at_every_poll(
     (200 KB of random bytes: hundreds of invalid lines) fails the reload once, in one short
     event, until it changes."""
     path = workdir / "retry-list.txt"
-    write(path, GOOD)
+    rewrite(path, GOOD)
     server = launch(guard_config(upstreams[1], path, workdir / "retry-state", "1s"), "retry")
     try:
         since = len(server.events)
-        write(path, HTML_404)
+        rewrite(path, HTML_404)
         wait_for(server, "list_rejected", since)
         time.sleep(QUIET_POLLS)
         assert len(named(server, "list_rejected", since)) == 1
@@ -274,7 +268,7 @@ def test_neither_a_refused_nor_a_broken_list_is_tried_at_every_poll(
         assert blocked(server, ONLY_IN_GOOD)
 
         since = len(server.events)
-        write(path, random.Random(1).randbytes(200_000))
+        rewrite(path, random.Random(1).randbytes(200_000))
         failed = wait_for(server, "reload_failed", since)
         assert failed["level"] == "error" and failed["reason"] == "lists changed: mylist"
         assert "running state is kept" in failed["summary"]
@@ -287,7 +281,7 @@ def test_neither_a_refused_nor_a_broken_list_is_tried_at_every_poll(
         assert blocked(server, ONLY_IN_GOOD)  # the running state answers throughout
 
         since = len(server.events)
-        write(path, GOOD + "fifth.example\n")  # fixed: picked up at the next poll
+        rewrite(path, GOOD + "fifth.example\n")  # fixed: picked up at the next poll
         assert wait_for(server, "reloaded", since)["lists"]["mylist"] == 5
     finally:
         assert server.stop() == 0

@@ -299,10 +299,6 @@ def test_root_is_dropped_after_binding_and_reloads_still_work(upstream: FakeUpst
         base.rmdir()
 
 
-def children(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
 def assert_dropped(pid: int) -> None:
     status = capability_lines(pid)
     assert status["Uid"].split() == [str(NOBODY)] * 4, pid
@@ -352,7 +348,7 @@ def test_with_workers_the_supervisor_drops_too_and_a_restarted_worker_serves(
         try:
             assert server.startup["privileges"]["user"] == "nobody"
             assert not [e for e in server.events if e.get("event") == "workers_not_restartable"]
-            workers = children(server.pid)
+            workers = server.worker_pids()
             assert len(workers) == 2
             for pid in (server.pid, *workers):
                 assert_dropped(pid)
@@ -360,7 +356,7 @@ def test_with_workers_the_supervisor_drops_too_and_a_restarted_worker_serves(
             assert server.wait_for_event(lambda e: e.get("event") == "worker_died", 5.0)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
-                now = children(server.pid)
+                now = server.worker_pids()
                 if len(now) == 2 and workers[0] not in now:
                     break
                 time.sleep(0.1)
@@ -371,7 +367,7 @@ def test_with_workers_the_supervisor_drops_too_and_a_restarted_worker_serves(
                 _, reply = ask(query("tiktok.com.", "A"), server.address)
                 assert reply.rcode() == dns.rcode.NOERROR
             assert_dropped(restarted)
-            assert children(server.pid) == now  # it bound nothing: it did not die again
+            assert server.worker_pids() == now  # it bound nothing: it did not die again
             died = [e for e in server.events if e.get("event") == "worker_died"]
             assert len(died) == 1, died
             seen = len([e for e in server.events if e.get("event") == "reloaded"])

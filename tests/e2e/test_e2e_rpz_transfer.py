@@ -20,7 +20,6 @@ import base64
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -42,7 +41,17 @@ import pytest
 import yaml
 from doc_examples import DOCS, snippet
 from fake_upstream import FakeUpstream
-from harness import ServerFactory, ServerProcess, ask, ede, make_config, query, run_cli
+from harness import (
+    ServerFactory,
+    ServerProcess,
+    ask,
+    daemon,
+    ede,
+    free_port,
+    make_config,
+    query,
+    run_cli,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -60,26 +69,6 @@ evil.example CNAME .
 *.evil.example CNAME .
 nodata.example CNAME *.
 """
-
-
-def tool(name: str) -> str | None:
-    """`name` on PATH, or in /usr/sbin (daemons live there, and PATH may not have it)."""
-    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-
-
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no loopback port free for UDP and TCP")
 
 
 @dataclass
@@ -148,7 +137,7 @@ def knot_config(directory: Path, port: int, secret: str, notify_port: int) -> Pa
 
 @pytest.fixture(scope="module")
 def primary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Primary]:
-    knotd, knotc = tool("knotd"), tool("knotc")
+    knotd, knotc = daemon("knotd"), daemon("knotc")
     if knotd is None or knotc is None:
         pytest.skip("not installed: knotd, knotc (Debian: knot)")
     directory = tmp_path_factory.mktemp("knot")
@@ -373,7 +362,6 @@ def test_a_primary_down_at_start_up_is_served_from_the_last_good_copy(
     assert code == 200, body
     zone = json.loads(body)["rpz_zones"]["national"]
     assert zone["failures"] >= 1 and zone["serial"] >= 3 and "last_error" in zone
-
 
 
 SHORT_EXPIRE = 10

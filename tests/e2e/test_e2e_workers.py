@@ -24,21 +24,6 @@ def workers_server(
     return launch(make_config([upstreams[1].address]), "workers", ["--workers", "2"])
 
 
-def worker_pids(server: ServerProcess) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == server.pid:
-            children.append(int(entry))
-    return sorted(children)
-
-
 def metric(server: ServerProcess, name: str) -> float:
     host, port = parse_hostport(server.startup["metrics"])
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as response:
@@ -62,7 +47,7 @@ def blocked_from_many_ports(server: ServerProcess, count: int) -> None:
 
 def test_one_startup_line_for_two_workers(workers_server: ServerProcess) -> None:
     assert workers_server.startup["workers"] == 2
-    assert len(worker_pids(workers_server)) == 2
+    assert len(workers_server.worker_pids()) == 2
 
 
 def test_counters_are_added_up_across_workers(workers_server: ServerProcess) -> None:
@@ -77,17 +62,17 @@ def test_counters_are_added_up_across_workers(workers_server: ServerProcess) -> 
 
 
 def test_a_dead_worker_is_restarted_and_counted(workers_server: ServerProcess) -> None:
-    victim = worker_pids(workers_server)[0]
+    victim = workers_server.worker_pids()[0]
     os.kill(victim, signal.SIGKILL)
     event = workers_server.wait_for_event(lambda e: e.get("event") == "worker_died", 5)
     assert event is not None and event["exit_code"] == -signal.SIGKILL
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        pids = worker_pids(workers_server)
+        pids = workers_server.worker_pids()
         if len(pids) == 2 and victim not in pids:
             break
         time.sleep(0.2)
-    assert len(worker_pids(workers_server)) == 2 and victim not in worker_pids(workers_server)
+    assert len(workers_server.worker_pids()) == 2 and victim not in workers_server.worker_pids()
     blocked_from_many_ports(workers_server, 10)  # both workers answer again
 
 
@@ -139,7 +124,7 @@ def test_stop_ends_every_worker(
     launch: ServerFactory, upstreams: tuple[FakeUpstream, FakeUpstream]
 ) -> None:
     server = launch(make_config([upstreams[1].address]), "workers-stop", ["--workers", "2"])
-    pids = worker_pids(server)
+    pids = server.worker_pids()
     assert len(pids) == 2
     assert server.stop() == 0
     for pid in pids:

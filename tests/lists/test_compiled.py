@@ -419,3 +419,35 @@ def test_a_screen_asks_only_the_list_that_has_the_name(
     assert screen.select(wire("n19-199.com")) == (19,)
     assert screen.select(wire("n20-0.com")) in ((), *((i,) for i in range(20)))
     assert screen.select(b"\x03bad") == ()  # malformed: nothing to ask
+
+
+ODD_RULES = "\n".join(["foo.com", "a.b.example", "*.wild.net", "@@||ok.foo.com^",
+                       "x" * 40 + ".long.org", "sub." + "z" * 33 + ".io", "q" * 46 + ".org",
+                       "a0" + "y" * 20 + ".com"]) + "\n"  # fmt: skip
+ODD_NAMES = [  # wire names whose labels are long, hold a dot or a control byte, or are broken
+    b"\x03foo\x03com\x00", b"\x03www\x03foo\x03com\x00", b"\x02ok\x03foo\x03com\x00",
+    b"\x03a.b\x07example\x00", b"\x01a\x01b\x07example\x00", b"\x03x\x01y\x03foo\x03com\x00",
+    b"\x01v\x04wild\x03net\x00", b"\x04wild\x03net\x00", b"\x07foo.com\x00",
+    bytes((40,)) + b"x" * 40 + b"\x04long\x03org\x00",
+    b"\x01w" + bytes((40,)) + b"x" * 40 + b"\x04long\x03org\x00",
+    b"\x03sub" + bytes((33,)) + b"z" * 33 + b"\x02io\x00",
+    bytes((46,)) + b"q" * 46 + b"\x03org\x00", b"\x01a" + bytes((46,)) + b"q" * 46 + b"\x03org\x00",
+    b"\x02a" + bytes((48,)) + b"y" * 48 + b"\x03com\x00",  # a length byte "0" inside the text
+    b"\x03foo\x03com", b"\x03foo\x00\x03com\x00", b"\x03foo\x03com\x00\x00", b"\x00", b"",
+    b"\x05foo\x03com\x00", b"\xc0\x0c", b"\x03foo\x40com\x00",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["domains", "adblock"])
+@pytest.mark.parametrize("name", ODD_NAMES)
+def test_the_walk_from_the_wire_form_finds_what_the_split_walk_finds(
+    fmt: str, name: bytes
+) -> None:
+    """`_walk` takes plain names straight from their wire form and hands every other to
+    `_walk_split` (through `_suffixes`); both must answer alike for every name."""
+    listed = matcher(ODD_RULES if fmt == "adblock" else ODD_RULES.replace("@@||ok.foo.com^\n", ""),
+                     fmt)  # fmt: skip
+    compiled._last_query = (None, None)
+    split = listed._walk_split(name)
+    compiled._last_query = (None, None)
+    assert listed._walk(name) == split

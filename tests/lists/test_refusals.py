@@ -5,7 +5,6 @@ state_dir, else nothing: the list is missing); the operator's accept marker; the
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from list_files import rewrite
 
 from resolver.config import Config, load_config
 from resolver.lists import feeds, loading
@@ -65,13 +65,6 @@ BAD_VERSIONS: dict[str, tuple[bytes, str, bool]] = {
 }  # fmt: skip
 
 
-def write(path: Path, data: bytes | str) -> None:
-    """Rewrite a list file and move its mtime on (a change is seen even within one tick)."""
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-    stamp = path.stat().st_mtime + 2
-    os.utime(path, (stamp, stamp))
-
-
 def config_in(tmp_path: Path, source: str = "{path: mylist.txt}", extra: str = "") -> Config:
     text = (
         f"sources:\n  mylist: {source}\nblocking:\n  lists: [tiktok, mylist]\n"
@@ -88,7 +81,7 @@ def blocks(loaded: loading.LoadedLists, name: str, item: str = "mylist") -> bool
 @pytest.fixture
 def good_list(tmp_path: Path) -> Path:
     path = tmp_path / "mylist.txt"
-    write(path, GOOD)
+    rewrite(path, GOOD)
     return path
 
 
@@ -108,7 +101,7 @@ def test_a_refused_version_leaves_the_running_one_in_force(
     config = config_in(tmp_path)
     running = loading.load_lists(config, keep=True)
     assert running.sizes["mylist"] == 4 and not running.rejected
-    write(good_list, data)
+    rewrite(good_list, data)
     reloaded = loading.load_lists(config, previous=running, keep=True)
     refused = reloaded.rejected["mylist"]
     assert (refused.reason, refused.kept, refused.kept_entries) == (reason, KEPT_PREVIOUS, 4)
@@ -128,7 +121,7 @@ def test_a_refused_version_at_start_up_uses_the_last_good_copy(
     data, reason, _ = BAD_VERSIONS[case]
     config = config_in(tmp_path)
     loading.load_lists(config, keep=True)  # a server ran with the good version
-    write(good_list, data)
+    rewrite(good_list, data)
     for keep in (True, False):  # the server, then `check` (which writes nothing)
         started = loading.load_lists(config, keep=keep)
         refused = started.rejected["mylist"]
@@ -141,7 +134,7 @@ def test_a_refused_version_with_no_good_copy_makes_the_list_missing(
     tmp_path: Path, good_list: Path, child: bool, case: str
 ) -> None:
     data, reason, _ = BAD_VERSIONS[case]
-    write(good_list, data)
+    rewrite(good_list, data)
     loaded = loading.load_lists(config_in(tmp_path), keep=True)
     refused = loaded.rejected["mylist"]
     assert (refused.reason, refused.kept) == (reason, KEPT_NOTHING)
@@ -155,11 +148,11 @@ def test_emptiness_and_shrink_need_a_version_to_compare_with(
     tmp_path: Path, good_list: Path, data: bytes, reason: str
 ) -> None:
     """With nothing in force and no last good copy there is nothing to lose yet."""
-    write(good_list, data)
+    rewrite(good_list, data)
     config = config_in(tmp_path)
     assert not loading.load_lists(config).rejected
     loading.load_lists(config, keep=True)  # now it is the last good copy
-    write(good_list, data + b"\n")  # any new version is compared with it
+    rewrite(good_list, data + b"\n")  # any new version is compared with it
     assert not loading.load_lists(config).rejected
 
 
@@ -186,7 +179,7 @@ def test_small_lists_get_a_last_good_copy_only_when_kept(tmp_path: Path, good_li
 def test_single_label_rules_are_named_by_file_and_line(
     tmp_path: Path, good_list: Path, text: str, samples: list[str]
 ) -> None:
-    write(good_list, text)
+    rewrite(good_list, text)
     refused = loading.load_lists(config_in(tmp_path)).rejected["mylist"]
     assert refused.reason == "tld_rule"
     assert len(refused.samples) == len(samples)
@@ -195,7 +188,7 @@ def test_single_label_rules_are_named_by_file_and_line(
 
 
 def test_allow_tld_rules_lets_a_source_block_a_whole_tld(tmp_path: Path, good_list: Path) -> None:
-    write(good_list, "banned.example\nzip\n")
+    rewrite(good_list, "banned.example\nzip\n")
     loaded = loading.load_lists(config_in(tmp_path, "{path: mylist.txt, allow_tld_rules: true}"))
     assert not loaded.rejected and blocks(loaded, "anything.zip")
 
@@ -214,7 +207,7 @@ def test_max_shrink_applies_to_files(
 ) -> None:
     config = config_in(tmp_path, source)
     running = loading.load_lists(config)
-    write(good_list, "banned.example\n")
+    rewrite(good_list, "banned.example\n")
     reloaded = loading.load_lists(config, previous=running)
     assert ("mylist" in reloaded.rejected) == kept
     assert reloaded.sizes["mylist"] == (4 if kept else 1)
@@ -223,27 +216,27 @@ def test_max_shrink_applies_to_files(
 def test_a_directory_is_judged_as_one_list_and_names_the_bad_file(tmp_path: Path) -> None:
     directory = tmp_path / "lists.d"
     directory.mkdir()
-    write(directory / "a.txt", "a.example\nb.example\n")
-    write(directory / "b.txt", "c.example\n")
+    rewrite(directory / "a.txt", "a.example\nb.example\n")
+    rewrite(directory / "b.txt", "c.example\n")
     config = config_in(tmp_path, "{dir: lists.d, max_shrink: 0.1}")
     running = loading.load_lists(config)
     assert running.sizes["mylist"] == 3
-    write(directory / "b.txt", HTML_404)
+    rewrite(directory / "b.txt", HTML_404)
     refused = loading.load_lists(config, previous=running).rejected["mylist"]
     assert (refused.reason, refused.location) == ("html", str(directory))
     assert refused.samples == (f"{directory / 'b.txt'}: {refused.detail}",)
-    write(directory / "b.txt", "")  # 3 -> 2 rules: a third lost, over this source's 10%
+    rewrite(directory / "b.txt", "")  # 3 -> 2 rules: a third lost, over this source's 10%
     assert loading.load_lists(config, previous=running).rejected["mylist"].reason == "shrink"
 
 
 def test_an_rpz_zone_is_guarded_like_any_list(tmp_path: Path) -> None:
     zone = tmp_path / "national.rpz"
     records = "".join(f"n{i}.example CNAME .\n" for i in range(10))
-    write(zone, "$ORIGIN rpz.example.\n@ SOA ns admin 1 2 3 4 5\n" + records)
+    rewrite(zone, "$ORIGIN rpz.example.\n@ SOA ns admin 1 2 3 4 5\n" + records)
     config = config_in(tmp_path, "{path: national.rpz, format: rpz}")
     running = loading.load_lists(config)
     assert running.sizes["mylist"] == 10
-    write(zone, "$ORIGIN rpz.example.\n@ SOA ns admin 1 2 3 4 5\nn1.example CNAME .\n")
+    rewrite(zone, "$ORIGIN rpz.example.\n@ SOA ns admin 1 2 3 4 5\nn1.example CNAME .\n")
     refused = loading.load_lists(config, previous=running).rejected["mylist"]
     assert refused.reason == "shrink" and "10" in refused.detail
 
@@ -251,7 +244,7 @@ def test_an_rpz_zone_is_guarded_like_any_list(tmp_path: Path) -> None:
 def test_regex_rules_over_the_budget_are_not_garbage(tmp_path: Path) -> None:
     """Lines over `limits.max_regex_rules` are good rules beyond a limit, not invalid text:
     they do not count towards the share of invalid lines."""
-    write(tmp_path / "mylist.txt", "^a\n^b\n^c\n^d\n")
+    rewrite(tmp_path / "mylist.txt", "^a\n^b\n^c\n^d\n")
     config = config_in(tmp_path, "{path: mylist.txt, format: regex}",
                        "limits:\n  max_regex_rules: 1\n")  # fmt: skip
     loaded = loading.load_lists(config)
@@ -264,7 +257,7 @@ def test_regex_rules_over_the_budget_are_not_garbage(tmp_path: Path) -> None:
 def test_an_accepted_shrink_loads_and_says_so(tmp_path: Path, good_list: Path) -> None:
     config = config_in(tmp_path)
     running = loading.load_lists(config, keep=True)
-    write(good_list, "banned.example\n")
+    rewrite(good_list, "banned.example\n")
     assert loading.load_lists(config, previous=running).rejected["mylist"].reason == "shrink"
     what = loading.accept_version(config, "mylist", now=1000.0)
     assert what == f"{good_list} (15 bytes)"
@@ -276,7 +269,7 @@ def test_an_accepted_shrink_loads_and_says_so(tmp_path: Path, good_list: Path) -
     again = loading.load_lists(config, previous=reloaded, keep=True)
     assert not again.accepted and not again.rejected
     # A later edit is judged afresh: the marker named the version that was there.
-    write(good_list, "")
+    rewrite(good_list, "")
     assert loading.load_lists(config, previous=reloaded).rejected["mylist"].reason == "empty"
 
 
@@ -284,7 +277,7 @@ def test_accept_marker_names_one_version(tmp_path: Path, good_list: Path) -> Non
     config = config_in(tmp_path)
     running = loading.load_lists(config, keep=True)
     loading.accept_version(config, "mylist", now=1000.0)
-    write(good_list, "banned.example\n")  # edited after the command
+    rewrite(good_list, "banned.example\n")  # edited after the command
     assert loading.load_lists(config, previous=running).rejected["mylist"].reason == "shrink"
 
 
@@ -300,7 +293,7 @@ def test_accept_marker_names_one_version(tmp_path: Path, good_list: Path) -> Non
 def test_what_cannot_be_accepted(
     tmp_path: Path, good_list: Path, name: str, data: str, message: str
 ) -> None:
-    write(good_list, data)
+    rewrite(good_list, data)
     with pytest.raises(ValueError, match=re.escape(message)):
         loading.accept_version(config_in(tmp_path), name, now=1000.0)
     assert accepted_key(tmp_path / "state", name) is None

@@ -653,3 +653,31 @@ def test_a_fold_whose_first_event_was_dropped_summarises_the_same_fields() -> No
     assert {k: v for k, v in summary.items() if k not in ("timestamp", "repeated", "first_seen",
             "last_seen")} == {k: v for k, v in written.items() if k != "timestamp"}  # fmt: skip
     assert capped.dropped_total == 1
+
+
+LINE_CASES = [  # (level, event, fields): what the hot events and a few odd values look like
+    ("info", "blocked", {"client": "192.0.2.1", "group": "g", "qname": "x.example", "qtype": "A",
+                         "policy": None, "entry": "l", "rule": "x.example", "reference": None,
+                         "answer": "null_ip", "decisions": ("Decree 1", "Décret 2")}),
+    ("info", "query", {"client": "h:0123", "qname": "caf\u00e9.example", "qtype": "TYPE99",
+                       "rcode": 3, "device": "phone\u2028"}),
+    ("warning", "upstream_failed", {"upstream": "192.0.2.53:53", "reason": "timeout"}),
+    ("error", "internal_error", {"error": "ValueError('\\x00\\x1b')", "nested": {"a": [1, 2.5]}}),
+    ("info", "odd", {"event": "replaced", "timestamp": "kept?", "level": "kept?", "x": object}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("level", "event", "fields"), LINE_CASES)
+def test_a_line_rendered_directly_is_the_line_structlog_renders(
+    level: str, event: str, fields: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks and the other events on the query path skip structlog (`_JsonLines.line`); the
+    events that still go through it must come out in exactly the same form."""
+    import resolver.observe.audit as audit_module
+
+    moment = 1_700_000_000.1234
+    monkeypatch.setattr(audit_module.time, "time", lambda: moment)
+    stream = io.StringIO()
+    log = AuditLog(stream, level="info")
+    log._write[level](event, fields=dict(fields))
+    assert log._lines.line(level, event, dict(fields), moment) + "\n" == stream.getvalue()

@@ -243,7 +243,41 @@ def test_reset_zeroes_every_table_in_place() -> None:
     stats.upstream("127.0.0.1:53", "ok", 0.01)
     stats.count("tcp.accepted")
     stats.gc_pause(0, 0.001)
+    stats.block_answered("udp", 1, 0.00002, ("g", "", "l", "null_ip"), 0)
     stats.reset()
     fresh = Stats()
     assert pickle.dumps(stats) == pickle.dumps(fresh)
     assert not any(stats.results().values()) and not stats.counts
+
+
+BLOCKS = [  # (protocol, qtype, seconds, labels, rcode)
+    ("udp", 1, 0.00002, ("officials", "be-federal", "tiktok", "null_ip"), 0),
+    ("udp", 1, 0.00004, ("officials", "be-federal", "tiktok", "null_ip"), 0),
+    ("tcp", 28, 0.0003, ("officials", "", "tiktok", "nxdomain"), 3),
+    ("dot", 65, 0.002, ("press", "", "gov-extra", "refused"), 5),
+    ("doh", 99, 0.5, ("press", "", "gov-extra", "null_ip"), 11),
+]
+
+
+@pytest.mark.parametrize("count", [1, 2, len(BLOCKS)])
+def test_block_answered_records_what_query_rcode_and_blocked_would(count: int) -> None:
+    one, three = Stats(), Stats()
+    for protocol, qtype, seconds, labels, rcode in BLOCKS[:count]:
+        one.block_answered(protocol, qtype, seconds, labels, rcode)
+        three.query(protocol, qtype, "blocked", seconds)
+        three.rcode(rcode)
+        three.blocked(*labels)
+    assert (one.queries, one.rcodes, one.blocks) == (three.queries, three.rcodes, three.blocks)
+    assert one.durations["blocked"].counts == three.durations["blocked"].counts
+    assert one.results() == three.results() and one.summary() == three.summary()
+
+
+def test_blocks_not_yet_shared_out_survive_pickling_and_merging() -> None:
+    worker = Stats()
+    worker.block_answered("udp", 1, 0.00002, ("g", "", "l", "null_ip"), 0)
+    total = Stats()
+    total.blocked("g", "", "l", "null_ip")
+    total.merge(pickle.loads(pickle.dumps(worker)))
+    assert total.blocks == {("g", "", "l", "null_ip"): 2}
+    assert total.queries == {("udp", "A", "blocked"): 1}
+    assert total.rcodes == {"NOERROR": 1}

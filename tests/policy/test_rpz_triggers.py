@@ -38,6 +38,8 @@ passed.example CNAME rpz-passthru.
 32.17.2.0.192.rpz-ip CNAME rpz-passthru.
 32.99.2.0.192.rpz-ip A 192.0.2.98
 64.zz.db8.2001.rpz-ip CNAME *.
+split.example CNAME .
+*.split.example CNAME *.
 """
 POLICY = """
 clients: {allow: [10.0.0.0/8]}
@@ -79,6 +81,14 @@ def decide(policy: PolicyEngine, client: str, name: str) -> tuple[str, str | Non
 )
 def test_client_ip_rules(client: str, name: str, expected: tuple[str, ...]) -> None:
     assert decide(engine(), client, name) == expected
+
+
+def test_a_name_and_its_wildcard_answer_with_their_own_actions() -> None:
+    policy = engine()
+    assert decide(policy, "10.0.0.1", "split.example") == ("nxdomain", "national", "split.example")
+    assert decide(policy, "10.0.0.1", "a.b.split.example") == (
+        "nodata", "national", "*.split.example"
+    )  # fmt: skip
 
 
 def test_client_rules_are_judged_per_client_whatever_was_asked_before() -> None:

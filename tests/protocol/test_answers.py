@@ -226,3 +226,22 @@ def test_local_data_carries_ede_forged_answer_with_edns() -> None:
     assert ede_of(parsed) == (EdeCode.FORGED_ANSWER, "blocked by list x")
     tc = dns.message.from_wire(truncated(parse_query(packet)))
     assert tc.flags & dns.flags.TC and tc.edns == 0 and not tc.answer
+
+
+@pytest.mark.parametrize("mode", ["null_ip", "ip"])
+@pytest.mark.parametrize("rdtype", ["A", "AAAA"])
+@pytest.mark.parametrize("flags", [0x0000, 0x0100, 0x0010, 0x0110, 0x0130])
+def test_an_address_answer_without_edns_is_the_one_compose_makes(
+    mode: str, rdtype: str, flags: int
+) -> None:
+    """The prepared answer to a query without EDNS (`SinkholeAnswer._plain`) is byte for byte
+    the one the general path composes, whatever flags the client set."""
+    from resolver.protocol import answers
+
+    _, wire = ask("WwW.Blocked.Example", rdtype, edns=False)
+    query = parse_query(wire[:2] + flags.to_bytes(2, "big") + wire[4:])
+    addresses = (ipaddress.ip_address("192.0.2.7"), ipaddress.ip_address("2001:db8::7"))
+    sinkhole = SinkholeAnswer(mode, TTL, addresses)
+    records = sinkhole._records[query.qtype]
+    expected = answers._compose(query, 0, records, answers._NONE, b"")
+    assert sinkhole.build(query, 4, "blocked by list x") == expected

@@ -4,6 +4,7 @@ fresh ports and IDs, timeouts, cancelling, and the same without epoll."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import select
 import socket
 from collections.abc import Awaitable, Callable
@@ -228,6 +229,46 @@ def test_an_earlier_deadline_is_not_held_up_by_a_later_one() -> None:
     assert run(scenario) < 0.5
 
 
+def test_a_burst_of_timeouts_is_handled_a_budget_per_turn_of_the_loop() -> None:
+    """Exchanges timing out together end at most `EXPIRE_BUDGET` per turn: callbacks queued
+    meanwhile (a client's answer) run between the batches, and every exchange still ends."""
+    count = datagrams.EXPIRE_BUDGET * 3 + 5
+
+    async def scenario() -> tuple[list[int], int]:
+        loop = asyncio.get_running_loop()
+        exchanges = UdpExchanges(loop, Stats())
+        upstream = Upstream()
+        turns: list[int] = []  # timeouts seen at each turn of a ticker callback
+        ended: list[int] = []
+        done = asyncio.Event()
+
+        def outcome(reply: Any, error: BaseException | None, ctx: Any) -> None:
+            ended.append(ctx)
+            if len(ended) == count:
+                done.set()
+
+        def tick() -> None:
+            turns.append(len(ended))
+            if not done.is_set():
+                loop.call_soon(tick)
+
+        try:
+            for index in range(count):
+                exchanges.send(upstream.server, query(), 0.05, outcome, index)
+            loop.call_soon(tick)
+            await asyncio.wait_for(done.wait(), 5.0)
+            return turns, len(ended)
+        finally:
+            upstream.close()
+            exchanges.close()
+
+    turns, ended = run(scenario)
+    assert ended == count
+    steps = [b - a for a, b in itertools.pairwise(turns) if b > a]
+    assert max(steps) <= datagrams.EXPIRE_BUDGET
+    assert len(steps) >= 4  # 3 full batches and the rest, each on its own turn
+
+
 def test_an_fd_reused_after_an_answer_keeps_the_new_exchange_s_own_deadline() -> None:
     """The exchange now on an answered one's fd (a later deadline) must time out on its own
     deadline, not the answered one's; and after the sweep timer had nothing left to wait for,
@@ -335,3 +376,69 @@ def test_random_ids_read_the_csprng_in_blocks(monkeypatch: pytest.MonkeyPatch) -
     assert all(0 <= v <= 0xFFFF for v in values)
     assert len(reads) == 3  # 4 KiB, 2048 IDs, per read
     assert len(set(values)) > 4500  # birthday repeats only
+
+
+def pooled(exchanges: UdpExchanges) -> bool:
+    return exchanges._disconnect is not None
+
+
+def test_a_socket_is_reused_with_a_fresh_random_port_each_time() -> None:
+    """Where the disconnect works (Linux), one socket serves exchange after exchange, each
+    from another random port: the kernel binds one at each send and lets it go at the end."""
+
+    async def scenario() -> tuple[bool, list[int], list[int]]:
+        exchanges = UdpExchanges(asyncio.get_running_loop(), Stats())
+        upstream = Upstream()
+        fds, ports = [], []
+        try:
+            for _ in range(6):
+                outcomes = Outcomes()
+                exchange = exchanges.send(upstream.server, query(), 2.0, outcomes)
+                sent, client = await upstream.receive()
+                upstream.sock.sendto(answer(sent), client)
+                await asyncio.wait_for(outcomes.event.wait(), 2.0)
+                assert outcomes.seen[0][1] is None
+                assert exchange.sock.getsockname()[1] == 0  # its port let go once answered
+                fds.append(exchange.fd)
+                ports.append(client[1])
+            return pooled(exchanges), fds, ports
+        finally:
+            upstream.close()
+            exchanges.close()
+
+    reused, fds, ports = run(scenario)
+    if not reused:
+        pytest.skip("no disconnect here: a socket per exchange")
+    assert len(set(fds)) == 1
+    assert len(set(ports)) >= 5  # random ports: a repeat at most
+
+
+def test_a_socket_that_got_a_datagram_after_its_answer_is_not_reused() -> None:
+    """A second datagram queued behind the answer rests on the socket: it is closed, never
+    handed to the next exchange (whose ID and question it would be checked against)."""
+
+    async def scenario() -> tuple[bool, UdpExchange, UdpExchange, int]:
+        stats = Stats()
+        exchanges = UdpExchanges(asyncio.get_running_loop(), stats)
+        upstream = Upstream()
+        try:
+            first, second = Outcomes(), Outcomes()
+            earlier = exchanges.send(upstream.server, query(), 2.0, first)
+            sent, client = await upstream.receive()
+            upstream.sock.sendto(answer(sent), client)
+            upstream.sock.sendto(answer(sent), client)  # a duplicate, behind it
+            await asyncio.wait_for(first.event.wait(), 2.0)
+            later = exchanges.send(upstream.server, query(), 2.0, second)
+            sent, client = await upstream.receive()
+            upstream.sock.sendto(answer(sent), client)
+            await asyncio.wait_for(second.event.wait(), 2.0)
+            return pooled(exchanges), earlier, later, stats.counts["upstream.mismatch"]
+        finally:
+            upstream.close()
+            exchanges.close()
+
+    reused, earlier, later, mismatched = run(scenario)
+    if not reused:
+        pytest.skip("no disconnect here: a socket per exchange")
+    assert earlier.sock is not later.sock
+    assert mismatched == 0  # the duplicate never met the later exchange
