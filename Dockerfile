@@ -16,17 +16,30 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+# The compiled core (docs/compiled.md) needs a C compiler and Python's headers, in this stage
+# only: the final image copies the venv and gets no compiler. (The python image ships its
+# headers; a Debian-python base, as .ci/docker-smoke builds, needs python3-dev for them.)
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && if [ ! -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then \
+        apt-get install -y --no-install-recommends python3-dev; fi \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
+COPY build_backend/ build_backend/
 COPY resolver/ resolver/
 COPY blocklists/ blocklists/
 
 # A venv of our own, with its own copy of the interpreter (not a symlink to the system one), so
 # the capability set on it below is not shared with every other Python program in the image.
+# DNSWARDEN_COMPILE=1: the hot modules compiled with mypyc; the build fails rather than fall back.
 RUN python3 -m venv /opt/dnswarden \
     && cp --remove-destination "$(readlink -f /opt/dnswarden/bin/python3)" /opt/dnswarden/bin/python3 \
-    && /opt/dnswarden/bin/pip install --no-cache-dir '.[speed]' \
+    && DNSWARDEN_COMPILE=1 /opt/dnswarden/bin/pip install --no-cache-dir '.[speed]' \
     && /opt/dnswarden/bin/python -c 'import uvloop' \
+    && /opt/dnswarden/bin/python -c 'import resolver, sys; sys.exit(resolver.core_build() != "compiled")' \
     && /opt/dnswarden/bin/pip uninstall --yes pip setuptools
 
 # In a container the metrics endpoint must listen on all of the container's addresses to be

@@ -303,6 +303,39 @@ def make_certificate(workdir: Path) -> tuple[Path, Path]:
     return certificate, key
 
 
+def installed_resolver(python: str) -> bool:
+    """Whether `python` has dnswarden installed outside this checkout (a regular install, as
+    the compiled build must be: docs/compiled.md), so that is what the servers should run."""
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path), "PYTHONSAFEPATH": "1"}
+    done = subprocess.run([python, "-c", "import resolver; print(resolver.__file__)"], env=env,
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    found = Path(done.stdout.strip()) if done.returncode == 0 else None
+    return found is not None and not found.resolve().is_relative_to(REPO)
+
+
+def server_pythonpath(workdir: Path, installed: bool) -> list[str]:
+    """What the servers' PYTHONPATH starts with: the checkout (its `resolver/`, and bench/'s own
+    modules: bare, nostats); with an installed dnswarden, a directory holding bench/ alone, so
+    the checkout's pure `resolver/` does not shadow the installed one."""
+    if not installed:
+        return [str(REPO)]
+    only_bench = workdir / "pythonpath"
+    only_bench.mkdir(exist_ok=True)
+    if not (only_bench / "bench").exists():
+        (only_bench / "bench").symlink_to(REPO / "bench", target_is_directory=True)
+    return [str(only_bench)]
+
+
+def core_build(python: str, env: dict[str, str]) -> str:
+    """"compiled" or "pure": the dnswarden core the servers run (a checkout from before the
+    compiled build has only the pure one)."""
+    code = "import resolver.protocol as p; print(getattr(p, 'core_build', lambda: 'pure')())"
+    done = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=30, check=False)  # fmt: skip
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
 def has_uvloop(python: str, env: dict[str, str]) -> bool:
     done = subprocess.run(
         [python, "-c", "import uvloop"], env=env, capture_output=True, timeout=30, check=False
@@ -412,9 +445,13 @@ class Bench:
         self.sup = sup
         self.python = sys.executable
         self.env = dict(os.environ)
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
-        )
+        installed = installed_resolver(self.python)
+        others = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if installed:
+            others = [p for p in others if p != str(REPO)]
+        self.env["PYTHONPATH"] = os.pathsep.join(server_pythonpath(workdir, installed) + others)
+        self.core = core_build(self.python, self.env)
+        """The dnswarden build the rows measure: each dnswarden row's `compiled` says it."""
         cpus = os.cpu_count() or 1
         self.server_cpus = "0"
         self.client_cpus = "1" if cpus >= 2 else "0"
@@ -594,6 +631,7 @@ class Bench:
         row = results.Row(workload=workload.name, server=server)
         row.extra["loadavg_before"] = loadavg()
         spec = self.spec(server, split=workload.split, mode=workload.mode)
+        self.mark_build(row, spec)
         if spec.kind == OURS and not self.has_cache and workload.prime_file:
             row.note = NO_CACHE_NOTE
         proc, row.start_s = self.launch(spec, self.cpus_for(server), START_LIMIT)
@@ -646,6 +684,11 @@ class Bench:
             row.extra["loadavg_after"] = loadavg()
         return row
 
+    def mark_build(self, row: results.Row, spec: ServerSpec) -> None:
+        """A dnswarden row says which build it measured: `compiled` in its JSON."""
+        if spec.kind == OURS:
+            row.extra["compiled"] = self.core == "compiled"
+
     def measure_big(self, server: str) -> results.Row:
         """Start-up time and peak RSS with the big list: no load, one answer."""
         assert self.data is not None and self.data.big_blocklist is not None
@@ -653,6 +696,7 @@ class Bench:
         row = results.Row(workload=f"startup-{human(size)}", server=server)
         row.extra["domains"] = size
         spec = self.spec(server, big=True)
+        self.mark_build(row, spec)
         proc, row.start_s = self.launch(spec, self.cpus_for(server), BIG_START_LIMIT)
         try:
             row.rss_mb = procs.peak_rss_mb(proc.pid)
@@ -875,6 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "versions": tool_versions(bench.python),
         "dnswarden_loop": "uvloop" if uvloop else "asyncio",
         "dnswarden_cache": bench.has_cache,
+        "dnswarden_core": bench.core,
         "duration_s": args.duration,
         "repeat": args.repeat,
         "rate_qps": args.rate,
@@ -896,7 +941,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loadavg_start": loadavg(),
     }
     print(
-        f"bench: dnswarden runs on {meta['dnswarden_loop']}"
+        f"bench: dnswarden ({bench.core} core) runs on {meta['dnswarden_loop']}"
         + (" (uvloop is importable, so it is used)" if uvloop else " (uvloop not importable)")
         + f"; server on core {bench.server_cpus}, dnsperf and nsd on core {bench.client_cpus}; "
         f"about {estimate_seconds(args, len(bench.plan())) / 60:.0f} min; temp dir {workdir}",

@@ -75,7 +75,7 @@ hostile 64 KB reply of thousands of records must not cost a long walk to store a
 ANSWER_MEMO_LIMIT: Final = 4096
 """Answers the pipeline's `AnswerMemo` keeps at once (forgotten all at once when full)."""
 
-SIGHTED_LIMIT: Final = 2 * ANSWER_MEMO_LIMIT
+SIGHTED_LIMIT = 2 * ANSWER_MEMO_LIMIT
 """Hashes of memo keys seen once that the `AnswerMemo` keeps (forgotten all at once when full):
 a key is kept on its second sight only if it came back within about this many others, which is
 what a memo of `ANSWER_MEMO_LIMIT` answers can help with."""
@@ -338,7 +338,7 @@ class Cache:
         value = self._protected.get(key) or self._probation.get(key)
         if value is None:
             return None
-        if type(value) is tuple:
+        if isinstance(value, tuple):
             if now >= value[_STALE_UNTIL]:
                 self._discard(value)
                 return None
@@ -556,7 +556,7 @@ class Cache:
     # --- bounds -------------------------------------------------------------------------------
 
     def _discard(self, value: CachedAnswer | StoredAnswer) -> None:
-        if type(value) is tuple:
+        if isinstance(value, tuple):
             del self._probation[value[_KEY]]
         elif value.protected:
             del self._protected[value.key]
@@ -567,7 +567,7 @@ class Cache:
 
     def _forget(self, value: CachedAnswer | StoredAnswer) -> None:
         """Take a value just gone from its segment out of the totals."""
-        if type(value) is tuple:
+        if isinstance(value, tuple):
             key, size = value[_KEY], value[_SIZE]
         else:
             key, size = value.key, value.size

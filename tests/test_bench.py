@@ -1721,3 +1721,34 @@ def test_a_build_without_the_listener_is_an_error_row_not_a_silent_gap(tmp_path:
     assert ours["encrypted"]["certificate"] == str(tmp_path / "c.pem")
     assert set(ours["encrypted"]) >= {"dot", "doh", "key", "server_name"}
     assert bench.spec("dnsdist").tls_ports == {}  # the UDP rows get no encrypted listeners
+
+
+def test_servers_run_the_checkout_unless_dnswarden_is_installed(tmp_path: Path) -> None:
+    """An installed dnswarden (the compiled build is one: docs/compiled.md) is what the rows
+    measure; the checkout on PYTHONPATH would shadow it with the pure `resolver/`."""
+    assert main.server_pythonpath(tmp_path, installed=False) == [str(ROOT)]
+    [only_bench] = main.server_pythonpath(tmp_path, installed=True)
+    assert only_bench != str(ROOT) and not (Path(only_bench) / "resolver").exists()
+    assert (Path(only_bench) / "bench").resolve() == ROOT / "bench"
+    import resolver
+
+    from_checkout = Path(resolver.__file__).resolve().is_relative_to(ROOT)
+    assert main.installed_resolver(sys.executable) == (not from_checkout)
+
+
+def test_dnswarden_rows_say_which_core_they_measured(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONSAFEPATH": "1"}
+    assert main.core_build(sys.executable, env) == "pure"  # the checkout has no extensions
+    bench = _bench_with_data(tmp_path, ["--servers", "dnswarden"])
+    assert bench.core in ("pure", "compiled")
+    import resolver
+    from resolver.protocol import core_build
+
+    if Path(resolver.__file__).resolve().is_relative_to(ROOT):
+        assert bench.core == "pure"
+    else:
+        assert bench.core == core_build()
+    for server, compiled in (("dnswarden", bench.core == "compiled"), ("dnsmasq", None)):
+        row = results.Row("blocked", server)
+        bench.mark_build(row, bench.spec(server))
+        assert row.extra.get("compiled") is compiled, server

@@ -8,13 +8,13 @@ ended in 2023 blocks nothing, which once went unnoticed for years in the shipped
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from harness import server_env
 from shipped import ROOT, shipped_configs
 
 OFFICIAL_CLIENTS = {
@@ -75,7 +75,7 @@ def dnswarden(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "resolver", *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=server_env(),
         capture_output=True,
         text=True,
         timeout=60,

@@ -703,6 +703,13 @@ class ListScreen:
 
     __slots__ = ("_always", "_filters", "_items", "_many", "_mask", "_matchers", "_of", "_owners",
                  "_subsets", "_tops")  # fmt: skip
+    _always: int
+    _of: list[int]
+    _mask: int
+    _owners: bytes
+    _many: dict[int, tuple[int, ...]]
+    _filters: list[tuple[Any, int]]
+    _matchers: list[CompiledMatcher | None]
 
     def __init__(
         self, items: Sequence[Any], matchers: Sequence[object], like: ListScreen | None = None
@@ -733,8 +740,8 @@ class ListScreen:
             raise ValueError("too many lists to screen")
         self._of = [0] * _SCREEN_MANY
         # Per owner: the items it stands for, and its list's own filter (bytes, mask).
-        self._filters: list[tuple[Any, int]] = [(b"", 0)] * _SCREEN_MANY
-        self._matchers: list[CompiledMatcher | None] = [None] * _SCREEN_MANY
+        self._filters = [(b"", 0)] * _SCREEN_MANY
+        self._matchers = [None] * _SCREEN_MANY
         for owner, matcher in compiled.values():
             self._of[owner] = bits[owner]
             self._filters[owner] = (matcher._filter, matcher._fmask)

@@ -294,14 +294,19 @@ def compiled_path(state_dir: Path, spec: ListSpec) -> Path:
     return state_dir / "compiled" / f"{_SAFE_NAME.sub('_', spec.name)}-{tag}.dwl"
 
 
+_CHILD = "import sys; from resolver.lists.compiled import _child_main; sys.exit(_child_main())"
+
+
 def run_child(job: Mapping[str, Any]) -> dict[str, Any]:
-    """`compile_job` in a fresh interpreter (`python -m resolver.lists.compiled`), job on stdin."""
+    """`compile_job` in a fresh interpreter (`resolver.lists.compiled`'s child), job on stdin.
+    Called through `-c`, not `-m`: a compiled core's module is an extension, which `-m` cannot
+    run (docs/compiled.md)."""
     root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "resolver.lists.compiled"],
+            [sys.executable, "-c", _CHILD],
             input=json.dumps(job).encode(),
             capture_output=True,
             env=env,

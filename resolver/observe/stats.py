@@ -107,6 +107,16 @@ class Stats:
         self.upstream_durations: dict[str, Histogram] = {}
         self.gc_pauses: dict[str, Histogram] = {str(g): Histogram() for g in GC_GENERATIONS}
 
+    def reset(self) -> None:
+        """Every counter back to zero in place (the supervisor's total: its collector holds this
+        object). Not by calling `__init__` again, which a compiled class runs only once."""
+        fresh = Stats()
+        self.counts, self._queries, self.durations = fresh.counts, fresh._queries, fresh.durations
+        self._blocked_time, self._rcodes = fresh._blocked_time, fresh._rcodes
+        self._blocks, self._blocked, self.limited = fresh._blocks, fresh._blocked, fresh.limited
+        self.upstreams, self.upstream_durations = fresh.upstreams, fresh.upstream_durations
+        self.gc_pauses = fresh.gc_pauses
+
     @property
     def queries(self) -> dict[tuple[str, str, str], int]:
         """Queries by (protocol, query type label, result)."""
@@ -209,7 +219,7 @@ class Stats:
                              (self.blocks, other.blocks), (self.upstreams, other.upstreams),
                              (self.limited, other.limited)):
             for key, value in theirs.items():
-                mine[key] = mine.get(key, 0) + value  # type: ignore[index]
+                mine[key] = mine.get(key, 0) + value  # type: ignore[index, arg-type]
         for own, their in ((self.durations, other.durations),
                            (self.upstream_durations, other.upstream_durations),
                            (self.gc_pauses, other.gc_pauses)):

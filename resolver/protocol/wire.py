@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Final
+from typing import ClassVar, Final
 
 from resolver.protocol.names import MAX_LABEL, MAX_NAME
 
@@ -93,7 +93,7 @@ def type_name(qtype: int) -> str:
 class WireError(Exception):
     """A message we cannot serve; `reason` is a short, bounded label for counters."""
 
-    rcode: int | None = None
+    rcode: ClassVar[int | None] = None
 
     def __init__(self, reason: str, question_end: int = 0, has_edns: bool = False) -> None:
         super().__init__(reason)
@@ -188,7 +188,7 @@ def question_name_end(packet: bytes, pos: int = HEADER_LEN) -> int:
             raise FormError("name_too_long")
 
 
-def skip_name(message: bytes, pos: int) -> int:
+def skip_name(message: bytes | bytearray, pos: int) -> int:
     """End offset of a possibly compressed name, without following pointers (so no loops)."""
     end = len(message)
     start = pos

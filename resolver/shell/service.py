@@ -30,6 +30,7 @@ from resolver.observe.outputs import DnstapOutput, Privacy, SyslogOutput
 from resolver.observe.stats import Stats
 from resolver.pipeline import QueryPipeline
 from resolver.policy import windows
+from resolver.protocol import core_build
 from resolver.shell import privileges
 from resolver.shell.encrypted import EncryptedListeners
 from resolver.shell.httpd import HealthServer, metrics_token
@@ -719,6 +720,7 @@ async def run_service(
         audit.info(
             "startup",
             version=__version__,
+            core=core_build(),
             config=state.config.source,
             **fields,
             upstreams=[str(e) for e in state.upstreams],

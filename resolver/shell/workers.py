@@ -35,6 +35,7 @@ from resolver.config import Config, Endpoint
 from resolver.observe.audit import TICK_INTERVAL, AuditLog
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
+from resolver.protocol import core_build
 from resolver.shell import privileges
 from resolver.shell.encrypted import bind_stream
 from resolver.shell.httpd import HealthServer, metrics_token
@@ -153,7 +154,7 @@ class Supervisor:
 
     def _refresh_total(self) -> None:
         total = self.total
-        total.__init__()  # type: ignore[misc]  # in place: the collector holds this object
+        total.reset()  # in place: the collector holds this object
         total.merge(self.retired)
         for worker in self.workers:
             if worker.report is not None:
@@ -241,6 +242,7 @@ class Supervisor:
             self.audit.info(
                 "startup",
                 version=__version__,
+                core=core_build(),
                 config=config.source,
                 **fields,
                 workers=self.count,

@@ -41,9 +41,14 @@ from fake_upstream import (
     Decoy,
 )
 
+import resolver
 from resolver.lists.catalogue import catalogue_ids, load_catalogue_entry, reference_label
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+# Where the `resolver` these tests import lives: this checkout (an editable install, or
+# PYTHONPATH=.), or an installed copy: the compiled build's (docs/compiled.md), which the servers
+# the tests start must run too.
+RESOLVER_HOME = Path(resolver.__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
 BLOCK_TTL = 42
@@ -128,9 +133,15 @@ def private_state(cwd: Path, extra: Mapping[str, str] | None = None) -> dict[str
 
 
 def server_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment for a child process that imports `resolver` from this checkout."""
+    """The environment for a child process that imports the same `resolver` as the tests: this
+    checkout's, or the installed one, which a `python -m resolver` started in the checkout must
+    not shadow with the checkout's own `resolver/` (PYTHONSAFEPATH: no working directory on
+    sys.path)."""
     env = dict(os.environ) | dict(extra or {})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    if RESOLVER_HOME == REPO_ROOT:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    else:
+        env["PYTHONSAFEPATH"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

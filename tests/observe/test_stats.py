@@ -232,6 +232,24 @@ def test_merge_adds_another_workers_tables_and_survives_pickling() -> None:
     assert first.gc_pauses["2"].total == pytest.approx(0.08)
 
 
+def test_reset_zeroes_every_table_in_place() -> None:
+    """The supervisor's total is reset in place before the workers' reports are added up again
+    (a compiled Stats runs `__init__` only once, so that cannot be how)."""
+    stats = Stats()
+    stats.query("udp", 1, "blocked", 0.0001)
+    stats.rcode(0)
+    stats.blocked("g", "", "tiktok", "null_ip")
+    stats.rate_limited("g", "queries", "drop")
+    stats.upstream("127.0.0.1:53", "ok", 0.01)
+    stats.count("tcp.accepted")
+    stats.gc_pause(0, 0.001)
+    stats.block_answered("udp", 1, 0.00002, ("g", "", "l", "null_ip"), 0)
+    stats.reset()
+    fresh = Stats()
+    assert pickle.dumps(stats) == pickle.dumps(fresh)
+    assert not any(stats.results().values()) and not stats.counts
+
+
 BLOCKS = [  # (protocol, qtype, seconds, labels, rcode)
     ("udp", 1, 0.00002, ("officials", "be-federal", "tiktok", "null_ip"), 0),
     ("udp", 1, 0.00004, ("officials", "be-federal", "tiktok", "null_ip"), 0),

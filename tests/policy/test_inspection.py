@@ -73,6 +73,7 @@ def inspector(**changes: object) -> Inspector:
                                  "rebinding_allow": ()}  # fmt: skip
     values.update(changes)
     values["response_ip"] = tuple(ipaddress.ip_network(n) for n in values["response_ip"])  # type: ignore[attr-defined]
+    values["rebinding_allow"] = tuple(values["rebinding_allow"])  # type: ignore[call-overload]  # as the config parser makes it
     return Inspector(InspectionConfig(**values))  # type: ignore[arg-type]
 
 

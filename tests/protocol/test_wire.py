@@ -277,7 +277,7 @@ def answer_for(
     reply.add_auth(dnslib.RR("example.com", dnslib.QTYPE.NS, rdata=dnslib.NS("ns.example.com")))
     if edns:
         reply.add_ar(dnslib.EDNS0(udp_len=1232))
-    return reply.pack()
+    return bytes(reply.pack())  # dnslib packs a bytearray: the wire functions take bytes
 
 
 def test_reply_matching_checks_id_qr_and_question() -> None:
