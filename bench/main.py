@@ -311,7 +311,9 @@ def installed_resolver(python: str) -> bool:
     done = subprocess.run([python, "-c", "import resolver; print(resolver.__file__)"], env=env,
                           capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     found = Path(done.stdout.strip()) if done.returncode == 0 else None
-    return found is not None and not found.resolve().is_relative_to(REPO)
+    # (The venv may sit inside the checkout, as README's `.venv` does: only the checkout's own
+    # `resolver/` is the checkout's copy.)
+    return found is not None and not found.resolve().is_relative_to(REPO / "resolver")
 
 
 def server_pythonpath(workdir: Path, installed: bool) -> list[str]:
@@ -331,8 +333,9 @@ def core_build(python: str, env: dict[str, str]) -> str:
     """"compiled" or "pure": the dnswarden core the servers run (a checkout from before the
     compiled build has only the pure one)."""
     code = "import resolver.protocol as p; print(getattr(p, 'core_build', lambda: 'pure')())"
-    done = subprocess.run([python, "-c", code], env=env, capture_output=True, text=True,
-                          timeout=30, check=False)  # fmt: skip
+    # Safe path: run from the checkout, `-c` would import its pure `resolver/` first.
+    done = subprocess.run([python, "-c", code], env={**env, "PYTHONSAFEPATH": "1"},
+                          capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
