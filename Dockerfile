@@ -18,13 +18,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 # The compiled core (docs/compiled.md) needs a C compiler and Python's headers, in this stage
 # only: the final image copies the venv and gets no compiler. (The python image ships its
-# headers; a Debian-python base, as .ci/docker-smoke builds, needs python3-dev for them.)
+# headers; a base that already has both, as .ci/docker-smoke builds, installs nothing here.)
 # hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends gcc libc6-dev \
-    && if [ ! -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ]; then \
-        apt-get install -y --no-install-recommends python3-dev; fi \
-    && rm -rf /var/lib/apt/lists/*
+RUN headers="$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" \
+    && if ! command -v gcc >/dev/null || [ ! -f "$headers" ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends gcc libc6-dev \
+        && if [ ! -f "$headers" ]; then apt-get install -y --no-install-recommends python3-dev; fi \
+        && rm -rf /var/lib/apt/lists/*; fi
 
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
@@ -39,7 +40,7 @@ RUN python3 -m venv /opt/dnswarden \
     && cp --remove-destination "$(readlink -f /opt/dnswarden/bin/python3)" /opt/dnswarden/bin/python3 \
     && DNSWARDEN_COMPILE=1 /opt/dnswarden/bin/pip install --no-cache-dir '.[speed]' \
     && /opt/dnswarden/bin/python -c 'import uvloop' \
-    && /opt/dnswarden/bin/python -c 'import resolver, sys; sys.exit(resolver.core_build() != "compiled")' \
+    && /opt/dnswarden/bin/python -c 'import resolver.protocol as p, sys; sys.exit(p.core_build() != "compiled")' \
     && /opt/dnswarden/bin/pip uninstall --yes pip setuptools
 
 # In a container the metrics endpoint must listen on all of the container's addresses to be
