@@ -585,16 +585,8 @@ class CompiledMatcher:
             if allows:
                 return _ALLOWED
             if blocks and found is None:
-                if depth > 1 and flags & FLAG_WILD:
-                    pattern, zone = "*." + suffix.decode(), offsets[depth - 2]
-                else:
-                    pattern, zone = suffix.decode(), offset
-                answer = self._uniform_answer if uniform is not None else answer_of(flags)
-                rule = BlockRule(self.list_name, pattern, answer)
-                if self._rpz_actions is not None and pattern in self._rpz_actions:
-                    answer, data = self._rpz_actions[pattern]
-                    rule = BlockRule(self.list_name, pattern, answer, data)
-                found = rule, zone
+                above = offsets[depth - 2] if depth > 1 else 0
+                found = self._rule(suffix, flags, offset, above, uniform is not None)
                 if not self._has_allow:
                     break
         return found
