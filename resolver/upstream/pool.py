@@ -14,7 +14,9 @@ Choosing. Each query goes to the upstreams of the longest conditional-forwarding
 contains its name, else to the default ones, in the order their strategy gives: `failover` in
 configured order; `fastest` by an exponentially weighted moving average of latency, upstreams not
 yet measured first and, now and then (`EXPLORE`), a random other one first so a recovered
-upstream gets measured again; `parallel` sends to the two fastest at once and takes the first good
+upstream gets measured again. An average ages while its upstream goes unasked: halved every
+`RTT_HALF_LIFE` since its last measurement, so one slow moment (a pause of ours, a busy
+upstream) cannot keep a fast upstream out of use for long; `parallel` sends to the two fastest at once and takes the first good
 answer. Whatever the strategy, an upstream that failed `max_fails` times in a row is down: tried
 only after the healthy ones (the most recently healthy first, since the probe itself may be what
 is broken), and probed in the background with `. IN NS` every `probe_interval`, one probe at a
@@ -73,6 +75,8 @@ from resolver.upstream.streams import STREAM_IDLE_TIMEOUT, Stream, StreamClosed
 MAX_FAILS = 3
 EWMA_WEIGHT = 0.3
 EXPLORE = 0.05
+RTT_HALF_LIFE = 1.0
+"""Seconds in which an unasked upstream's latency average halves when plans are ordered."""
 MAX_BACKGROUND = 64
 """Background refreshes (prefetch, stale refresh) in flight at once; more are skipped."""
 _FAILURE_LOG_INTERVAL = 1.0
@@ -168,8 +172,8 @@ class PoolOptions:
 class Upstream(Health):
     """One upstream server's running state: health, latency, probe and connection."""
 
-    __slots__ = ("address", "family", "label", "probe", "report", "reported", "rtt", "server",
-                 "stream", "udp", "unreported")  # fmt: skip
+    __slots__ = ("address", "family", "label", "measured", "probe", "report", "reported", "rtt",
+                 "server", "stream", "udp", "unreported")  # fmt: skip
 
     def __init__(self, server: UpstreamServer, now: float) -> None:
         super().__init__(now)
@@ -180,6 +184,8 @@ class Upstream(Health):
         self.family = socket.AF_INET6 if server.family == 6 else socket.AF_INET
         self.address = (server.host, server.port)
         self.rtt: float | None = None
+        self.measured = now
+        """When `rtt` last took a measurement (loop time)."""
         self.probe: asyncio.Task[None] | None = None
         self.stream: Stream | None = None
         # The `upstream_health` event: when the last one went out, how many changes wait for
@@ -244,8 +250,10 @@ def _as_server(server: UpstreamServer | Endpoint) -> UpstreamServer:
     return server
 
 
-def _speed(upstream: Upstream) -> float:
-    return -1.0 if upstream.rtt is None else upstream.rtt
+def _aged(upstream: Upstream, now: float) -> float:
+    """The latency average as of `now`; -1 for an unmeasured upstream, which goes first."""
+    rtt = upstream.rtt
+    return -1.0 if rtt is None else rtt * 0.5 ** ((now - upstream.measured) / RTT_HALF_LIFE)
 
 
 class UpstreamPool:
@@ -439,7 +447,8 @@ class UpstreamPool:
         healthy = [u for u in upstreams if not u.down]
         down = sorted((u for u in upstreams if u.down), key=lambda u: -u.last_ok)
         if route.strategy is not Strategy.FAILOVER and len(healthy) > 1:
-            healthy.sort(key=_speed)
+            now = self._loop.time()
+            healthy.sort(key=lambda u: _aged(u, now))
             if route.strategy is Strategy.FASTEST and self._random.random() < EXPLORE:
                 healthy.insert(0, healthy.pop(self._random.randrange(1, len(healthy))))
         return healthy + down
@@ -640,8 +649,7 @@ class UpstreamPool:
         now = self._loop.time()
         elapsed = now - started
         self._stats.upstream(upstream.label, outcome, elapsed)
-        rtt = upstream.rtt  # `_observe`, inline: once per answer
-        upstream.rtt = elapsed if rtt is None else rtt + EWMA_WEIGHT * (elapsed - rtt)
+        self._observe(upstream, elapsed, now)
         if not upstream.down:  # `Health.answered` of an upstream that is up, inline
             upstream.fails = 0
             upstream.servfails = 0
@@ -702,9 +710,9 @@ class UpstreamPool:
             reply = await self._exchange(upstream, query, timeout, deadline)
         except asyncio.CancelledError:
             # Lost the race: it took at least this long, which the latency average should know.
-            elapsed = loop.time() - started
-            if upstream.rtt is None or elapsed > upstream.rtt:
-                self._observe(upstream, elapsed)
+            now = loop.time()
+            if now - started > _aged(upstream, now):
+                self._observe(upstream, now - started, now)
             raise
         except _ATTEMPT_ERRORS as error:
             raise _Failed(self._attempt_failed(upstream, error, query)) from None
@@ -742,11 +750,12 @@ class UpstreamPool:
 
     # --- health -------------------------------------------------------------------------------
 
-    def _observe(self, upstream: Upstream, seconds: float) -> None:
-        if upstream.rtt is None:
-            upstream.rtt = seconds
-        else:
-            upstream.rtt += EWMA_WEIGHT * (seconds - upstream.rtt)
+    @staticmethod
+    def _observe(upstream: Upstream, seconds: float, now: float) -> None:
+        """Fold one latency into the average, from its value aged to `now`."""
+        rtt = _aged(upstream, now)
+        upstream.rtt = seconds if rtt < 0 else rtt + EWMA_WEIGHT * (seconds - rtt)
+        upstream.measured = now
 
     def _failed(
         self, upstream: Upstream, reason: str, query: Query, penalty: float | None = None
@@ -754,9 +763,10 @@ class UpstreamPool:
         """Count every failure; log at most one per upstream and reason each second, so an outage
         does not turn the audit trail into a copy of the query stream."""
         self._stats.upstream(upstream.label, reason, None)
+        now = self._loop.time()
         if penalty is not None:
-            self._observe(upstream, penalty)
-        if upstream.failed(self._loop.time(), self.options.max_fails):
+            self._observe(upstream, penalty, now)
+        if upstream.failed(now, self.options.max_fails):
             self._mark_down(upstream)
         self._log(upstream, reason, query)
 

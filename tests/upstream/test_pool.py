@@ -150,6 +150,45 @@ def test_plan(
     assert run(scenario) == expected
 
 
+@pytest.mark.parametrize(
+    ("rtts", "ages", "expected"),
+    [
+        ((0.30, 0.15), (0.0, 0.0), [S2, S1]),
+        # One slow moment two half-lives ago: 0.30 has aged to 0.075, under a fresh 0.15.
+        ((0.30, 0.15), (2.0, 0.0), [S1, S2]),
+        ((0.30, 0.15), (0.5, 0.0), [S2, S1]),  # 0.21: not yet
+        ((0.01, 0.15), (0.0, 5.0), [S2, S1]),  # an unasked slow one is tried again in time
+    ],
+)
+def test_fastest_ages_unasked_latencies(
+    rtts: tuple[float, float], ages: tuple[float, float], expected: list[UpstreamServer]
+) -> None:
+    async def scenario() -> list[UpstreamServer]:
+        pool = Env().pool([S1, S2], strategy=Strategy.FASTEST)
+        pool._random = random.Random(0)  # no exploration
+        now = asyncio.get_running_loop().time()
+        for server, rtt, age in zip((S1, S2), rtts, ages, strict=True):
+            state = pool.upstream(server)
+            assert state is not None
+            state.rtt, state.measured = rtt, now - age * upstream_module.RTT_HALF_LIFE
+        return [u.server for u in pool.plan(b"\x01x\x00")]
+
+    assert run(scenario) == expected
+
+
+def test_a_measurement_folds_into_the_aged_average() -> None:
+    async def scenario() -> float | None:
+        pool = Env().pool([S1, S2], strategy=Strategy.FASTEST)
+        state = pool.upstream(S1)
+        assert state is not None
+        now = asyncio.get_running_loop().time()
+        state.rtt, state.measured = 0.8, now - 3 * upstream_module.RTT_HALF_LIFE  # aged: 0.1
+        pool._observe(state, 0.2, now)
+        return state.rtt
+
+    assert run(scenario) == pytest.approx(0.1 + upstream_module.EWMA_WEIGHT * (0.2 - 0.1), rel=1e-3)
+
+
 def test_fastest_explores_sometimes() -> None:
     async def scenario() -> dict[UpstreamServer, int]:
         pool = Env().pool([S1, S2, S3], strategy=Strategy.FASTEST)
