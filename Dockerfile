@@ -35,12 +35,13 @@ COPY blocklists/ blocklists/
 
 # A venv of our own, with its own copy of the interpreter (not a symlink to the system one), so
 # the capability set on it below is not shared with every other Python program in the image.
-# DNSWARDEN_COMPILE=1: the hot modules compiled with mypyc; the build fails rather than fall back.
+# DNSWARDEN_COMPILE=1: the hot modules compiled with mypyc; the build fails rather than fall back
+# (checked with -P, so that the installed package is imported, not ./resolver).
 RUN python3 -m venv /opt/dnswarden \
     && cp --remove-destination "$(readlink -f /opt/dnswarden/bin/python3)" /opt/dnswarden/bin/python3 \
     && DNSWARDEN_COMPILE=1 /opt/dnswarden/bin/pip install --no-cache-dir '.[speed]' \
     && /opt/dnswarden/bin/python -c 'import uvloop' \
-    && /opt/dnswarden/bin/python -c 'import resolver.protocol as p, sys; sys.exit(p.core_build() != "compiled")' \
+    && /opt/dnswarden/bin/python -P -c 'import resolver.protocol as p, sys; sys.exit(p.core_build() != "compiled")' \
     && /opt/dnswarden/bin/pip uninstall --yes pip setuptools
 
 # In a container the metrics endpoint must listen on all of the container's addresses to be
