@@ -137,7 +137,10 @@ class _TokenBucket:
         self.refilled = now
 
     def take(self, now: float) -> bool:
-        tokens = min(self.tokens + (now - self.refilled) * self.rate, self.rate)
+        rate = self.rate
+        tokens = self.tokens + (now - self.refilled) * rate
+        if tokens > rate:  # (`min` would cost more than the rest of this method)
+            tokens = rate
         self.refilled = now
         if tokens >= 1.0:
             self.tokens = tokens - 1.0
@@ -485,7 +488,10 @@ class AuditLog:
         # flood of distinct blocks is mostly dropped, and its folds may never need them.
         fields: dict[str, Any] | None = None
         bucket = self._query_bucket  # `_TokenBucket.take`, inline: most of a flood is dropped
-        tokens = min(bucket.tokens + (now - bucket.refilled) * bucket.rate, bucket.rate)
+        rate = bucket.rate
+        tokens = bucket.tokens + (now - bucket.refilled) * rate
+        if tokens > rate:  # (`min`, spelt out: the builtin call costs a fifth of a dropped event)
+            tokens = rate
         bucket.refilled = now
         if tokens >= 1.0:
             bucket.tokens = tokens - 1.0
