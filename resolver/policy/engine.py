@@ -27,10 +27,14 @@ up again each time (a few microseconds), and whether a policy is in force and wh
 exemption applies are judged per query anyway: they depend on `now`.
 
 A block's `Decision` depends only on the group, the binding (list, policy, reference, window,
-EDE text), the rule and where the blocked zone starts in the name, so each one is made once and
-reused (at most `BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when full): a name
-asked again, or a flood of subdomains of one blocked domain, costs a dict lookup instead of
-building a sixteen-field object. Decisions are never changed, so sharing them is safe.
+EDE text), the rule and where the blocked zone starts in the name, so one is kept and reused from
+its second sight (at most `BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when full): a
+name asked again, or a flood of subdomains of one blocked domain, costs a dict lookup instead of
+building a seventeen-field object. Seen once, only its key's hash is kept (an int, which the cyclic
+GC never tracks), and the last decision made, which an immediate repeat (the AAAA after an A)
+gets as it is: a stream of distinct blocked names would otherwise leave thousands of decisions
+alive for a moment each, for the collector to walk and the memo to clear. Decisions are never
+changed, so sharing them is safe.
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ from resolver.protocol.names import from_text
 
 UNLISTED_MEMO_LIMIT = 16384
 BLOCK_MEMO_LIMIT = 4096
+SIGHTED_LIMIT = 2 * BLOCK_MEMO_LIMIT
+"""Hashes of block keys seen once that the engine keeps (forgotten all at once when full)."""
 EDE_TEXT_BUDGET = 160
 """Bytes of EDE EXTRA-TEXT a block's cause may take (the answer builder cuts at 200), leaving
 room for " via CNAME name" after it; a longer reference is shortened to fit."""
@@ -228,6 +234,11 @@ class PolicyEngine:
             group.name: {} for group in groups
         }
         self._blocks_count = 0
+        # Hashes of block keys made once (ints: never tracked by the cyclic GC), and the last
+        # decision made, which an immediate repeat (the AAAA after an A) gets as it is.
+        self._sighted: set[int] = set()
+        self._last_key: tuple[int, str, str | None, int] | None = None
+        self._last_block: Decision | None = None
         # Lists with rpz-ip rules: the inspector collects the addresses of every answer.
         self.response_ip = any(b.response_ips is not None for g in groups for b in g.bindings)
         # Every instant at which some binding starts or stops being in force, ascending.
@@ -322,8 +333,20 @@ class PolicyEngine:
             blocks = self._blocks[group.name]
             key = (id(binding), rule.pattern, rule.answer, zone_offset)
             decision = blocks.get(key)
-            if decision is None:
-                decision = self._block(group, binding, rule, zone_offset)
+            if decision is None:  # kept from its key's second sight (module docstring)
+                last = self._last_block
+                if last is not None and key == self._last_key:
+                    decision = last
+                else:
+                    decision = self._block(group, binding, rule, zone_offset)
+                    self._last_key, self._last_block = key, decision
+                    sighted = self._sighted
+                    mark = hash(key)
+                    if mark not in sighted:
+                        if len(sighted) >= SIGHTED_LIMIT:
+                            sighted.clear()
+                        sighted.add(mark)
+                        return decision
                 if self._blocks_count >= BLOCK_MEMO_LIMIT:
                     for made in self._blocks.values():
                         made.clear()
