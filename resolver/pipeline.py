@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from resolver.observe.outputs import DnstapOutput
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
 from resolver.policy.inspection import Findings, Inspector, verdict
-from resolver.policy.ratelimit import QUERIES, RateLimiter
+from resolver.policy.ratelimit import QUERIES, SECOND_LEVEL, ClientEntry, RateLimiter
 from resolver.protocol import answers
 from resolver.protocol.edns import EdeCode, opt_record
 from resolver.protocol.names import to_text
@@ -78,6 +79,8 @@ class Forwarded:
 FORWARDED: Final = Forwarded()
 Outcome = bytes | Forwarded | None
 ReplyTo = Callable[[bytes | None], None]
+PeerReplyTo = Callable[[Any, bytes | None], None]
+"""`reply_to` when `handle` is given a `peer`: called with it first."""
 
 _BLOCK: Final = 0
 _HIT: Final = 1
@@ -89,9 +92,15 @@ _ERROR_RESULTS = {FORMERR: "formerr", NOTIMP: "notimp", BADVERS: "badvers"}
 _BLOCKS: Final = Action.BLOCK
 _REFUSES: Final = Action.REFUSE
 _CENSORED: Final = EdeCode.CENSORED
+_DROP: Final = OverLimit.DROP
 _BLOCKED: Final = EdeCode.BLOCKED
 _STALE_TEXT = b"stale answer: upstreams unavailable"
 _FAILURE_TEXT = "upstream failure cached (RFC 9520)"
+
+
+_ONE_QUESTION: Final = b"\0\1\0\0\0\0\0\0"
+_ONE_QUESTION_OPT: Final = b"\0\1\0\0\0\0\0\1"
+_TYPE_CLASS: Final = struct.Struct("!HH")
 
 
 def question_key(packet: bytes) -> CacheKey | None:
@@ -99,40 +108,57 @@ def question_key(packet: bytes) -> CacheKey | None:
     without options), read from its bytes without making a `Query`; None for anything else,
     which `parse_query` is left to judge. Only for shedding a flood cheaply (step 0c): what it
     cannot read costs a parse, as it did before."""
+    read = flood_question(packet)
+    return None if read is None else read[0]
+
+
+def flood_question(packet: bytes) -> tuple[CacheKey, bytes] | None:
+    """`question_key`, and the registrable zone of its name (`ratelimit.zone_of`), both from one
+    walk over the labels: step 0c's whole reading of a packet it may shed. The counts say
+    where the question must end (4 bytes before the end, or 15 with the OPT), so the walk only
+    has to land there."""
     size = len(packet)
-    if size < 17 or packet[2] & 0xF8 or packet[4:10] != b"\0\1\0\0\0\0":  # QR, opcode, counts
+    if size < 17 or packet[2] & 0xF8:  # QR, opcode
         return None
+    counts = packet[4:12]
+    if counts == _ONE_QUESTION:
+        name_end = size - 4
+        dnssec_ok = False
+    elif counts == _ONE_QUESTION_OPT:
+        # OPT: root owner, TYPE 41, CLASS payload, TTL (extended rcode, version 0, flags), RDLEN 0
+        name_end = size - 15
+        if name_end <= HEADER_LEN or packet[size - 11 : size - 8] != b"\0\0\x29" or (
+            packet[size - 5] or packet[size - 2 :] != b"\0\0"
+        ):
+            return None
+        dnssec_ok = packet[size - 4] & 0x80 != 0
+    else:
+        return None
+    if name_end - HEADER_LEN > 255:
+        return None
+    root = name_end - 1  # where the name's empty last label must be
+    third = second = last = -1  # where the last three labels start
     pos = HEADER_LEN
     length = packet[pos]
     while length:
         if length > 63:
             return None
+        third, second, last = second, last, pos
         pos += length + 1
-        if pos >= size:
+        if pos > root:
             return None
         length = packet[pos]
-    name_end = pos + 1
-    if name_end - HEADER_LEN > 255:
+    if pos != root:
         return None
-    question_end = name_end + 4
-    additional = packet[10:12]
-    if additional == b"\0\0":
-        if question_end != size:
-            return None
-        dnssec_ok = False
-    elif additional == b"\0\1":
-        # OPT: root owner, TYPE 41, CLASS payload, TTL (extended rcode, version 0, flags), RDLEN 0
-        opt = packet[question_end : question_end + 11]
-        if len(opt) != 11 or question_end + 11 != size or opt[:3] != b"\0\0\x29" or opt[6] or (
-            opt[9:] != b"\0\0"
-        ):
-            return None
-        dnssec_ok = opt[7] & 0x80 != 0
-    else:
-        return None
-    qtype = (packet[name_end] << 8) | packet[name_end + 1]
-    qclass = (packet[name_end + 2] << 8) | packet[name_end + 3]
-    return packet[HEADER_LEN:name_end].lower(), qtype, qclass, dnssec_ok, packet[3] & CD
+    name = packet[HEADER_LEN:name_end].lower()
+    qtype, qclass = _TYPE_CLASS.unpack_from(packet, name_end)
+    key = (name, qtype, qclass, dnssec_ok, packet[3] & CD)
+    # `zone_of`, from where those labels start
+    if third < 0:
+        return key, name
+    if packet[last] == 2 and name[second - HEADER_LEN + 1 : last - HEADER_LEN] in SECOND_LEVEL:
+        return key, name[third - HEADER_LEN :]
+    return key, name[second - HEADER_LEN :]
 
 
 @functools.cache
@@ -274,26 +300,32 @@ class QueryPipeline:
         packet: bytes,
         client: str,
         over_udp: bool,
-        reply_to: ReplyTo,
+        reply_to: ReplyTo | PeerReplyTo,
         channel: Channel | None = None,
+        peer: object = None,
     ) -> Outcome:
         """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
         query went upstream, and `reply_to` gets the reply bytes (or None) later, once.
-        `channel` says how it came when that was DoT or DoH. (Each pipeline replaces this
-        method with `_handle` or `_handle_tapped`, as `tap` says.)"""
-        return self._handle_tapped(packet, client, over_udp, reply_to, channel)
+        `channel` says how it came when that was DoT or DoH. With a `peer` (the UDP listener's
+        address tuple), `reply_to` is called as `reply_to(peer, reply)`: the callback that
+        binds them is made only for a query that goes upstream, not for every packet. (Each
+        pipeline replaces this method with `_handle` or `_handle_tapped`, as `tap` says.)"""
+        return self._handle_tapped(packet, client, over_udp, reply_to, channel, peer)
 
     def _handle_tapped(
         self,
         packet: bytes,
         client: str,
         over_udp: bool,
-        reply_to: ReplyTo,
+        reply_to: ReplyTo | PeerReplyTo,
         channel: Channel | None = None,
+        peer: object = None,
     ) -> Outcome:
         tap = self._tap
         if tap is None:
-            return self._handle(packet, client, over_udp, reply_to, channel)
+            return self._handle(packet, client, over_udp, reply_to, channel, peer)
+        if peer is not None:
+            reply_to = functools.partial(reply_to, peer)
         # dnstap: the query as received, and its answer whenever it is sent. A block's decision
         # is what `_blocked` left in `last_block`, read at once: nothing runs in between.
         transport = channel.transport if channel is not None else "udp" if over_udp else "tcp"
@@ -325,8 +357,9 @@ class QueryPipeline:
         packet: bytes,
         client: str,
         over_udp: bool,
-        reply_to: ReplyTo,
+        reply_to: ReplyTo | PeerReplyTo,
         channel: Channel | None = None,
+        peer: object = None,
     ) -> Outcome:
         started = time.perf_counter()
         # 0. Rate limit, when `rate_limit.rate` is set: a client prefix over its budget for
@@ -357,12 +390,13 @@ class QueryPipeline:
         #    parse. Nobody shed in the last second: one comparison.
         screened = False
         if started < limiter.shed_until:
-            flood_key = question_key(packet)
-            if flood_key is not None:
+            read = flood_question(packet)
+            if read is not None:
                 screened = True
-                over = self._flooding(flood_key, client, started)
-                if over is not None:
-                    return self._limited(packet, None, client, over_udp, started, over, flood_key)
+                flood_key, zone_name = read
+                shedding = limiter.refusing(client, zone_name, started)
+                if shedding is not None and not self._answerable(flood_key):
+                    return self._shed(packet, client, over_udp, started, shedding, flood_key)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
@@ -461,7 +495,11 @@ class QueryPipeline:
                 return self._done(query, over_udp, "servfail", reply, started, None, channel)
             stale = cached
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
-        return self._forward(query, key, client, over_udp, started, stale, reply_to, channel)
+        if peer is not None:
+            reply_to = functools.partial(reply_to, peer)
+        return self._forward(
+            query, key, client, over_udp, started, stale, reply_to, channel  # type: ignore[arg-type]
+        )
 
     def _remember(self, key: MemoKey, entry: tuple[Any, ...], now: float) -> None:
         """Keep an answer in the memo while no decision may change: between the policy
@@ -567,14 +605,18 @@ class QueryPipeline:
         """The limit 5a would shed the query of `key` for, when nothing in the cache answers
         it."""
         over = self.limiter.refuses_upstream(client, key[0], started)
-        if over is None:
+        if over is None or self._answerable(key):
             return None
-        cache = self.cache
-        if cache is not None and cache.enabled:
-            now = self.clock()
-            if cache.lookup(key, now) is not None or cache.failure(key, now) is not None:
-                return None
         return over
+
+    def _answerable(self, key: CacheKey) -> bool:
+        """Whether the cache has something to answer `key` with (an answer, fresh or stale, or
+        a cached failure): then a flood's query is not shed."""
+        cache = self.cache
+        if cache is None or not cache.enabled:
+            return False
+        now = self.clock()
+        return cache.lookup(key, now) is not None or cache.failure(key, now) is not None
 
     def _upstream_done(
         self,
@@ -878,6 +920,29 @@ class QueryPipeline:
             return None
         reply = answers.refused(query, EdeCode.PROHIBITED, f"rate limited ({limit})")
         return self._done(query, over_udp, "refused", reply, started)
+
+    def _shed(
+        self,
+        packet: bytes,
+        client: str,
+        over_udp: bool,
+        started: float,
+        entry: ClientEntry,
+        key: CacheKey,
+    ) -> bytes | None:
+        """`_limited` for a query shed at step 0c, its client's entry (and the limit, in
+        `entry.refused`) in hand: a drop, the default action, takes one call to `stats` and no
+        parse; a refusal is `_limited`'s."""
+        action, label = self._over_limit
+        limit = entry.refused
+        if action is not _DROP:
+            return self._limited(packet, None, client, over_udp, started, limit, key)
+        held = entry.report_due(limit, started)
+        if held >= 0:
+            self.audit.rate_limited(client, entry.group, limit, label, key[0], held)
+        self.stats.shed(entry.group, limit, label, "udp" if over_udp else "tcp", key[1],
+                        time.perf_counter() - started)  # fmt: skip
+        return None
 
     def _malformed(
         self,

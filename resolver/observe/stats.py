@@ -195,6 +195,20 @@ class Stats:
         limited = self.limited
         limited[key] = limited.get(key, 0) + 1
 
+    def shed(self, group: str, limit: str, action: str, protocol: str, qtype: int,
+             seconds: float) -> None:  # fmt: skip
+        """`rate_limited` and `query` (result "dropped") in one call: a query dropped over a
+        rate limit, the one thing a flood's packet costs here."""
+        key = (group, limit, action)
+        limited = self.limited
+        limited[key] = limited.get(key, 0) + 1
+        histogram = self.durations["dropped"]
+        histogram.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        histogram.total += seconds
+        name = (protocol, QTYPE_LABELS.get(qtype, OTHER), "dropped")
+        queries = self._queries
+        queries[name] = queries.get(name, 0) + 1
+
     def upstream(self, upstream: str, outcome: str, seconds: float | None) -> None:
         """One exchange with `upstream` ("ip:port"), its outcome (ok, timeout, servfail, refused,
         bad_reply or error) and, when known, how long it took."""

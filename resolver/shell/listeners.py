@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import functools
 import socket
 from typing import Any
 
@@ -200,9 +199,8 @@ class UdpListener:
                 self.listeners.stats.count("udp.receive_error")
                 return
             try:
-                outcome = handle(
-                    view[:size].tobytes(), address[0], True, functools.partial(reply_later, address)
-                )
+                packet = view[:size].tobytes()
+                outcome = handle(packet, address[0], True, reply_later, None, address)
             except Exception as error:
                 listeners.internal_error(error)
                 continue
