@@ -20,6 +20,8 @@ gaps, 2 MiB none, 4 MiB none but with a p99 of 120 ms. Beyond the buffer the ker
 cheaper than anything we could do. The reads have a budget too: `UDP_BATCH` per wake-up (about
 0.5 ms of work), then the loop runs whatever else is due (upstream replies, timers, which also
 take their turn in batches), so neither side holds the other.
+Each listener has `limits.udp_queues` such buffers, one per group of source addresses
+(`resolver.shell.steering`), read in turn: a flood fills only its own.
 
 TCP follows RFC 7766: length-prefixed messages, pipelined queries answered concurrently in any
 order, a cap on open connections (all together, and per client prefix) and on queries in flight
@@ -42,6 +44,7 @@ from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, Channel, QueryPipeline
 from resolver.shell import privileges
 from resolver.shell.binding import TCP, UDP, BindError
+from resolver.shell.steering import add_source_queues
 
 UDP_BATCH = 64
 UDP_MAX = 65535
@@ -75,17 +78,23 @@ class Listeners:
         self, endpoints: tuple[Endpoint, ...], reuse_port: bool = False
     ) -> list[Endpoint]:
         for endpoint in endpoints:
+            queues = 1 if reuse_port else self.limits.udp_queues
+            buffer = self.limits.udp_receive_buffer
             try:
-                udp_sock, tcp_sock = bind_pair(endpoint, reuse_port, self.limits.udp_receive_buffer)
+                udp_sock, tcp_sock = bind_pair(endpoint, reuse_port or queues > 1, buffer)
             except OSError as error:
                 if not (_ipv6_unavailable(endpoint, error) and len(endpoints) > 1):
                     raise
                 # The default config listens on ::1 too; a host without IPv6 still gets served.
                 self.audit.warning("listener_skipped", listener=str(endpoint), error=str(error))
                 continue
-            listener = UdpListener(udp_sock, self)
-            listener.start()
-            self.udp.append(listener)
+            extra = add_source_queues(udp_sock, queues, buffer)
+            if queues > 1 and not extra:
+                self.audit.warning("udp_queues_unavailable", listener=str(endpoint), queues=1)
+            for sock in (udp_sock, *extra):
+                listener = UdpListener(sock, self)
+                listener.start()
+                self.udp.append(listener)
             server = await self.loop.create_server(
                 lambda: TcpConnection(self), sock=tcp_sock, backlog=TCP_BACKLOG
             )
