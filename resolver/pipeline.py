@@ -35,7 +35,7 @@ from resolver.observe.outputs import DnstapOutput
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
 from resolver.policy.inspection import Findings, Inspector, verdict
-from resolver.policy.ratelimit import QUERIES, SECOND_LEVEL, ClientEntry, RateLimiter
+from resolver.policy.ratelimit import QUERIES, ClientEntry, RateLimiter, zone_of
 from resolver.protocol import answers
 from resolver.protocol.edns import EdeCode, opt_record
 from resolver.protocol.names import to_text
@@ -113,52 +113,101 @@ def question_key(packet: bytes) -> CacheKey | None:
 
 
 def flood_question(packet: bytes) -> tuple[CacheKey, bytes] | None:
-    """`question_key`, and the registrable zone of its name (`ratelimit.zone_of`), both from one
-    walk over the labels: step 0c's whole reading of a packet it may shed. The counts say
-    where the question must end (4 bytes before the end, or 15 with the OPT), so the walk only
-    has to land there."""
+    """`question_key`, and the registrable zone of its name (`ratelimit.zone_of`): step 0c's
+    whole reading of a packet it may shed. The counts say where the question must end (4 bytes
+    before the end, or 15 with the OPT), so what follows the name and what follows its first
+    label are each one bounded dict lookup once seen (a flood's names differ in their first
+    label only): no walk over the labels, no parse of the OPT."""
     size = len(packet)
     if size < 17 or packet[2] & 0xF8:  # QR, opcode
         return None
     counts = packet[4:12]
     if counts == _ONE_QUESTION:
         name_end = size - 4
-        dnssec_ok = False
     elif counts == _ONE_QUESTION_OPT:
-        # OPT: root owner, TYPE 41, CLASS payload, TTL (extended rcode, version 0, flags), RDLEN 0
         name_end = size - 15
-        if name_end <= HEADER_LEN or packet[size - 11 : size - 8] != b"\0\0\x29" or (
-            packet[size - 5] or packet[size - 2 :] != b"\0\0"
-        ):
+        if name_end <= HEADER_LEN:
             return None
-        dnssec_ok = packet[size - 4] & 0x80 != 0
     else:
         return None
     if name_end - HEADER_LEN > 255:
         return None
-    root = name_end - 1  # where the name's empty last label must be
-    third = second = last = -1  # where the last three labels start
-    pos = HEADER_LEN
-    length = packet[pos]
+    tail = packet[name_end:]
+    question = _TAILS.get(tail)
+    if question is None:
+        question = _question_tail(tail)
+        if question is None:
+            return None
+        _remember(_TAILS, tail, question)
+    first = packet[HEADER_LEN]
+    if first:
+        if first > 63:
+            return None
+        rest = packet[HEADER_LEN + 1 + first : name_end]
+        zone_tail = _ZONE_TAILS.get(rest)
+        if zone_tail is None:
+            zone_tail = _zone_tail(rest)
+            if zone_tail is None:
+                return None
+            _remember(_ZONE_TAILS, rest, zone_tail)
+    elif name_end != HEADER_LEN + 1:  # the root, and something after it
+        return None
+    else:
+        zone_tail = 0
+    name = packet[HEADER_LEN:name_end].lower()
+    qtype, qclass, dnssec_ok = question
+    key = (name, qtype, qclass, dnssec_ok, packet[3] & CD)
+    return key, name[-zone_tail:] if zone_tail else name
+
+
+_TAILS: dict[bytes, tuple[int, int, bool]] = {}
+"""What follows a plain query's name (type, class, and the OPT if any) → (type, class, DO)."""
+_ZONE_TAILS: dict[bytes, int] = {}
+"""A name after its first label (a well-formed rest of a name) → the length of the registrable
+zone of any name that ends so, 0 when it is the whole name."""
+_REMEMBERED = 1024
+"""Entries each of them keeps: past that it starts afresh (a flood of odd tails costs a walk
+each, as every packet did before)."""
+
+
+def _remember(table: dict[bytes, Any], key: bytes, value: object) -> None:
+    if len(table) >= _REMEMBERED:
+        table.clear()
+    table[key] = value
+
+
+def _question_tail(tail: bytes) -> tuple[int, int, bool] | None:
+    """(type, class, DO) of the 4 or 15 bytes after the name; None for an OPT that is not root
+    owner, TYPE 41, version 0 and RDLEN 0 (no options)."""
+    qtype, qclass = _TYPE_CLASS.unpack_from(tail)
+    if len(tail) == 4:
+        return qtype, qclass, False
+    # OPT: root owner, TYPE 41, CLASS payload, TTL (extended rcode, version 0, flags), RDLEN 0
+    if tail[4:7] != b"\0\0\x29" or tail[10] or tail[13:] != b"\0\0":
+        return None
+    return qtype, qclass, tail[11] & 0x80 != 0
+
+
+def _zone_tail(rest: bytes) -> int | None:
+    """For `rest`, a name without its first label: None unless it is well-formed labels of at
+    most 63 bytes ending in the root exactly at its end; else how many bytes at the end of the
+    whole name its registrable zone takes (0: the whole name)."""
+    pos = 0
+    end = len(rest) - 1
+    if end < 0:
+        return None
+    length = rest[0]
     while length:
         if length > 63:
             return None
-        third, second, last = second, last, pos
         pos += length + 1
-        if pos > root:
+        if pos > end:
             return None
-        length = packet[pos]
-    if pos != root:
+        length = rest[pos]
+    if pos != end:
         return None
-    name = packet[HEADER_LEN:name_end].lower()
-    qtype, qclass = _TYPE_CLASS.unpack_from(packet, name_end)
-    key = (name, qtype, qclass, dnssec_ok, packet[3] & CD)
-    # `zone_of`, from where those labels start
-    if third < 0:
-        return key, name
-    if packet[last] == 2 and name[second - HEADER_LEN + 1 : last - HEADER_LEN] in SECOND_LEVEL:
-        return key, name[third - HEADER_LEN :]
-    return key, name[second - HEADER_LEN :]
+    zone = zone_of(b"\1-" + rest.lower())  # any first label: the zone depends only on the rest
+    return len(zone) if len(zone) <= len(rest) else 0
 
 
 @functools.cache

@@ -68,6 +68,11 @@ UNREAD = {
     ),
     "EDNS version 1": wire("www.example.org.", use_edns=1),
     "two additional records": with_header(WITH_OPT, ar=2),
+    "a later label over 63": PLAIN[:12] + b"\x03www\x40" + b"a" * 64 + b"\0" + PLAIN[-4:],
+    "a first label past the name": PLAIN[:12] + b"\x30www\x07example\x03org\0" + PLAIN[-4:],
+    "a label past the name": PLAIN[:12] + b"\x03www\x17example\x03org\0" + PLAIN[-4:],
+    "the root, then labels": PLAIN[:12] + b"\0\x03org\0" + PLAIN[-4:],
+    "no root label": PLAIN[:12] + b"\x03www\x07example\x03org" + PLAIN[-4:],
 }
 
 
@@ -106,6 +111,28 @@ def test_the_zone_read_with_the_key_is_the_registrable_zone(
     assert read is not None
     assert read == (question_key(packet), zone)
     assert zone == zone_of(read[0][0])
+
+
+def test_names_sharing_all_but_a_first_label_are_each_read_as_the_parse_reads_them() -> None:
+    """What follows a first label is remembered once read (a flood's names share it): a new
+    first label, well-formed or not, is still judged as the parse judges it."""
+    rest = b"\x06victim\x07example\x00" + PLAIN[-4:]
+    for first in (b"\x01a", b"\x03abc", b"\x3f" + b"x" * 63, b"\x40" + b"x" * 64, b"\x05ab",
+                  b"\x02a.b", b"\x01", b""):  # fmt: skip
+        packet = PLAIN[:12] + first + rest
+        try:
+            expected = cache_key(parse_query(packet))
+        except WireError:
+            expected = None
+        assert question_key(packet) == expected, first
+
+
+def test_what_is_remembered_of_names_and_tails_stays_bounded() -> None:
+    for payload in range(512, 4096):
+        packet = wire(f"x{payload}.y{payload}.example.", use_edns=0, payload=payload)
+        assert flood_question(packet) is not None
+    assert 0 < len(pipeline._TAILS) <= pipeline._REMEMBERED
+    assert 0 < len(pipeline._ZONE_TAILS) <= pipeline._REMEMBERED
 
 
 def test_mutated_packets_are_read_as_the_parse_reads_them_or_not_at_all() -> None:

@@ -62,7 +62,7 @@ SUSPECT_SHARE = 0.5
 """A zone whose answers in a window are at least this share NXDOMAIN or failures, and at least
 half its `zone_rate` of them, is limited in the next window (and while it is being limited)."""
 
-SECOND_LEVEL: Final = frozenset(
+_SECOND_LEVEL: Final = frozenset(
     b"ac co com edu gob gov govt gouv lg ltd mil ne net nhs nic or org plc sch".split()
 )
 """Second-level labels under which country-code TLDs register names (co.uk, com.au, gov.br):
@@ -181,7 +181,7 @@ def zone_of(qname: bytes) -> bytes:
     if third < 0:
         return qname
     tld = qname[last + 1 : pos]
-    if len(tld) == 2 and qname[second + 1 : last] in SECOND_LEVEL:
+    if len(tld) == 2 and qname[second + 1 : last] in _SECOND_LEVEL:
         return qname[third:]
     return qname[second:]
 

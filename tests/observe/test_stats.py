@@ -299,10 +299,13 @@ def test_shed_records_what_rate_limited_and_a_dropped_query_record(
     sheds: list[tuple[str, str, str, str, int, float]],
 ) -> None:
     one_call, two_calls = Stats(), Stats()
-    for group, limit, action, protocol, qtype, seconds in sheds:
+    for index, (group, limit, action, protocol, qtype, seconds) in enumerate(sheds):
         one_call.shed(group, limit, action, protocol, qtype, seconds)
         two_calls.rate_limited(group, limit, action)
         two_calls.query(protocol, qtype, "dropped", seconds)
+        if index % 3 == 1:  # a scrape in the middle of the flood reads every shed so far
+            assert one_call.limited == two_calls.limited
+            assert one_call.queries == two_calls.queries
     assert one_call.limited == two_calls.limited
     assert one_call.queries == two_calls.queries
     assert one_call.rcodes == two_calls.rcodes == {}
@@ -311,3 +314,11 @@ def test_shed_records_what_rate_limited_and_a_dropped_query_record(
         assert one_call.durations[result].total == two_calls.durations[result].total
     assert one_call.summary() == two_calls.summary()
     assert sum(one_call.limited.values()) == len(sheds)
+    # A worker's report, pickled before anything read it, merges the same.
+    worker = Stats()
+    for group, limit, action, protocol, qtype, seconds in sheds:
+        worker.shed(group, limit, action, protocol, qtype, seconds)
+    merged, expected = Stats(), Stats()
+    merged.merge(pickle.loads(pickle.dumps(worker)))
+    expected.merge(two_calls)
+    assert (merged.limited, merged.queries) == (expected.limited, expected.queries)
