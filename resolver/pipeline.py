@@ -114,66 +114,85 @@ def question_key(packet: bytes) -> CacheKey | None:
 
 def flood_question(packet: bytes) -> tuple[CacheKey, bytes] | None:
     """`question_key`, and the registrable zone of its name (`ratelimit.zone_of`): step 0c's
-    whole reading of a packet it may shed. The counts say where the question must end (4 bytes
-    before the end, or 15 with the OPT), so what follows the name and what follows its first
-    label are each one bounded dict lookup once seen (a flood's names differ in their first
-    label only): no walk over the labels, no parse of the OPT."""
+    whole reading of a packet it may shed. The counts say which bytes end the packet (the
+    question's type and class, and the OPT if one is counted); all that follows the first
+    label (the rest of the name, then those) is one bounded dict lookup once seen, since a
+    flood's names differ in their first label only: no walk over the labels, no parse of the
+    OPT, and the zone is the same bytes object each time (its hash kept)."""
     size = len(packet)
     if size < 17 or packet[2] & 0xF8:  # QR, opcode
         return None
     counts = packet[4:12]
     if counts == _ONE_QUESTION:
-        name_end = size - 4
+        seen = _AFTER_PLAIN
     elif counts == _ONE_QUESTION_OPT:
-        name_end = size - 15
-        if name_end <= HEADER_LEN:
-            return None
+        seen = _AFTER_OPT
     else:
         return None
+    first = packet[HEADER_LEN]
+    if not first or first > 63:
+        return _root_question(packet, seen is _AFTER_OPT) if not first else None
+    after = packet[HEADER_LEN + 1 + first :]
+    known = seen.get(after)
+    if known is None:
+        known = _after_first_label(after, 15 if seen is _AFTER_OPT else 4)
+        if known is None:
+            return None
+        if len(seen) >= _REMEMBERED:
+            seen.clear()
+        seen[after] = known
+    rest, zone, qtype, qclass, dnssec_ok = known
+    name_end = HEADER_LEN + 1 + first + rest
     if name_end - HEADER_LEN > 255:
         return None
-    tail = packet[name_end:]
-    question = _TAILS.get(tail)
-    if question is None:
-        question = _question_tail(tail)
-        if question is None:
-            return None
-        _remember(_TAILS, tail, question)
-    first = packet[HEADER_LEN]
-    if first:
-        if first > 63:
-            return None
-        rest = packet[HEADER_LEN + 1 + first : name_end]
-        zone_tail = _ZONE_TAILS.get(rest)
-        if zone_tail is None:
-            zone_tail = _zone_tail(rest)
-            if zone_tail is None:
-                return None
-            _remember(_ZONE_TAILS, rest, zone_tail)
-    elif name_end != HEADER_LEN + 1:  # the root, and something after it
-        return None
-    else:
-        zone_tail = 0
     name = packet[HEADER_LEN:name_end].lower()
-    qtype, qclass, dnssec_ok = question
-    key = (name, qtype, qclass, dnssec_ok, packet[3] & CD)
-    return key, name[-zone_tail:] if zone_tail else name
+    return (name, qtype, qclass, dnssec_ok, packet[3] & CD), name if zone is None else zone
 
 
-_TAILS: dict[bytes, tuple[int, int, bool]] = {}
-"""What follows a plain query's name (type, class, and the OPT if any) → (type, class, DO)."""
-_ZONE_TAILS: dict[bytes, int] = {}
-"""A name after its first label (a well-formed rest of a name) → the length of the registrable
-zone of any name that ends so, 0 when it is the whole name."""
+_Known = tuple[int, bytes | None, int, int, bool]
+_AFTER_PLAIN: dict[bytes, _Known] = {}
+_AFTER_OPT: dict[bytes, _Known] = {}
+"""What follows a first label (the rest of the name, type, class, and the OPT if one is
+counted) → (the rest's length, the registrable zone of a name that ends so or None when it
+is the whole name, type, class, DO): what `flood_question` read there once."""
 _REMEMBERED = 1024
-"""Entries each of them keeps: past that it starts afresh (a flood of odd tails costs a walk
-each, as every packet did before)."""
+"""Entries each keeps: past that it starts afresh (a flood of odd ones costs a walk each, as
+every packet did before)."""
 
 
-def _remember(table: dict[bytes, Any], key: bytes, value: object) -> None:
-    if len(table) >= _REMEMBERED:
-        table.clear()
-    table[key] = value
+def _after_first_label(after: bytes, tail: int) -> _Known | None:
+    """Read what follows a first label, `tail` bytes of type, class and OPT at its end; None
+    unless the rest of the name is well-formed (labels of at most 63 bytes ending in the root
+    exactly where the tail starts) and the tail is `_question_tail`'s."""
+    rest = after[:-tail]
+    question = _question_tail(after[-tail:]) if len(after) > tail else None
+    if question is None:
+        return None
+    pos = 0
+    end = len(rest) - 1
+    length = rest[0]
+    while length:
+        if length > 63:
+            return None
+        pos += length + 1
+        if pos > end:
+            return None
+        length = rest[pos]
+    if pos != end:
+        return None
+    zone = zone_of(b"\1-" + rest.lower())  # any first label: the zone depends only on the rest
+    return len(rest), zone if len(zone) <= len(rest) else None, *question
+
+
+def _root_question(packet: bytes, with_opt: bool) -> tuple[CacheKey, bytes] | None:
+    """`flood_question` for the root name (a priming query, or a flood of them)."""
+    if len(packet) != HEADER_LEN + (16 if with_opt else 5):
+        return None
+    question = _question_tail(packet[HEADER_LEN + 1 :])
+    if question is None:
+        return None
+    qtype, qclass, dnssec_ok = question
+    return (b"\0", qtype, qclass, dnssec_ok, packet[3] & CD), b"\0"
 
 
 def _question_tail(tail: bytes) -> tuple[int, int, bool] | None:
@@ -186,28 +205,6 @@ def _question_tail(tail: bytes) -> tuple[int, int, bool] | None:
     if tail[4:7] != b"\0\0\x29" or tail[10] or tail[13:] != b"\0\0":
         return None
     return qtype, qclass, tail[11] & 0x80 != 0
-
-
-def _zone_tail(rest: bytes) -> int | None:
-    """For `rest`, a name without its first label: None unless it is well-formed labels of at
-    most 63 bytes ending in the root exactly at its end; else how many bytes at the end of the
-    whole name its registrable zone takes (0: the whole name)."""
-    pos = 0
-    end = len(rest) - 1
-    if end < 0:
-        return None
-    length = rest[0]
-    while length:
-        if length > 63:
-            return None
-        pos += length + 1
-        if pos > end:
-            return None
-        length = rest[pos]
-    if pos != end:
-        return None
-    zone = zone_of(b"\1-" + rest.lower())  # any first label: the zone depends only on the rest
-    return len(zone) if len(zone) <= len(rest) else 0
 
 
 @functools.cache

@@ -73,6 +73,8 @@ UNREAD = {
     "a label past the name": PLAIN[:12] + b"\x03www\x17example\x03org\0" + PLAIN[-4:],
     "the root, then labels": PLAIN[:12] + b"\0\x03org\0" + PLAIN[-4:],
     "no root label": PLAIN[:12] + b"\x03www\x07example\x03org" + PLAIN[-4:],
+    "the root, short": PLAIN[:12] + b"\0\0\1\0\1\0",
+    "the root, a short OPT": with_header(PLAIN[:12], ar=1) + b"\0\0\1\0\1\0\0\x29\x04",
 }
 
 
@@ -129,10 +131,11 @@ def test_names_sharing_all_but_a_first_label_are_each_read_as_the_parse_reads_th
 
 def test_what_is_remembered_of_names_and_tails_stays_bounded() -> None:
     for payload in range(512, 4096):
-        packet = wire(f"x{payload}.y{payload}.example.", use_edns=0, payload=payload)
-        assert flood_question(packet) is not None
-    assert 0 < len(pipeline._TAILS) <= pipeline._REMEMBERED
-    assert 0 < len(pipeline._ZONE_TAILS) <= pipeline._REMEMBERED
+        for edns in (0, False):
+            packet = wire(f"x{payload}.y{payload}.example.", use_edns=edns, payload=payload)
+            assert flood_question(packet) is not None
+    assert 0 < len(pipeline._AFTER_PLAIN) <= pipeline._REMEMBERED
+    assert 0 < len(pipeline._AFTER_OPT) <= pipeline._REMEMBERED
 
 
 def test_mutated_packets_are_read_as_the_parse_reads_them_or_not_at_all() -> None:
