@@ -106,8 +106,8 @@ _TYPE_CLASS: Final = struct.Struct("!HH")
 def question_key(packet: bytes) -> CacheKey | None:
     """The cache key of a plain query (one question; no other record but an OPT of version 0
     without options), read from its bytes without making a `Query`; None for anything else,
-    which `parse_query` is left to judge. Only for shedding a flood cheaply (step 0c): what it
-    cannot read costs a parse, as it did before."""
+    which `parse_query` is left to judge. Only for shedding a flood cheaply (step 0c, through
+    `flood_question`): what it cannot read costs a parse, as it did before."""
     read = flood_question(packet)
     return None if read is None else read[0]
 
@@ -430,10 +430,11 @@ class QueryPipeline:
                     return reply
                 memo.forget(memo_key)
         # 0c. Flood: while a client's names under a zone are refused upstream (5a), its next
-        #    uncached ones there are shed here, read from the bytes (`question_key`) before any
-        #    parse, at the cost of a cache lookup; its cached names and other zones go on. A
-        #    packet this cannot read (EDNS options, odd counts) is checked at 2a after its
-        #    parse. Nobody shed in the last second: one comparison.
+        #    uncached ones there are shed here, read from the bytes (`flood_question`: the
+        #    question's cache key and zone) before any parse, at the cost of a cache lookup, and
+        #    counted by `_shed`; its cached names and other zones go on. A packet this cannot
+        #    read (EDNS options, odd counts) is checked at 2a after its parse. Nobody shed in
+        #    the last second: one comparison.
         screened = False
         if started < limiter.shed_until:
             read = flood_question(packet)
