@@ -442,8 +442,13 @@ class QueryPipeline:
                 screened = True
                 flood_key, zone_name = read
                 shedding = limiter.refusing(client, zone_name, started)
-                if shedding is not None and not self._answerable(flood_key):
-                    return self._shed(packet, client, over_udp, started, shedding, flood_key)
+                if shedding is not None:
+                    cache = self.cache  # `_answerable`, inline
+                    if cache is None or not cache.enabled or (
+                        cache.lookup(flood_key, moment := self.clock()) is None
+                        and cache.failure(flood_key, moment) is None
+                    ):
+                        return self._shed(packet, client, over_udp, started, shedding, flood_key)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
