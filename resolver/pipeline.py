@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from resolver.observe.outputs import DnstapOutput
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
 from resolver.policy.inspection import Findings, Inspector, verdict
-from resolver.policy.ratelimit import QUERIES, RateLimiter
+from resolver.policy.ratelimit import QUERIES, ClientEntry, RateLimiter, zone_of
 from resolver.protocol import answers
 from resolver.protocol.edns import EdeCode, opt_record
 from resolver.protocol.names import to_text
@@ -78,6 +79,8 @@ class Forwarded:
 FORWARDED: Final = Forwarded()
 Outcome = bytes | Forwarded | None
 ReplyTo = Callable[[bytes | None], None]
+PeerReplyTo = Callable[[Any, bytes | None], None]
+"""`reply_to` when `handle` is given a `peer`: called with it first."""
 
 _BLOCK: Final = 0
 _HIT: Final = 1
@@ -89,50 +92,119 @@ _ERROR_RESULTS = {FORMERR: "formerr", NOTIMP: "notimp", BADVERS: "badvers"}
 _BLOCKS: Final = Action.BLOCK
 _REFUSES: Final = Action.REFUSE
 _CENSORED: Final = EdeCode.CENSORED
+_DROP: Final = OverLimit.DROP
 _BLOCKED: Final = EdeCode.BLOCKED
 _STALE_TEXT = b"stale answer: upstreams unavailable"
 _FAILURE_TEXT = "upstream failure cached (RFC 9520)"
 
 
+_ONE_QUESTION: Final = b"\0\1\0\0\0\0\0\0"
+_ONE_QUESTION_OPT: Final = b"\0\1\0\0\0\0\0\1"
+_TYPE_CLASS: Final = struct.Struct("!HH")
+
+
 def question_key(packet: bytes) -> CacheKey | None:
     """The cache key of a plain query (one question; no other record but an OPT of version 0
     without options), read from its bytes without making a `Query`; None for anything else,
-    which `parse_query` is left to judge. Only for shedding a flood cheaply (step 0c): what it
-    cannot read costs a parse, as it did before."""
+    which `parse_query` is left to judge. Only for shedding a flood cheaply (step 0c, through
+    `flood_question`): what it cannot read costs a parse, as it did before."""
+    read = flood_question(packet)
+    return None if read is None else read[0]
+
+
+def flood_question(packet: bytes) -> tuple[CacheKey, bytes] | None:
+    """`question_key`, and the registrable zone of its name (`ratelimit.zone_of`): step 0c's
+    whole reading of a packet it may shed. The counts say which bytes end the packet (the
+    question's type and class, and the OPT if one is counted); all that follows the first
+    label (the rest of the name, then those) is one bounded dict lookup once seen, since a
+    flood's names differ in their first label only: no walk over the labels, no parse of the
+    OPT, and the zone is the same bytes object each time (its hash kept)."""
     size = len(packet)
-    if size < 17 or packet[2] & 0xF8 or packet[4:10] != b"\0\1\0\0\0\0":  # QR, opcode, counts
+    if size < 17 or packet[2] & 0xF8:  # QR, opcode
         return None
-    pos = HEADER_LEN
-    length = packet[pos]
+    counts = packet[4:12]
+    if counts == _ONE_QUESTION:
+        seen = _AFTER_PLAIN
+    elif counts == _ONE_QUESTION_OPT:
+        seen = _AFTER_OPT
+    else:
+        return None
+    first = packet[HEADER_LEN]
+    if not first or first > 63:
+        return _root_question(packet, seen is _AFTER_OPT) if not first else None
+    after = packet[HEADER_LEN + 1 + first :]
+    known = seen.get(after)
+    if known is None:
+        known = _after_first_label(after, 15 if seen is _AFTER_OPT else 4)
+        if known is None:
+            return None
+        if len(seen) >= _REMEMBERED:
+            seen.clear()
+        seen[after] = known
+    rest, zone, qtype, qclass, dnssec_ok = known
+    name_end = HEADER_LEN + 1 + first + rest
+    if name_end - HEADER_LEN > 255:
+        return None
+    name = packet[HEADER_LEN:name_end].lower()
+    return (name, qtype, qclass, dnssec_ok, packet[3] & CD), name if zone is None else zone
+
+
+_Known = tuple[int, bytes | None, int, int, bool]
+_AFTER_PLAIN: dict[bytes, _Known] = {}
+_AFTER_OPT: dict[bytes, _Known] = {}
+"""What follows a first label (the rest of the name, type, class, and the OPT if one is
+counted) → (the rest's length, the registrable zone of a name that ends so or None when it
+is the whole name, type, class, DO): what `flood_question` read there once."""
+_REMEMBERED = 1024
+"""Entries each keeps: past that it starts afresh (a flood of odd ones costs a walk each, as
+every packet did before)."""
+
+
+def _after_first_label(after: bytes, tail: int) -> _Known | None:
+    """Read what follows a first label, `tail` bytes of type, class and OPT at its end; None
+    unless the rest of the name is well-formed (labels of at most 63 bytes ending in the root
+    exactly where the tail starts) and the tail is `_question_tail`'s."""
+    rest = after[:-tail]
+    question = _question_tail(after[-tail:]) if len(after) > tail else None
+    if question is None:
+        return None
+    pos = 0
+    end = len(rest) - 1
+    length = rest[0]
     while length:
         if length > 63:
             return None
         pos += length + 1
-        if pos >= size:
+        if pos > end:
             return None
-        length = packet[pos]
-    name_end = pos + 1
-    if name_end - HEADER_LEN > 255:
+        length = rest[pos]
+    if pos != end:
         return None
-    question_end = name_end + 4
-    additional = packet[10:12]
-    if additional == b"\0\0":
-        if question_end != size:
-            return None
-        dnssec_ok = False
-    elif additional == b"\0\1":
-        # OPT: root owner, TYPE 41, CLASS payload, TTL (extended rcode, version 0, flags), RDLEN 0
-        opt = packet[question_end : question_end + 11]
-        if len(opt) != 11 or question_end + 11 != size or opt[:3] != b"\0\0\x29" or opt[6] or (
-            opt[9:] != b"\0\0"
-        ):
-            return None
-        dnssec_ok = opt[7] & 0x80 != 0
-    else:
+    zone = zone_of(b"\1-" + rest.lower())  # any first label: the zone depends only on the rest
+    return len(rest), zone if len(zone) <= len(rest) else None, *question
+
+
+def _root_question(packet: bytes, with_opt: bool) -> tuple[CacheKey, bytes] | None:
+    """`flood_question` for the root name (a priming query, or a flood of them)."""
+    if len(packet) != HEADER_LEN + (16 if with_opt else 5):
         return None
-    qtype = (packet[name_end] << 8) | packet[name_end + 1]
-    qclass = (packet[name_end + 2] << 8) | packet[name_end + 3]
-    return packet[HEADER_LEN:name_end].lower(), qtype, qclass, dnssec_ok, packet[3] & CD
+    question = _question_tail(packet[HEADER_LEN + 1 :])
+    if question is None:
+        return None
+    qtype, qclass, dnssec_ok = question
+    return (b"\0", qtype, qclass, dnssec_ok, packet[3] & CD), b"\0"
+
+
+def _question_tail(tail: bytes) -> tuple[int, int, bool] | None:
+    """(type, class, DO) of the 4 or 15 bytes after the name; None for an OPT that is not root
+    owner, TYPE 41, version 0 and RDLEN 0 (no options)."""
+    qtype, qclass = _TYPE_CLASS.unpack_from(tail)
+    if len(tail) == 4:
+        return qtype, qclass, False
+    # OPT: root owner, TYPE 41, CLASS payload, TTL (extended rcode, version 0, flags), RDLEN 0
+    if tail[4:7] != b"\0\0\x29" or tail[10] or tail[13:] != b"\0\0":
+        return None
+    return qtype, qclass, tail[11] & 0x80 != 0
 
 
 @functools.cache
@@ -274,26 +346,32 @@ class QueryPipeline:
         packet: bytes,
         client: str,
         over_udp: bool,
-        reply_to: ReplyTo,
+        reply_to: ReplyTo | PeerReplyTo,
         channel: Channel | None = None,
+        peer: object = None,
     ) -> Outcome:
         """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
         query went upstream, and `reply_to` gets the reply bytes (or None) later, once.
-        `channel` says how it came when that was DoT or DoH. (Each pipeline replaces this
-        method with `_handle` or `_handle_tapped`, as `tap` says.)"""
-        return self._handle_tapped(packet, client, over_udp, reply_to, channel)
+        `channel` says how it came when that was DoT or DoH. With a `peer` (the UDP listener's
+        address tuple), `reply_to` is called as `reply_to(peer, reply)`: the callback that
+        binds them is made only for a query that goes upstream, not for every packet. (Each
+        pipeline replaces this method with `_handle` or `_handle_tapped`, as `tap` says.)"""
+        return self._handle_tapped(packet, client, over_udp, reply_to, channel, peer)
 
     def _handle_tapped(
         self,
         packet: bytes,
         client: str,
         over_udp: bool,
-        reply_to: ReplyTo,
+        reply_to: ReplyTo | PeerReplyTo,
         channel: Channel | None = None,
+        peer: object = None,
     ) -> Outcome:
         tap = self._tap
         if tap is None:
-            return self._handle(packet, client, over_udp, reply_to, channel)
+            return self._handle(packet, client, over_udp, reply_to, channel, peer)
+        if peer is not None:
+            reply_to = functools.partial(reply_to, peer)
         # dnstap: the query as received, and its answer whenever it is sent. A block's decision
         # is what `_blocked` left in `last_block`, read at once: nothing runs in between.
         transport = channel.transport if channel is not None else "udp" if over_udp else "tcp"
@@ -325,8 +403,9 @@ class QueryPipeline:
         packet: bytes,
         client: str,
         over_udp: bool,
-        reply_to: ReplyTo,
+        reply_to: ReplyTo | PeerReplyTo,
         channel: Channel | None = None,
+        peer: object = None,
     ) -> Outcome:
         started = time.perf_counter()
         # 0. Rate limit, when `rate_limit.rate` is set: a client prefix over its budget for
@@ -351,18 +430,25 @@ class QueryPipeline:
                     return reply
                 memo.forget(memo_key)
         # 0c. Flood: while a client's names under a zone are refused upstream (5a), its next
-        #    uncached ones there are shed here, read from the bytes (`question_key`) before any
-        #    parse, at the cost of a cache lookup; its cached names and other zones go on. A
-        #    packet this cannot read (EDNS options, odd counts) is checked at 2a after its
-        #    parse. Nobody shed in the last second: one comparison.
+        #    uncached ones there are shed here, read from the bytes (`flood_question`: the
+        #    question's cache key and zone) before any parse, at the cost of a cache lookup, and
+        #    counted by `_shed`; its cached names and other zones go on. A packet this cannot
+        #    read (EDNS options, odd counts) is checked at 2a after its parse. Nobody shed in
+        #    the last second: one comparison.
         screened = False
         if started < limiter.shed_until:
-            flood_key = question_key(packet)
-            if flood_key is not None:
+            read = flood_question(packet)
+            if read is not None:
                 screened = True
-                over = self._flooding(flood_key, client, started)
-                if over is not None:
-                    return self._limited(packet, None, client, over_udp, started, over, flood_key)
+                flood_key, zone_name = read
+                shedding = limiter.refusing(client, zone_name, started)
+                if shedding is not None:
+                    cache = self.cache  # `_answerable`, inline
+                    if cache is None or not cache.enabled or (
+                        cache.lookup(flood_key, moment := self.clock()) is None
+                        and cache.failure(flood_key, moment) is None
+                    ):
+                        return self._shed(packet, client, over_udp, started, shedding, flood_key)
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
@@ -461,7 +547,11 @@ class QueryPipeline:
                 return self._done(query, over_udp, "servfail", reply, started, None, channel)
             stale = cached
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
-        return self._forward(query, key, client, over_udp, started, stale, reply_to, channel)
+        if peer is not None:
+            reply_to = functools.partial(reply_to, peer)
+        return self._forward(
+            query, key, client, over_udp, started, stale, reply_to, channel  # type: ignore[arg-type]
+        )
 
     def _remember(self, key: MemoKey, entry: tuple[Any, ...], now: float) -> None:
         """Keep an answer in the memo while no decision may change: between the policy
@@ -567,14 +657,18 @@ class QueryPipeline:
         """The limit 5a would shed the query of `key` for, when nothing in the cache answers
         it."""
         over = self.limiter.refuses_upstream(client, key[0], started)
-        if over is None:
+        if over is None or self._answerable(key):
             return None
-        cache = self.cache
-        if cache is not None and cache.enabled:
-            now = self.clock()
-            if cache.lookup(key, now) is not None or cache.failure(key, now) is not None:
-                return None
         return over
+
+    def _answerable(self, key: CacheKey) -> bool:
+        """Whether the cache has something to answer `key` with (an answer, fresh or stale, or
+        a cached failure): then a flood's query is not shed."""
+        cache = self.cache
+        if cache is None or not cache.enabled:
+            return False
+        now = self.clock()
+        return cache.lookup(key, now) is not None or cache.failure(key, now) is not None
 
     def _upstream_done(
         self,
@@ -878,6 +972,29 @@ class QueryPipeline:
             return None
         reply = answers.refused(query, EdeCode.PROHIBITED, f"rate limited ({limit})")
         return self._done(query, over_udp, "refused", reply, started)
+
+    def _shed(
+        self,
+        packet: bytes,
+        client: str,
+        over_udp: bool,
+        started: float,
+        entry: ClientEntry,
+        key: CacheKey,
+    ) -> bytes | None:
+        """`_limited` for a query shed at step 0c, its client's entry (and the limit, in
+        `entry.refused`) in hand: a drop, the default action, takes one call to `stats` and no
+        parse; a refusal is `_limited`'s."""
+        action, label = self._over_limit
+        limit = entry.refused
+        if action is not _DROP:
+            return self._limited(packet, None, client, over_udp, started, limit, key)
+        held = entry.report_due(limit, started)
+        if held >= 0:
+            self.audit.rate_limited(client, entry.group, limit, label, key[0], held)
+        self.stats.shed(entry.group, limit, label, "udp" if over_udp else "tcp", key[1],
+                        time.perf_counter() - started)  # fmt: skip
+        return None
 
     def _malformed(
         self,

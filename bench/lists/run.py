@@ -5,7 +5,7 @@ One run, on loopback only:
 1. generates an N-domain list (default 2,000,000; `bench.gen.blocklist_names`, realistic label
    lengths and depths) and the same list as dnsmasq and unbound configuration;
 2. parse + build: the list compiler exactly as the server runs it
-   (`python -m resolver.lists.compiled`, the child process a start or reload spawns), wall time
+   (`python -m resolver.lists.building`, the child process a start or reload spawns), wall time
    from exec to the compiled file;
 3. cold and warm start of `python -m resolver serve`: from exec until a listed name is answered
    0.0.0.0 (warm: the compiled file of step 2's run is reused, nothing is parsed);
@@ -153,7 +153,7 @@ class Run:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         done = subprocess.run(
-            [self.python, "-m", "resolver.lists.compiled"],
+            [self.python, "-m", "resolver.lists.building"],
             input=json.dumps(job).encode(),
             capture_output=True,
             env=env(),
@@ -164,7 +164,7 @@ class Run:
         report = json.loads(done.stdout)
         cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         command = (
-            "echo JOB | python -m resolver.lists.compiled  # the compile child of start/reload"
+            "echo JOB | python -m resolver.lists.building  # the compile child of start/reload"
         )
         self.figure("parse + build (wall, incl. interpreter)", wall, "s", command,
                     cpu_seconds=round(cpu, 3), accepted=report["accepted"])  # fmt: skip

@@ -1,5 +1,5 @@
 """The `limits` section: the bounds on in-flight queries, TCP connections, the listeners' receive
-buffer and bad list input."""
+buffers and queues, and bad list input."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class LimitsConfig:
     max_regex_rules: int = 1000
     tcp_connections_per_client: int = 20
     udp_receive_buffer: int = 2 << 20
+    udp_queues: int = 8
 
 
 def read_limits(reader: Reader, top: Entries) -> LimitsConfig:
@@ -35,6 +36,8 @@ def read_limits(reader: Reader, top: Entries) -> LimitsConfig:
             convert = _count
         elif f.name == "udp_receive_buffer":
             convert = _receive_buffer
+        elif f.name == "udp_queues":
+            convert = _queues
         value = reader.value(entries, f.name, "limits", convert, f.default)
         if value is not MISSING:
             values[f.name] = value
@@ -50,6 +53,16 @@ def _receive_buffer(raw: object) -> int:
     if not MIN_RECEIVE_BUFFER <= size <= MAX_RECEIVE_BUFFER:
         raise ValueError(f"expected a size from 64KiB to 1GiB, got {raw!r}")
     return size
+
+
+MAX_UDP_QUEUES = 64
+
+
+def _queues(raw: object) -> int:
+    count = positive_int(raw)
+    if count > MAX_UDP_QUEUES:
+        raise ValueError(f"expected 1 to {MAX_UDP_QUEUES}, got {count}")
+    return count
 
 
 def _count(raw: object) -> int:

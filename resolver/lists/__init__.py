@@ -3,8 +3,9 @@ catalogue, remote feeds and RPZ zone transfers with their last good copies, the 
 the config's list references into matchers, and what each list cites for its blocks (provenance).
 
 May import: protocol, config
-Does I/O: catalogue (reads the bundled catalogue files), compiled (maps and writes compiled
-    lists), fetch (HTTPS feeds, last good copies), feeds (fetches feeds, keeps their last good
-    copies), loading (list files, the compile child process), refusals (accept markers),
-    transfer (RPZ zone transfers from primaries, TSIG secret files)
+Does I/O: building (reads list files, writes their compiled copies), catalogue (reads the bundled
+    catalogue files), compiled (maps and writes compiled lists), fetch (HTTPS feeds, last good
+    copies), feeds (fetches feeds, keeps their last good copies), loading (list files, the compile
+    child process), refusals (accept markers), transfer (RPZ zone transfers from primaries, TSIG
+    secret files)
 """

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resolver.config import Config, SourceConfig
-from resolver.lists.compiled import compile_job
+from resolver.lists.building import compile_job
 from resolver.lists.fetch import FetchError, FetchResult, SourceStore, fetch
 from resolver.lists.loading import (
     ListLoader,

@@ -9,7 +9,7 @@ module re-exports for its callers. Invalid lines never abort a parse; `broken` d
 error ratio, whether the list as a whole must be refused (an HTML error page is not a list).
 
 This is the one parser of list lines: files, directories and feeds all reach it through
-`resolver.lists.compiled.parse_job` (catalogue entries are YAML, checked by `catalogue`). Lists
+`resolver.lists.building.parse_job` (catalogue entries are YAML, checked by `catalogue`). Lists
 run to millions of lines, so the common line shapes (``name``, ``0.0.0.0 name``, ``||name^``)
 are recognised for the whole buffer at once with C-level byte operations, and only the lines
 that fail that check go through the per-line parser, which also writes the error messages; both

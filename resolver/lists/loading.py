@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from resolver.config import Config, ListKind, SourceConfig
+from resolver.lists.building import compile_job, parse_job
 from resolver.lists.catalogue import ListError, load_catalogue_entry
 from resolver.lists.compiled import (
     CompiledMatcher,
-    compile_job,
     compile_rules,
     from_parsed,
     open_compiled,
-    parse_job,
     write_atomic,
 )
 from resolver.lists.fetch import SourceStore
@@ -294,11 +293,11 @@ def compiled_path(state_dir: Path, spec: ListSpec) -> Path:
     return state_dir / "compiled" / f"{_SAFE_NAME.sub('_', spec.name)}-{tag}.dwl"
 
 
-_CHILD = "import sys; from resolver.lists.compiled import _child_main; sys.exit(_child_main())"
+_CHILD = "import sys; from resolver.lists.building import child_main; sys.exit(child_main())"
 
 
 def run_child(job: Mapping[str, Any]) -> dict[str, Any]:
-    """`compile_job` in a fresh interpreter (`resolver.lists.compiled`'s child), job on stdin.
+    """`compile_job` in a fresh interpreter (`resolver.lists.building`'s child), job on stdin.
     Called through `-c`, not `-m`: a compiled core's module is an extension, which `-m` cannot
     run (docs/compiled.md)."""
     root = str(Path(__file__).resolve().parents[2])

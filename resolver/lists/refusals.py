@@ -109,7 +109,7 @@ class ListAcceptance:
 def rejection(
     name: str, location: str, refusal: dict[str, object], kept: str, kept_entries: int
 ) -> ListRejection:
-    """A `ListRejection` from a parse report's ``refusal`` (`compiled.parse_job`)."""
+    """A `ListRejection` from a parse report's ``refusal`` (`building.parse_job`)."""
     samples = refusal.get("samples") or []
     more = refusal.get("more") or 0
     return ListRejection(

@@ -79,6 +79,8 @@ class Histogram:
 
 BlockedKey = tuple[str, str, int, tuple[str, str, str, str]]
 """What `Stats.block_answered` counts a block by: protocol, query type label, rcode, labels."""
+ShedKey = tuple[str, str, str, str, str]
+"""What `Stats.shed` counts a shed query by: group, limit, action, protocol, query type label."""
 
 
 class Stats:
@@ -86,10 +88,12 @@ class Stats:
 
     A block is counted once, by everything that tells blocks apart (`block_answered`), and
     shared out into `queries`, `rcodes` and `blocks` when one of them is read: per block one
-    dict update instead of three, and no key made for each table."""
+    dict update instead of three, and no key made for each table. A query shed over a rate
+    limit likewise (`shed`), into `limited` and `queries`: a flood's packets cost one update
+    each, and what a scrape reads is exact."""
 
-    __slots__ = ("_blocked", "_blocked_time", "_blocks", "_queries", "_rcodes", "counts",
-                 "durations", "gc_pauses", "limited", "upstream_durations",
+    __slots__ = ("_blocked", "_blocked_time", "_blocks", "_dropped_time", "_limited", "_queries",
+                 "_rcodes", "_shed", "counts", "durations", "gc_pauses", "upstream_durations",
                  "upstreams")  # fmt: skip
 
     def __init__(self) -> None:
@@ -99,10 +103,12 @@ class Stats:
         # scrape (ratios in alerts need no `or vector(0)`) and an unknown result fails loudly.
         self.durations: dict[str, Histogram] = {result: Histogram() for result in RESULTS}
         self._blocked_time = self.durations["blocked"]
+        self._dropped_time = self.durations["dropped"]
         self._rcodes: dict[str, int] = {}
         self._blocks: dict[tuple[str, str, str, str], int] = {}
         self._blocked: dict[BlockedKey, int] = {}  # blocks not yet shared out
-        self.limited: dict[tuple[str, str, str], int] = {}
+        self._limited: dict[tuple[str, str, str], int] = {}
+        self._shed: dict[ShedKey, int] = {}  # sheds not yet shared out
         self.upstreams: dict[tuple[str, str], int] = {}
         self.upstream_durations: dict[str, Histogram] = {}
         self.gc_pauses: dict[str, Histogram] = {str(g): Histogram() for g in GC_GENERATIONS}
@@ -113,7 +119,8 @@ class Stats:
         fresh = Stats()
         self.counts, self._queries, self.durations = fresh.counts, fresh._queries, fresh.durations
         self._blocked_time, self._rcodes = fresh._blocked_time, fresh._rcodes
-        self._blocks, self._blocked, self.limited = fresh._blocks, fresh._blocked, fresh.limited
+        self._blocks, self._blocked, self._limited = fresh._blocks, fresh._blocked, fresh._limited
+        self._dropped_time, self._shed = fresh._dropped_time, fresh._shed
         self.upstreams, self.upstream_durations = fresh.upstreams, fresh.upstream_durations
         self.gc_pauses = fresh.gc_pauses
 
@@ -122,7 +129,16 @@ class Stats:
         """Queries by (protocol, query type label, result)."""
         if self._blocked:
             self._share_blocked()
+        if self._shed:
+            self._share_shed()
         return self._queries
+
+    @property
+    def limited(self) -> dict[tuple[str, str, str], int]:
+        """Queries over a rate limit by (group, limit, action)."""
+        if self._shed:
+            self._share_shed()
+        return self._limited
 
     @property
     def rcodes(self) -> dict[str, int]:
@@ -147,6 +163,15 @@ class Stats:
             label = RCODE_LABELS.get(rcode, OTHER)
             rcodes[label] = rcodes.get(label, 0) + value
             blocks[labels] = blocks.get(labels, 0) + value
+
+    def _share_shed(self) -> None:
+        shed, self._shed = self._shed, {}
+        queries, limited = self._queries, self._limited
+        for (group, limit, action, protocol, qtype), value in shed.items():
+            key = (group, limit, action)
+            limited[key] = limited.get(key, 0) + value
+            query = (protocol, qtype, "dropped")
+            queries[query] = queries.get(query, 0) + value
 
     def count(self, key: str, amount: int = 1) -> None:
         self.counts[key] += amount
@@ -192,8 +217,19 @@ class Stats:
         """One query over a rate limit (`policy.ratelimit.LIMITS`) of a client in `group`, and
         what it got (drop or refuse)."""
         key = (group, limit, action)
-        limited = self.limited
+        limited = self._limited
         limited[key] = limited.get(key, 0) + 1
+
+    def shed(self, group: str, limit: str, action: str, protocol: str, qtype: int,
+             seconds: float) -> None:  # fmt: skip
+        """`rate_limited` and `query` (result "dropped") in one call: a query dropped over a
+        rate limit, the one thing a flood's packet costs here."""
+        histogram = self._dropped_time
+        histogram.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        histogram.total += seconds
+        key = (group, limit, action, protocol, QTYPE_LABELS.get(qtype, OTHER))
+        shed = self._shed
+        shed[key] = shed.get(key, 0) + 1
 
     def upstream(self, upstream: str, outcome: str, seconds: float | None) -> None:
         """One exchange with `upstream` ("ip:port"), its outcome (ok, timeout, servfail, refused,

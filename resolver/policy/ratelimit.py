@@ -109,8 +109,8 @@ class Bucket:
 class ClientEntry:
     """The budgets of one client prefix, shared by every address in it."""
 
-    __slots__ = ("exempt", "group", "queries", "report_at", "serial", "shed_until", "unreported",
-                 "upstream", "zone_burst", "zone_rate")  # fmt: skip
+    __slots__ = ("exempt", "group", "queries", "refused", "report_at", "serial", "shed_until",
+                 "unreported", "upstream", "zone_burst", "zone_rate")  # fmt: skip
 
     def __init__(
         self,
@@ -131,6 +131,7 @@ class ClientEntry:
         self.zone_burst = zone_burst
         self.serial = serial  # keys its client-and-zone buckets (an id() could be reused)
         self.shed_until = -math.inf  # a name of it was refused upstream less than SHED_MEMORY ago
+        self.refused = UPSTREAM  # the limit `RateLimiter.refusing` last found it over
         # Per limit (`LIMITS` order): queries shed since the last audit call for this prefix,
         # and when the next may be made: a flood costs the audit trail a call per
         # `REPORT_INTERVAL`, not one per packet.
@@ -337,23 +338,32 @@ class RateLimiter:
         """What `admits_upstream` would refuse `qname` for, asked before the name is known to
         be uncached, charging nothing: None unless `client` had a name refused within
         `SHED_MEMORY` (check `shed_until` first: then this costs nothing for anyone)."""
+        entry = self.refusing(client, zone_of(qname), now)
+        return None if entry is None else entry.refused
+
+    def refusing(self, client: str, zone_name: bytes, now: float) -> ClientEntry | None:
+        """`refuses_upstream` for a name whose zone (`zone_of`) the caller read already: the
+        client's entry, its `refused` the limit, when the name would be refused; else None.
+        The entry is what the caller counts the shed by, so it costs no second lookup."""
         entry = self._clients.get(client)
         if entry is None or entry.shed_until <= now:
             return None
         bucket = entry.upstream
         if bucket.due - now > bucket.slack:
-            return UPSTREAM
-        zone_name = zone_of(qname)
+            entry.refused = UPSTREAM
+            return entry
         if entry.zone_rate > 0:
             own = self._client_zones.get((entry.serial, zone_name))
             if own is not None and own.due - now > own.slack:
-                return CLIENT_ZONE
+                entry.refused = CLIENT_ZONE
+                return entry
         zone = self._zones.get(zone_name)
         if zone is not None:
             self._roll(zone, now)
             if zone.suspect and zone.bucket.empty(now):
                 zone.denied += 1
-                return ZONE
+                entry.refused = ZONE
+                return entry
         return None
 
     def _client_zone(self, entry: ClientEntry, zone_name: bytes, now: float) -> Bucket:

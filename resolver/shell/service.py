@@ -427,6 +427,9 @@ class Service:
         for section in ("listen", "metrics", "dnstap", "syslog"):
             if getattr(config, section) != getattr(old, section):
                 self.audit.warning("reload_needs_restart", section=section)
+        for key in ("udp_receive_buffer", "udp_queues"):  # set on the sockets when bound
+            if getattr(config.limits, key) != getattr(old.limits, key):
+                self.audit.warning("reload_needs_restart", section=f"limits.{key}")
         try:
             # Privacy and the pseudonymisation key follow the config: a new key file rotates
             # every pseudonym from this reload on. A reload for changed lists keeps the config

@@ -10,18 +10,18 @@ pipelined queries told apart by ID (RFC 7766 6.2.1; `upstream.streams`), closed 
 `STREAM_IDLE_TIMEOUT` without queries; TLS verifies the certificate and its name (`#name` in the
 URL) against the system store or `upstream.ca_file`.
 
-Choosing. Each query goes to the upstreams of the longest conditional-forwarding zone that
-contains its name, else to the default ones, in the order their strategy gives: `failover` in
-configured order; `fastest` by an exponentially weighted moving average of latency, upstreams not
-yet measured first and, now and then (`EXPLORE`), a random other one first so a recovered
-upstream gets measured again. An average ages while its upstream goes unasked: halved every
-`RTT_HALF_LIFE` since its last measurement, so one slow moment (a pause of ours, a busy
-upstream) cannot keep a fast upstream out of use for long; `parallel` sends to the two fastest at once and takes the first good
-answer. Whatever the strategy, an upstream that failed `max_fails` times in a row is down: tried
-only after the healthy ones (the most recently healthy first, since the probe itself may be what
-is broken), and probed in the background with `. IN NS` every `probe_interval`, one probe at a
-time, until it answers. Health has hysteresis (`upstream.health`) and its `upstream_health`
-events come at most once a second per upstream. The whole query is bounded by a deadline.
+Choosing. Each query goes to the upstreams of the longest conditional-forwarding zone that contains
+its name, else to the default ones, in the order their strategy gives: `failover` in configured
+order; `fastest` by an exponentially weighted moving average of latency, upstreams not yet measured
+first and, now and then (`EXPLORE`), a random other one first so a recovered upstream gets measured
+again. An average ages while its upstream goes unasked: halved every `RTT_HALF_LIFE` since its last
+measurement, so one slow moment (a pause of ours, a busy upstream) cannot keep a fast upstream out
+of use for long. `parallel` sends to the two fastest at once and takes the first good answer.
+Whatever the strategy, an upstream that failed `max_fails` times in a row is down: tried only after
+the healthy ones (the most recently healthy first, since the probe itself may be what is broken),
+and probed in the background with `. IN NS` every `probe_interval`, one probe at a time, until it
+answers. Health has hysteresis (`upstream.health`) and its `upstream_health` events come at most
+once a second per upstream. The whole query is bounded by a deadline.
 
 Answers. REFUSED, timeouts and malformed replies move on to the next upstream. A SERVFAIL
 carrying a DNSSEC validation EDE (6-12) is the answer: passed on with its EDE, not retried (the

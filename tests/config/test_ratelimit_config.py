@@ -28,6 +28,7 @@ def test_rate_limit_values_are_read() -> None:
         "  ipv6_prefix: 64\n  exempt: [10.9.0.0/16]\n"
         "  groups:\n    officials: {rate: 5.5, upstream_burst: 7, client_zone_rate: 0}\n"
         "limits:\n  tcp_connections_per_client: 4\n  udp_receive_buffer: 256KiB\n"
+        "  udp_queues: 3\n"
         "privileges:\n  user: dnswarden\n"
     )
     limits = config.rate_limit
@@ -43,6 +44,7 @@ def test_rate_limit_values_are_read() -> None:
     assert limits.client_zone_for_group("default") == (50.0, 250)
     assert (config.limits.tcp_connections_per_client, config.limits.udp_receive_buffer) == (
         4, 256 * 1024)  # fmt: skip
+    assert config.limits.udp_queues == 3
     assert config.privileges.user == "dnswarden" and config.privileges.group is None
 
 
@@ -66,6 +68,8 @@ def test_defaults() -> None:
          "rate_limit.groups.default.zone_rate", "unknown key"),
         ("rate_limit:\n  rates: 5\n", 2, "rate_limit.rates", "did you mean 'rate'"),
         ("limits:\n  udp_receive_buffer: 1KiB\n", 2, "limits.udp_receive_buffer", "64KiB"),
+        ("limits:\n  udp_queues: 0\n", 2, "limits.udp_queues", "at least 1"),
+        ("limits:\n  udp_queues: 65\n", 2, "limits.udp_queues", "1 to 64"),
         ("privileges:\n  user: root\n", 2, "privileges.user", "drops nothing"),
         ("privileges:\n  group: staff\n", 2, "privileges.group", "without a user"),
         ("privileges:\n  user: 'bad name'\n", 2, "privileges.user", "not a valid"),

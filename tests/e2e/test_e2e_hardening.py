@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
@@ -106,6 +107,29 @@ def test_exempt_networks_and_cache_hits_are_not_limited(
             reply = dns.message.from_wire(sock.recv(4096))
             assert reply.rcode() == dns.rcode.NOERROR
     assert metric(server, "dnswarden_rate_limited_total", limit="upstream", action="drop") == 1
+
+
+def udp_sockets_on(port: int) -> int:
+    """Sockets bound to 127.0.0.1:`port`, as the kernel lists them (/proc/net/udp)."""
+    local = f"0100007F:{port:04X}"
+    with open("/proc/net/udp") as table:
+        return sum(line.split()[1] == local for line in list(table)[1:])
+
+
+@pytest.mark.parametrize(("queues", "sockets"), [(None, 8), (3, 3), (1, 1)])
+def test_each_udp_listener_has_its_queues_per_source(
+    launch: ServerFactory, upstream: FakeUpstream, queues: int | None, sockets: int
+) -> None:
+    config = make_config([upstream.address])
+    if queues is not None:
+        config["limits"] = {"udp_queues": queues}
+    server = launch(config, f"queues-{queues}")
+    assert udp_sockets_on(server.address[1]) == sockets
+    name = fresh_name()
+    for source in range(1, 10):  # every queue is read
+        reply = dns.query.udp(query(name, "A"), server.address[0], port=server.address[1],
+                              timeout=3.0, source=f"127.0.0.{source}")  # fmt: skip
+        assert reply.rcode() == dns.rcode.NOERROR
 
 
 # --- TCP per client ----------------------------------------------------------------------------

@@ -109,6 +109,41 @@ def test_a_broken_config_keeps_the_running_state(
         config_path.write_text(good)
 
 
+@pytest.mark.parametrize(
+    ("section", "key", "value", "warned"),
+    [
+        ("limits", "udp_queues", 2, "limits.udp_queues"),
+        ("limits", "udp_receive_buffer", "1MiB", "limits.udp_receive_buffer"),
+        ("listen", None, ["127.0.0.5:0"], "listen"),
+    ],
+)
+def test_what_only_a_restart_changes_is_said_at_reload(
+    server: ServerProcess, section: str, key: str | None, value: object, warned: str
+) -> None:
+    config_path = server.config
+    good = config_path.read_text()
+    changed = yaml.safe_load(good)
+    if key is None:
+        changed[section] = value
+    else:
+        changed.setdefault(section, {})[key] = value
+    config_path.write_text(yaml.safe_dump(changed, sort_keys=False))
+    try:
+        since = len(server.events)
+        os.kill(server.pid, signal.SIGHUP)
+        event = reloaded_after(server, since)
+        assert event is not None and event["event"] == "reloaded", event
+        warnings = [e.get("section") for e in server.events[since:]
+                    if e.get("event") == "reload_needs_restart"]  # fmt: skip
+        assert warnings == [warned]
+        assert blocked(server, "first.example.")
+    finally:
+        config_path.write_text(good)
+        since = len(server.events)
+        os.kill(server.pid, signal.SIGHUP)
+        assert reloaded_after(server, since) is not None
+
+
 def test_reload_command_signals_the_server(server: ServerProcess, workdir: Path) -> None:
     pid_file = workdir / "reload.pid"
     assert pid_file.read_text().strip() == str(server.pid)

@@ -359,21 +359,6 @@ def test_regex_rules_with_inline_flags_still_work() -> None:
     assert hit(m, "other.test") is None
 
 
-# ----- compile jobs ---------------------------------------------------------------------------
-
-
-def test_a_job_names_the_file_it_cannot_read(tmp_path: Path) -> None:
-    good = tmp_path / "good.txt"
-    good.write_text("a.example\n")
-    missing = tmp_path / "missing.txt"
-    out = tmp_path / "l.dwl"
-    job = {"name": "l", "files": [str(good), str(missing)], "format": "domains",
-           "max_errors": 100, "max_regex": 0, "out": str(out)}  # fmt: skip
-    report = compiled.compile_job(job)
-    assert report["problems"] == [f"{missing}: cannot read list file (No such file or directory)"]
-    assert not out.exists()
-
-
 SCREENED = [
     "a.com\nb.a.com\nshared.org\n",
     "x.net\nshared.org\nwww.deep.example\n",

@@ -281,3 +281,44 @@ def test_blocks_not_yet_shared_out_survive_pickling_and_merging() -> None:
     assert total.blocks == {("g", "", "l", "null_ip"): 2}
     assert total.queries == {("udp", "A", "blocked"): 1}
     assert total.rcodes == {"NOERROR": 1}
+
+
+SHEDS = {
+    "one drop": [("default", "client_zone", "drop", "udp", 1, 0.00001)],
+    "a flood, two limits, two types": [
+        ("default", "client_zone", "drop", "udp", 1, 0.00002),
+        ("default", "client_zone", "drop", "udp", 28, 0.00003),
+        ("default", "zone", "drop", "udp", 1, 0.0004),
+        ("kids", "upstream", "drop", "tcp", 99, 0.2),
+    ] * 3,
+}
+
+
+@pytest.mark.parametrize("sheds", SHEDS.values(), ids=SHEDS.keys())
+def test_shed_records_what_rate_limited_and_a_dropped_query_record(
+    sheds: list[tuple[str, str, str, str, int, float]],
+) -> None:
+    one_call, two_calls = Stats(), Stats()
+    for index, (group, limit, action, protocol, qtype, seconds) in enumerate(sheds):
+        one_call.shed(group, limit, action, protocol, qtype, seconds)
+        two_calls.rate_limited(group, limit, action)
+        two_calls.query(protocol, qtype, "dropped", seconds)
+        if index % 3 == 1:  # a scrape in the middle of the flood reads every shed so far
+            assert one_call.limited == two_calls.limited
+            assert one_call.queries == two_calls.queries
+    assert one_call.limited == two_calls.limited
+    assert one_call.queries == two_calls.queries
+    assert one_call.rcodes == two_calls.rcodes == {}
+    for result in RESULTS:
+        assert one_call.durations[result].counts == two_calls.durations[result].counts
+        assert one_call.durations[result].total == two_calls.durations[result].total
+    assert one_call.summary() == two_calls.summary()
+    assert sum(one_call.limited.values()) == len(sheds)
+    # A worker's report, pickled before anything read it, merges the same.
+    worker = Stats()
+    for group, limit, action, protocol, qtype, seconds in sheds:
+        worker.shed(group, limit, action, protocol, qtype, seconds)
+    merged, expected = Stats(), Stats()
+    merged.merge(pickle.loads(pickle.dumps(worker)))
+    expected.merge(two_calls)
+    assert (merged.limited, merged.queries) == (expected.limited, expected.queries)

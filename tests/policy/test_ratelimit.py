@@ -11,6 +11,7 @@ from resolver.config import GroupRates, RateLimitConfig
 from resolver.policy.ratelimit import (
     CLIENT_ZONE,
     MAX_CLIENT_ZONES,
+    SHED_MEMORY,
     UPSTREAM,
     ZONE,
     Bucket,
@@ -225,6 +226,42 @@ def test_a_name_is_charged_only_when_every_budget_admits_it(
     # Another client still has the zone's remaining budget (none here, in the first case).
     other = limits.admits_upstream("10.0.0.2", from_text("o.victim.example"), 0.1)
     assert other == (ZONE if expected.count(ZONE) else None)
+
+
+@pytest.mark.parametrize(
+    ("settings", "limit", "other_zone"),
+    [
+        ({"zone_rate": 10, "zone_burst": 10, "client_zone_burst": 20}, ZONE, None),
+        ({"zone_rate": 10, "zone_burst": 20, "client_zone_burst": 5}, CLIENT_ZONE, None),
+        ({"zone_rate": 0, "client_zone_rate": 0, "upstream_burst": 7}, UPSTREAM, UPSTREAM),
+    ],
+)
+def test_refusing_names_the_limit_and_hands_back_the_client_s_entry(
+    settings: dict[str, object], limit: str, other_zone: str | None
+) -> None:
+    """What `refusing` finds from a zone is what `refuses_upstream` finds from the name, on
+    the client's own entry, and it charges nothing; a client never refused, or refused more
+    than `SHED_MEMORY` ago, is not even looked at."""
+    limits = limiter(**settings)
+    for number in range(100):
+        limits.answered(from_text(f"n{number}.victim.example"), True, 0.0)
+    ask_upstream(limits, [f"r{i}.victim.example" for i in range(30)], 0.1)
+    cases = [
+        ("10.0.0.1", "new.victim.example", 0.1, limit),
+        ("10.0.0.1", "a.b.victim.example", 0.1, limit),
+        ("10.0.0.1", "www.elsewhere.example", 0.1, other_zone),
+        ("10.0.0.2", "new.victim.example", 0.1, None),  # never refused
+        ("10.0.0.1", "new.victim.example", 0.1 + SHED_MEMORY, None),  # too long ago
+    ]
+    for client, name, now, expected in cases:
+        qname = from_text(name)
+        entry = limits.refusing(client, zone_of(qname), now)
+        assert (None if entry is None else entry.refused) == expected, (client, name, now)
+        assert limits.refuses_upstream(client, qname, now) == expected
+        if entry is not None:
+            assert entry is limits.entry(client, now)
+    # Asked again and again, nothing was charged: 5a still refuses for the same limit.
+    assert limits.admits_upstream("10.0.0.1", from_text("new.victim.example"), 0.1) == limit
 
 
 @pytest.mark.parametrize(
