@@ -238,6 +238,7 @@ class PolicyEngine:
         # decision made, which an immediate repeat (the AAAA after an A) gets as it is.
         self._sighted: set[int] = set()
         self._last_key: tuple[int, str, str | None, int] | None = None
+        self._last_group: Group | None = None
         self._last_block: Decision | None = None
         # Lists with rpz-ip rules: the inspector collects the addresses of every answer.
         self.response_ip = any(b.response_ips is not None for g in groups for b in g.bindings)
@@ -335,11 +336,11 @@ class PolicyEngine:
             decision = blocks.get(key)
             if decision is None:  # kept from its key's second sight (module docstring)
                 last = self._last_block
-                if last is not None and key == self._last_key:
-                    decision = last
+                if last is not None and key == self._last_key and group is self._last_group:
+                    decision = last  # (bindings are shared between groups: the group too)
                 else:
                     decision = self._block(group, binding, rule, zone_offset)
-                    self._last_key, self._last_block = key, decision
+                    self._last_key, self._last_group, self._last_block = key, group, decision
                     sighted = self._sighted
                     mark = hash(key)
                     if mark not in sighted:

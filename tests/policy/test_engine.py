@@ -476,3 +476,22 @@ def test_the_block_key_hashes_seen_once_stay_bounded(monkeypatch: pytest.MonkeyP
         engine.decide("10.1.1.1", from_text(f"www.r{index}.example"), 1, 0.0)
     assert 0 < len(engine._sighted) <= 3
     assert engine._blocks_count == 0
+
+
+@pytest.mark.parametrize("repeats", [1, 2, 3])
+def test_a_shared_list_blocks_each_group_in_its_own_name(repeats: int) -> None:
+    """The blocking lists bind once and are shared by every group: the decision reused for a
+    repeat is the group's own, never the last group's."""
+    lists = {"many": ["r1.example"]}
+    matcher = DomainMatcher()
+    matcher.add("r1.example", BlockRule("many", "r1.example"))
+    config = parse_config(
+        "groups:\n  officials:\n    subnets: [10.1.0.0/16]\nblocking: {lists: [many]}",
+        "<test>", known_lists=frozenset(lists),
+    )  # fmt: skip
+    engine = build_engine(config, {"many": ("many", matcher)}, 0)
+    for _ in range(repeats):
+        for client, group in (("10.1.1.1", "officials"), ("10.9.9.9", "default"),
+                              ("10.1.1.1", "officials")):  # fmt: skip
+            decision = engine.decide(client, from_text("www.r1.example"), 1, 0.0)
+            assert (decision.action, decision.group) == (Action.BLOCK, group)
