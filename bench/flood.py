@@ -22,6 +22,9 @@ reason).
 | `random-subdomain` | 127.0.0.2 | unique names under one zone that do not exist (NXDOMAIN) |
 | `same-client` | 127.0.0.1, the victim's own address | as random-subdomain |
 
+The servers run the dnswarden installed in the interpreter that runs this (a compiled build,
+docs/compiled.md), as `bench/run` does, else the checkout's; the first line says which core.
+
 Every process is started and stopped by PID (`bench.procs.Supervisor`); all traffic stays on
 127.0.0.0/8; every loop is bounded by count and time. dnsperf 2.10 miscounts late replies when its
 "unexpected reply" warnings are suppressed, so they are left on (in the log files); its timeout
@@ -51,6 +54,7 @@ from typing import Any
 import yaml
 
 from bench import gen, peers, procs, results
+from bench.main import core_build, installed_resolver, server_pythonpath
 from bench.peers import HOST
 
 FLOOD_HOST = "127.0.0.2"
@@ -215,8 +219,12 @@ class FloodBench:
         self.workdir = workdir
         self.sup = procs.Supervisor()
         self.python = str(Path(sys.executable))
-        repo = Path(__file__).resolve().parent.parent
-        self.env = dict(os.environ, PYTHONPATH=str(repo), PYTHONUNBUFFERED="1")
+        # As bench/run: an installed dnswarden (a compiled build) runs as installed, else the
+        # checkout's.
+        installed = installed_resolver(self.python)
+        path = os.pathsep.join(server_pythonpath(workdir, installed))
+        self.env = dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1")
+        self.core = core_build(self.python, self.env)
         self.victims = gen.zone_names(VICTIM_NAMES, seed=11)
         self.rows: list[FloodRow] = []
 
@@ -423,7 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench = FloodBench(args, Path(tmp))
         print(f"flood {args.rate} qps for {args.duration:g} s; victim {args.victim_rate:g} qps "
               f"of {VICTIM_NAMES} cached names and {args.victim_forward_rate:g} qps of new names "
-              f"under {FORWARD_ZONE}; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+              f"under {FORWARD_ZONE}; dnswarden core {bench.core}; "
+              f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
         print(HEADER, flush=True)
         try:
             bench.run()
