@@ -46,13 +46,16 @@ inspection: {{cname: true, rebinding: true, rebinding_allow: [gov.internal]}}
 """
 
 
-def state_for(tmp_path: Path | None = None, extra_list: Sequence[str] = ()) -> ResolverState:
+def state_for(
+    tmp_path: Path | None = None, extra_list: Sequence[str] = (), more: str = ""
+) -> ResolverState:
+    """CONFIG, with `extra_list` as one more blocking list and `more` (top-level YAML) after it."""
     extra = ""
     if tmp_path is not None and extra_list:
         path = tmp_path / "local.txt"
         path.write_text("\n".join(extra_list) + "\n")
         extra = f", {path}"
-    config = parse_config(CONFIG.format(extra=extra), "<test>", known_lists=catalogue_ids())
+    config = parse_config(CONFIG.format(extra=extra) + more, "<test>", known_lists=catalogue_ids())
     return build_state(config, None)
 
 
@@ -489,13 +492,8 @@ def test_a_policy_window_opening_and_closing_is_followed_to_the_second(
 def test_a_client_flooding_one_zone_keeps_its_cached_names_and_other_zones() -> None:
     """Over its budget for victim.example, the client's new names there are refused (5a, then
     early, 2a), while its cached name there and its names elsewhere are answered."""
-    config = parse_config(
-        CONFIG.format(extra="")
-        + "rate_limit: {action: refuse, client_zone_rate: 1, client_zone_burst: 3}\n",
-        "<test>",
-        known_lists=catalogue_ids(),
-    )
-    env = Env(build_state(config, None))
+    limits = "rate_limit: {action: refuse, client_zone_rate: 1, client_zone_burst: 3}\n"
+    env = Env(state_for(more=limits))
     env.pool.records["www.victim.example."] = ["www.victim.example. 300 IN A 192.0.2.1"]
     assert rdata(env.ask("www.victim.example.", sync=False)) == ["192.0.2.1"]
     rcodes = [env.ask(f"r{i}.victim.example.").rcode() for i in range(6)]

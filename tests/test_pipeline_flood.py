@@ -14,16 +14,13 @@ import dns.edns
 import dns.message
 import dns.rcode
 import pytest
-from test_pipeline import CONFIG, Env, rdata
+from test_pipeline import Env, rdata, state_for
 
 from resolver import pipeline
 from resolver.cache import cache_key
-from resolver.config import parse_config
-from resolver.lists.catalogue import catalogue_ids
 from resolver.pipeline import flood_question, question_key
 from resolver.policy.ratelimit import zone_of
 from resolver.protocol.wire import WireError, parse_query
-from resolver.state import build_state
 
 
 def wire(name: str, rdtype: str = "A", **options: object) -> bytes:
@@ -160,12 +157,7 @@ def test_mutated_packets_are_read_as_the_parse_reads_them_or_not_at_all() -> Non
 
 
 def flooding_env() -> Env:
-    config = parse_config(
-        CONFIG.format(extra="") + "rate_limit: {client_zone_rate: 1, client_zone_burst: 3}\n",
-        "<test>",
-        known_lists=catalogue_ids(),
-    )
-    env = Env(build_state(config, None))
+    env = Env(state_for(more="rate_limit: {client_zone_rate: 1, client_zone_burst: 3}\n"))
     env.pool.records["www.victim.example."] = ["www.victim.example. 300 IN A 192.0.2.1"]
     env.pool.records["mail.victim.example."] = ["mail.victim.example. 300 IN A 192.0.2.2"]
     return env
@@ -204,13 +196,8 @@ def test_a_flooding_client_s_new_names_are_shed_unparsed_and_its_cached_names_an
 
 
 def test_a_shed_name_is_refused_when_the_action_says_so_and_audited_with_its_name() -> None:
-    config = parse_config(
-        CONFIG.format(extra="")
-        + "rate_limit: {action: refuse, client_zone_rate: 1, client_zone_burst: 1}\n",
-        "<test>",
-        known_lists=catalogue_ids(),
-    )
-    env = Env(build_state(config, None))
+    limits = "rate_limit: {action: refuse, client_zone_rate: 1, client_zone_burst: 1}\n"
+    env = Env(state_for(more=limits))
     env.ask("r0.victim.example.", sync=False)
     assert env.ask("r1.victim.example.", edns=False).rcode() == dns.rcode.REFUSED  # 5a
     time.sleep(0.15)  # past the audit's hold-back for this client and limit (0.1 s)

@@ -79,20 +79,17 @@ def test_each_source_keeps_to_its_queue(group: list[socket.socket]) -> None:
     assert seen == {host: {queue_of(host, 4)} for host in sources}
 
 
-def test_one_queue_adds_nothing() -> None:
-    udp, tcp = bind_pair(Endpoint("127.0.0.1", 0), True, 1 << 20)
+@pytest.mark.parametrize(
+    ("reuse_port", "queues"),
+    [
+        (True, 1),  # one queue: nothing to add
+        (False, 4),  # no socket can join one bound without SO_REUSEPORT: none is left open
+    ],
+)
+def test_it_keeps_one_queue(reuse_port: bool, queues: int) -> None:
+    udp, tcp = bind_pair(Endpoint("127.0.0.1", 0), reuse_port, 1 << 20)
     try:
-        assert add_source_queues(udp, 1, 1 << 20) == []
-    finally:
-        udp.close()
-        tcp.close()
-
-
-def test_without_reuse_port_it_keeps_one_queue() -> None:
-    """The extra sockets cannot join a socket bound without SO_REUSEPORT: none is left open."""
-    udp, tcp = bind_pair(Endpoint("127.0.0.1", 0), False, 1 << 20)
-    try:
-        assert add_source_queues(udp, 4, 1 << 20) == []
+        assert add_source_queues(udp, queues, 1 << 20) == []
     finally:
         udp.close()
         tcp.close()
