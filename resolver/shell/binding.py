@@ -1,4 +1,5 @@
-"""Bind failures that name the listener and say what to do.
+"""Binding listeners: every listening socket set up alike (`listening`), and bind failures that
+name the listener and say what to do.
 
 The bare OSError (`[Errno 98] Address already in use`) says neither which of several listeners
 failed (each DNS address has a UDP and a TCP socket, and there is the metrics endpoint) nor what
@@ -7,8 +8,10 @@ the operator can do about it; on a gateway the usual causes are few and each has
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import socket
 import sys
 
 from resolver.config import Endpoint
@@ -16,6 +19,21 @@ from resolver.config import Endpoint
 UDP = "UDP"
 TCP = "TCP"
 METRICS = "metrics HTTP"
+
+
+def listening(sock: socket.socket, reuse_port: bool, receive_buffer: int = 0) -> socket.socket:
+    """`sock`, set up before its bind as every listener's is: IPv6 only on an IPv6 socket (IPv4
+    has listeners of its own), non-blocking, SO_REUSEPORT when the port is shared, and the
+    receive buffer asked for when one is (best effort: the kernel caps it)."""
+    if sock.family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.setblocking(False)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if receive_buffer:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    return sock
 
 
 class BindError(OSError):

@@ -33,7 +33,6 @@ after the same timeout. A connection's backlog of pipelined queries is read at m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import socket
 from typing import Any
@@ -43,7 +42,7 @@ from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, Channel, QueryPipeline
 from resolver.shell import privileges
-from resolver.shell.binding import TCP, UDP, BindError
+from resolver.shell.binding import TCP, UDP, BindError, listening
 from resolver.shell.steering import add_source_queues
 
 UDP_BATCH = 64
@@ -146,15 +145,9 @@ def bind_pair(
         udp = socket.socket(family, socket.SOCK_DGRAM)
         tcp = socket.socket(family, socket.SOCK_STREAM)
         try:
-            for sock in (udp, tcp):
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.setblocking(False)
-                if reuse_port:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            listening(udp, reuse_port, receive_buffer)
+            listening(tcp, reuse_port)
             tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            with contextlib.suppress(OSError):
-                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
             try:
                 udp.bind((endpoint.host, endpoint.port))
             except OSError as error:

@@ -16,10 +16,11 @@ cannot be attached, the extra sockets are closed and the listener keeps its one 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import socket
 import struct
+
+from resolver.shell.binding import listening
 
 SO_ATTACH_REUSEPORT_CBPF = 51
 _SKF_NET_OFF = -0x100000
@@ -59,13 +60,7 @@ def add_source_queues(
         for _ in range(queues - 1):
             sock = socket.socket(family, socket.SOCK_DGRAM)
             extra.append(sock)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            sock.setblocking(False)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-            sock.bind(address)
+            listening(sock, True, receive_buffer).bind(address)
         code = steering_program(family, queues)
         program = ctypes.create_string_buffer(code, len(code))
         fprog = struct.pack("HL", len(code) // 8, ctypes.addressof(program))
