@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import functools
 import gc
 import os
 import platform
@@ -424,12 +425,9 @@ class Service:
             return
         self._retry.succeeded()
         self._list_watch = state.list_watch
-        for section in ("listen", "metrics", "dnstap", "syslog"):
-            if getattr(config, section) != getattr(old, section):
+        for section in RESTART_ONLY:
+            if _setting(config, section) != _setting(old, section):
                 self.audit.warning("reload_needs_restart", section=section)
-        for key in ("udp_receive_buffer", "udp_queues"):  # set on the sockets when bound
-            if getattr(config.limits, key) != getattr(old.limits, key):
-                self.audit.warning("reload_needs_restart", section=f"limits.{key}")
         try:
             # Privacy and the pseudonymisation key follow the config: a new key file rotates
             # every pseudonym from this reload on. A reload for changed lists keeps the config
@@ -775,6 +773,18 @@ async def run_service(
         service.close_outputs()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
+
+
+RESTART_ONLY = (
+    "listen", "metrics", "dnstap", "syslog", "limits.udp_receive_buffer", "limits.udp_queues",
+)
+"""Settings a reload cannot apply (sockets and outputs opened at start-up): a change to one is
+said (`reload_needs_restart`), and takes effect at the next start."""
+
+
+def _setting(config: Config, path: str) -> object:
+    """The value at a dotted `path` of `config` ("limits.udp_queues")."""
+    return functools.reduce(getattr, path.split("."), config)
 
 
 def _ignore() -> None:
