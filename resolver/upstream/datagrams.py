@@ -213,12 +213,11 @@ class UdpExchanges:
             expires = self._loop.time() + timeout
             exchange = UdpExchange(sock, address, query, query_id, expires, outcome, context)
             fd = exchange.fd
-            if not fresh:
-                pass  # a reused socket stays in our epoll set
-            elif self._epoll is not None:
-                self._epoll.register(fd, _EPOLLIN)
-            else:
-                self._loop.add_reader(fd, self._receive, exchange)
+            if fresh:  # (a reused socket stays in our epoll set)
+                if self._epoll is not None:
+                    self._epoll.register(fd, _EPOLLIN)
+                else:
+                    self._loop.add_reader(fd, self._receive, exchange)
             self._pending[fd] = exchange
         except BaseException:
             sock.close()  # a reused one too: whatever failed, it is not used again
