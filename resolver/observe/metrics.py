@@ -286,7 +286,8 @@ FAMILIES: Final = {
            "Zones whose uncached names are limited now: most of their upstream answers were "
            "NXDOMAIN or failures (random-subdomain floods)."),
         _f("internal_errors", "counter", (),
-           "Bugs caught around one query; each cost that query its answer."),
+           "Bugs caught around one query (each cost that query its answer) or in a "
+           "background watcher (it carries on)."),
         _f("events", "counter", ("event",), "Other counted events, by name."),
         _f("audit_events_dropped", "counter", (),
            "Audit events not written because they came faster than "

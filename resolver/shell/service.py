@@ -45,9 +45,12 @@ LAPSE_WARNING_DAYS = 14
 LAPSE_CHECK_INTERVAL = 86400.0
 MAX_STARTUP_WARNINGS = 20
 IN_FORCE = windows.Window.IN_FORCE
-WINDOW_RECHECK = 60.0
-"""Longest wait between looks at the policy windows: a reload or a step of the wall clock (the
-edges are wall-clock times, the loop's timers monotonic) is caught within it."""
+WINDOW_RECHECK = 5.0
+"""Longest wait between looks at the policy windows: a step of the wall clock (the edges are
+wall-clock times, the loop's timers monotonic; a virtual machine resumed from a pause steps its
+clock) is caught within it. A look costs microseconds."""
+WATCH_RETRY = 1.0
+"""The pause before a background watcher that failed looks again."""
 
 
 def uses_public_fallback(state: ResolverState) -> bool:
@@ -330,7 +333,7 @@ class Service:
             try:
                 await self.check_lists()
             except Exception as error:  # a watcher that dies would stop refreshes silently
-                self.audit.error("list_watch_failed", error=repr(error)[:300])
+                self.watch_failed("list_watch_failed", error)
 
     async def check_lists(self) -> None:
         """Fetch the feeds that are due, and reload when a feed was updated or a list file
@@ -543,7 +546,17 @@ class Service:
             self._windows_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._windows_changed.wait(), wait)
-            self.track_policy_windows(announce)
+            try:
+                self.track_policy_windows(announce)
+            except Exception as error:  # a dead watcher would leave edges unlogged, silently
+                self.watch_failed("policy_watch_failed", error)
+                await asyncio.sleep(WATCH_RETRY)
+
+    def watch_failed(self, event: str, error: Exception) -> None:
+        """A background watcher caught a bug and goes on: logged at error level and counted
+        with the query path's bugs (`internal_errors`, alerted on)."""
+        self.stats.count("internal_error")
+        self.audit.error(event, error=repr(error)[:300])
 
     def warn_lapsing_policies(self) -> None:
         """A ban that lapses silently is a ban lifted by accident: warn from 14 days before."""

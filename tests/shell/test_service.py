@@ -357,3 +357,40 @@ def test_list_retry_backs_off_to_an_hour() -> None:
     assert not retry.due(3599.0) and retry.due(3600.0) and not retry.due(3601.0)
     retry.succeeded()
     assert (retry.delay, retry.at) == (0.0, None)
+
+
+def test_a_window_watcher_that_fails_logs_counts_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug while tracking the policy windows must not end the watch: the next edge would pass
+    unlogged and the gauge go stale, with nothing to say so."""
+    monkeypatch.setattr(service, "WINDOW_RECHECK", 0.01)
+    monkeypatch.setattr(service, "WATCH_RETRY", 0.01)
+    looks: list[bool] = []
+
+    def track(announce: bool, reset: bool = False) -> None:
+        looks.append(announce)
+        if len(looks) == 1:
+            raise RuntimeError("boom")
+
+    async def run() -> None:
+        log = io.StringIO()
+        audit = AuditLog(log, "info", fold_window=0)
+        state = build_state(feed_config(tmp_path), None)
+        live = service.Service(state, lambda: state.config, audit)
+        monkeypatch.setattr(live, "track_policy_windows", track)
+        watcher = asyncio.create_task(live.watch_policy_windows(announce=True))
+        try:
+            for _ in range(200):
+                await asyncio.sleep(0.01)
+                if len(looks) >= 3:
+                    break
+        finally:
+            watcher.cancel()
+            await live.pool.close()
+        assert len(looks) >= 3, "the watcher stopped after the failure"
+        failed = [(level, f) for name, level, f in events(log) if name == "policy_watch_failed"]
+        assert failed == [("error", {"error": "RuntimeError('boom')"})]
+        assert live.stats.counts["internal_error"] == 1
+
+    asyncio.run(run())
