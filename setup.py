@@ -28,8 +28,11 @@ COMPILED = [
     "resolver/policy/access.py",
     "resolver/policy/engine.py",
     "resolver/policy/inspection.py",
+    "resolver/policy/ratelimit.py",
+    "resolver/policy/shedding.py",
     "resolver/cache.py",
     "resolver/observe/stats.py",
+    "resolver/pipeline.py",
 ]
 
 # mypy reads the modules COMPILED imports (silently) for their types; libraries without type

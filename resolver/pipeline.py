@@ -23,14 +23,13 @@ import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol, cast
 
 from resolver.cache import AnswerMemo, Cache, CachedAnswer, CacheKey, MemoKey, cache_key
 from resolver.config import OverLimit, RateLimitConfig
 from resolver.lists.formats import DROP, RPZ_ANSWERS, TCP_ONLY
 from resolver.lists.transfer import is_notify
 from resolver.observe.audit import AuditLog
-from resolver.observe.outputs import DnstapOutput
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
 from resolver.policy.inspection import Findings, Inspector, verdict
@@ -55,7 +54,14 @@ from resolver.protocol.wire import (
     udp_limit,
 )
 from resolver.state import FailClosed, ResolverState
-from resolver.upstream.pool import Overloaded, UpstreamFailure, UpstreamPool, abandoned
+from resolver.upstream.pool import (
+    FailureHook,
+    Overloaded,
+    ReplyHook,
+    Settled,
+    UpstreamFailure,
+    abandoned,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +86,30 @@ ReplyTo = Callable[[bytes | None], None]
 PeerReplyTo = Callable[[Any, bytes | None], None]
 """`reply_to` when `handle` is given a `peer`: called with it first."""
 
+
+class Upstreams(Protocol):
+    """What the pipeline uses of `upstream.pool.UpstreamPool`: a protocol (which the compiled
+    core does not check at run time), so tests can hand it a scripted pool."""
+
+    after_reply: ReplyHook | None
+    after_failure: FailureHook | None
+
+    def forward(self, query: Query, key: CacheKey | None, notify: Settled, context: Any) -> None:
+        ...
+
+    def refresh(self, query: Query) -> bool: ...
+
+
+class Tap(Protocol):
+    """What the pipeline uses of `observe.outputs.DnstapOutput`: dnstap's CLIENT_QUERY and
+    CLIENT_RESPONSE."""
+
+    def client_query(self, packet: bytes, client: str, transport: str) -> float: ...
+
+    def client_response(
+        self, reply: bytes, client: str, transport: str, received: float, decision: Decision | None
+    ) -> None: ...
+
 _BLOCK: Final = 0
 _HIT: Final = 1
 """The kinds of `AnswerMemo` entry: (_BLOCK, reply after the ID, query, decision) and
@@ -91,9 +121,36 @@ _BLOCKS: Final = Action.BLOCK
 _REFUSES: Final = Action.REFUSE
 _CENSORED: Final = EdeCode.CENSORED
 _DROP: Final = OverLimit.DROP
+_REFUSE: Final = OverLimit.REFUSE
 _BLOCKED: Final = EdeCode.BLOCKED
+_perf_counter: Final = time.perf_counter  # (compiled: one load, not a lookup in `time`)
 _STALE_TEXT = b"stale answer: upstreams unavailable"
 _FAILURE_TEXT = "upstream failure cached (RFC 9520)"
+
+
+class Handler(Protocol):
+    """`QueryPipeline.handle`: answer `packet` from `client`: reply bytes, None (send nothing),
+    or `FORWARDED`: the query went upstream, and `reply_to` gets the reply bytes (or None)
+    later, once. `channel` says how it came when that was DoT or DoH. With a `peer` (the UDP
+    listener's address tuple), `reply_to` is called as `reply_to(peer, reply)`: the callback
+    that binds them is made only for a query that goes upstream, not for every packet."""
+
+    def __call__(
+        self,
+        packet: bytes,
+        client: str,
+        over_udp: bool,
+        reply_to: ReplyTo | PeerReplyTo,
+        channel: Channel | None = None,
+        peer: object = None,
+    ) -> Outcome: ...
+
+
+def _bound(reply_to: ReplyTo | PeerReplyTo, peer: object) -> ReplyTo:
+    """`reply_to` as called with the reply alone: bound to `peer` when there is one."""
+    if peer is None:
+        return cast(ReplyTo, reply_to)
+    return functools.partial(cast(PeerReplyTo, reply_to), peer)
 
 
 @functools.cache
@@ -133,12 +190,18 @@ class QueryPipeline:
     def __init__(
         self,
         state: ResolverState,
-        upstreams: UpstreamPool,
+        upstreams: Upstreams,
         stats: Stats,
         audit: AuditLog,
         cache: Cache | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        # The wall clock (policy windows, fail-closed groups) and the parser are attributes so
+        # tests can move the one and count the other: the compiled core binds module globals
+        # early, so replacing `time` or `parse_query` in this module would not reach it.
+        self.wall_clock = wall_clock
+        self.parse: Callable[[bytes], Query] = parse_query
         self.state = state
         self.upstreams = upstreams
         self.stats = stats
@@ -161,14 +224,14 @@ class QueryPipeline:
         self.last_block: Decision | None = None
 
     @property
-    def tap(self) -> DnstapOutput | None:
+    def tap(self) -> Tap | None:
         return self._tap
 
     @tap.setter
-    def tap(self, tap: DnstapOutput | None) -> None:
+    def tap(self, tap: Tap | None) -> None:
         self._tap = tap
         # Without dnstap, `handle` is `_handle` itself: a call less on every query.
-        self.handle = self._handle if tap is None else self._handle_tapped  # type: ignore[method-assign]
+        self.handle: Handler = self._handle if tap is None else self._handle_tapped
 
     @property
     def state(self) -> ResolverState:
@@ -182,7 +245,7 @@ class QueryPipeline:
         self._memo = AnswerMemo()  # answers made under the previous state are forgotten
         self._limit_rates(state)
         previous = getattr(self, "_closed", None)  # None: the first state, from __init__
-        self._closed = state.fail_closed(time.time())
+        self._closed = state.fail_closed(self.wall_clock())
         if previous is not None:
             self._announce(previous, self._closed)
 
@@ -230,23 +293,6 @@ class QueryPipeline:
         if ended:
             self.audit.info("fail_closed_lifted", groups=ended)
 
-    def handle(
-        self,
-        packet: bytes,
-        client: str,
-        over_udp: bool,
-        reply_to: ReplyTo | PeerReplyTo,
-        channel: Channel | None = None,
-        peer: object = None,
-    ) -> Outcome:
-        """Answer `packet` from `client`: reply bytes, None (send nothing), or `FORWARDED`: the
-        query went upstream, and `reply_to` gets the reply bytes (or None) later, once.
-        `channel` says how it came when that was DoT or DoH. With a `peer` (the UDP listener's
-        address tuple), `reply_to` is called as `reply_to(peer, reply)`: the callback that
-        binds them is made only for a query that goes upstream, not for every packet. (Each
-        pipeline replaces this method with `_handle` or `_handle_tapped`, as `tap` says.)"""
-        return self._handle_tapped(packet, client, over_udp, reply_to, channel, peer)
-
     def _handle_tapped(
         self,
         packet: bytes,
@@ -259,14 +305,15 @@ class QueryPipeline:
         tap = self._tap
         if tap is None:
             return self._handle(packet, client, over_udp, reply_to, channel, peer)
-        if peer is not None:
-            reply_to = functools.partial(reply_to, peer)
+        bound = _bound(reply_to, peer)
         # dnstap: the query as received, and its answer whenever it is sent. A block's decision
         # is what `_blocked` left in `last_block`, read at once: nothing runs in between.
         transport = channel.transport if channel is not None else "udp" if over_udp else "tcp"
         received = tap.client_query(packet, client, transport)
-        self.last_block = None
-        later = functools.partial(self._tapped, tap, client, transport, received, reply_to)
+        # (Typed so that mypy does not take `last_block` for None until the read below: the
+        # compiled core would check it was.)
+        self.last_block = cast("Decision | None", None)
+        later = functools.partial(self._tapped, tap, client, transport, received, bound)
         outcome = self._handle(packet, client, over_udp, later, channel)
         if type(outcome) is bytes:
             tap.client_response(outcome, client, transport, received, self.last_block)
@@ -275,7 +322,7 @@ class QueryPipeline:
 
     def _tapped(
         self,
-        tap: DnstapOutput,
+        tap: Tap,
         client: str,
         transport: str,
         received: float,
@@ -296,7 +343,7 @@ class QueryPipeline:
         channel: Channel | None = None,
         peer: object = None,
     ) -> Outcome:
-        started = time.perf_counter()
+        started = _perf_counter()
         # 0. Rate limit, when `rate_limit.rate` is set: a client prefix over its budget for
         #    every query is shed before its bytes are parsed. Off by default: what costs work is
         #    limited at 5a, so a flooding address's cache hits and policy answers still come.
@@ -307,7 +354,7 @@ class QueryPipeline:
         #    upstream (a block, a cache hit), get the same answer after their own ID, with the
         #    same metrics and audit, until a reload or the next policy window edge. During a
         #    flood too: what it answers costs no upstream work, and less than shedding would.
-        now = time.time()
+        now = self.wall_clock()
         device = "" if channel is None else channel.device
         memo_key = (packet[2:], client, over_udp, device)
         memo = self._memo
@@ -342,7 +389,7 @@ class QueryPipeline:
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.
         try:
-            query = parse_query(packet)
+            query = self.parse(packet)
         except WireError as error:
             if type(error) is NotImplementedOpcode and self.on_notify and is_notify(packet):
                 return self.on_notify(packet, client)
@@ -436,10 +483,8 @@ class QueryPipeline:
                 return self._done(query, over_udp, "servfail", reply, started, None, channel)
             stale = cached
         # 5-8. Upstream, response inspection, reply, metrics/audit: see `_forward`.
-        if peer is not None:
-            reply_to = functools.partial(reply_to, peer)
         return self._forward(
-            query, key, client, over_udp, started, stale, reply_to, channel  # type: ignore[arg-type]
+            query, key, client, over_udp, started, stale, _bound(reply_to, peer), channel
         )
 
     def _remember(self, key: MemoKey, entry: tuple[Any, ...], now: float) -> None:
@@ -589,7 +634,7 @@ class QueryPipeline:
                 if findings is not None:
                     state = self._state
                     block = verdict(findings, client, query.qtype, state.policy,
-                                    state.config.blocking, time.time(), device,
+                                    state.config.blocking, self.wall_clock(), device,
                                     query.qname)  # fmt: skip
                 if block is not None and (over_udp or block.answer != TCP_ONLY):
                     out = self._blocked(
@@ -677,7 +722,7 @@ class QueryPipeline:
         device = "" if channel is None else channel.device
         if findings is not None:
             block = verdict(findings, client, query.qtype, state.policy, state.config.blocking,
-                            time.time(), device, query.qname)  # fmt: skip
+                            self.wall_clock(), device, query.qname)  # fmt: skip
             if block is not None and (over_udp or block.answer != TCP_ONLY):
                 return self._blocked(state, query, client, block, over_udp, started, channel)
         if query.has_edns:
@@ -719,7 +764,7 @@ class QueryPipeline:
         cached with those names, and every hit checks them against the asking client."""
         limiter = self.limiter
         if limiter.active:
-            limiter.answered(query.qname, reply.rcode == NXDOMAIN, time.perf_counter())
+            limiter.answered(query.qname, reply.rcode == NXDOMAIN, _perf_counter())
         findings = self.inspector.extract(reply.raw, query.question_end, query.qname)
         if findings is not None and findings.ip_block is not None:
             return findings
@@ -731,7 +776,7 @@ class QueryPipeline:
     def _after_failure(self, query: Query, key: CacheKey, failure: UpstreamFailure) -> None:
         limiter = self.limiter
         if limiter.active:
-            limiter.answered(query.qname, True, time.perf_counter())
+            limiter.answered(query.qname, True, _perf_counter())
         cache = self.cache
         if cache is not None and cache.enabled:
             cache.fail(key, self.clock(), failure.ede)
@@ -782,10 +827,10 @@ class QueryPipeline:
         stats = self.stats
         if reply is None:  # an RPZ DROP: nothing sent, so no rcode
             stats.blocked(*labels)
-            stats.query(protocol, query.qtype, "blocked", time.perf_counter() - started)
+            stats.query(protocol, query.qtype, "blocked", _perf_counter() - started)
             return None
         rcode = reply[3] & 0x0F if len(reply) > 3 else 0
-        stats.block_answered(protocol, query.qtype, time.perf_counter() - started, labels, rcode)
+        stats.block_answered(protocol, query.qtype, _perf_counter() - started, labels, rcode)
         return reply
 
     @staticmethod
@@ -820,7 +865,7 @@ class QueryPipeline:
         (extended) one when it may not fit the header's four bits: an upstream's."""
         stats = self.stats
         protocol = ("udp" if over_udp else "tcp") if channel is None else channel.transport
-        stats.query(protocol, query.qtype, result, time.perf_counter() - started)
+        stats.query(protocol, query.qtype, result, _perf_counter() - started)
         if reply is not None:
             if rcode is None:
                 rcode = reply[3] & 0x0F if len(reply) > 3 else 0
@@ -842,11 +887,10 @@ class QueryPipeline:
         its question as read from the bytes (step 0c), when it was not parsed."""
         action, label = self._over_limit
         entry = self.limiter.entry(client, started)
-        self.stats.rate_limited(entry.group, limit, label)
         held = entry.report_due(limit, started)
-        if action is OverLimit.REFUSE and query is None:
+        if action is _REFUSE and query is None:
             try:
-                query = parse_query(packet)
+                query = self.parse(packet)
             except WireError:
                 query = None
         qname, qtype = (
@@ -855,10 +899,11 @@ class QueryPipeline:
         )  # fmt: skip
         if held >= 0:
             self.audit.rate_limited(client, entry.group, limit, label, qname, held)
-        if action is OverLimit.DROP or query is None:
-            self.stats.query("udp" if over_udp else "tcp", qtype, "dropped",
-                             time.perf_counter() - started)  # fmt: skip
+        if action is _DROP or query is None:  # `rate_limited` and `query` in one call
+            self.stats.shed(entry.group, limit, label, "udp" if over_udp else "tcp", qtype,
+                            _perf_counter() - started)  # fmt: skip
             return None
+        self.stats.rate_limited(entry.group, limit, label)
         reply = answers.refused(query, EdeCode.PROHIBITED, f"rate limited ({limit})")
         return self._done(query, over_udp, "refused", reply, started)
 
@@ -882,7 +927,7 @@ class QueryPipeline:
         if held >= 0:
             self.audit.rate_limited(client, entry.group, limit, label, key[0], held)
         self.stats.shed(entry.group, limit, label, "udp" if over_udp else "tcp", key[1],
-                        time.perf_counter() - started)  # fmt: skip
+                        _perf_counter() - started)  # fmt: skip
         return None
 
     def _malformed(
@@ -898,7 +943,7 @@ class QueryPipeline:
         reply = answers.error_reply(packet, error)
         result = "dropped" if reply is None else _ERROR_RESULTS.get(error.rcode or 0, "formerr")
         protocol = ("udp" if over_udp else "tcp") if channel is None else channel.transport
-        stats.query(protocol, -1, result, time.perf_counter() - started)
+        stats.query(protocol, -1, result, _perf_counter() - started)
         if reply is not None:
             stats.rcode(error.rcode or 0)
         return reply

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import dns.edns
@@ -130,7 +129,9 @@ class Clock:
 
 
 class Env:
-    def __init__(self, state: ResolverState | None = None) -> None:
+    def __init__(
+        self, state: ResolverState | None = None, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.state = state or state_for()
         self.pool = ScriptedPool()
         self.stats = Stats()
@@ -145,6 +146,7 @@ class Env:
             self.audit,
             self.cache,
             self.clock,  # type: ignore[arg-type]
+            wall_clock,
         )
 
     def ask(
@@ -465,14 +467,10 @@ OPENS = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
 CLOSES = datetime(2030, 1, 2, tzinfo=UTC).timestamp()
 
 
-def test_a_policy_window_opening_and_closing_is_followed_to_the_second(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_policy_window_opening_and_closing_is_followed_to_the_second(tmp_path: Path) -> None:
     """No reload at the window's edges: the pipeline notices them at the next query."""
     wall = [OPENS - 0.5]
-    clock = SimpleNamespace(time=lambda: wall[0], perf_counter=time.perf_counter)
-    monkeypatch.setattr("resolver.pipeline.time", clock)
-    env = Env(feed_state(tmp_path, in_group=False, window=WINDOW))
+    env = Env(feed_state(tmp_path, in_group=False, window=WINDOW), lambda: wall[0])
     env.pool.records["www.example.org."] = ["www.example.org. 300 IN A 192.0.2.1"]
     steps = [(OPENS - 0.5, dns.rcode.NOERROR), (OPENS, dns.rcode.SERVFAIL),
              (CLOSES - 0.001, dns.rcode.SERVFAIL), (CLOSES, dns.rcode.NOERROR),

@@ -24,11 +24,14 @@ RESULTS: Final = ("answered", "blocked", "refused", "cached", "stale", "servfail
 """What became of a query; the `result` label. `answered` means forwarded and answered, `ddr`
 answered with our own encrypted endpoints (RFC 9462)."""
 
-DURATION_BUCKETS: Final = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                           0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # fmt: skip
+DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
+)  # fmt: skip
 """Upper bounds in seconds. A sinkhole answer takes tens of microseconds, a forwarded one
 milliseconds to seconds; the default Prometheus buckets start at 5 ms and would lump every
-blocked answer into one bucket."""
+blocked answer into one bucket. (Of any length to mypy: the compiled core keeps a fixed-length
+tuple unboxed, and would make a new tuple of new floats for each `bisect_left`.)"""
 
 QTYPE_LABELS: Final = {1: "A", 28: "AAAA", 65: "HTTPS", 64: "SVCB", 255: "ANY", 15: "MX",
                        16: "TXT", 5: "CNAME", 2: "NS", 12: "PTR", 6: "SOA", 33: "SRV", 43: "DS",

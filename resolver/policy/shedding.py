@@ -71,8 +71,8 @@ def flood_question(packet: bytes) -> tuple[QuestionKey, bytes] | None:
 
 
 _Known = tuple[int, bytes | None, int, int, bool]
-_AFTER_PLAIN: dict[bytes, _Known] = {}
-_AFTER_OPT: dict[bytes, _Known] = {}
+_AFTER_PLAIN: Final[dict[bytes, _Known]] = {}
+_AFTER_OPT: Final[dict[bytes, _Known]] = {}
 """What follows a first label (the rest of the name, type, class, and the OPT if one is
 counted) → (the rest's length, the registrable zone of a name that ends so or None when it
 is the whole name, type, class, DO): what `flood_question` read there once."""
