@@ -94,8 +94,9 @@ class Upstreams(Protocol):
     after_reply: ReplyHook | None
     after_failure: FailureHook | None
 
-    def forward(self, query: Query, key: CacheKey | None, notify: Settled, context: Any) -> None:
-        ...
+    def forward(
+        self, query: Query, key: CacheKey | None, notify: Settled, context: Any
+    ) -> None: ...
 
     def refresh(self, query: Query) -> bool: ...
 
@@ -109,6 +110,7 @@ class Tap(Protocol):
     def client_response(
         self, reply: bytes, client: str, transport: str, received: float, decision: Decision | None
     ) -> None: ...
+
 
 _BLOCK: Final = 0
 _HIT: Final = 1
