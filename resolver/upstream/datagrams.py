@@ -161,7 +161,6 @@ class UdpExchanges:
         # uvloop hands back a plain Handle, without when(), for a delay under a millisecond.
         self._sweep: asyncio.Handle | None = None
         self._sweep_tick = 0
-        self._buffer = bytearray(_RECEIVE_SIZE)
         self.random_id = RandomIds()
         epoll = getattr(select, "epoll", None)
         self._epoll: Any = epoll() if epoll is not None else None
@@ -342,17 +341,17 @@ class UdpExchanges:
                 sock.close()
 
     def _receive(self, exchange: UdpExchange) -> None:
-        buffer = self._buffer
-        receive = exchange.sock.recvfrom_into
+        # `recvfrom` rather than `recvfrom_into` a buffer kept for it: the kernel copies into
+        # the bytes object that is kept, where the buffer costs a second copy (and a slice).
+        receive = exchange.sock.recvfrom
         while exchange.outcome is not None:
             try:
-                size, source = receive(buffer)
+                data, source = receive(_RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # a pending socket error, reported once: keep waiting
                 self._stats.count("upstream.receive_error")
                 return
-            data = bytes(buffer[:size])
             address = exchange.address
             # IPv4 sources compare as they come; an IPv6 one carries flow info and scope too.
             if (source != address and (source[0], source[1]) != address) or not reply_matches(
