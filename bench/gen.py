@@ -177,9 +177,14 @@ class Shape:
     """Half the listed domain itself, half a subdomain (the bench's shape since issue 7)."""
     EXACT = "exact"
     SUBDOMAINS = "subdomains"
+    HOT = "hot"
+    """`HOT_NAMES` mixed names, asked again and again as the `cached` row's names are: a block
+    against a cache hit, like for like (the other shapes are mostly first sights)."""
 
 
-SHAPES = (Shape.MIXED, Shape.EXACT, Shape.SUBDOMAINS)
+SHAPES = (Shape.MIXED, Shape.EXACT, Shape.SUBDOMAINS, Shape.HOT)
+HOT_NAMES = 1_000
+"""As many as `Sizes.hits`, the `cached` row's names."""
 _SHAPE_SHARES: dict[str, tuple[float, float]] = {
     Shape.MIXED: (0.5, 0.4),
     Shape.EXACT: (1.0, 0.0),
@@ -193,6 +198,9 @@ def blocked_queries(
 ) -> list[str]:
     """Names to query that the list blocks, in `shape`: the listed domain itself or a subdomain
     of it (`www.`, `api.`... or, one in five subdomains, a random label no cache has seen)."""
+    if shape == Shape.HOT:
+        hot = blocked_queries(listed, HOT_NAMES, seed)
+        return [hot[index % len(hot)] for index in range(count)]
     exact, common = _SHAPE_SHARES[shape]
     rng = random.Random(seed)
     out: list[str] = []

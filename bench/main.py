@@ -180,8 +180,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         nargs="+",
         choices=gen.SHAPES,
         default=[gen.Shape.MIXED],
-        help="which names `blocked` asks for: listed domains (exact), subdomains of them, or "
-        "half and half (mixed, the default); one row per shape",
+        help="which names `blocked` asks for: listed domains (exact), subdomains of them, "
+        "half and half (mixed, the default), or 1,000 mixed names again and again (hot); one "
+        "row per shape",
     )
     parser.add_argument(
         "--list-split",

@@ -257,6 +257,15 @@ def test_blocked_queries_take_the_shape_asked_for(shape: str, exact_share) -> No
     assert gen.blocked_queries(listed, 4000, shape=shape) == queries
 
 
+def test_the_hot_shape_asks_a_thousand_mixed_names_again_and_again() -> None:
+    listed = gen.blocklist_names(3000)
+    queries = gen.blocked_queries(listed, 5000, shape="hot")
+    assert len(queries) == 5000
+    assert queries[: gen.HOT_NAMES] == gen.blocked_queries(listed, gen.HOT_NAMES)
+    assert queries[gen.HOT_NAMES : 2 * gen.HOT_NAMES] == queries[: gen.HOT_NAMES]
+    assert len(set(queries)) <= gen.HOT_NAMES
+
+
 def test_mixed_shape_sends_the_same_names_as_before_the_shapes() -> None:
     """Runs before `--list-shape` asked for these exact names: mixed must not change them."""
     import random
