@@ -26,7 +26,11 @@ heap cost ~30 tuple comparisons per query at 10k queries in flight). Only ticks 
 still waiting remain, so the timer wakes when one may be due, not every tick.
 
 IDs come from the operating system's CSPRNG, read 4 KiB at a time rather than one syscall per
-query.
+query, and taken off a list (`list.pop`, no call of ours).
+
+An exchange is one object per query: a caller with state of its own per query (the pool's walk
+through its upstreams) subclasses `UdpExchange` and is handed back to its `outcome`, rather than
+allocating a second object that points at the first.
 """
 
 from __future__ import annotations
@@ -67,7 +71,9 @@ IDLE_SOCKETS = 256
 """Sockets kept for the next exchanges, per address family; more are closed."""
 
 Outcome = Callable[[UpstreamReply | None, BaseException | None, Any], None]
-"""Called once per exchange: (reply, None, context) or (None, error, context)."""
+"""`send`'s callback, once per exchange: (reply, None, context) or (None, error, context)."""
+Ended = Callable[[UpstreamReply | None, BaseException | None, Any], None]
+"""`send_to`'s callback, once per exchange: (reply, None, exchange) or (None, error, exchange)."""
 
 
 Disconnect = Callable[[int, Any, int], int]
@@ -95,50 +101,52 @@ class BadReply(Exception):
 
 
 class RandomIds:
-    """16-bit IDs from `os.urandom`, buffered."""
+    """16-bit IDs from `os.urandom`, 2048 per read. The hot path pops `ids` itself and calls
+    this only when it is empty."""
 
-    __slots__ = ("_next", "_pool")
+    __slots__ = ("ids",)
 
     def __init__(self) -> None:
-        self._pool = b""
-        self._next = 0
+        self.ids: list[int] = []
 
     def __call__(self) -> int:
-        i = self._next
-        pool = self._pool
-        if i >= len(pool):
-            pool = self._pool = os.urandom(4096)
-            i = 0
-        self._next = i + 2
-        return (pool[i] << 8) | pool[i + 1]
+        ids = self.ids
+        if not ids:
+            ids.extend(memoryview(os.urandom(4096)).cast("H"))
+        return ids.pop()
 
 
 class UdpExchange:
-    """One query on one socket, until it is answered, times out or is cancelled."""
+    """One query on one socket, until it is answered, times out or is cancelled. The caller
+    sets `query`; `send_to` fills in the rest, and `outcome` is None once it has ended (the
+    same object may then be sent again, to another upstream)."""
 
-    __slots__ = ("address", "context", "expires", "fd", "outcome", "query", "query_id", "sock",
-                 "tick")  # fmt: skip
+    __slots__ = ("address", "expires", "fd", "outcome", "query", "query_id", "sock", "tick")
 
-    def __init__(
-        self,
-        sock: _socket.socket,
-        address: tuple[str, int],
-        query: Query,
-        query_id: int,
-        expires: float,
-        outcome: Outcome,
-        context: Any,
-    ) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.address = address
+    address: tuple[str, int]
+    expires: float
+    fd: int
+    outcome: Ended | None
+    query: Query
+    query_id: int
+    sock: _socket.socket
+    tick: int
+    """The sweep tick whose set holds this exchange's fd."""
+
+
+class _Callback(UdpExchange):
+    """An exchange of `send`: its `callback` hears `context` rather than the exchange."""
+
+    __slots__ = ("callback", "context")
+
+    def __init__(self, query: Query, callback: Outcome, context: Any) -> None:
         self.query = query
-        self.query_id = query_id
-        self.expires = expires
-        self.outcome: Outcome | None = outcome
+        self.callback = callback
         self.context = context
-        self.tick = 0
-        """The sweep tick whose set holds this exchange's fd."""
+
+
+def _call_back(reply: UpstreamReply | None, error: BaseException | None, exchange: Any) -> None:
+    exchange.callback(reply, error, exchange.context)
 
 
 class UdpExchanges:
@@ -153,7 +161,6 @@ class UdpExchanges:
         # uvloop hands back a plain Handle, without when(), for a delay under a millisecond.
         self._sweep: asyncio.Handle | None = None
         self._sweep_tick = 0
-        self._buffer = bytearray(_RECEIVE_SIZE)
         self.random_id = RandomIds()
         epoll = getattr(select, "epoll", None)
         self._epoll: Any = epoll() if epoll is not None else None
@@ -177,23 +184,29 @@ class UdpExchanges:
         outcome: Outcome,
         context: Any = None,
     ) -> UdpExchange:
-        """Send `query` to `server` from a new socket; `outcome` hears how it ended. Raises
-        OSError when the socket cannot be made or the datagram cannot be sent."""
+        """Send `query` to `server` from a fresh port; `outcome(reply, error, context)` hears
+        how it ended. Raises OSError when the socket cannot be made or the datagram cannot be
+        sent."""
         family = _socket.AF_INET6 if server.family == 6 else _socket.AF_INET
-        return self.send_to(family, (server.host, server.port), query, timeout, outcome, context)
+        exchange = _Callback(query, outcome, context)
+        expires = self._loop.time() + timeout
+        self.send_to(exchange, family, (server.host, server.port), expires, _call_back)
+        return exchange
 
     def send_to(
         self,
+        exchange: UdpExchange,
         family: int,
         address: tuple[str, int],
-        query: Query,
-        timeout: float,
-        outcome: Outcome,
-        context: Any = None,
-    ) -> UdpExchange:
-        """`send` with the server's socket family and address worked out once by the caller
-        (the pool, once per upstream): the hot path, one call per forwarded query."""
-        query_id = self.random_id()
+        expires: float,
+        outcome: Ended,
+    ) -> None:
+        """Send `exchange.query` to `address` (of socket `family`) from a fresh port with a fresh
+        ID, to be answered by loop time `expires`; `outcome(reply, error, exchange)` hears how
+        it ended. The hot path, one call per forwarded query: the pool works out the family and
+        address once per upstream and its walk is the exchange. Raises OSError as `send`."""
+        ids = self.random_id.ids
+        query_id = ids.pop() if ids else self.random_id()
         sock: _socket.socket | None = None
         if self._disconnect is not None:
             idle = self._idle.get(family)
@@ -209,26 +222,29 @@ class UdpExchanges:
             if not _NONBLOCK:
                 sock.setblocking(False)
             # Unbound (a fresh or a disconnected socket): the kernel binds a random port.
-            sock.sendto(upstream_query(query, query_id), address)
-            expires = self._loop.time() + timeout
-            exchange = UdpExchange(sock, address, query, query_id, expires, outcome, context)
-            fd = exchange.fd
+            sock.sendto(upstream_query(exchange.query, query_id), address)
+            fd = sock.fileno()
             if fresh:  # (a reused socket stays in our epoll set)
                 if self._epoll is not None:
                     self._epoll.register(fd, _EPOLLIN)
                 else:
                     self._loop.add_reader(fd, self._receive, exchange)
-            self._pending[fd] = exchange
         except BaseException:
             sock.close()  # a reused one too: whatever failed, it is not used again
             raise
+        exchange.sock = sock
+        exchange.fd = fd
+        exchange.address = address
+        exchange.query_id = query_id
+        exchange.expires = expires
+        exchange.outcome = outcome
+        self._pending[fd] = exchange
         tick = exchange.tick = int(expires * _TICKS) + 1  # `_due_at`, inline: once per query
         waiting = self._due.get(tick)
         if waiting is not None:
             waiting.add(fd)
         else:
             self._due_at(exchange, expires)
-        return exchange
 
     def cancel(self, exchange: UdpExchange) -> None:
         """Stop waiting (a race was lost, the caller went away); `outcome` is not called."""
@@ -325,17 +341,17 @@ class UdpExchanges:
                 sock.close()
 
     def _receive(self, exchange: UdpExchange) -> None:
-        buffer = self._buffer
-        receive = exchange.sock.recvfrom_into
+        # `recvfrom` rather than `recvfrom_into` a buffer kept for it: the kernel copies into
+        # the bytes object that is kept, where the buffer costs a second copy (and a slice).
+        receive = exchange.sock.recvfrom
         while exchange.outcome is not None:
             try:
-                size, source = receive(buffer)
+                data, source = receive(_RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # a pending socket error, reported once: keep waiting
                 self._stats.count("upstream.receive_error")
                 return
-            data = bytes(buffer[:size])
             address = exchange.address
             # IPv4 sources compare as they come; an IPv6 one carries flow info and scope too.
             if (source != address and (source[0], source[1]) != address) or not reply_matches(
@@ -351,7 +367,7 @@ class UdpExchanges:
             outcome = exchange.outcome  # `_end`, inline: once per answered query
             exchange.outcome = None
             self._forget(exchange)
-            outcome(reply, None, exchange.context)
+            outcome(reply, None, exchange)
             return
 
     def _end(
@@ -362,7 +378,7 @@ class UdpExchanges:
             return
         exchange.outcome = None
         self._forget(exchange)
-        outcome(reply, error, exchange.context)
+        outcome(reply, error, exchange)
 
     # --- timeouts -----------------------------------------------------------------------------
 

@@ -31,7 +31,8 @@ it never counts against the upstream's health by itself (see `Health.servfailed`
 
 Sharing. Identical queries in flight (name, type, class, DO, CD) share one upstream exchange (a
 `_Walk` through the plan, which calls each waiting client back when it settles: no future and
-no loop turn per query): a client that stops waiting (the pipeline serves it a stale answer)
+no loop turn per query; over UDP the walk is itself the datagram exchange, one object per
+query): a client that stops waiting (the pipeline serves it a stale answer)
 does not stop the exchange, whose answer then refreshes the cache through `after_reply`.
 """
 
@@ -68,7 +69,7 @@ from resolver.protocol.wire import (
     reply_matches,
     upstream_query,
 )
-from resolver.upstream.datagrams import BadReply, Outcome, UdpExchanges
+from resolver.upstream.datagrams import BadReply, Ended, UdpExchange, UdpExchanges
 from resolver.upstream.health import HEALTH_DWELL, Health
 from resolver.upstream.streams import STREAM_IDLE_TIMEOUT, Stream, StreamClosed
 
@@ -200,13 +201,14 @@ Settled = Callable[[Any, UpstreamReply | None, Findings | None, UpstreamFailure 
 `(context, None, None, failure)`, called directly when it settles (no future, no loop turn)."""
 
 
-class _Walk:
+class _Walk(UdpExchange):
     """One shared exchange going through its plan of upstreams, one attempt at a time, and the
-    clients waiting for it: the first in `notify`/`context`, any merged later in `more`."""
+    clients waiting for it: the first in `notify`/`context`, any merged later in `more`. A UDP
+    attempt sends the walk itself (`UdpExchanges.send_to`), which comes back to `_udp_ended`."""
 
     __slots__ = (
-        "context", "deadline", "ede", "index", "key", "more", "notify", "plan", "query",
-        "servfail", "servfails", "started", "starting", "upstream",
+        "context", "deadline", "ede", "index", "key", "more", "notify", "plan", "servfail",
+        "servfails", "started", "starting", "upstream",
     )  # fmt: skip
 
     def __init__(
@@ -275,7 +277,7 @@ class UpstreamPool:
         self._random = rng or random.Random()
         self._inflight: dict[CacheKey, asyncio.Future[Resolved]] = {}
         self._udp = UdpExchanges(self._loop, stats)
-        self._udp_outcome: Outcome = self._udp_ended  # one bound method, not one per query
+        self._udp_outcome: Ended = self._udp_ended  # one bound method, not one per query
         self._upstreams: dict[UpstreamServer, Upstream] = {}
         self._last_logged: dict[tuple[str, str], float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -364,7 +366,8 @@ class UpstreamPool:
         """
         if key is None:
             key = cache_key(query)
-        walk = self._inflight.get(key)
+        inflight = self._inflight
+        walk = inflight.get(key)
         if walk is not None:
             self._stats.count("upstream.merged")
             if walk.more is None:
@@ -372,7 +375,22 @@ class UpstreamPool:
             else:
                 walk.more.append((notify, context))
             return
-        self._start(key, query, notify, context)
+        if len(inflight) >= self.max_inflight:
+            raise Overloaded
+        route = self._route_for(query.qname) if self._zones else self._default
+        plan = route.upstreams
+        if len(plan) != 1 or plan[0].down:
+            plan = self._plan(route)
+        now = self._loop.time()
+        walk = _Walk(key, query, notify, context, plan, now + self.deadline)
+        inflight[key] = walk
+        if route.strategy is _PARALLEL and len(walk.plan) > 1:
+            walk.index = 2
+            race = self._spawn(self._race(walk.plan[0], walk.plan[1], query, walk.deadline))
+            race.add_done_callback(functools.partial(self._task_ended, walk, True))
+        else:
+            self._next(walk, now)
+        walk.starting = False
 
     def begin(self, query: Query, key: CacheKey | None = None) -> asyncio.Future[Resolved]:
         """`forward` as a future (tests, callers that await): its result is `Resolved`, or it
@@ -391,7 +409,7 @@ class UpstreamPool:
             self._stats.count("upstream.refresh_skipped")
             return False
         try:
-            self._start(key, query, self._background_done, None)
+            self.forward(query, key, self._background_done, None)
         except Overloaded:
             return False
         self._background += 1
@@ -399,24 +417,6 @@ class UpstreamPool:
 
     def _background_done(self, context: Any, *outcome: Any) -> None:
         self._background -= 1
-
-    def _start(self, key: CacheKey, query: Query, notify: Settled, context: Any) -> None:
-        inflight = self._inflight
-        if len(inflight) >= self.max_inflight:
-            raise Overloaded
-        route = self._route_for(query.qname) if self._zones else self._default
-        plan = route.upstreams
-        if len(plan) != 1 or plan[0].down:
-            plan = self._plan(route)
-        walk = _Walk(key, query, notify, context, plan, self._loop.time() + self.deadline)
-        inflight[key] = walk
-        if route.strategy is _PARALLEL and len(walk.plan) > 1:
-            walk.index = 2
-            race = self._spawn(self._race(walk.plan[0], walk.plan[1], query, walk.deadline))
-            race.add_done_callback(functools.partial(self._task_ended, walk, True))
-        else:
-            self._next(walk)
-        walk.starting = False
 
     def _spawn(self, coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = self._loop.create_task(coroutine)
@@ -455,13 +455,15 @@ class UpstreamPool:
 
     # --- one exchange walking its plan: callbacks, no task for UDP ----------------------------
 
-    def _next(self, walk: _Walk) -> None:
-        """Try the walk's next upstream within its deadline, or end it with a failure."""
+    def _next(self, walk: _Walk, now: float | None = None) -> None:
+        """Try the walk's next upstream within its deadline, or end it with a failure. `now` is
+        the loop's time when the caller has just read it."""
         loop = self._loop
         plan = walk.plan
         try:
             while walk.index < len(plan):
-                now = loop.time()
+                if now is None:
+                    now = loop.time()
                 remaining = walk.deadline - now
                 if remaining <= 0:
                     break
@@ -472,10 +474,11 @@ class UpstreamPool:
                 walk.started = now
                 if upstream.udp:
                     try:
-                        self._udp.send_to(upstream.family, upstream.address, walk.query, timeout,
-                                          self._udp_outcome, walk)  # fmt: skip
+                        self._udp.send_to(walk, upstream.family, upstream.address, now + timeout,
+                                          self._udp_outcome)  # fmt: skip
                     except OSError as error:
                         walk.ede = max(walk.ede, self._attempt_failed(upstream, error, walk.query))
+                        now = None
                         continue
                     return
                 exchange = self._spawn(self._exchange(upstream, walk.query, timeout, walk.deadline))

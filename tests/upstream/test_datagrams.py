@@ -442,3 +442,81 @@ def test_a_socket_that_got_a_datagram_after_its_answer_is_not_reused() -> None:
         pytest.skip("no disconnect here: a socket per exchange")
     assert earlier.sock is not later.sock
     assert mismatched == 0  # the duplicate never met the later exchange
+
+
+
+class Attempts(UdpExchange):
+    """A caller's own exchange object (as the pool's walk is), sent once per attempt."""
+
+    __slots__ = ("ended",)
+
+    def __init__(self) -> None:
+        self.query = query()
+        self.ended: list[tuple[UpstreamReply | None, BaseException | None, Any]] = []
+
+
+def released_port(exchange: UdpExchange) -> int:
+    """The local port the exchange's socket still holds (0: let go, or the socket closed)."""
+    return 0 if exchange.sock.fileno() == -1 else int(exchange.sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("first_ends", "error"),
+    [("answered", None), ("timed-out", TimeoutError), ("malformed", BadReply)],
+)
+def test_one_exchange_object_sent_again_gets_a_fresh_port_and_id_each_time(
+    first_ends: str, error: type[BaseException] | None
+) -> None:
+    """`send_to` with the caller's own object: its outcome hears that object, each attempt's
+    port is let go when it ends, and sending it again (to the next upstream) draws a new ID:
+    a reply with the first attempt's ID is not accepted on the second."""
+
+    async def scenario() -> tuple[Attempts, list[int], list[bytes], int]:
+        loop = asyncio.get_running_loop()
+        stats = Stats()
+        exchanges = UdpExchanges(loop, stats)
+        first, second = Upstream(), Upstream()
+        attempts = Attempts()
+        done = asyncio.Event()
+
+        def ended(reply: UpstreamReply | None, error: BaseException | None, ex: Any) -> None:
+            ex.ended.append((reply, error, ex))
+            done.set()
+
+        released: list[int] = []
+        ids: list[bytes] = []
+        try:
+            for upstream, timeout in ((first, 0.05), (second, 2.0)):
+                done.clear()
+                server = upstream.server
+                exchanges.send_to(attempts, socket.AF_INET, (server.host, server.port),
+                                  loop.time() + timeout, ended)  # fmt: skip
+                sent, client = await upstream.receive()
+                ids.append(sent[:2])
+                if upstream is first and first_ends == "answered":
+                    upstream.sock.sendto(answer(sent), client)
+                elif upstream is first and first_ends == "malformed":
+                    upstream.sock.sendto(answer(sent)[:-3], client)
+                elif upstream is second:
+                    if ids[0] != ids[1]:  # the first attempt's ID, now stale
+                        stale = int.from_bytes(ids[0], "big")
+                        upstream.sock.sendto(answer(sent, query_id=stale), client)
+                    upstream.sock.sendto(answer(sent), client)
+                await asyncio.wait_for(done.wait(), 2.0)
+                released.append(released_port(attempts))
+            return attempts, released, ids, stats.counts["upstream.mismatch"]
+        finally:
+            first.close()
+            second.close()
+            exchanges.close()
+
+    attempts, released, ids, mismatched = run(scenario)
+    assert [ex for _, _, ex in attempts.ended] == [attempts, attempts]
+    first_reply, first_error, _ = attempts.ended[0]
+    assert type(first_error) is error if error else first_error is None
+    assert (first_reply is not None) == (first_ends == "answered")
+    last_reply, last_error, _ = attempts.ended[1]
+    assert last_error is None and last_reply is not None and last_reply.raw[:2] == ids[1]
+    assert mismatched == (ids[0] != ids[1])
+    assert released == [0, 0]
+    assert attempts.outcome is None
