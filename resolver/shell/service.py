@@ -51,6 +51,11 @@ wall-clock times, the loop's timers monotonic; a virtual machine resumed from a 
 clock) is caught within it. A look costs microseconds."""
 WATCH_RETRY = 1.0
 """The pause before a background watcher that failed looks again."""
+RESTART_ONLY = (
+    "listen", "metrics", "dnstap", "syslog", "limits.udp_receive_buffer", "limits.udp_queues",
+)
+"""Settings a reload cannot apply (sockets and outputs opened at start-up): a change to one is
+said (`reload_needs_restart`), and takes effect at the next start."""
 
 
 def uses_public_fallback(state: ResolverState) -> bool:
@@ -786,13 +791,6 @@ async def run_service(
         service.close_outputs()
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(signum)
-
-
-RESTART_ONLY = (
-    "listen", "metrics", "dnstap", "syslog", "limits.udp_receive_buffer", "limits.udp_queues",
-)
-"""Settings a reload cannot apply (sockets and outputs opened at start-up): a change to one is
-said (`reload_needs_restart`), and takes effect at the next start."""
 
 
 def _setting(config: Config, path: str) -> object:

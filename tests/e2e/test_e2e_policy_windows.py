@@ -82,10 +82,10 @@ def wait_for_edge(server: ServerProcess, name: str, edge: datetime.datetime) -> 
     for _ in range(3):  # bounded, whatever the clock does
         left = (deadline - datetime.datetime.now(datetime.UTC)).total_seconds()
         event = wait_for(server, name, 0, max(left, 0.0))
-        if event is not None or left <= 0:
+        if event is not None:
+            return event
+        if left <= 0:
             break
-    if event is not None:
-        return event
     recent = "\n".join(json.dumps(e) for e in server.events[-15:])
     raise AssertionError(
         f"no {name} within {EDGE_TIMEOUT} s of {edge.isoformat()} (now "
