@@ -32,6 +32,7 @@ COMPILED = [
     "resolver/policy/shedding.py",
     "resolver/cache.py",
     "resolver/observe/stats.py",
+    "resolver/observe/audit.py",
     "resolver/pipeline.py",
 ]
 

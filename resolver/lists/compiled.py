@@ -48,7 +48,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from zlib import crc32
 
 from resolver.lists.formats import (
@@ -91,6 +91,16 @@ _ALLOWS = FLAG_ALLOW_SELF | FLAG_ALLOW_BELOW
 # Query bytes that can appear in a listed name; any other byte means no listed name matches.
 _NAME_CHARS = b"abcdefghijklmnopqrstuvwxyz0123456789-_."
 _LABEL_CHARS = _NAME_CHARS[:-1]
+# What the lookups use, as `Final` names: compiled, each is a C global read instead of a hash
+# probe of the module's namespace (what an imported name costs at every use).
+_crc32: Final = crc32
+_TO_DOTS: Final = LENGTHS_TO_DOTS
+_FAST: Final[int] = FAST_LABEL
+_SELF: Final[int] = FLAG_SELF
+_ALLOW_SELF: Final[int] = FLAG_ALLOW_SELF
+_BELOW: Final[int] = FLAG_BELOW
+_ALLOW_BELOW: Final[int] = FLAG_ALLOW_BELOW
+_WILD: Final[int] = FLAG_WILD
 
 
 def _bits_for(count: int) -> int:
@@ -378,6 +388,19 @@ class CompiledMatcher:
         "meta",
         "response_ips",
     )
+    # Typed, so that compiled code keeps the offsets and hashes as machine integers (inferred
+    # from the JSON header they would be `Any`, and every `&` and `+` a generic call).
+    _filter: memoryview
+    _fmask: int
+    _shift: int
+    _buckets: memoryview
+    _hashes: memoryview
+    _starts: memoryview
+    _lengths: memoryview
+    _flags: memoryview
+    _names_at: int
+    _uniform: int | None
+    _has_allow: bool
 
     def __init__(self, buffer: bytes | mmap.mmap, keep: object = None) -> None:
         view = memoryview(buffer)
@@ -401,7 +424,7 @@ class CompiledMatcher:
         self.list_name: str = header["list"]
         self.count: int = header["count"]
         self._filter = bloom
-        self._fmask = (1 << header["fbits"]) - 1
+        self._fmask = (1 << int(header["fbits"])) - 1
         self._buckets = buckets.cast("I")
         self._hashes = hashes.cast("I")
         self._starts = starts.cast("I")
@@ -412,11 +435,11 @@ class CompiledMatcher:
         # object makes bytes, which compare in C at once; a memoryview slice is an object more
         # and compares item by item.
         self._buffer = buffer
-        self._names_at = spans[6][0]
-        self._uniform: int | None = header["uniform"]
+        self._names_at = int(spans[6][0])
+        self._uniform = header["uniform"]
         self._uniform_answer = answer_of(self._uniform) if self._uniform is not None else None
-        self._has_allow: bool = header["has_allow"]
-        self._shift = 30 - header["bits"]
+        self._has_allow = bool(header["has_allow"])
+        self._shift = 30 - int(header["bits"])
         self._globs: tuple[DomainMatcher, DomainMatcher] | None = None
         if header["globs"]:
             block, allow = DomainMatcher(), DomainMatcher()
@@ -444,28 +467,32 @@ class CompiledMatcher:
 
     def _find(self, suffix: bytes) -> int:
         """The index of the name `suffix` (exact bytes), or -1."""
-        key = crc32(suffix) >> 2
+        key = _crc32(suffix) >> 2
         if not self._filter[(key & self._fmask) >> 3] & (1 << (key & 7)):
             return -1
         return self._probe(suffix, key)
 
     def _probe(self, suffix: bytes, key: int) -> int:
-        """`_find` past the filter: the index of `suffix`, whose hash is `key`, or -1."""
+        """`_find` past the filter: the index of `suffix`, whose hash is `key`, or -1.
+
+        A bucket holds a few hashes (`_BUCKET_LOAD` on average, ascending): read in turn, they
+        cost fewer reads than a `bisect` call over them."""
         buckets = self._buckets
         bucket = key >> self._shift
         hashes = self._hashes
-        index = bisect_left(hashes, key, buckets[bucket], buckets[bucket + 1])
+        index: int = buckets[bucket]
+        stop: int = buckets[bucket + 1]
         size = len(suffix)
-        at = self._names_at
-        try:
-            while hashes[index] == key:
+        while index < stop:
+            found: int = hashes[index]
+            if found == key:
                 if self._lengths[index] == size:
-                    start = at + self._starts[index]
+                    start = self._names_at + self._starts[index]
                     if self._buffer[start : start + size] == suffix:
                         return index
-                index += 1
-        except IndexError:
-            pass
+            elif found > key:
+                break
+            index += 1
         return -1
 
     def lookup(self, qname: bytes) -> tuple[BlockRule, int] | None:
@@ -502,7 +529,7 @@ class CompiledMatcher:
         end = len(qname) - 1
         if end < 1 or qname[end]:
             return self._walk_split(qname)
-        text = qname[1:end].translate(LENGTHS_TO_DOTS)
+        text = qname[1:end].translate(_TO_DOTS)
         uniform = self._uniform
         bloom = self._filter
         fmask = self._fmask
@@ -511,20 +538,20 @@ class CompiledMatcher:
         above = 0  # the offset of the label before `pos`'s: a wildcard's zone
         while pos < end:
             length = qname[pos]
-            if not length or length > FAST_LABEL:
+            if not length or length > _FAST:
                 return self._walk_split(qname)
             suffix = text[pos:]
-            key = crc32(suffix) >> 2  # `_find`, inline: most suffixes end at the filter
+            key = _crc32(suffix) >> 2  # `_find`, inline: most suffixes end at the filter
             if bloom[(key & fmask) >> 3] & (1 << (key & 7)):
                 index = self._probe(suffix, key)
                 if index >= 0:
-                    if found is None and not _plain_below(qname, pos, end, suffix):
+                    if found is None and not _plain_below(qname, pos, end):
                         return self._walk_split(qname)
                     flags = uniform if uniform is not None else self._flags[index]
                     if pos == 0:
-                        blocks, allows = flags & FLAG_SELF, flags & FLAG_ALLOW_SELF
+                        blocks, allows = flags & _SELF, flags & _ALLOW_SELF
                     else:
-                        blocks, allows = flags & FLAG_BELOW, flags & FLAG_ALLOW_BELOW
+                        blocks, allows = flags & _BELOW, flags & _ALLOW_BELOW
                     if allows:
                         return _ALLOWED
                     if blocks and found is None:
@@ -540,7 +567,7 @@ class CompiledMatcher:
     ) -> tuple[BlockRule, int]:
         """The rule (and zone offset) of a listed `suffix` at wire offset `offset` that blocks
         the name; `above` is the offset of the label before it."""
-        if offset and flags & FLAG_WILD:
+        if offset and flags & _WILD:
             pattern, zone = "*." + suffix.decode(), above
         else:
             pattern, zone = suffix.decode(), offset
@@ -566,7 +593,7 @@ class CompiledMatcher:
             offset = offsets[depth]
             suffix = text[offset:]
             depth += 1
-            key = crc32(suffix) >> 2  # `_find`, inline: most suffixes end at the filter
+            key = _crc32(suffix) >> 2  # `_find`, inline: most suffixes end at the filter
             if not bloom[(key & fmask) >> 3] & (1 << (key & 7)):
                 continue
             index = self._probe(suffix, key)
@@ -574,9 +601,9 @@ class CompiledMatcher:
                 continue
             flags = uniform if uniform is not None else self._flags[index]
             if depth == 1:
-                blocks, allows = flags & FLAG_SELF, flags & FLAG_ALLOW_SELF
+                blocks, allows = flags & _SELF, flags & _ALLOW_SELF
             else:
-                blocks, allows = flags & FLAG_BELOW, flags & FLAG_ALLOW_BELOW
+                blocks, allows = flags & _BELOW, flags & _ALLOW_BELOW
             if allows:
                 return _ALLOWED
             if blocks and found is None:
@@ -638,28 +665,33 @@ def _plain_text(qname: bytes) -> bytes | None:
     labels = 0
     while pos < end:
         length = qname[pos]
-        if not length or length > FAST_LABEL:
+        if not length or length > _FAST:
             return None
         pos += length + 1
         labels += 1
     if pos != end or not labels or qname[end]:
         return None
-    text = qname[1:end].translate(LENGTHS_TO_DOTS)
+    text = qname[1:end].translate(_TO_DOTS)
     return text if text.count(b".") == labels - 1 else None
 
 
-def _plain_below(qname: bytes, pos: int, end: int, suffix: bytes) -> bool:
+def _plain_below(qname: bytes, pos: int, end: int) -> bool:
     """Whether the wire name `qname` from `pos` on (its root at `end`) is labels of at most
-    `FAST_LABEL` octets with no dot or control byte in one, so that `suffix`, its translated
-    text, is its name: checked once a suffix is found, not for every name walked."""
-    labels = 0
+    `FAST_LABEL` octets with no dot or control byte in one, so that its translated text is its
+    name: checked once a suffix is found, not for every name walked. Byte by byte: compiled,
+    a loop over a `bytes` costs less than the one method call `count` would."""
     while pos < end:
         length = qname[pos]
-        if not length or length > FAST_LABEL:
+        if not length or length > _FAST:
             return False
-        pos += length + 1
-        labels += 1
-    return pos == end and suffix.count(b".") == labels - 1
+        stop = pos + 1 + length
+        pos += 1
+        while pos < stop:
+            octet = qname[pos]
+            if octet == 0x2E or (octet and octet <= _FAST):
+                return False
+            pos += 1
+    return pos == end
 
 
 SCREEN_SLOTS_PER_NAME = 16
@@ -744,7 +776,7 @@ class ListScreen:
         """The items whose lists have the one-label name `label` itself, found exactly once
         per label: every name shares its top-level domain, so a false positive there would
         drag a list into every lookup."""
-        key = crc32(label) >> 2
+        key = _crc32(label) >> 2
         owner = self._owners[key & self._mask]
         found = 0
         if owner:
@@ -773,7 +805,7 @@ class ListScreen:
                     known = self._tops.get(top)
                     found |= self._top(top) if known is None else known
                     break
-                key = crc32(text[pos:]) >> 2
+                key = _crc32(text[pos:]) >> 2
                 pos = after
                 owner = owners[key & mask]
                 if not owner:
@@ -790,7 +822,7 @@ class ListScreen:
             mask = self._mask
             last = len(offsets) - 1
             while depth < last:
-                key = crc32(text[offsets[depth] :]) >> 2
+                key = _crc32(text[offsets[depth] :]) >> 2
                 depth += 1
                 owner = owners[key & mask]
                 if not owner:

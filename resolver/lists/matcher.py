@@ -36,18 +36,32 @@ ANSWER_OVERRIDES = frozenset({"null_ip", "nxdomain", "nodata", "refused"})
 """Answer modes a single rule may force. ``ip`` needs addresses, so it is list-wide only."""
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class BlockRule:
     """What a match reports: which list blocked the name, by which rule, and how to answer.
 
     Never changed once made, but not a frozen dataclass, whose `__init__` (a field at a time
     through `object.__setattr__`) costs several times more: a compiled list makes one per hit.
+    Its `__init__` is written out: the one `dataclass` generates is interpreted Python even in
+    the compiled core (mypyc leaves it to the dataclasses module), the one here is compiled.
     """
 
     list_name: str
     pattern: str
     answer: str | None = None
     data: tuple[tuple[int, bytes], ...] = ()  # RPZ local data: (RR type, wire RDATA)
+
+    def __init__(
+        self,
+        list_name: str,
+        pattern: str,
+        answer: str | None = None,
+        data: tuple[tuple[int, bytes], ...] = (),
+    ) -> None:
+        self.list_name = list_name
+        self.pattern = pattern
+        self.answer = answer
+        self.data = data
 
 
 _LabelTest = Callable[[bytes], object]

@@ -35,7 +35,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -190,7 +190,9 @@ class _JsonLines:
             self.stamp = f"{self._prefix}.{fraction:03d}Z"
         return self.stamp
 
-    def __call__(self, logger: object, method_name: str, event_dict: dict[str, Any]) -> str:
+    def __call__(
+        self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> str:
         # The fields arrive as one mapping (passing them as keywords would copy them three times
         # on the way here). The bound context starts every event dict with timestamp, level and
         # event, so those lead each line, and a caller field of the same name cannot replace them.
@@ -209,7 +211,7 @@ class _JsonLines:
         event_dict["level"] = level
         return self._render(event_dict)
 
-    def _render(self, event_dict: dict[str, Any]) -> str:
+    def _render(self, event_dict: Mapping[str, Any]) -> str:
         try:
             return self._encode(event_dict)
         except Exception:
@@ -294,7 +296,16 @@ class _Sink:
         if self.forward is not None:
             self.forward(line[:-1])
 
-    info = warning = error = msg
+    # structlog calls the logger's method of the event's level; each is `msg` (spelt out, not
+    # `info = warning = error = msg`, which the compiled core's class bodies cannot hold).
+    def info(self, line: str) -> None:
+        self.msg(line)
+
+    def warning(self, line: str) -> None:
+        self.msg(line)
+
+    def error(self, line: str) -> None:
+        self.msg(line)
 
 
 class _Fold:
@@ -382,7 +393,8 @@ class AuditLog:
         self.dropped_total = 0
         self._clock = clock
         self._fold_window = float(fold_window)
-        self._folds: dict[tuple[str, bytes, object, str], _Fold] = {}
+        # Keyed (client, name, policy, device) for blocks, (client, b"", limit) for rate limits.
+        self._folds: dict[tuple[object, ...], _Fold] = {}
         self._expiry = math.inf  # the oldest fold's deadline: nothing expires before it
         self._query_bucket = _TokenBucket(float(max_events_per_second), clock())
         self._operator_bucket = _TokenBucket(OPERATOR_EVENTS_PER_SECOND, clock())
@@ -514,10 +526,10 @@ class AuditLog:
                 )  # fmt: skip
             self._fold(key, fold)
 
-    def _fold(self, key: tuple[Any, ...], fold: _Fold) -> None:
+    def _fold(self, key: tuple[object, ...], fold: _Fold) -> None:
         if not self._folds:
             self._expiry = fold.deadline
-        self._folds[key] = fold  # type: ignore[index]
+        self._folds[key] = fold
 
     def _block_fields(self, client: str, qname: bytes, qtype: int, decision: Decision,
                       device: str) -> dict[str, Any]:  # fmt: skip

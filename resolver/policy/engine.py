@@ -54,7 +54,7 @@ from resolver.config import (
     GroupConfig,
     PolicyConfig,
 )
-from resolver.lists.compiled import ListScreen, screenable
+from resolver.lists.compiled import CompiledMatcher, ListScreen, screenable
 from resolver.lists.formats import PASSTHRU
 from resolver.lists.matcher import BlockRule, DomainMatcher, Matcher, NetworkRules
 from resolver.lists.provenance import Provenance
@@ -76,7 +76,7 @@ class Action(enum.Enum):
     REFUSE = "refuse"
 
 
-@dataclass(slots=True, unsafe_hash=True)
+@dataclass(slots=True, unsafe_hash=True, init=False)
 class Decision:
     """What to do with one query, and exactly why: for its question (`PolicyEngine.decide`) or
     for the answer an upstream gave it (`resolver.policy.inspection.verdict`).
@@ -84,7 +84,9 @@ class Decision:
     Never changed once made (the engine and the pipeline's answer memo share them; make a new
     one with `dataclasses.replace`), but not a frozen dataclass: a frozen one's `__init__`
     sets each of its fields through `object.__setattr__`, about a fifth of the CPU
-    of a block whose decision is new (a listed name asked for the first time)."""
+    of a block whose decision is new (a listed name asked for the first time). Its `__init__`
+    is written out for the same reason: the one `dataclass` generates stays interpreted Python
+    in the compiled core (mypyc leaves it to the dataclasses module); this one is compiled."""
 
     action: Action
     group: str
@@ -105,6 +107,44 @@ class Decision:
     # policy that carries a reference. A catalogue entry applied by the operator is EDE 15.
     censored: bool = False
     data: tuple[tuple[int, bytes], ...] = ()  # RPZ local data to answer with: (type, RDATA)
+
+    def __init__(
+        self,
+        action: Action,
+        group: str,
+        policy: str | None = None,
+        list_name: str | None = None,
+        rule: str | None = None,
+        reference: str | None = None,
+        answer: str = "",
+        ttl: int = 0,
+        zone_offset: int = 0,
+        valid_from: float | None = None,
+        valid_until: float | None = None,
+        reason: str = "",
+        cname: bytes | None = None,
+        decisions: tuple[str, ...] = (),
+        cause: str = "",
+        censored: bool = False,
+        data: tuple[tuple[int, bytes], ...] = (),
+    ) -> None:
+        self.action = action
+        self.group = group
+        self.policy = policy
+        self.list_name = list_name
+        self.rule = rule
+        self.reference = reference
+        self.answer = answer
+        self.ttl = ttl
+        self.zone_offset = zone_offset
+        self.valid_from = valid_from
+        self.valid_until = valid_until
+        self.reason = reason
+        self.cname = cname
+        self.decisions = decisions
+        self.cause = cause
+        self.censored = censored
+        self.data = data
 
 
 class Exemptions:
@@ -230,14 +270,16 @@ class PolicyEngine:
         self._unlisted: dict[str, set[bytes]] = {group.name: set() for group in groups}
         self._unlisted_count = 0
         # Per group, the block decisions made so far, by binding, rule and zone (docstring).
-        self._blocks: dict[str, dict[tuple[int, str, str | None, int], Decision]] = {
+        # Keys typed as plain tuples: compiled, a fixed-length tuple type is kept unboxed and
+        # boxed again at each dict, set and comparison use (four new tuples a block).
+        self._blocks: dict[str, dict[tuple[object, ...], Decision]] = {
             group.name: {} for group in groups
         }
         self._blocks_count = 0
         # Hashes of block keys made once (ints: never tracked by the cyclic GC), and the last
         # decision made, which an immediate repeat (the AAAA after an A) gets as it is.
         self._sighted: set[int] = set()
-        self._last_key: tuple[int, str, str | None, int] | None = None
+        self._last_key: tuple[object, ...] | None = None
         self._last_group: Group | None = None
         self._last_block: Decision | None = None
         # Lists with rpz-ip rules: the inspector collects the addresses of every answer.
@@ -317,7 +359,11 @@ class PolicyEngine:
         listed = False
         screen = group.screen
         for binding in group.bindings if screen is None else screen.select(qname):
-            hit = binding.matcher.lookup(qname)
+            matcher = binding.matcher
+            if isinstance(matcher, CompiledMatcher):  # compiled: a direct call, no method lookup
+                hit = matcher.lookup(qname)
+            else:
+                hit = matcher.lookup(qname)
             if hit is None:
                 continue
             listed = True
@@ -332,7 +378,7 @@ class PolicyEngine:
                 continue
             rule, zone_offset = hit
             blocks = self._blocks[group.name]
-            key = (id(binding), rule.pattern, rule.answer, zone_offset)
+            key: tuple[object, ...] = (id(binding), rule.pattern, rule.answer, zone_offset)
             decision = blocks.get(key)
             if decision is None:  # kept from its key's second sight (module docstring)
                 last = self._last_block
