@@ -261,3 +261,23 @@ def test_lookup_cost_depends_on_labels_not_rules(
             assert 1 <= _CountingDict.probes <= labels + 1
     finally:
         matcher._nodes = dict(counting)
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        (("l", "x.com"), ("l", "x.com", None, ())),
+        (
+            ("l", "x.com", "nxdomain", ((1, b"\x00\x00\x00\x00"),)),
+            ("l", "x.com", "nxdomain", ((1, b"\x00\x00\x00\x00"),)),
+        ),
+    ],
+)
+def test_block_rule_init_sets_every_field(
+    given: tuple[object, ...], expected: tuple[object, ...]
+) -> None:
+    """BlockRule's `__init__` is written out (compiled, docs/compiled.md): the dataclass's
+    fields in order, with its defaults; equal rules hash alike."""
+    rule = BlockRule(*given)  # type: ignore[arg-type]
+    assert (rule.list_name, rule.pattern, rule.answer, rule.data) == expected
+    assert rule == BlockRule(*expected) and hash(rule) == hash(BlockRule(*expected))  # type: ignore[arg-type]

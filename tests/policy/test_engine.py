@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import gc
 
@@ -16,6 +17,7 @@ from resolver.policy.engine import (
     EDE_TEXT_BUDGET,
     UNLISTED_MEMO_LIMIT,
     Action,
+    Decision,
     PolicyEngine,
     block_cause,
     build_engine,
@@ -495,3 +497,38 @@ def test_a_shared_list_blocks_each_group_in_its_own_name(repeats: int) -> None:
                               ("10.1.1.1", "officials")):  # fmt: skip
             decision = engine.decide(client, from_text("www.r1.example"), 1, 0.0)
             assert (decision.action, decision.group) == (Action.BLOCK, group)
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {},  # every default
+        {
+            "policy": "p",
+            "list_name": "l",
+            "rule": "x.com",
+            "reference": "r",
+            "answer": "nxdomain",
+            "ttl": 60,
+            "zone_offset": 4,
+            "valid_from": 1.5,
+            "valid_until": 2.5,
+            "reason": "why",
+            "cname": b"\x01c\x00",
+            "decisions": ("d",),
+            "cause": "blocked",
+            "censored": True,
+            "data": ((1, b"\x00\x00\x00\x00"),),
+        },
+    ],
+)
+def test_decision_init_sets_every_field_as_the_dataclass_would(given: dict[str, object]) -> None:
+    """Decision's `__init__` is written out (a compiled one, docs/compiled.md): every field, by
+    name, with the dataclass's defaults, so `replace`, equality and hashing see what was given."""
+    decision = Decision(Action.BLOCK, "g", **given)  # type: ignore[arg-type]
+    for field in dataclasses.fields(Decision):
+        if field.name in ("action", "group"):
+            continue
+        assert getattr(decision, field.name) == given.get(field.name, field.default), field.name
+    assert dataclasses.replace(decision) == decision
+    assert hash(dataclasses.replace(decision)) == hash(decision)
