@@ -475,13 +475,12 @@ class CompiledMatcher:
     def _probe(self, suffix: bytes, key: int) -> int:
         """`_find` past the filter: the index of `suffix`, whose hash is `key`, or -1.
 
-        A bucket holds a few hashes (`_BUCKET_LOAD` on average, ascending): read in turn, they
-        cost fewer reads than a `bisect` call over them."""
-        buckets = self._buckets
-        bucket = key >> self._shift
+        A bucket holds a few hashes (`_BUCKET_LOAD` on average), and every hash after it is
+        larger: read in turn from the bucket's first until one is larger, they cost fewer
+        reads than a `bisect` call over the bucket (and its end need not be read)."""
         hashes = self._hashes
-        index: int = buckets[bucket]
-        stop: int = buckets[bucket + 1]
+        index: int = self._buckets[key >> self._shift]
+        stop = self.count
         size = len(suffix)
         while index < stop:
             found: int = hashes[index]
