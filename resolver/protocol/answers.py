@@ -125,9 +125,10 @@ class SinkholeAnswer:
         self._soa_tail = RR_FIXED.pack(TYPE_SOA, CLASS_IN, ttl, len(soa_rdata)) + soa_rdata
         self._texts: dict[str, bytes] = {}
         # The address answer to a query without EDNS (every one a plain stub sends), by type:
-        # the counts after the flags and the records after the question, ready to join.
-        self._plain: dict[int, tuple[bytes, bytes]] = {
-            rtype: (_COUNTS.pack(1, count, 0, 0), data)
+        # the flags and counts after the ID, one for each of the four RD and CD bits a query
+        # can carry (index RD | CD << 1), and the records after the question, ready to join.
+        self._plain: dict[int, tuple[list[bytes], bytes]] = {
+            rtype: ([_plain_head(bits, count) for bits in range(4)], data)
             for rtype, (count, data) in self._records.items()
             if count
         }
@@ -140,9 +141,10 @@ class SinkholeAnswer:
             if plain is not None:  # `_compose` for the commonest block, with nothing to pack
                 packet = query.packet
                 flags = query.flags
-                head = bytes((0x80 | (flags >> 8 & 0x01), 0x80 | (flags & 0x10)))  # QR RD, RA CD
-                return b"".join((packet[:2], head, plain[0],
-                                 packet[HEADER_LEN : query.question_end], plain[1]))  # fmt: skip
+                heads, tail = plain
+                head = heads[(flags >> 8 & 0x01) | (flags >> 3 & 0x02)]  # RD | CD << 1
+                question = packet[HEADER_LEN : query.question_end]
+                return b"".join((packet[:2], head, question, tail))
         text = self._texts.get(cause)
         if text is None:
             text = self._texts[cause] = cause.encode("utf-8", "replace")[:200]
@@ -156,6 +158,12 @@ class SinkholeAnswer:
             return _compose(query, REFUSED, _NONE, _NONE, opt)
         soa = (0xC000 | (HEADER_LEN + zone_offset)).to_bytes(2, "big") + self._soa_tail
         return _compose(query, self._rcode, _NONE, (1, soa), opt)
+
+
+def _plain_head(bits: int, count: int) -> bytes:
+    """Flags and counts of an address answer to a query whose RD (bit 0 of `bits`) and CD (bit
+    1) are those: QR and RA set, RD and CD copied (`_flags`), NOERROR, no OPT."""
+    return bytes((0x80 | (bits & 0x01), 0x80 | (bits & 0x02) << 3)) + _COUNTS.pack(1, count, 0, 0)
 
 
 def _address_records(

@@ -245,3 +245,28 @@ def test_an_address_answer_without_edns_is_the_one_compose_makes(
     records = sinkhole._records[query.qtype]
     expected = answers._compose(query, 0, records, answers._NONE, b"")
     assert sinkhole.build(query, 4, "blocked by list x") == expected
+
+
+@pytest.mark.parametrize(("rd", "cd"), [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize(
+    ("mode", "rdtype", "addresses"),
+    [
+        ("null_ip", "A", ["0.0.0.0"]),
+        ("null_ip", "AAAA", ["::"]),
+        ("ip", "A", ["192.0.2.10", "192.0.2.11"]),
+    ],
+)
+def test_plain_address_answer_copies_rd_and_cd(
+    mode: str, rdtype: str, addresses: list[str], rd: bool, cd: bool
+) -> None:
+    """The prepared answer to a query without EDNS: the ID copied, QR and RA set, RD and CD as
+    asked, NOERROR, the question and the addresses, no OPT."""
+    made = dns.message.make_query("tiktok.com", rdtype, use_edns=None)
+    made.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    query = parse_query(made.to_wire())
+    reply = dns.message.from_wire(SinkholeAnswer(mode, TTL, WALLED_GARDEN).build(query, 0, "x"))
+    assert reply.id == made.id and reply.rcode() == dns.rcode.NOERROR and reply.edns == -1
+    assert reply.flags & dns.flags.QR and reply.flags & dns.flags.RA
+    assert bool(reply.flags & dns.flags.RD) == rd and bool(reply.flags & dns.flags.CD) == cd
+    assert reply.question == made.question
+    assert [rdata.to_text() for rdata in reply.answer[0]] == addresses
