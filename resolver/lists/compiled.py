@@ -544,7 +544,7 @@ class CompiledMatcher:
             if bloom[(key & fmask) >> 3] & (1 << (key & 7)):
                 index = self._probe(suffix, key)
                 if index >= 0:
-                    if found is None and not _plain_below(qname, pos, end):
+                    if found is None and not _plain_below(qname, pos, end, suffix):
                         return self._walk_split(qname)
                     flags = uniform if uniform is not None else self._flags[index]
                     if pos == 0:
@@ -674,23 +674,20 @@ def _plain_text(qname: bytes) -> bytes | None:
     return text if text.count(b".") == labels - 1 else None
 
 
-def _plain_below(qname: bytes, pos: int, end: int) -> bool:
+def _plain_below(qname: bytes, pos: int, end: int, suffix: bytes) -> bool:
     """Whether the wire name `qname` from `pos` on (its root at `end`) is labels of at most
-    `FAST_LABEL` octets with no dot or control byte in one, so that its translated text is its
-    name: checked once a suffix is found, not for every name walked. Byte by byte: compiled,
-    a loop over a `bytes` costs less than the one method call `count` would."""
+    `FAST_LABEL` octets with no dot or control byte in one, so that `suffix`, its translated
+    text, is its name: checked once a suffix is found, not for every name walked. (`count`
+    is one method call compiled; a loop over the bytes, cheaper compiled, costs the pure core
+    about 7k instructions a block.)"""
+    labels = 0
     while pos < end:
         length = qname[pos]
         if not length or length > _FAST:
             return False
-        stop = pos + 1 + length
-        pos += 1
-        while pos < stop:
-            octet = qname[pos]
-            if octet == 0x2E or (octet and octet <= _FAST):
-                return False
-            pos += 1
-    return pos == end
+        pos += length + 1
+        labels += 1
+    return pos == end and suffix.count(b".") == labels - 1
 
 
 SCREEN_SLOTS_PER_NAME = 16
