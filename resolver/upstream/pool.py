@@ -11,14 +11,8 @@ pipelined queries told apart by ID (RFC 7766 6.2.1; `upstream.streams`), closed 
 URL) against the system store or `upstream.ca_file`.
 
 Choosing. Each query goes to the upstreams of the longest conditional-forwarding zone that contains
-its name, else to the default ones, in the order their strategy gives: `failover` in configured
-order; `fastest` by an exponentially weighted moving average of latency, upstreams not yet measured
-first and, now and then (`EXPLORE`), a random other one first so a recovered upstream gets measured
-again. An average ages while its upstream goes unasked: halved every `RTT_HALF_LIFE` since its last
-measurement, so one slow moment (a pause of ours, a busy upstream) cannot keep a fast upstream out
-of use for long. `parallel` sends to the two fastest at once and takes the first good answer.
-Whatever the strategy, an upstream that failed `max_fails` times in a row is down: tried only after
-the healthy ones (the most recently healthy first, since the probe itself may be what is broken),
+its name, else to the default ones, in the order their strategy gives (`upstream.routing`).
+An upstream that failed `max_fails` times in a row is down: tried only after the healthy ones,
 and probed in the background with `. IN NS` every `probe_interval`, one probe at a time, until it
 answers. Health has hysteresis (`upstream.health`) and its `upstream_health` events come at most
 once a second per upstream. The whole query is bounded by a deadline.
@@ -69,15 +63,13 @@ from resolver.protocol.wire import (
     reply_matches,
     upstream_query,
 )
+from resolver.upstream import routing
 from resolver.upstream.datagrams import BadReply, Ended, UdpExchange, UdpExchanges
 from resolver.upstream.health import HEALTH_DWELL, Health
+from resolver.upstream.routing import Route, Routes
 from resolver.upstream.streams import STREAM_IDLE_TIMEOUT, Stream, StreamClosed
 
 MAX_FAILS = 3
-EWMA_WEIGHT = 0.3
-EXPLORE = 0.05
-RTT_HALF_LIFE = 1.0
-"""Seconds in which an unasked upstream's latency average halves when plans are ordered."""
 MAX_BACKGROUND = 64
 """Background refreshes (prefetch, stale refresh) in flight at once; more are skipped."""
 _FAILURE_LOG_INTERVAL = 1.0
@@ -238,24 +230,10 @@ class _Walk(UdpExchange):
         so none is answered before `forward` has returned."""
 
 
-class _Route:
-    __slots__ = ("strategy", "upstreams")
-
-    def __init__(self, upstreams: tuple[Upstream, ...], strategy: Strategy) -> None:
-        self.upstreams = upstreams
-        self.strategy = strategy
-
-
 def _as_server(server: UpstreamServer | Endpoint) -> UpstreamServer:
     if isinstance(server, Endpoint):
         return UpstreamServer("udp", server.host, server.port)
     return server
-
-
-def _aged(upstream: Upstream, now: float) -> float:
-    """The latency average as of `now`; -1 for an unmeasured upstream, which goes first."""
-    rtt = upstream.rtt
-    return -1.0 if rtt is None else rtt * 0.5 ** ((now - upstream.measured) / RTT_HALF_LIFE)
 
 
 class UpstreamPool:
@@ -320,8 +298,7 @@ class UpstreamPool:
         for server, upstream in previous.items():
             if server not in self._upstreams:
                 self._retire(upstream)
-        self._default = default
-        self._zones = zones
+        self._routes = Routes(default, zones)
         self.endpoints = tuple(u.server for u in default.upstreams)
 
     def _route(
@@ -329,7 +306,7 @@ class UpstreamPool:
         servers: Iterable[UpstreamServer | Endpoint],
         strategy: Strategy,
         previous: dict[UpstreamServer, Upstream],
-    ) -> _Route:
+    ) -> Route[Upstream]:
         chosen: list[Upstream] = []
         for item in servers:
             server = _as_server(item)
@@ -339,7 +316,7 @@ class UpstreamPool:
             self._upstreams[server] = upstream
             if upstream not in chosen:
                 chosen.append(upstream)
-        return _Route(tuple(chosen), strategy)
+        return Route(tuple(chosen), strategy)
 
     # --- views for metrics and readiness ------------------------------------------------------
 
@@ -377,11 +354,12 @@ class UpstreamPool:
             return
         if len(inflight) >= self.max_inflight:
             raise Overloaded
-        route = self._route_for(query.qname) if self._zones else self._default
+        routes = self._routes
+        route = routes.route_for(query.qname) if routes.zones else routes.default
         plan = route.upstreams
-        if len(plan) != 1 or plan[0].down:
-            plan = self._plan(route)
         now = self._loop.time()
+        if len(plan) != 1 or plan[0].down:
+            plan = routing.plan(route, now, self._random)
         walk = _Walk(key, query, notify, context, plan, now + self.deadline)
         inflight[key] = walk
         if route.strategy is _PARALLEL and len(walk.plan) > 1:
@@ -424,34 +402,9 @@ class UpstreamPool:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _route_for(self, qname: bytes) -> _Route:
-        """The longest configured zone containing `qname`: one dict lookup per label."""
-        zones = self._zones
-        if zones:
-            pos = 0
-            while qname[pos]:
-                route = zones.get(qname[pos:])
-                if route is not None:
-                    return route
-                pos += 1 + qname[pos]
-        return self._default
-
     def plan(self, qname: bytes) -> list[Upstream]:
         """The upstreams a query for `qname` tries, in order."""
-        return list(self._plan(self._route_for(qname)))
-
-    def _plan(self, route: _Route) -> Sequence[Upstream]:
-        upstreams = route.upstreams
-        if len(upstreams) == 1 and not upstreams[0].down:
-            return upstreams  # the route's own tuple: nothing to sort, nothing to copy
-        healthy = [u for u in upstreams if not u.down]
-        down = sorted((u for u in upstreams if u.down), key=lambda u: -u.last_ok)
-        if route.strategy is not Strategy.FAILOVER and len(healthy) > 1:
-            now = self._loop.time()
-            healthy.sort(key=lambda u: _aged(u, now))
-            if route.strategy is Strategy.FASTEST and self._random.random() < EXPLORE:
-                healthy.insert(0, healthy.pop(self._random.randrange(1, len(healthy))))
-        return healthy + down
+        return list(routing.plan(self._routes.route_for(qname), self._loop.time(), self._random))
 
     # --- one exchange walking its plan: callbacks, no task for UDP ----------------------------
 
@@ -652,7 +605,7 @@ class UpstreamPool:
         now = self._loop.time()
         elapsed = now - started
         self._stats.upstream(upstream.label, outcome, elapsed)
-        self._observe(upstream, elapsed, now)
+        routing.observe(upstream, elapsed, now)
         if not upstream.down:  # `Health.answered` of an upstream that is up, inline
             upstream.fails = 0
             upstream.servfails = 0
@@ -714,8 +667,8 @@ class UpstreamPool:
         except asyncio.CancelledError:
             # Lost the race: it took at least this long, which the latency average should know.
             now = loop.time()
-            if now - started > _aged(upstream, now):
-                self._observe(upstream, now - started, now)
+            if now - started > routing.aged(upstream, now):
+                routing.observe(upstream, now - started, now)
             raise
         except _ATTEMPT_ERRORS as error:
             raise _Failed(self._attempt_failed(upstream, error, query)) from None
@@ -753,13 +706,6 @@ class UpstreamPool:
 
     # --- health -------------------------------------------------------------------------------
 
-    @staticmethod
-    def _observe(upstream: Upstream, seconds: float, now: float) -> None:
-        """Fold one latency into the average, from its value aged to `now`."""
-        rtt = _aged(upstream, now)
-        upstream.rtt = seconds if rtt < 0 else rtt + EWMA_WEIGHT * (seconds - rtt)
-        upstream.measured = now
-
     def _failed(
         self, upstream: Upstream, reason: str, query: Query, penalty: float | None = None
     ) -> None:
@@ -768,7 +714,7 @@ class UpstreamPool:
         self._stats.upstream(upstream.label, reason, None)
         now = self._loop.time()
         if penalty is not None:
-            self._observe(upstream, penalty, now)
+            routing.observe(upstream, penalty, now)
         if upstream.failed(now, self.options.max_fails):
             self._mark_down(upstream)
         self._log(upstream, reason, query)

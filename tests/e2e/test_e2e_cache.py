@@ -141,7 +141,7 @@ def test_stale_answer_when_the_upstream_goes_silent(
     # the failure is remembered briefly: the next client is answered stale at once
     started = time.monotonic()
     _, again = ask(query(name, edns=True), server.address)
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 0.45  # not after the upstream's 0.5 s timeout
     assert [code for code, _ in ede(again)] == [STALE_ANSWER]
 
 

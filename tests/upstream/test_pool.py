@@ -111,97 +111,9 @@ def fakes() -> Iterator[list[FakeUpstream]]:
     assert not [e for fake in started for e in fake.errors]
 
 
-# --- order: strategies, health, zones (no traffic) -----------------------------------------
+# --- order: zones and reconfiguration (no traffic; strategies: test_routing) -------------------
 
 S1, S2, S3 = (UpstreamServer("udp", "127.0.0.1", port) for port in (5301, 5302, 5303))
-
-
-@pytest.mark.parametrize(
-    ("strategy", "rtts", "down", "last_ok", "expected"),
-    [
-        (Strategy.FAILOVER, (0.3, 0.1, 0.2), (), (), [S1, S2, S3]),
-        (Strategy.FAILOVER, (None,) * 3, (S1,), (), [S2, S3, S1]),
-        (Strategy.FASTEST, (0.3, 0.1, 0.2), (), (), [S2, S3, S1]),
-        (Strategy.FASTEST, (0.3, None, 0.2), (), (), [S2, S3, S1]),  # unmeasured first
-        (Strategy.PARALLEL, (0.3, 0.1, 0.2), (S2,), (), [S3, S1, S2]),
-        # all down: the most recently healthy first
-        (Strategy.FAILOVER, (None,) * 3, (S1, S2, S3), (1.0, 3.0, 2.0), [S2, S3, S1]),
-    ],
-)
-def test_plan(
-    strategy: Strategy,
-    rtts: tuple[float | None, ...],
-    down: tuple[UpstreamServer, ...],
-    last_ok: tuple[float, ...],
-    expected: list[UpstreamServer],
-) -> None:
-    async def scenario() -> list[UpstreamServer]:
-        pool = Env().pool([S1, S2, S3], strategy=strategy)
-        pool._random = random.Random(0)  # 0.84 first: above EXPLORE, no exploration
-        for index, server in enumerate((S1, S2, S3)):
-            state = pool.upstream(server)
-            assert state is not None
-            state.rtt = rtts[index]
-            state.down = server in down
-            if last_ok:
-                state.last_ok = last_ok[index]
-        return [u.server for u in pool.plan(b"\x01x\x00")]
-
-    assert run(scenario) == expected
-
-
-@pytest.mark.parametrize(
-    ("rtts", "ages", "expected"),
-    [
-        ((0.30, 0.15), (0.0, 0.0), [S2, S1]),
-        # One slow moment two half-lives ago: 0.30 has aged to 0.075, under a fresh 0.15.
-        ((0.30, 0.15), (2.0, 0.0), [S1, S2]),
-        ((0.30, 0.15), (0.5, 0.0), [S2, S1]),  # 0.21: not yet
-        ((0.01, 0.15), (0.0, 5.0), [S2, S1]),  # an unasked slow one is tried again in time
-    ],
-)
-def test_fastest_ages_unasked_latencies(
-    rtts: tuple[float, float], ages: tuple[float, float], expected: list[UpstreamServer]
-) -> None:
-    async def scenario() -> list[UpstreamServer]:
-        pool = Env().pool([S1, S2], strategy=Strategy.FASTEST)
-        pool._random = random.Random(0)  # no exploration
-        now = asyncio.get_running_loop().time()
-        for server, rtt, age in zip((S1, S2), rtts, ages, strict=True):
-            state = pool.upstream(server)
-            assert state is not None
-            state.rtt, state.measured = rtt, now - age * upstream_module.RTT_HALF_LIFE
-        return [u.server for u in pool.plan(b"\x01x\x00")]
-
-    assert run(scenario) == expected
-
-
-def test_a_measurement_folds_into_the_aged_average() -> None:
-    async def scenario() -> float | None:
-        pool = Env().pool([S1, S2], strategy=Strategy.FASTEST)
-        state = pool.upstream(S1)
-        assert state is not None
-        now = asyncio.get_running_loop().time()
-        state.rtt, state.measured = 0.8, now - 3 * upstream_module.RTT_HALF_LIFE  # aged: 0.1
-        pool._observe(state, 0.2, now)
-        return state.rtt
-
-    assert run(scenario) == pytest.approx(0.1 + upstream_module.EWMA_WEIGHT * (0.2 - 0.1), rel=1e-3)
-
-
-def test_fastest_explores_sometimes() -> None:
-    async def scenario() -> dict[UpstreamServer, int]:
-        pool = Env().pool([S1, S2, S3], strategy=Strategy.FASTEST)
-        for server, rtt in ((S1, 0.01), (S2, 0.02), (S3, 0.03)):
-            state = pool.upstream(server)
-            assert state is not None
-            state.rtt = rtt
-        firsts = [pool.plan(b"\x00")[0].server for _ in range(4000)]
-        return {server: firsts.count(server) for server in (S1, S2, S3)}
-
-    counts = run(scenario)
-    assert counts[S1] > 3600  # mostly the fastest
-    assert counts[S2] > 20 and counts[S3] > 20  # but the others get measured too
 
 
 @pytest.mark.parametrize(
