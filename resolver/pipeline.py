@@ -33,7 +33,7 @@ from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.policy.engine import Action, Decision
 from resolver.policy.inspection import Findings, Inspector, verdict
-from resolver.policy.ratelimit import QUERIES, ClientEntry, RateLimiter
+from resolver.policy.ratelimit import LIMIT_INDEX, QUERIES, ClientEntry, RateLimiter
 from resolver.policy.shedding import flood_question
 from resolver.protocol import answers
 from resolver.protocol.edns import EdeCode, opt_record
@@ -123,6 +123,7 @@ _BLOCKS: Final = Action.BLOCK
 _REFUSES: Final = Action.REFUSE
 _CENSORED: Final = EdeCode.CENSORED
 _DROP: Final = OverLimit.DROP
+_DROP_LABEL: Final = str(OverLimit.DROP.value)  # the `action` label of a drop
 _REFUSE: Final = OverLimit.REFUSE
 _BLOCKED: Final = EdeCode.BLOCKED
 _perf_counter: Final = time.perf_counter  # (compiled: one load, not a lookup in `time`)
@@ -386,7 +387,20 @@ class QueryPipeline:
                         cache.lookup(flood_key, moment := self.clock()) is None
                         and cache.failure(flood_key, moment) is None
                     ):
-                        return self._shed(packet, client, over_udp, started, shedding, flood_key)
+                        # `_shed`, inline for what nearly every packet of a flood is: a drop
+                        # whose audit call is held back (`report_due`'s first branch).
+                        refused = shedding.refused
+                        index = LIMIT_INDEX[refused]
+                        if self._over_limit[0] is not _DROP or not (
+                            started < shedding.report_at[index]
+                        ):
+                            return self._shed(packet, client, over_udp, started, shedding,
+                                              flood_key)  # fmt: skip
+                        shedding.unreported[index] += 1
+                        self.stats.shed(shedding.group, refused, _DROP_LABEL,
+                                        "udp" if over_udp else "tcp", flood_key[1],
+                                        _perf_counter() - started)  # fmt: skip
+                        return None
         state = self._state
         # 1. Parse: hostile bytes become a Query, an error answer (FORMERR/NOTIMP/BADVERS) or
         #    nothing, before anything else looks at them.

@@ -33,6 +33,8 @@ milliseconds to seconds; the default Prometheus buckets start at 5 ms and would 
 blocked answer into one bucket. (Of any length to mypy: the compiled core keeps a fixed-length
 tuple unboxed, and would make a new tuple of new floats for each `bisect_left`.)"""
 
+_FIRST_BOUND: Final = DURATION_BUCKETS[0]
+
 QTYPE_LABELS: Final = {1: "A", 28: "AAAA", 65: "HTTPS", 64: "SVCB", 255: "ANY", 15: "MX",
                        16: "TXT", 5: "CNAME", 2: "NS", 12: "PTR", 6: "SOA", 33: "SRV", 43: "DS",
                        48: "DNSKEY"}  # fmt: skip
@@ -44,6 +46,10 @@ RCODE_LABELS: Final = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN",
 """Response codes by name (RFC 1035, 2136, 6891); any other value is `other`."""
 
 OTHER: Final = "other"
+
+SHED_KEYS: Final = 1024
+"""Sheds kept apart (`Stats.shed`) before they are shared out unasked: each query type is a
+key of its own there, so a flood of every type would otherwise grow the table until a scrape."""
 
 GC_GENERATIONS: Final = (0, 1, 2)
 """CPython's garbage-collector generations, 0 the youngest; the `generation` label."""
@@ -82,8 +88,9 @@ class Histogram:
 
 BlockedKey = tuple[str, str, int, tuple[str, str, str, str]]
 """What `Stats.block_answered` counts a block by: protocol, query type label, rcode, labels."""
-ShedKey = tuple[str, str, str, str, str]
-"""What `Stats.shed` counts a shed query by: group, limit, action, protocol, query type label."""
+ShedKey = tuple[str, str, str, str, int]
+"""What `Stats.shed` counts a shed query by: group, limit, action, protocol, query type (the
+number: its label is looked up when the sheds are shared out, not per packet)."""
 
 
 class Stats:
@@ -173,7 +180,7 @@ class Stats:
         for (group, limit, action, protocol, qtype), value in shed.items():
             key = (group, limit, action)
             limited[key] = limited.get(key, 0) + value
-            query = (protocol, qtype, "dropped")
+            query = (protocol, QTYPE_LABELS.get(qtype, OTHER), "dropped")
             queries[query] = queries.get(query, 0) + value
 
     def count(self, key: str, amount: int = 1) -> None:
@@ -228,11 +235,19 @@ class Stats:
         """`rate_limited` and `query` (result "dropped") in one call: a query dropped over a
         rate limit, the one thing a flood's packet costs here."""
         histogram = self._dropped_time
-        histogram.counts[bisect_left(DURATION_BUCKETS, seconds)] += 1
+        # (A shed takes microseconds: the first bucket, without a bisect, nearly always.)
+        slot = 0 if seconds <= _FIRST_BOUND else bisect_left(DURATION_BUCKETS, seconds)
+        histogram.counts[slot] += 1
         histogram.total += seconds
-        key = (group, limit, action, protocol, QTYPE_LABELS.get(qtype, OTHER))
+        key = (group, limit, action, protocol, qtype)
         shed = self._shed
-        shed[key] = shed.get(key, 0) + 1
+        count = shed.get(key)
+        if count is None:
+            if len(shed) >= SHED_KEYS:  # a flood of odd types: shared out now, not per scrape
+                self._share_shed()
+                shed = self._shed
+            count = 0
+        shed[key] = count + 1
 
     def upstream(self, upstream: str, outcome: str, seconds: float | None) -> None:
         """One exchange with `upstream` ("ip:port"), its outcome (ok, timeout, servfail, refused,

@@ -46,7 +46,8 @@ ZONE: Final = "zone"
 CLIENT_ZONE: Final = "client_zone"
 LIMITS: Final = (QUERIES, UPSTREAM, ZONE, CLIENT_ZONE)
 """The `limit` label: which budget a query exceeded."""
-_LIMIT_INDEX: Final = {limit: index for index, limit in enumerate(LIMITS)}
+LIMIT_INDEX: Final = {limit: index for index, limit in enumerate(LIMITS)}
+"""Where each limit's counts are in `ClientEntry.unreported` and `report_at`."""
 
 MAX_ZONES = 16384
 MAX_CLIENT_ZONES = 65536
@@ -141,7 +142,7 @@ class ClientEntry:
     def report_due(self, limit: str, now: float) -> int:
         """-1 while audit calls for `limit` are held back (this shed counted for later); else
         the sheds held back since the last call, which is to be made now."""
-        index = _LIMIT_INDEX[limit]
+        index = LIMIT_INDEX[limit]
         if now < self.report_at[index]:
             self.unreported[index] += 1
             return -1

@@ -208,6 +208,8 @@ class UdpListener:
             except Exception as error:
                 listeners.internal_error(error)
                 continue
+            if outcome is None:  # dropped: a flood's shed packet
+                continue
             if outcome.__class__ is bytes:
                 self.send(outcome, address)  # type: ignore[arg-type]
             elif outcome is FORWARDED:

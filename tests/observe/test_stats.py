@@ -13,6 +13,7 @@ from resolver.observe.stats import (
     QTYPE_LABELS,
     RCODE_LABELS,
     RESULTS,
+    SHED_KEYS,
     Histogram,
     Stats,
 )
@@ -291,6 +292,14 @@ SHEDS = {
         ("default", "zone", "drop", "udp", 1, 0.0004),
         ("kids", "upstream", "drop", "tcp", 99, 0.2),
     ] * 3,
+    "at and around the first bucket's bound": [
+        ("default", "client_zone", "drop", "udp", 1, seconds)
+        for seconds in (0.0, DURATION_BUCKETS[0], DURATION_BUCKETS[0] * 1.000001, 0.0001)
+    ],
+    "a flood of every query type, more than the table keeps apart": [
+        ("default", "client_zone", "drop", "udp", qtype % 3000, 0.00001)
+        for qtype in range(SHED_KEYS * 3)
+    ],
 }
 
 
@@ -322,3 +331,12 @@ def test_shed_records_what_rate_limited_and_a_dropped_query_record(
     merged.merge(pickle.loads(pickle.dumps(worker)))
     expected.merge(two_calls)
     assert (merged.limited, merged.queries) == (expected.limited, expected.queries)
+
+
+def test_sheds_of_every_query_type_stay_bounded_unscraped() -> None:
+    stats = Stats()
+    for qtype in range(SHED_KEYS * 5):
+        stats.shed("default", "client_zone", "drop", "udp", qtype, 0.00001)
+        assert len(stats._shed) <= SHED_KEYS
+    assert stats.limited == {("default", "client_zone", "drop"): SHED_KEYS * 5}
+    assert sum(stats.queries.values()) == SHED_KEYS * 5

@@ -120,6 +120,24 @@ def test_names_sharing_all_but_a_first_label_are_each_read_as_the_parse_reads_th
         assert question_key(packet) == expected, first
 
 
+@pytest.mark.parametrize("opt", [False, True], ids=["plain", "OPT"])
+def test_a_name_s_255_byte_bound_is_the_parse_s_whatever_its_first_label(opt: bool) -> None:
+    """The tail is remembered with the longest first label it allows: names of 254, 255 and
+    256 bytes, sharing the tail after their first label, are each judged as the parse judges
+    them."""
+    tail = PLAIN[-4:] + (WITH_OPT[-11:] if opt else b"")
+    header = with_header(PLAIN[:12], ar=1) if opt else PLAIN[:12]
+    rest = b"\x3f" + b"r" * 63 + b"\x3f" + b"s" * 63 + b"\x3f" + b"t" * 63 + b"\x00"  # 193 bytes
+    for size in (59, 60, 61, 62, 63, 60, 61, 59):  # wire names of 254 to 257 bytes, then again
+        packet = header + bytes([size]) + b"f" * size + rest + tail
+        try:
+            expected = cache_key(parse_query(packet))
+        except WireError:
+            expected = None
+        assert question_key(packet) == expected, size
+        assert (expected is None) == (1 + size + len(rest) > 255)
+
+
 def test_what_is_remembered_of_names_and_tails_stays_bounded() -> None:
     for payload in range(512, 4096):
         for edns in (0, False):
