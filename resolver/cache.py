@@ -546,6 +546,22 @@ class Cache:
             failures.popitem(last=False)
         return backoff
 
+    def answerable(self, key: CacheKey, now: float) -> bool:
+        """Whether `lookup` or `failure` finds something for `key` (an answer, fresh or stale,
+        or a cached failure), counted as `lookup` counts: the pipeline's question before it
+        sheds a flood's query. A flood's name is in neither segment, and then this is a few
+        dict probes in one call instead of `lookup`, two `_get`s and `failure`."""
+        protected, probation = self._protected, self._probation
+        if key in protected or key in probation or (
+            self._nxdomains
+            and ((nx := (key[0], NXDOMAIN_TYPE, key[2], key[3], key[4])) in protected
+                 or nx in probation)
+        ):  # fmt: skip
+            return self.lookup(key, now) is not None or self.failure(key, now) is not None
+        self.misses += 1
+        found = self._failures.get(key)
+        return found is not None and now < found[0]
+
     def failure(self, key: CacheKey, now: float) -> int | None:
         """The EDE of a failure still cached for `key`, or None."""
         found = self._failures.get(key)

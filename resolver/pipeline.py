@@ -383,9 +383,8 @@ class QueryPipeline:
                 shedding = limiter.refusing(client, zone_name, started)
                 if shedding is not None:
                     cache = self.cache  # `_answerable`, inline
-                    if cache is None or not cache.enabled or (
-                        cache.lookup(flood_key, moment := self.clock()) is None
-                        and cache.failure(flood_key, moment) is None
+                    if cache is None or not cache.enabled or not cache.answerable(
+                        flood_key, self.clock()
                     ):
                         # `_shed`, inline for what nearly every packet of a flood is: a drop
                         # whose audit call is held back (`report_due`'s first branch).
@@ -615,10 +614,7 @@ class QueryPipeline:
         """Whether the cache has something to answer `key` with (an answer, fresh or stale, or
         a cached failure): then a flood's query is not shed."""
         cache = self.cache
-        if cache is None or not cache.enabled:
-            return False
-        now = self.clock()
-        return cache.lookup(key, now) is not None or cache.failure(key, now) is not None
+        return cache is not None and cache.enabled and cache.answerable(key, self.clock())
 
     def _upstream_done(
         self,

@@ -427,6 +427,44 @@ def test_failures_back_off_and_a_good_answer_clears_them() -> None:
     assert cache.failure(key, now) is None
 
 
+def _answerable_cache() -> Cache:
+    """A fresh answer, an NXDOMAIN and a failure, each under its own name, at time 0."""
+    soa = [f"example.org. 300 IN SOA {SOA.format(minimum=300)}"]
+    cache = Cache(config(max_stale_age=1000.0, failure_ttl=5.0))
+    here, here_query = make_query("here.example.org.")
+    cache.store(cache_key(here_query), make_reply(here, ["here.example.org. 60 IN A 1.2.3.4"]), 0)
+    gone, gone_query = make_query("gone.example.org.")
+    cache.store(cache_key(gone_query), make_reply(gone, [], soa, rcode=dns.rcode.NXDOMAIN), 0)
+    cache.fail(cache_key(make_query("fail.example.org.")[1]), 0.0, EdeCode.NO_REACHABLE_AUTHORITY)
+    return cache
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "now", "expected"),
+    [
+        ("here.example.org.", "A", 10.0, True),  # fresh
+        ("here.example.org.", "A", 500.0, True),  # stale, within max_stale_age
+        ("here.example.org.", "A", 2000.0, False),  # past it
+        ("here.example.org.", "AAAA", 10.0, False),
+        ("gone.example.org.", "TXT", 10.0, True),  # NXDOMAIN holds for every type
+        ("x.gone.example.org.", "A", 10.0, False),
+        ("fail.example.org.", "A", 1.0, True),  # a cached failure
+        ("fail.example.org.", "A", 6.0, False),  # expired
+        ("new.example.org.", "A", 10.0, False),  # a flood's name
+    ],
+)
+def test_answerable_is_lookup_or_failure_counted_alike(
+    name: str, rdtype: str, now: float, expected: bool
+) -> None:
+    key = cache_key(make_query(name, rdtype)[1])
+    fast, reference = _answerable_cache(), _answerable_cache()
+    assert fast.answerable(key, now) is expected
+    assert (reference.lookup(key, now) is not None or reference.failure(key, now) is not None) is (
+        expected
+    )
+    assert (fast.hits, fast.misses, len(fast)) == (reference.hits, reference.misses, len(reference))
+
+
 # --- bounds --------------------------------------------------------------------------------
 
 
