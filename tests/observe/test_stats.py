@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import pickle
 import random
 
@@ -282,6 +283,24 @@ def test_blocks_not_yet_shared_out_survive_pickling_and_merging() -> None:
     assert total.blocks == {("g", "", "l", "null_ip"): 2}
     assert total.queries == {("udp", "A", "blocked"): 1}
     assert total.rcodes == {"NOERROR": 1}
+
+
+@pytest.mark.parametrize(
+    "seconds",
+    [0.0, DURATION_BUCKETS[0] / 2, DURATION_BUCKETS[0], DURATION_BUCKETS[0] * 1.000001,
+     DURATION_BUCKETS[1], 0.003, DURATION_BUCKETS[-1], DURATION_BUCKETS[-1] * 2],
+)  # fmt: skip
+def test_every_duration_falls_in_the_slot_bisect_gives(seconds: float) -> None:
+    slot = bisect.bisect_left(DURATION_BUCKETS, seconds)
+    histogram = Histogram()
+    histogram.observe(seconds)
+    stats = Stats()
+    stats.query("udp", 1, "cached", seconds)
+    stats.block_answered("udp", 1, seconds, ("g", "", "l", "null_ip"), 0)
+    stats.shed("g", "client_zone", "drop", "udp", 1, seconds)
+    for counts in (histogram.counts, stats.durations["cached"].counts,
+                   stats.durations["blocked"].counts, stats.durations["dropped"].counts):
+        assert counts.index(1) == slot and sum(counts) == 1
 
 
 SHEDS = {
