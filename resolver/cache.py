@@ -622,8 +622,10 @@ def _patch(
     return bytes(out)
 
 
-MemoKey = tuple[bytes, str, bool, str]
-"""(the query after its ID, client, over UDP, device id): everything the answer depends on."""
+MemoKey = tuple[object, ...]
+"""(the query after its ID, client, over UDP, device id): everything the answer depends on. Of
+any length to mypy: compiled, a fixed-length tuple is kept unboxed, and boxed anew for each
+dict and set that uses it (three times a first-sight block)."""
 
 
 class AnswerMemo:
@@ -695,12 +697,13 @@ class AnswerMemo:
         """Whether `key` was answered before (since `sighted` was last emptied); if not, it is
         noted, so the next time it is."""
         sighted = self.sighted
-        mark = hash(key)
-        if mark in sighted:
+        before = len(sighted)
+        sighted.add(hash(key))  # (one set operation: it was there if the set did not grow)
+        if len(sighted) == before:
             return True
-        if len(sighted) >= SIGHTED_LIMIT:
+        if before >= SIGHTED_LIMIT:
             sighted.clear()
-        sighted.add(mark)
+            sighted.add(hash(key))
         return False
 
     def restart(self, since: float, until: float) -> None:

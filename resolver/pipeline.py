@@ -359,7 +359,7 @@ class QueryPipeline:
         #    flood too: what it answers costs no upstream work, and less than shedding would.
         now = self.wall_clock()
         device = "" if channel is None else channel.device
-        memo_key = (packet[2:], client, over_udp, device)
+        memo_key: MemoKey = (packet[2:], client, over_udp, device)
         memo = self._memo
         if memo.since <= now < memo.until:  # `memo.get`, inline
             entry = memo.answers.get(memo_key)
@@ -834,7 +834,9 @@ class QueryPipeline:
         channel: Channel | None,
     ) -> bytes | None:
         """8. Metrics of a block (`_done`'s, and the block's labels) in one call to `stats`."""
-        labels = (decision.group, decision.policy or "", decision.list_name or "", decision.answer)
+        labels: tuple[str, ...] = (
+            decision.group, decision.policy or "", decision.list_name or "", decision.answer
+        )  # (of any length: one tuple, which `block_answered` keeps, not a struct boxed there)
         protocol = ("udp" if over_udp else "tcp") if channel is None else channel.transport
         stats = self.stats
         if reply is None:  # an RPZ DROP: nothing sent, so no rcode

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
-from typing import Final
+from typing import Final, cast
 
 RESULTS: Final = ("answered", "blocked", "refused", "cached", "stale", "servfail", "formerr",
                   "notimp", "badvers", "dropped", "ddr")  # fmt: skip
@@ -89,8 +89,16 @@ class Histogram:
         self.total += other.total
 
 
-BlockedKey = tuple[str, str, int, tuple[str, str, str, str]]
-"""What `Stats.block_answered` counts a block by: protocol, query type label, rcode, labels."""
+BlockedKey = tuple[object, ...]
+"""What `Stats.block_answered` counts a block by: (protocol, query type, rcode, labels), the
+type a number (its label is looked up when the blocks are shared out, not per block). Of any
+length to mypy: a fixed-length tuple would be kept unboxed by the compiled core, and boxed
+anew for each of the dict's `get` and its store."""
+BLOCKED_KEYS: Final = 1024
+"""Blocks kept apart (`Stats.block_answered`) before they are shared out unasked: each query
+type is a key of its own there, so blocked names asked with every type would otherwise grow
+the table until a scrape."""
+_BlockedFields = tuple[str, int, int, tuple[str, str, str, str]]
 ShedKey = tuple[str, str, str, str, int]
 """What `Stats.shed` counts a shed query by: group, limit, action, protocol, query type (the
 number: its label is looked up when the sheds are shared out, not per packet)."""
@@ -170,8 +178,9 @@ class Stats:
     def _share_blocked(self) -> None:
         blocked, self._blocked = self._blocked, {}
         queries, rcodes, blocks = self._queries, self._rcodes, self._blocks
-        for (protocol, qtype, rcode, labels), value in blocked.items():
-            key = (protocol, qtype, "blocked")
+        for counted, value in blocked.items():
+            protocol, qtype, rcode, labels = cast(_BlockedFields, counted)
+            key = (protocol, QTYPE_LABELS.get(qtype, OTHER), "blocked")
             queries[key] = queries.get(key, 0) + value
             label = RCODE_LABELS.get(rcode, OTHER)
             rcodes[label] = rcodes.get(label, 0) + value
@@ -216,7 +225,7 @@ class Stats:
         blocks[key] = blocks.get(key, 0) + 1
 
     def block_answered(self, protocol: str, qtype: int, seconds: float,
-                       labels: tuple[str, str, str, str], rcode: int) -> None:  # fmt: skip
+                       labels: tuple[str, ...], rcode: int) -> None:  # fmt: skip
         """One blocked query answered: `query` (result "blocked"), `rcode` and `blocked` in one
         call, since every block records all three. `labels` is what `blocked` takes: (group,
         policy or "", list, answer)."""
@@ -224,9 +233,15 @@ class Stats:
         slot = 0 if seconds <= _FIRST_BOUND else bisect_left(DURATION_BUCKETS, seconds)
         histogram.counts[slot] += 1
         histogram.total += seconds
-        key = (protocol, QTYPE_LABELS.get(qtype, OTHER), rcode, labels)
+        key: BlockedKey = (protocol, qtype, rcode, labels)
         blocked = self._blocked
-        blocked[key] = blocked.get(key, 0) + 1
+        count = blocked.get(key)
+        if count is None:
+            if len(blocked) >= BLOCKED_KEYS:  # blocks of odd types: shared out now
+                self._share_blocked()
+                blocked = self._blocked
+            count = 0
+        blocked[key] = count + 1
 
     def rate_limited(self, group: str, limit: str, action: str) -> None:
         """One query over a rate limit (`policy.ratelimit.LIMITS`) of a client in `group`, and

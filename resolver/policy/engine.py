@@ -27,14 +27,18 @@ up again each time (a few microseconds), and whether a policy is in force and wh
 exemption applies are judged per query anyway: they depend on `now`.
 
 A block's `Decision` depends only on the group, the binding (list, policy, reference, window,
-EDE text), the rule and where the blocked zone starts in the name, so one is kept and reused from
-its second sight (at most `BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when full): a
-name asked again, or a flood of subdomains of one blocked domain, costs a dict lookup instead of
-building a seventeen-field object. Seen once, only its key's hash is kept (an int, which the cyclic
-GC never tracks), and the last decision made, which an immediate repeat (the AAAA after an A)
-gets as it is: a stream of distinct blocked names would otherwise leave thousands of decisions
-alive for a moment each, for the collector to walk and the memo to clear. Decisions are never
-changed, so sharing them is safe.
+EDE text) and the name (which of the list's rules matches it, and where the blocked zone starts
+in it), so one is kept per binding and name and reused from its second sight (at most
+`BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when full): a name asked again (by
+another client, with another type or flags) costs a dict lookup instead of building a
+seventeen-field object. Keyed by the name the query carries, whose hash its bytes keep, not by
+the rule and zone: that key, made and hashed twice and compared with the last on every first
+sight, cost more than the compiled `Decision` it could save (~1.5k instructions against ~0.6k),
+and most blocked names are first sights. Seen once, only its key's hash is kept (an int, which
+the cyclic GC never tracks), and the last decision made, which an immediate repeat (the AAAA
+after an A) gets as it is: a stream of distinct blocked names would otherwise leave thousands of
+decisions alive for a moment each, for the collector to walk and the memo to clear. Decisions
+are never changed, so sharing them is safe.
 """
 
 from __future__ import annotations
@@ -269,9 +273,9 @@ class PolicyEngine:
         # Per group, names no list of it matches (module docstring); `_unlisted_count` in all.
         self._unlisted: dict[str, set[bytes]] = {group.name: set() for group in groups}
         self._unlisted_count = 0
-        # Per group, the block decisions made so far, by binding, rule and zone (docstring).
-        # Keys typed as plain tuples: compiled, a fixed-length tuple type is kept unboxed and
-        # boxed again at each dict, set and comparison use (four new tuples a block).
+        # Per group, the block decisions made so far, by binding and name (docstring). Keys
+        # typed as plain tuples: compiled, a fixed-length tuple type is kept unboxed and boxed
+        # again at each dict, set and comparison use.
         self._blocks: dict[str, dict[tuple[object, ...], Decision]] = {
             group.name: {} for group in groups
         }
@@ -279,7 +283,8 @@ class PolicyEngine:
         # Hashes of block keys made once (ints: never tracked by the cyclic GC), and the last
         # decision made, which an immediate repeat (the AAAA after an A) gets as it is.
         self._sighted: set[int] = set()
-        self._last_key: tuple[object, ...] | None = None
+        self._last_binding: Binding | None = None
+        self._last_qname = b""
         self._last_group: Group | None = None
         self._last_block: Decision | None = None
         # Lists with rpz-ip rules: the inspector collects the addresses of every answer.
@@ -376,17 +381,23 @@ class PolicyEngine:
                 return group.allow
             if binding.exemptions.active and binding.exemptions.match(qname) is not None:
                 continue
-            rule, zone_offset = hit
             blocks = self._blocks[group.name]
-            key: tuple[object, ...] = (id(binding), rule.pattern, rule.answer, zone_offset)
+            key: tuple[object, ...] = (id(binding), qname)
             decision = blocks.get(key)
             if decision is None:  # kept from its key's second sight (module docstring)
                 last = self._last_block
-                if last is not None and key == self._last_key and group is self._last_group:
-                    decision = last  # (bindings are shared between groups: the group too)
+                if (
+                    last is not None
+                    and binding is self._last_binding
+                    and group is self._last_group  # (bindings are shared between groups)
+                    and qname == self._last_qname
+                ):
+                    decision = last
                 else:
+                    rule, zone_offset = hit
                     decision = self._block(group, binding, rule, zone_offset)
-                    self._last_key, self._last_group, self._last_block = key, group, decision
+                    self._last_binding, self._last_qname = binding, qname
+                    self._last_group, self._last_block = group, decision
                     sighted = self._sighted
                     mark = hash(key)
                     if mark not in sighted:

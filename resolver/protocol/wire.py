@@ -55,6 +55,14 @@ MAX_EDE_TEXT: Final = 200
 """An upstream's EDEs reach the client, bounded: at most this many, each EXTRA-TEXT cut to
 this many bytes, so a hostile upstream cannot fill our answers with its text."""
 
+_MAX_LABEL: Final = MAX_LABEL
+_MAX_NAME: Final = MAX_NAME
+"""`names`' limits as this module's own constants: compiled, a name imported from another
+module is looked up in this one's globals at each use, a constant of its own is not."""
+_LOWER: Final = bytes(b + 0x20 if 0x41 <= b <= 0x5A else b for b in range(256))
+"""`bytes.lower` as a table (ASCII letters only, as `lower` does): compiled, `translate` with
+it is a direct C call, where `lower()` is a method looked up on the object at each call."""
+
 MAX_POINTER_HOPS: Final = 64
 # A query carries at most an OPT, a cookie-bearing OPT's TSIG/SIG(0) companion and little else.
 MAX_QUERY_ADDITIONAL: Final = 4
@@ -260,15 +268,18 @@ def parse_query(packet: bytes) -> Query:
     size = len(packet)
     if size < HEADER_LEN:
         raise Drop("short_header")
-    _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(packet)
+    # The header's fields read byte by byte, not by `HEADER.unpack_from`: compiled, these are
+    # machine integers, where the struct's tuple would be objects and every test on them a call.
+    flags = packet[2] << 8 | packet[3]
     if flags & QR:
         raise Drop("is_response")
     if flags & OPCODE_MASK:
         raise NotImplementedOpcode("opcode")
-    if qdcount != 1:
+    if packet[4] or packet[5] != 1:  # QDCOUNT
         raise FormError("qdcount")
-    if ancount or nscount:
+    if packet[6] or packet[7] or packet[8] or packet[9]:  # ANCOUNT, NSCOUNT
         raise FormError("records_in_query")
+    arcount = packet[10] << 8 | packet[11]
     if arcount > MAX_QUERY_ADDITIONAL:
         raise FormError("arcount")
     # `question_name_end`, inline: its loop is most of a parse.
@@ -279,21 +290,22 @@ def parse_query(packet: bytes) -> Query:
         length = packet[pos]
         if length == 0:
             break
-        if length > MAX_LABEL:
+        if length > _MAX_LABEL:
             raise FormError("compressed_question" if length >= 0xC0 else "bad_label")
         pos += length + 1
-        if pos - HEADER_LEN >= MAX_NAME:
+        if pos - HEADER_LEN >= _MAX_NAME:
             raise FormError("name_too_long")
     name_end = pos + 1
     question_end = name_end + 4
     if question_end > size:
         raise FormError("truncated")
-    qtype, qclass = QUESTION_TAIL.unpack_from(packet, name_end)
+    qtype = packet[name_end] << 8 | packet[name_end + 1]
+    qclass = packet[name_end + 2] << 8 | packet[name_end + 3]
     if not arcount:  # no OPT, nothing to read: the common query
         if question_end != size:
             raise FormError("trailing_junk", question_end, False)
-        return Query(packet, flags, packet[HEADER_LEN:name_end].lower(), qtype, qclass,
-                     question_end, False, EDNS_MIN_PAYLOAD, False)  # fmt: skip
+        return Query(packet, flags, packet[HEADER_LEN:name_end].translate(_LOWER), qtype,
+                     qclass, question_end, False, EDNS_MIN_PAYLOAD, False)  # fmt: skip
 
     has_edns = False
     payload = EDNS_MIN_PAYLOAD
@@ -334,7 +346,7 @@ def parse_query(packet: bytes) -> Query:
     return Query(
         packet,
         flags,
-        packet[HEADER_LEN:name_end].lower(),
+        packet[HEADER_LEN:name_end].translate(_LOWER),
         qtype,
         qclass,
         question_end,
