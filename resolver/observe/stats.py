@@ -127,7 +127,9 @@ class Stats:
         self._dropped_time = self.durations["dropped"]
         self._rcodes: dict[str, int] = {}
         self._blocks: dict[tuple[str, str, str, str], int] = {}
-        self._blocked: dict[BlockedKey, int] = {}  # blocks not yet shared out
+        # Blocks not yet shared out, each count in a list of one: a block then finds its key
+        # once, and adds one in place, instead of finding it again to store the new count.
+        self._blocked: dict[BlockedKey, list[int]] = {}
         self._limited: dict[tuple[str, str, str], int] = {}
         self._shed: dict[ShedKey, int] = {}  # sheds not yet shared out
         self.upstreams: dict[tuple[str, str], int] = {}
@@ -178,7 +180,7 @@ class Stats:
     def _share_blocked(self) -> None:
         blocked, self._blocked = self._blocked, {}
         queries, rcodes, blocks = self._queries, self._rcodes, self._blocks
-        for counted, value in blocked.items():
+        for counted, (value,) in blocked.items():
             protocol, qtype, rcode, labels = cast(_BlockedFields, counted)
             key = (protocol, QTYPE_LABELS.get(qtype, OTHER), "blocked")
             queries[key] = queries.get(key, 0) + value
@@ -240,8 +242,8 @@ class Stats:
             if len(blocked) >= BLOCKED_KEYS:  # blocks of odd types: shared out now
                 self._share_blocked()
                 blocked = self._blocked
-            count = 0
-        blocked[key] = count + 1
+            count = blocked[key] = [0]
+        count[0] += 1
 
     def rate_limited(self, group: str, limit: str, action: str) -> None:
         """One query over a rate limit (`policy.ratelimit.LIMITS`) of a client in `group`, and

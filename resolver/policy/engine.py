@@ -28,17 +28,17 @@ exemption applies are judged per query anyway: they depend on `now`.
 
 A block's `Decision` depends only on the group, the binding (list, policy, reference, window,
 EDE text) and the name (which of the list's rules matches it, and where the blocked zone starts
-in it), so one is kept per binding and name and reused from its second sight (at most
-`BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when full): a name asked again (by
-another client, with another type or flags) costs a dict lookup instead of building a
-seventeen-field object. Keyed by the name the query carries, whose hash its bytes keep, not by
-the rule and zone: that key, made and hashed twice and compared with the last on every first
-sight, cost more than the compiled `Decision` it could save (~1.5k instructions against ~0.6k),
-and most blocked names are first sights. Seen once, only its key's hash is kept (an int, which
-the cyclic GC never tracks), and the last decision made, which an immediate repeat (the AAAA
-after an A) gets as it is: a stream of distinct blocked names would otherwise leave thousands of
-decisions alive for a moment each, for the collector to walk and the memo to clear. Decisions
-are never changed, so sharing them is safe.
+in it), so one is kept per group and name, with the binding that made it, and reused from the
+name's second sight (at most `BLOCK_MEMO_LIMIT` over all groups, forgotten all at once when
+full): a name asked again (by another client, with another type or flags) costs a dict lookup
+instead of building a seventeen-field object. Keyed by the name the query carries, whose hash its
+bytes keep, not by a tuple of binding, rule and zone: that key, made and hashed twice and
+compared with the last on every first sight, cost more than the compiled `Decision` it could
+save (~1.5k instructions against ~0.6k), and most blocked names are first sights. Seen once, only
+the name's hash is kept (an int, which the cyclic GC never tracks), and the last decision made,
+which an immediate repeat (the AAAA after an A) gets as it is: a stream of distinct blocked names
+would otherwise leave thousands of decisions alive for a moment each, for the collector to walk
+and the memo to clear. Decisions are never changed, so sharing them is safe.
 """
 
 from __future__ import annotations
@@ -273,14 +273,13 @@ class PolicyEngine:
         # Per group, names no list of it matches (module docstring); `_unlisted_count` in all.
         self._unlisted: dict[str, set[bytes]] = {group.name: set() for group in groups}
         self._unlisted_count = 0
-        # Per group, the block decisions made so far, by binding and name (docstring). Keys
-        # typed as plain tuples: compiled, a fixed-length tuple type is kept unboxed and boxed
-        # again at each dict, set and comparison use.
-        self._blocks: dict[str, dict[tuple[object, ...], Decision]] = {
+        # Per group, the block decisions made so far, by name, each with the binding that
+        # made it (docstring).
+        self._blocks: dict[str, dict[bytes, tuple[Binding, Decision]]] = {
             group.name: {} for group in groups
         }
         self._blocks_count = 0
-        # Hashes of block keys made once (ints: never tracked by the cyclic GC), and the last
+        # Hashes of blocked names seen once (ints: never tracked by the cyclic GC), and the last
         # decision made, which an immediate repeat (the AAAA after an A) gets as it is.
         self._sighted: set[int] = set()
         self._last_binding: Binding | None = None
@@ -382,35 +381,37 @@ class PolicyEngine:
             if binding.exemptions.active and binding.exemptions.match(qname) is not None:
                 continue
             blocks = self._blocks[group.name]
-            key: tuple[object, ...] = (id(binding), qname)
-            decision = blocks.get(key)
-            if decision is None:  # kept from its key's second sight (module docstring)
-                last = self._last_block
-                if (
-                    last is not None
-                    and binding is self._last_binding
-                    and group is self._last_group  # (bindings are shared between groups)
-                    and qname == self._last_qname
-                ):
-                    decision = last
-                else:
-                    rule, zone_offset = hit
-                    decision = self._block(group, binding, rule, zone_offset)
-                    self._last_binding, self._last_qname = binding, qname
-                    self._last_group, self._last_block = group, decision
-                    sighted = self._sighted
-                    mark = hash(key)
-                    if mark not in sighted:
-                        if len(sighted) >= SIGHTED_LIMIT:
-                            sighted.clear()
-                        sighted.add(mark)
-                        return decision
+            held = blocks.get(qname)
+            if held is not None and held[0] is binding:
+                return held[1]
+            # Kept from the name's second sight (module docstring).
+            last = self._last_block
+            if (
+                last is not None
+                and binding is self._last_binding
+                and group is self._last_group  # (bindings are shared between groups)
+                and qname == self._last_qname
+            ):
+                decision = last
+            else:
+                rule, zone_offset = hit
+                decision = self._block(group, binding, rule, zone_offset)
+                self._last_binding, self._last_qname = binding, qname
+                self._last_group, self._last_block = group, decision
+                sighted = self._sighted
+                mark = hash(qname)
+                if mark not in sighted:
+                    if len(sighted) >= SIGHTED_LIMIT:
+                        sighted.clear()
+                    sighted.add(mark)
+                    return decision
+            if held is None:  # (else another binding's, for the same name: replaced)
                 if self._blocks_count >= BLOCK_MEMO_LIMIT:
                     for made in self._blocks.values():
                         made.clear()
                     self._blocks_count = 0
-                blocks[key] = decision
                 self._blocks_count += 1
+            blocks[qname] = (binding, decision)
             return decision
         if not listed:
             if self._unlisted_count >= UNLISTED_MEMO_LIMIT:
