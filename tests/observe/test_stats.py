@@ -9,6 +9,7 @@ import random
 import pytest
 
 from resolver.observe.stats import (
+    BLOCKED_KEYS,
     DURATION_BUCKETS,
     OTHER,
     QTYPE_LABELS,
@@ -359,3 +360,21 @@ def test_sheds_of_every_query_type_stay_bounded_unscraped() -> None:
         assert len(stats._shed) <= SHED_KEYS
     assert stats.limited == {("default", "client_zone", "drop"): SHED_KEYS * 5}
     assert sum(stats.queries.values()) == SHED_KEYS * 5
+
+
+@pytest.mark.parametrize("types", [1, BLOCKED_KEYS, BLOCKED_KEYS + 1, 3 * BLOCKED_KEYS + 7])
+def test_blocks_of_many_types_stay_bounded_and_counted_exactly(types: int) -> None:
+    """A block is kept apart by its query type's number: blocked names asked with every type
+    are shared out once `BLOCKED_KEYS` are kept, not left to grow until a scrape."""
+    stats, reference = Stats(), Stats()
+    for qtype in range(types):
+        for _ in range(2):
+            stats.block_answered("udp", qtype, 0.00002, ("g", "", "l", "null_ip"), 3)
+            reference.query("udp", qtype, "blocked", 0.00002)
+            reference.rcode(3)
+            reference.blocked("g", "", "l", "null_ip")
+        assert len(stats._blocked) <= BLOCKED_KEYS
+    assert (stats.queries, stats.rcodes, stats.blocks) == (
+        reference.queries, reference.rcodes, reference.blocks
+    )
+    assert stats.durations["blocked"].counts == reference.durations["blocked"].counts

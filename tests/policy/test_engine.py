@@ -532,3 +532,23 @@ def test_decision_init_sets_every_field_as_the_dataclass_would(given: dict[str, 
         assert getattr(decision, field.name) == given.get(field.name, field.default), field.name
     assert dataclasses.replace(decision) == decision
     assert hash(dataclasses.replace(decision)) == hash(decision)
+
+
+@pytest.mark.parametrize(
+    "moments",
+    [
+        ["2023-04-01", "2023-04-01", "2024-01-01", "2024-01-01", "2023-04-01"],
+        ["2024-01-01", "2023-04-01", "2024-01-01", "2023-04-01", "2023-04-01", "2024-01-01"],
+    ],
+)
+def test_a_name_kept_for_one_binding_is_decided_again_for_another(moments: list[str]) -> None:
+    """The memo keeps a decision by name with the binding that made it: a policy's window
+    closing hands the name to the next list that blocks it, whose decision replaces it."""
+    engine = engine_for(BELGIAN_CASE.replace("lists: []", "lists: [tiktok]"))
+    for moment in moments:
+        decision = engine.decide("10.20.1.1", from_text("www.tiktok.com"), 1, at(moment))
+        in_force = moment == "2023-04-01"
+        assert decision.policy == ("be-tiktok-2023" if in_force else None), moment
+        assert decision.censored is in_force
+    held = sum(len(made) for made in engine._blocks.values())
+    assert held == engine._blocks_count == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import struct
 
 import dns.edns
 import dns.flags
@@ -514,3 +515,62 @@ def test_malformed_upstream_options_are_ignored_not_fatal() -> None:
     raw[-5] = 0xFF  # the EDE option's length now runs past the OPT's end
     reply = UpstreamReply(bytes(raw), query.question_end - HEADER_LEN)
     assert reply.ede == b"" and reply.rcode == dns.rcode.NOERROR
+
+
+HEADER_BYTES = [  # (case, header after the ID, as parse_query reads it byte by byte)
+    ("plain query", "0100 0001 0000 0000 0000"),
+    ("256 questions (high byte only)", "0100 0100 0000 0000 0000"),
+    ("257 questions", "0100 0101 0000 0000 0000"),
+    ("256 answers", "0100 0001 0100 0000 0000"),
+    ("one authority record", "0100 0001 0000 0001 0000"),
+    ("256 authority records", "0100 0001 0000 0100 0000"),
+    ("260 additional records", "0100 0001 0000 0000 0104"),
+    ("four additional records", "0100 0001 0000 0000 0004"),
+    ("opcode and response", "f900 0001 0000 0000 0000"),
+    ("every low flag", "00ff 0001 0000 0000 0000"),
+]
+
+
+def reference_check(packet: bytes) -> tuple[type[WireError], str] | None:
+    """The header checks as `struct` reads them (what parse_query did before reading bytes)."""
+    _, flags, qdcount, ancount, nscount, arcount = struct.unpack_from(">HHHHHH", packet)
+    if flags & 0x8000:
+        return Drop, "is_response"
+    if flags & 0x7800:
+        return NotImplementedOpcode, "opcode"
+    if qdcount != 1:
+        return FormError, "qdcount"
+    if ancount or nscount:
+        return FormError, "records_in_query"
+    if arcount > 4:
+        return FormError, "arcount"
+    return None
+
+
+@pytest.mark.parametrize(("case", "header"), HEADER_BYTES, ids=[c[0] for c in HEADER_BYTES])
+def test_the_header_read_byte_by_byte_checks_what_struct_would(case: str, header: str) -> None:
+    packet = wire("1234" + header + WWW_EXAMPLE_COM + A_IN)
+    expected = reference_check(packet)
+    try:
+        query = parse_query(packet)
+    except WireError as error:
+        if expected is None:  # past the header: its records are missing, not its counts wrong
+            assert error.reason == "truncated", case
+        else:
+            assert (type(error), error.reason) == expected, case
+    else:
+        assert expected is None, case
+        assert query.flags == struct.unpack_from(">H", packet, 2)[0]
+        assert (query.qtype, query.qclass) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"\x03www\x07example\x03com\x00", b"\x03WwW\x07ExAmPlE\x03COM\x00",
+     b"\x05@AZ[`\x05az{\x7f\xff\x00", bytes([1, 0xC1, 1, 0xDA, 0])],
+)  # fmt: skip
+def test_the_question_name_is_lowered_as_bytes_lower_does(name: bytes) -> None:
+    packet = wire("1234 0100 0001 0000 0000 0000") + name + wire("001c 0001")
+    query = parse_query(packet)
+    assert query.qname == name.lower()
+    assert (query.qtype, query.qclass) == (28, 1)
