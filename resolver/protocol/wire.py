@@ -17,7 +17,6 @@ from resolver.protocol.names import MAX_LABEL, MAX_NAME
 
 HEADER: Final = struct.Struct(">HHHHHH")
 RR_FIXED: Final = struct.Struct(">HHIH")
-QUESTION_TAIL: Final = struct.Struct(">HH")
 HEADER_LEN: Final = 12
 
 # Header flag bits (second 16-bit word).
