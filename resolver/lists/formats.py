@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Iterable
 from re import _parser as _sre_parse  # type: ignore[attr-defined]  # the parser `re` compiles with
 
+from resolver.lists.nametable import build_table, numpy_module
 from resolver.lists.rpz import parse_rpz, rpz_network
 from resolver.lists.rules import (
     ANSWER_CODES,
@@ -91,6 +92,9 @@ FORMATS = ("domains", "hosts", "adblock", "rpz", "regex")
 """Format names as in the config's `sources.*.format` (plus `auto`)."""
 
 MAX_REGEX_LENGTH = 256
+BULK_TABLE_FROM = 50_000
+"""Lines from which a file's clean names go to a `NameTable` (with numpy) instead of a dict:
+below it, importing numpy costs more than the table saves."""
 _DETECT_LINES = 2000
 
 # Addresses that mean "block" in a hosts file; any other address maps a name somewhere real.
@@ -518,40 +522,59 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
             pos = match.start() + 1
             bad_numbers.append(line_no)
     blank = lines.count(b"")
+    if hosts:
+        # `0.0.0.0 localhost` lost its address above and now reads like a bare `localhost`
+        # line, which is a rule where the hosts line is not: the line parser tells them apart.
+        bad = {lines[number - 1] for number in bad_numbers}
+        for name in _BOILERPLATE_BYTES.difference(bad):
+            if b"\n" + name + b"\n" in low:
+                bad_numbers.extend(_line_numbers(lines, name))
+        bad_numbers.sort()
+    good_lines = len(lines) - blank - len(bad_numbers)
+    parsed.rule_lines += good_lines
+    first = not parsed.plain and not parsed.flagged and parsed.bulk is None
+    if first and len(lines) >= BULK_TABLE_FROM and numpy_module() is not None:
+        table = build_table(low, lines, bad_numbers)
+        parsed.bulk = table
+        parsed.duplicates += good_lines - len(table)
+        parsed.dotless.update(name for name in _dotless(low, lines, None) if name in table)
+        if bad_numbers:
+            _parse_lines(parsed, original, bad_numbers, parse_line)
+        return
     # A dict, not a set: file order is memory order, which makes every later pass over the
     # names (join, hash) several times faster than a set's scattered order.
     good = dict.fromkeys(lines)
     good.pop(b"", None)
     for number in bad_numbers:
         good.pop(lines[number - 1], None)
-    if hosts:
-        # `0.0.0.0 localhost` lost its address above and now reads like a bare `localhost`
-        # line, which is a rule where the hosts line is not: the line parser tells them apart.
-        for name in _BOILERPLATE_BYTES & good.keys():
-            del good[name]
-            bad_numbers.extend(_line_numbers(lines, name))
-        bad_numbers.sort()
     parsed.dotless.update(_dotless(low, lines, good))
-    good_lines = len(lines) - blank - len(bad_numbers)
-    parsed.rule_lines += good_lines
     parsed.duplicates += good_lines - len(good)
-    if not parsed.plain and not parsed.flagged:
+    if first:
         parsed.plain = good
     else:  # a later file of a directory: merge (names already flagged one by one, few)
+        parsed.plain_names()
         for name in good.keys() & parsed.flagged.keys():
             parsed.add(name, SUBTREE)
             del good[name]
         parsed.duplicates += len(good.keys() & parsed.plain.keys())
         parsed.plain.update(good)
     if bad_numbers:
-        raw_lines = original.split(b"\n", bad_numbers[-1])  # split no further than needed
-        for number in bad_numbers:
-            parse_line(parsed, number, decode_line(raw_lines[number - 1]))
+        _parse_lines(parsed, original, bad_numbers, parse_line)
 
 
-def _dotless(low: bytes, lines: list[bytes], good: dict[bytes, None]) -> list[bytes]:
-    """The names of `good` without a dot, found at C speed: with every label byte deleted
-    from `low`, such a line (like a blank one) leaves two newlines side by side."""
+def _parse_lines(
+    parsed: ParsedRules, data: bytes, numbers: list[int], parse_line: LineParser
+) -> None:
+    """The lines numbered `numbers` (ascending, from 1) of `data`, one by one."""
+    raw_lines = data.split(b"\n", numbers[-1])  # split no further than needed
+    for number in numbers:
+        parse_line(parsed, number, decode_line(raw_lines[number - 1]))
+
+
+def _dotless(low: bytes, lines: list[bytes], good: dict[bytes, None] | None) -> list[bytes]:
+    """The names of `good` (None: every non-blank line) without a dot, found at C speed: with
+    every label byte deleted from `low`, such a line (like a blank one) leaves two newlines
+    side by side."""
     skeleton = low.translate(None, _LABEL_BYTES)
     found: list[bytes] = []
     pos = skeleton.find(b"\n\n")
@@ -560,7 +583,7 @@ def _dotless(low: bytes, lines: list[bytes], good: dict[bytes, None]) -> list[by
         line += skeleton.count(b"\n", counted + 1, pos + 1)
         counted = pos
         name = lines[line - 1]
-        if name and name in good:
+        if name and (good is None or name in good):
             found.append(name)
         pos = skeleton.find(b"\n\n", pos + 1)
     return found
