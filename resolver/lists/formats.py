@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from re import _parser as _sre_parse  # type: ignore[attr-defined]  # the parser `re` compiles with
+from typing import Any
 
 from resolver.lists.nametable import build_table, numpy_module
 from resolver.lists.rpz import parse_rpz, rpz_network
@@ -93,6 +94,8 @@ FORMATS = ("domains", "hosts", "adblock", "rpz", "regex")
 
 MAX_REGEX_LENGTH = 256
 BULK_TABLE_FROM = 50_000
+_SHAPE_NUMPY_FROM = 1 << 20
+_BREAK_MARKS = bytes(1 if c == 0x2E else 2 if c == 0x0A else 0 for c in range(256))
 """Lines from which a file's clean names go to a `NameTable` (with numpy) instead of a dict:
 below it, importing numpy costs more than the table saves."""
 _DETECT_LINES = 2000
@@ -472,42 +475,48 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
     low = b"\n" + data.lower()
     if not low.endswith(b"\n"):
         low += b"\n"
-    if b"\r\n" in low:
+    if b"\r" in low and b"\r\n" in low:  # one byte first: memchr, many times faster
         low = low.replace(b"\r\n", b"\n")
     hosts = False
     if adblock:
-        if b"\n!" in low:
+        if b"!" in low and b"\n!" in low:
             low = _BANG_COMMENT.sub(b"", low)
         # `||`, `^` and `||^` alone are rules without a name (invalid), not blank lines.
-        if b"\n||" in low:
+        if b"|" in low and b"\n||" in low:
             while b"\n||\n" in low:
                 low = low.replace(b"\n||\n", b"\n\0\n")
             low = low.replace(b"\n||", b"\n")
-        if b"^\n" in low:
+        if b"^" in low and b"^\n" in low:
             while b"\n^\n" in low:
                 low = low.replace(b"\n^\n", b"\n\0\n")
             low = low.replace(b"^\n", b"\n")
     else:
         if b"#" in low:
             low = _HASH_COMMENT.sub(b"", low)
-        if b" \n" in low or b"\t\n" in low:
+        if (b" " in low and b" \n" in low) or (b"\t" in low and b"\t\n" in low):
             low = _TRAILING_BLANK.sub(b"\n", low)
         for prefix in (b"\n0.0.0.0 ", b"\n127.0.0.1 "):
             if prefix in low:
                 low = low.replace(prefix, b"\n")
                 hosts = True
-    while b"\n.\n" in low:  # a lone "." (the root) must reach the per-line parser
-        low = low.replace(b"\n.\n", b"\n\0\n")
-    if b".\n" in low:
-        low = low.replace(b".\n", b"\n")
+    shaped = _shape(low)
+    newlines = None
+    if shaped is not None:
+        shape, newlines = shaped
+    else:
+        while b"\n.\n" in low:  # a lone "." (the root) must reach the per-line parser
+            low = low.replace(b"\n.\n", b"\n\0\n")
+        if b".\n" in low:
+            low = low.replace(b".\n", b"\n")
+        shape = (
+            b".." not in low
+            and b"\n." not in low
+            and b".\n" not in low
+            and b"x" * 64 not in low.translate(_LABEL_MARKS)
+            and b"x" * 254 not in low.translate(_LINE_MARKS)
+        )
     clean = (
-        not low.translate(None, _NAME_BYTES)
-        and b".." not in low
-        and b"\n." not in low
-        and b".\n" not in low
-        and b"x" * 64 not in low.translate(_LABEL_MARKS)
-        and b"x" * 254 not in low.translate(_LINE_MARKS)
-        and _DOTTED_QUAD.search(low) is None
+        shape and not low.translate(None, _NAME_BYTES) and _DOTTED_QUAD.search(low) is None
     )
     lines = low.split(b"\n")[1:-1]  # the newlines added above
     bad_numbers: list[int] = []
@@ -534,7 +543,7 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
     parsed.rule_lines += good_lines
     first = not parsed.plain and not parsed.flagged and parsed.bulk is None
     if first and len(lines) >= BULK_TABLE_FROM and numpy_module() is not None:
-        table = build_table(low, lines, bad_numbers)
+        table = build_table(low, lines, bad_numbers, newlines)
         parsed.bulk = table
         parsed.duplicates += good_lines - len(table)
         parsed.dotless.update(name for name in _dotless(low, lines, None) if name in table)
@@ -560,6 +569,26 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
         parsed.plain.update(good)
     if bad_numbers:
         _parse_lines(parsed, original, bad_numbers, parse_line)
+
+
+def _shape(low: bytes) -> tuple[bool, Any] | None:
+    """For a big buffer, with numpy: when no line has a dot next to a newline or another dot
+    (nothing for the root and trailing-dot rewrites to do), whether every label has at most
+    63 octets and every line at most 253, and where the newlines are (a numpy array); else
+    None (the caller checks with bytes searches, each a pass over the buffer). `low` starts
+    and ends with a newline."""
+    np = numpy_module() if len(low) >= _SHAPE_NUMPY_FROM else None
+    if np is None:
+        return None
+    marks = np.frombuffer(low.translate(_BREAK_MARKS), dtype=np.uint8)
+    breaks = np.flatnonzero(marks)
+    dotted = marks[breaks] == 1
+    gaps = np.diff(breaks)
+    if ((gaps == 1) & (dotted[1:] | dotted[:-1])).any():
+        return None
+    newlines = breaks[~dotted]
+    good = int(gaps.max(initial=0)) <= 64 and int(np.diff(newlines).max(initial=0)) <= 254
+    return good, newlines
 
 
 def _parse_lines(

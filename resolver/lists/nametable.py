@@ -72,12 +72,17 @@ class NameTable:
             yield text[start : start + length]
 
 
-def build_table(low: bytes, lines: Sequence[bytes], excluded: Sequence[int]) -> NameTable:
+def build_table(
+    low: bytes, lines: Sequence[bytes], excluded: Sequence[int], newlines: Any = None
+) -> NameTable:
     """The distinct names of `lines` (``low.split(b"\\n")[1:-1]``: `low` starts and ends with a
-    newline), skipping blank lines and the lines numbered (from 1) in `excluded`."""
+    newline), skipping blank lines and the lines numbered (from 1) in `excluded`. `newlines`,
+    where the newlines of `low` are, if known already."""
     np = numpy_module()
     count = len(lines)
-    ends = np.flatnonzero(np.frombuffer(low, dtype=np.uint8) == 0x0A).astype(np.uint32)
+    if newlines is None:
+        newlines = np.flatnonzero(np.frombuffer(low, dtype=np.uint8) == 0x0A)
+    ends = newlines.astype(np.uint32)
     # Line i (from 0) is low[ends[i] + 1 : ends[i + 1]]: in `low[1:]` it starts at ends[i].
     starts = ends[:-1]
     lengths = ends[1:] - starts - np.uint32(1)
