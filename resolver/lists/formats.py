@@ -19,7 +19,7 @@ paths give the same result for every line. Pure: bytes in, values out.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from re import _parser as _sre_parse  # type: ignore[attr-defined]  # the parser `re` compiles with
 from typing import Any
 
@@ -546,7 +546,7 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
         table = build_table(low, lines, bad_numbers, newlines)
         parsed.bulk = table
         parsed.duplicates += good_lines - len(table)
-        parsed.dotless.update(name for name in _dotless(low, lines, None) if name in table)
+        parsed.dotless.update(_dotless(low, lines, None, set(bad_numbers)))
         if bad_numbers:
             _parse_lines(parsed, original, bad_numbers, parse_line)
         return
@@ -600,10 +600,12 @@ def _parse_lines(
         parse_line(parsed, number, decode_line(raw_lines[number - 1]))
 
 
-def _dotless(low: bytes, lines: list[bytes], good: dict[bytes, None] | None) -> list[bytes]:
-    """The names of `good` (None: every non-blank line) without a dot, found at C speed: with
-    every label byte deleted from `low`, such a line (like a blank one) leaves two newlines
-    side by side."""
+def _dotless(
+    low: bytes, lines: list[bytes], good: dict[bytes, None] | None, skip: Container[int] = ()
+) -> list[bytes]:
+    """The names of `good` (None: of every non-blank line not numbered in `skip`) without a
+    dot, found at C speed: with every label byte deleted from `low`, such a line (like a blank
+    one) leaves two newlines side by side."""
     skeleton = low.translate(None, _LABEL_BYTES)
     found: list[bytes] = []
     pos = skeleton.find(b"\n\n")
@@ -612,7 +614,7 @@ def _dotless(low: bytes, lines: list[bytes], good: dict[bytes, None] | None) -> 
         line += skeleton.count(b"\n", counted + 1, pos + 1)
         counted = pos
         name = lines[line - 1]
-        if name and (good is None or name in good):
+        if name and (name in good if good is not None else line not in skip):
             found.append(name)
         pos = skeleton.find(b"\n\n", pos + 1)
     return found
