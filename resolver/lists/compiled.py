@@ -16,7 +16,9 @@ Layout (little-endian, every section 8-byte aligned)::
     starts   u32[n]             where each name starts in `names`
     lengths  u8[n]              its length (names are at most 253 octets)
     flags    u8[n]              FLAG_* bits and answer code per name (absent when all equal)
-    names    bytes              the canonical names (ASCII, no final dot), each ending in "\\n"
+    names    bytes              the canonical names (ASCII, no final dot), each ending in "\\n";
+                                a big list's are its cleaned text as parsed, other lines
+                                (duplicates, comments' leftovers) in between, never indexed
 
 The hash is ``crc32(name) >> 2``: stable across processes and Python versions (unlike
 `hash()`), computed in C, and small enough that Python sorts the keys at full speed.
@@ -128,7 +130,8 @@ def compile_rules(
     The names are written in whatever order the set yields them and only the small per-entry
     index (hash, start, length, flags) is sorted, so no name is moved twice. With numpy
     installed (and `accelerate`), hashing, sorting and the index arrays are vectorised; the
-    result means the same either way.
+    result means the same either way. A big list's names in a `NameTable` (``parsed.bulk``)
+    are not even joined: its text is the names section, and its hashes are the index's.
     """
     plain = parsed.plain
     flagged = parsed.flagged

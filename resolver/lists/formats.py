@@ -13,7 +13,9 @@ This is the one parser of list lines: files, directories and feeds all reach it 
 run to millions of lines, so the common line shapes (``name``, ``0.0.0.0 name``, ``||name^``)
 are recognised for the whole buffer at once with C-level byte operations, and only the lines
 that fail that check go through the per-line parser, which also writes the error messages; both
-paths give the same result for every line. Pure: bytes in, values out.
+paths give the same result for every line. With numpy, a big file's accepted names are not even
+made into a dict: they stay in the buffer, as a `resolver.lists.nametable.NameTable`. Pure: bytes
+in, values out.
 """
 
 from __future__ import annotations
