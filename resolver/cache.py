@@ -258,6 +258,9 @@ class Cache:
         self._probation: OrderedDict[CacheKey, CachedAnswer | StoredAnswer] = OrderedDict()
         self._protected: OrderedDict[CacheKey, CachedAnswer] = OrderedDict()
         self._failures: OrderedDict[CacheKey, tuple[float, float, int]] = OrderedDict()
+        self._names: set[bytes] = set()
+        """Every name with an answer or failure kept, and some that had one (`_named`): a name
+        not in it has neither, found in one probe of its bytes (`answerable`)."""
         self._nxdomains = 0
         self.bytes = 0
         self.hits = 0
@@ -296,6 +299,7 @@ class Cache:
         self._probation.clear()
         self._protected.clear()
         self._failures.clear()
+        self._names.clear()
         self._nxdomains = 0
         self.bytes = 0
         self._protected_size = 0
@@ -446,6 +450,7 @@ class Cache:
             self._protected_size += size
         else:
             self._probation[key] = made
+        self._named(key[0])
         self.bytes += size
         if key[1] == NXDOMAIN_TYPE:
             self._nxdomains += 1
@@ -542,6 +547,7 @@ class Cache:
         if backoff <= 0:
             return 0.0
         failures[key] = (now + backoff, backoff, ede)
+        self._named(key[0])
         while len(failures) > MAX_FAILURES:
             failures.popitem(last=False)
         return backoff
@@ -551,6 +557,9 @@ class Cache:
         or a cached failure), counted as `lookup` counts: the pipeline's question before it
         sheds a flood's query. A flood's name is in neither segment, and then this is a few
         dict probes in one call instead of `lookup`, two `_get`s and `failure`."""
+        if key[0] not in self._names:
+            self.misses += 1
+            return False
         protected, probation = self._protected, self._probation
         if key in protected or key in probation or (
             self._nxdomains
@@ -569,7 +578,18 @@ class Cache:
             return None
         return found[2]
 
-    # --- bounds -------------------------------------------------------------------------------
+    def _named(self, name: bytes) -> None:
+        """Add the name of an entry just kept to `_names`. Names whose last entry went are left
+        in it (every way out would have to mind it), so it is rebuilt from the entries when it
+        holds twice as many as they do: amortized, one set insert per store."""
+        names = self._names
+        names.add(name)
+        kept = len(self._probation) + len(self._protected) + len(self._failures)
+        if len(names) > 2 * kept + 64:
+            names = {key[0] for key in self._probation}
+            names.update(key[0] for key in self._protected)
+            names.update(key[0] for key in self._failures)
+            self._names = names
 
     def _discard(self, value: CachedAnswer | StoredAnswer) -> None:
         if isinstance(value, tuple):

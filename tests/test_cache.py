@@ -465,6 +465,42 @@ def test_answerable_is_lookup_or_failure_counted_alike(
     assert (fast.hits, fast.misses, len(fast)) == (reference.hits, reference.misses, len(reference))
 
 
+def test_answerable_never_misses_a_kept_name_however_entries_come_and_go() -> None:
+    """`answerable`'s one probe of the name (`_names`) against the full lookup, through stores,
+    failures, evictions (a cap of 40 entries), expiry and a flush: the same answer and counts
+    every time, and the name set stays bounded (checked as it grows) although names leave it
+    only on a rebuild."""
+    fast, reference = Cache(config(max_entries=40, failure_ttl=5.0)), Cache(
+        config(max_entries=40, failure_ttl=5.0)
+    )
+    rng = random.Random(5)
+    now, rebuilds, before = 0.0, 0, 0
+    for step in range(3000):
+        now += 0.05
+        label = f"n{rng.randrange(3000)}"
+        key = (bytes((len(label),)) + label.encode() + b"\x04fill\x07example\x00", 1, 1,
+               False, 0)  # fmt: skip
+        action = rng.random()
+        for cache in (fast, reference):
+            if action < 0.4:
+                _filler(cache, label, now)
+            elif action < 0.5:
+                cache.fail(key, now, EdeCode.NO_REACHABLE_AUTHORITY)
+            elif step == 1500:
+                cache.flush()
+        asked = fast.answerable(key, now)
+        expected = reference.lookup(key, now) is not None or reference.failure(key, now) is not None
+        assert asked is expected, (step, key)
+        assert (fast.hits, fast.misses) == (reference.hits, reference.misses)
+        kept = [*fast._probation, *fast._protected, *fast._failures]
+        assert {k[0] for k in kept} <= fast._names
+        if action < 0.5:  # checked as it grows (the cap may then take one entry out)
+            assert len(fast._names) <= 2 * (len(kept) + 1) + 64
+        rebuilds += len(fast._names) < before and step != 1500
+        before = len(fast._names)
+    assert rebuilds >= 3  # names left the set, and never one still kept
+
+
 # --- bounds --------------------------------------------------------------------------------
 
 

@@ -129,7 +129,7 @@ def _single_labels(parsed: ParsedRules) -> list[str]:
     found = [
         name
         for name in parsed.dotless
-        if name in parsed.plain or parsed.flagged.get(name, 0) & FLAG_BELOW
+        if parsed.has_plain(name) or parsed.flagged.get(name, 0) & FLAG_BELOW
     ]
     return sorted({name.decode("ascii") for name in found})
 

@@ -16,7 +16,9 @@ Layout (little-endian, every section 8-byte aligned)::
     starts   u32[n]             where each name starts in `names`
     lengths  u8[n]              its length (names are at most 253 octets)
     flags    u8[n]              FLAG_* bits and answer code per name (absent when all equal)
-    names    bytes              the canonical names (ASCII, no final dot), each ending in "\\n"
+    names    bytes              the canonical names (ASCII, no final dot), each ending in "\\n";
+                                a big list's are its cleaned text as parsed, other lines
+                                (duplicates, comments' leftovers) in between, never indexed
 
 The hash is ``crc32(name) >> 2``: stable across processes and Python versions (unlike
 `hash()`), computed in C, and small enough that Python sorts the keys at full speed.
@@ -64,6 +66,7 @@ from resolver.lists.formats import (
     answer_of,
 )
 from resolver.lists.matcher import BlockRule, DomainMatcher, NetworkRules
+from resolver.lists.nametable import NameTable
 from resolver.protocol.names import FAST_LABEL, LENGTHS_TO_DOTS, MAX_LABEL, to_text
 
 __all__ = [
@@ -127,13 +130,15 @@ def compile_rules(
     The names are written in whatever order the set yields them and only the small per-entry
     index (hash, start, length, flags) is sorted, so no name is moved twice. With numpy
     installed (and `accelerate`), hashing, sorting and the index arrays are vectorised; the
-    result means the same either way.
+    result means the same either way. A big list's names in a `NameTable` (``parsed.bulk``)
+    are not even joined: its text is the names section, and its hashes are the index's.
     """
     plain = parsed.plain
     flagged = parsed.flagged
+    bulk = parsed.bulk
     names = list(plain)
     if flagged:
-        names.extend(name for name in flagged if name not in plain)
+        names.extend(name for name in flagged if not parsed.has_plain(name))
     # One newline after each name: numpy finds the lengths in the joined bytes at C speed,
     # without another pass over two million Python objects.
     blob = b"\n".join(names) + b"\n" if names else b""
@@ -141,14 +146,20 @@ def compile_rules(
     if flagged:
         get = flagged.get
         flag_bytes = bytes(get(name, 0) | (SUBTREE if name in plain else 0) for name in names)
-    count = len(names)
+        if bulk is not None:
+            flag_bytes = _bulk_flags(bulk, flagged) + flag_bytes
+    count = len(names) + (len(bulk) if bulk is not None else 0)
     bits = _bits_for(count)
     fbits = 6
     while fbits < 30 and (1 << fbits) < _FILTER_BITS_PER_ENTRY * count:
         fbits += 1
-    numpy = _numpy() if accelerate and count > _NUMPY_FROM else None
-    build = _index_numpy if numpy is not None else _index_python
-    index = build(names, blob, flag_bytes, bits, fbits)
+    if bulk is not None:  # only ever built with numpy
+        index = _index_table(bulk, names, blob, flag_bytes, bits, fbits)
+        blob = bulk.text + blob
+    else:
+        numpy = _numpy() if accelerate and count > _NUMPY_FROM else None
+        build = _index_numpy if numpy is not None else _index_python
+        index = build(names, blob, flag_bytes, bits, fbits)
     del names
     bloom, buckets, hashes, starts, lengths, flag_bytes = index
     header: dict[str, Any] = {
@@ -264,12 +275,45 @@ def _index_numpy(names: list[bytes], blob: bytes, flags: bytes, bits: int, fbits
     np = _numpy()
     count = len(names)
     keys = np.fromiter(map(zlib.crc32, names), dtype=np.uint32, count=count) >> np.uint32(2)
-    order = np.argsort(keys, kind="stable")
-    hashes = keys[order]
     ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0x0A).astype(np.uint32)
     starts = np.zeros(count, dtype=np.uint32)
     starts[1:] = ends[:-1] + np.uint32(1)
     size = (ends - starts).astype(np.uint8)
+    return _sorted_index(np, keys, starts, size, flags, bits, fbits)
+
+
+def _index_table(
+    table: NameTable, names: list[bytes], blob: bytes, flags: bytes, bits: int, fbits: int
+) -> _Index:
+    """`_index_numpy` for a `NameTable`'s names (whose hashes, starts and lengths it has, in
+    its text) followed by `names` (joined in `blob`, placed after the text)."""
+    np = _numpy()
+    keys = table.crcs >> np.uint32(2)
+    starts = table.starts
+    size = table.lengths
+    if names:
+        ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0x0A).astype(np.uint32)
+        more = np.zeros(len(names), dtype=np.uint32)
+        more[1:] = ends[:-1] + np.uint32(1)
+        extra = np.fromiter(map(zlib.crc32, names), dtype=np.uint32, count=len(names))
+        keys = np.concatenate([keys, extra >> np.uint32(2)])
+        size = np.concatenate([size, (ends - more).astype(np.uint8)])
+        starts = np.concatenate([starts, more + np.uint32(len(table.text))])
+    return _sorted_index(np, keys, starts, size, flags, bits, fbits)
+
+
+def _sorted_index(
+    np: Any, keys: Any, starts: Any, size: Any, flags: bytes, bits: int, fbits: int
+) -> _Index:
+    """Filter, buckets, hashes, starts, lengths and flags in hash order, from the per-name
+    arrays in name order. Each key is sorted with its position in its low bits: one plain
+    sort of distinct numbers, in the order a stable sort by key gives."""
+    count = len(keys)
+    packed = keys.astype(np.uint64) << np.uint64(32) | np.arange(count, dtype=np.uint64)
+    packed.sort()
+    order = (packed & np.uint64(0xFFFFFFFF)).astype(np.intp)
+    hashes = (packed >> np.uint64(32)).astype(np.uint32)
+    del packed
     shift = 30 - bits
     bounds = np.arange(1 << bits, dtype=np.uint64) << np.uint64(shift)
     buckets = np.append(np.searchsorted(hashes, bounds, side="left"), count).astype(np.uint32)
@@ -286,6 +330,17 @@ def _index_numpy(names: list[bytes], blob: bytes, flags: bytes, bits: int, fbits
         size[order].tobytes(),
         sorted_flags,
     )
+
+
+def _bulk_flags(table: NameTable, flagged: Mapping[bytes, int]) -> bytes:
+    """The flags of a `NameTable`'s names: each blocks its subtree, with a flagged name's
+    own flags added."""
+    flags = bytearray([SUBTREE]) * len(table)
+    for name, bits in flagged.items():
+        at = table.index(name)
+        if at >= 0:
+            flags[at] |= bits
+    return bytes(flags)
 
 
 def _u32(values: Any) -> bytes:

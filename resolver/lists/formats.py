@@ -13,15 +13,19 @@ This is the one parser of list lines: files, directories and feeds all reach it 
 run to millions of lines, so the common line shapes (``name``, ``0.0.0.0 name``, ``||name^``)
 are recognised for the whole buffer at once with C-level byte operations, and only the lines
 that fail that check go through the per-line parser, which also writes the error messages; both
-paths give the same result for every line. Pure: bytes in, values out.
+paths give the same result for every line. With numpy, a big file's accepted names are not even
+made into a dict: they stay in the buffer, as a `resolver.lists.nametable.NameTable`. Pure: bytes
+in, values out.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from re import _parser as _sre_parse  # type: ignore[attr-defined]  # the parser `re` compiles with
+from typing import Any
 
+from resolver.lists.nametable import build_table, numpy_module
 from resolver.lists.rpz import parse_rpz, rpz_network
 from resolver.lists.rules import (
     ANSWER_CODES,
@@ -91,6 +95,11 @@ FORMATS = ("domains", "hosts", "adblock", "rpz", "regex")
 """Format names as in the config's `sources.*.format` (plus `auto`)."""
 
 MAX_REGEX_LENGTH = 256
+BULK_TABLE_FROM = 50_000
+_SHAPE_NUMPY_FROM = 1 << 20
+_BREAK_MARKS = bytes(1 if c == 0x2E else 2 if c == 0x0A else 0 for c in range(256))
+"""Lines from which a file's clean names go to a `NameTable` (with numpy) instead of a dict:
+below it, importing numpy costs more than the table saves."""
 _DETECT_LINES = 2000
 
 # Addresses that mean "block" in a hosts file; any other address maps a name somewhere real.
@@ -468,42 +477,48 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
     low = b"\n" + data.lower()
     if not low.endswith(b"\n"):
         low += b"\n"
-    if b"\r\n" in low:
+    if b"\r" in low and b"\r\n" in low:  # one byte first: memchr, many times faster
         low = low.replace(b"\r\n", b"\n")
     hosts = False
     if adblock:
-        if b"\n!" in low:
+        if b"!" in low and b"\n!" in low:
             low = _BANG_COMMENT.sub(b"", low)
         # `||`, `^` and `||^` alone are rules without a name (invalid), not blank lines.
-        if b"\n||" in low:
+        if b"|" in low and b"\n||" in low:
             while b"\n||\n" in low:
                 low = low.replace(b"\n||\n", b"\n\0\n")
             low = low.replace(b"\n||", b"\n")
-        if b"^\n" in low:
+        if b"^" in low and b"^\n" in low:
             while b"\n^\n" in low:
                 low = low.replace(b"\n^\n", b"\n\0\n")
             low = low.replace(b"^\n", b"\n")
     else:
         if b"#" in low:
             low = _HASH_COMMENT.sub(b"", low)
-        if b" \n" in low or b"\t\n" in low:
+        if (b" " in low and b" \n" in low) or (b"\t" in low and b"\t\n" in low):
             low = _TRAILING_BLANK.sub(b"\n", low)
         for prefix in (b"\n0.0.0.0 ", b"\n127.0.0.1 "):
             if prefix in low:
                 low = low.replace(prefix, b"\n")
                 hosts = True
-    while b"\n.\n" in low:  # a lone "." (the root) must reach the per-line parser
-        low = low.replace(b"\n.\n", b"\n\0\n")
-    if b".\n" in low:
-        low = low.replace(b".\n", b"\n")
+    shaped = _shape(low)
+    newlines = None
+    if shaped is not None:
+        shape, newlines = shaped
+    else:
+        while b"\n.\n" in low:  # a lone "." (the root) must reach the per-line parser
+            low = low.replace(b"\n.\n", b"\n\0\n")
+        if b".\n" in low:
+            low = low.replace(b".\n", b"\n")
+        shape = (
+            b".." not in low
+            and b"\n." not in low
+            and b".\n" not in low
+            and b"x" * 64 not in low.translate(_LABEL_MARKS)
+            and b"x" * 254 not in low.translate(_LINE_MARKS)
+        )
     clean = (
-        not low.translate(None, _NAME_BYTES)
-        and b".." not in low
-        and b"\n." not in low
-        and b".\n" not in low
-        and b"x" * 64 not in low.translate(_LABEL_MARKS)
-        and b"x" * 254 not in low.translate(_LINE_MARKS)
-        and _DOTTED_QUAD.search(low) is None
+        shape and not low.translate(None, _NAME_BYTES) and _DOTTED_QUAD.search(low) is None
     )
     lines = low.split(b"\n")[1:-1]  # the newlines added above
     bad_numbers: list[int] = []
@@ -518,40 +533,81 @@ def _parse_bulk(parsed: ParsedRules, data: bytes, parse_line: LineParser, *, adb
             pos = match.start() + 1
             bad_numbers.append(line_no)
     blank = lines.count(b"")
+    if hosts:
+        # `0.0.0.0 localhost` lost its address above and now reads like a bare `localhost`
+        # line, which is a rule where the hosts line is not: the line parser tells them apart.
+        bad = {lines[number - 1] for number in bad_numbers}
+        for name in _BOILERPLATE_BYTES.difference(bad):
+            if b"\n" + name + b"\n" in low:
+                bad_numbers.extend(_line_numbers(lines, name))
+        bad_numbers.sort()
+    good_lines = len(lines) - blank - len(bad_numbers)
+    parsed.rule_lines += good_lines
+    first = not parsed.plain and not parsed.flagged and parsed.bulk is None
+    if first and len(lines) >= BULK_TABLE_FROM and numpy_module() is not None:
+        table = build_table(low, lines, bad_numbers, newlines)
+        parsed.bulk = table
+        parsed.duplicates += good_lines - len(table)
+        parsed.dotless.update(_dotless(low, lines, None, set(bad_numbers)))
+        if bad_numbers:
+            _parse_lines(parsed, original, bad_numbers, parse_line)
+        return
     # A dict, not a set: file order is memory order, which makes every later pass over the
     # names (join, hash) several times faster than a set's scattered order.
     good = dict.fromkeys(lines)
     good.pop(b"", None)
     for number in bad_numbers:
         good.pop(lines[number - 1], None)
-    if hosts:
-        # `0.0.0.0 localhost` lost its address above and now reads like a bare `localhost`
-        # line, which is a rule where the hosts line is not: the line parser tells them apart.
-        for name in _BOILERPLATE_BYTES & good.keys():
-            del good[name]
-            bad_numbers.extend(_line_numbers(lines, name))
-        bad_numbers.sort()
     parsed.dotless.update(_dotless(low, lines, good))
-    good_lines = len(lines) - blank - len(bad_numbers)
-    parsed.rule_lines += good_lines
     parsed.duplicates += good_lines - len(good)
-    if not parsed.plain and not parsed.flagged:
+    if first:
         parsed.plain = good
     else:  # a later file of a directory: merge (names already flagged one by one, few)
+        parsed.plain_names()
         for name in good.keys() & parsed.flagged.keys():
             parsed.add(name, SUBTREE)
             del good[name]
         parsed.duplicates += len(good.keys() & parsed.plain.keys())
         parsed.plain.update(good)
     if bad_numbers:
-        raw_lines = original.split(b"\n", bad_numbers[-1])  # split no further than needed
-        for number in bad_numbers:
-            parse_line(parsed, number, decode_line(raw_lines[number - 1]))
+        _parse_lines(parsed, original, bad_numbers, parse_line)
 
 
-def _dotless(low: bytes, lines: list[bytes], good: dict[bytes, None]) -> list[bytes]:
-    """The names of `good` without a dot, found at C speed: with every label byte deleted
-    from `low`, such a line (like a blank one) leaves two newlines side by side."""
+def _shape(low: bytes) -> tuple[bool, Any] | None:
+    """For a big buffer, with numpy: when no line has a dot next to a newline or another dot
+    (nothing for the root and trailing-dot rewrites to do), whether every label has at most
+    63 octets and every line at most 253, and where the newlines are (a numpy array); else
+    None (the caller checks with bytes searches, each a pass over the buffer). `low` starts
+    and ends with a newline."""
+    np = numpy_module() if len(low) >= _SHAPE_NUMPY_FROM else None
+    if np is None:
+        return None
+    marks = np.frombuffer(low.translate(_BREAK_MARKS), dtype=np.uint8)
+    breaks = np.flatnonzero(marks)
+    dotted = marks[breaks] == 1
+    gaps = np.diff(breaks)
+    if ((gaps == 1) & (dotted[1:] | dotted[:-1])).any():
+        return None
+    newlines = breaks[~dotted]
+    good = int(gaps.max(initial=0)) <= 64 and int(np.diff(newlines).max(initial=0)) <= 254
+    return good, newlines
+
+
+def _parse_lines(
+    parsed: ParsedRules, data: bytes, numbers: list[int], parse_line: LineParser
+) -> None:
+    """The lines numbered `numbers` (ascending, from 1) of `data`, one by one."""
+    raw_lines = data.split(b"\n", numbers[-1])  # split no further than needed
+    for number in numbers:
+        parse_line(parsed, number, decode_line(raw_lines[number - 1]))
+
+
+def _dotless(
+    low: bytes, lines: list[bytes], good: dict[bytes, None] | None, skip: Container[int] = ()
+) -> list[bytes]:
+    """The names of `good` (None: of every non-blank line not numbered in `skip`) without a
+    dot, found at C speed: with every label byte deleted from `low`, such a line (like a blank
+    one) leaves two newlines side by side."""
     skeleton = low.translate(None, _LABEL_BYTES)
     found: list[bytes] = []
     pos = skeleton.find(b"\n\n")
@@ -560,7 +616,7 @@ def _dotless(low: bytes, lines: list[bytes], good: dict[bytes, None]) -> list[by
         line += skeleton.count(b"\n", counted + 1, pos + 1)
         counted = pos
         name = lines[line - 1]
-        if name and name in good:
+        if name and (name in good if good is not None else line not in skip):
             found.append(name)
         pos = skeleton.find(b"\n\n", pos + 1)
     return found

@@ -28,6 +28,7 @@ MOSTLY_INVALID: Final = 0.5
 SNIFF_BYTES: Final = 64 << 10
 MAX_JSON_SNIFF: Final = 16 << 20
 _TEXT_CONTROLS: Final = frozenset(b"\t\n\r\f\v")
+_ODD_CONTROLS: Final = bytes(byte for byte in range(0x20) if byte not in _TEXT_CONTROLS)
 _HTML = re.compile(rb"<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]|<title>", re.I)
 
 
@@ -54,9 +55,9 @@ def sniff(data: bytes) -> str | None:
     if b"\x00" in head:
         return "binary"
     text = head.decode("utf-8", errors="replace")
-    odd = text.count("\ufffd") + sum(
-        1 for char in text if ord(char) < 0x20 and ord(char) not in _TEXT_CONTROLS
-    )
+    # A byte below 0x20 is never part of a multi-byte character: counted in the bytes, each
+    # is one character of `text` (one C-level pass instead of a Python loop over 64 KiB).
+    odd = text.count("\ufffd") + len(head) - len(head.translate(None, _ODD_CONTROLS))
     if text and odd > len(text) // 100:
         return "binary"
     start = text.lstrip("\ufeff \t\r\n")

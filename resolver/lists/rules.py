@@ -13,6 +13,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Final
 
+from resolver.lists.nametable import NameTable
 from resolver.protocol.names import BadName, normalise
 
 FLAG_SELF = 0x01  # blocks the name itself
@@ -66,7 +67,9 @@ class ParsedRules:
     ``plain`` holds the names that block themselves and everything below, with no per-rule
     answer (nearly every entry of nearly every list); ``flagged`` holds the other names with
     their ``FLAG_*`` bits and answer code. ``rule_lines`` counts lines that were meant as rules
-    (not blank, not comments), the base of the error ratio.
+    (not blank, not comments), the base of the error ratio. A big list's clean lines are
+    kept in ``bulk`` instead of ``plain`` (`resolver.lists.nametable`), never both; ``has_plain``
+    and ``plain_names`` see both.
     """
 
     source: str
@@ -92,14 +95,30 @@ class ParsedRules:
     # Names added without a dot (`com`): the guard refuses a list that blocks a top-level
     # domain, and finding them here spares it a walk over millions of names.
     dotless: set[bytes] = field(default_factory=set)
+    bulk: NameTable | None = None
 
     @property
     def accepted(self) -> int:
         """Distinct rules: names (whatever they block or allow), wildcard and regex rules,
         RPZ address triggers."""
-        extra = sum(1 for name in self.flagged if name not in self.plain)
+        extra = sum(1 for name in self.flagged if not self.has_plain(name))
         addresses = len(self.client_ips) + len(self.response_ips)
-        return len(self.plain) + extra + len(self.globs) + len(self.regexes) + addresses
+        names = len(self.plain) + (len(self.bulk) if self.bulk is not None else 0)
+        return names + extra + len(self.globs) + len(self.regexes) + addresses
+
+    def has_plain(self, name: bytes) -> bool:
+        """`name` blocks itself and everything below with no answer of its own (in ``plain``
+        or ``bulk``)."""
+        return name in self.plain or (self.bulk is not None and name in self.bulk)
+
+    def plain_names(self) -> dict[bytes, None]:
+        """``plain`` with the names of ``bulk`` moved into it (for the rare callers that need
+        one dict: a later file of a directory, tests)."""
+        if self.bulk is not None:
+            merged = dict.fromkeys(self.bulk)
+            merged.update(self.plain)
+            self.plain, self.bulk = merged, None
+        return self.plain
 
     def bad(self, line_no: int, message: str) -> None:
         self.error_count += 1
@@ -114,13 +133,13 @@ class ParsedRules:
         if b"." not in name:
             self.dotless.add(name)
         if flags == SUBTREE and not self.flagged:
-            if name in self.plain:
+            if self.has_plain(name):
                 self.duplicates += 1
             else:
                 self.plain[name] = None
             return
         old = self.flagged.get(name, 0)
-        if name in self.plain:
+        if self.has_plain(name):
             old |= SUBTREE
         answer = old & ANSWER_MASK or flags & ANSWER_MASK
         merged = (old | flags) & ~ANSWER_MASK | answer

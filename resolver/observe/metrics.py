@@ -71,6 +71,7 @@ class ServiceSnapshot:
     audit_file_errors: int = 0
     rate_limit_clients: int = 0  # client entries in the rate limiter's table
     rate_limit_suspect_zones: int = 0  # zones limited as random-subdomain targets now
+    udp_receive_buffer: tuple[int, int] = (0, 0)  # bytes: configured, smallest granted
     build: Mapping[str, str] = field(default_factory=dict)  # version, python, loop
     ready: bool = False
     # RPZ zones by transfer: list -> serial, last_transfer, failures, transfers.<kind>
@@ -113,12 +114,19 @@ class ServiceSnapshot:
             audit_file_errors=sum(s.audit_file_errors for s in snapshots),
             rate_limit_clients=sum(s.rate_limit_clients for s in snapshots),
             rate_limit_suspect_zones=sum(s.rate_limit_suspect_zones for s in snapshots),
+            udp_receive_buffer=_smallest_buffer(snapshots),
             build=first.build,
             ready=all(s.ready for s in snapshots),
             rpz_zones=_merged_zones(snapshots),
             rpz_skipped=first.rpz_skipped,
             outputs=_summed(s.outputs for s in snapshots),
         )
+
+
+def _smallest_buffer(snapshots: Sequence[ServiceSnapshot]) -> tuple[int, int]:
+    """The receive buffer of the worker granted least, of those that bound their sockets."""
+    bound = [s.udp_receive_buffer for s in snapshots if s.udp_receive_buffer[1]]
+    return min(bound, key=lambda buffer: buffer[1]) if bound else snapshots[0].udp_receive_buffer
 
 
 def _merged_zones(snapshots: Sequence[ServiceSnapshot]) -> dict[str, dict[str, float]]:
@@ -282,6 +290,10 @@ FAMILIES: Final = {
         _f("rate_limit_clients", "gauge", (),
            "Client prefixes the rate limiter holds buckets for (bounded by "
            "rate_limit.max_clients)."),
+        _f("udp_receive_buffer_bytes", "gauge", ("buffer",),
+           "Kernel receive buffer of each UDP queue: configured (limits.udp_receive_buffer) "
+           "and granted (the smallest any queue got; below configured when net.core.rmem_max "
+           "caps it, and then a flood's bursts overflow sooner)."),
         _f("rate_limit_suspect_zones", "gauge", (),
            "Zones whose uncached names are limited now: most of their upstream answers were "
            "NXDOMAIN or failures (random-subdomain floods)."),
@@ -454,6 +466,9 @@ class StatsCollector:
                 out.add(family, (outcome,), value)
         out.add("rate_limit_clients", (), snapshot.rate_limit_clients)
         out.add("rate_limit_suspect_zones", (), snapshot.rate_limit_suspect_zones)
+        configured, granted = snapshot.udp_receive_buffer
+        out.add("udp_receive_buffer_bytes", ("configured",), configured)
+        out.add("udp_receive_buffer_bytes", ("granted",), granted)
         build = snapshot.build
         out.add("build_info", tuple(build.get(k, "") for k in ("version", "python", "loop")), 1)
 

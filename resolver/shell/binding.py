@@ -24,16 +24,43 @@ METRICS = "metrics HTTP"
 def listening(sock: socket.socket, reuse_port: bool, receive_buffer: int = 0) -> socket.socket:
     """`sock`, set up before its bind as every listener's is: IPv6 only on an IPv6 socket (IPv4
     has listeners of its own), non-blocking, SO_REUSEPORT when the port is shared, and the
-    receive buffer asked for when one is (best effort: the kernel caps it)."""
+    receive buffer asked for when one is (`ask_receive_buffer`)."""
     if sock.family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     sock.setblocking(False)
     if reuse_port:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     if receive_buffer:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        ask_receive_buffer(sock, receive_buffer)
     return sock
+
+
+SO_RCVBUFFORCE = 33
+"""Linux's SO_RCVBUF past `net.core.rmem_max`, for a process with CAP_NET_ADMIN (Python's
+socket module does not name it)."""
+_LINUX = sys.platform.startswith("linux")
+
+
+def ask_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for `size` bytes of receive buffer and return what was granted. The kernel caps
+    SO_RCVBUF at `net.core.rmem_max` without an error (212,992 bytes on a stock Linux, a tenth
+    of the default `limits.udp_receive_buffer`), so a short grant is asked again with
+    SO_RCVBUFFORCE, which root has before the privilege drop; the caller reports what is still
+    short, since a smaller buffer drops more of a flood's bursts, the client's own queries
+    among them (docs/hardening.md)."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    if _LINUX and granted_receive_buffer(sock) < size:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    return granted_receive_buffer(sock)
+
+
+def granted_receive_buffer(sock: socket.socket) -> int:
+    """The receive buffer `sock` has, in the units it is asked in: Linux reports twice what
+    was asked (the other half is its accounting of each datagram's overhead)."""
+    reported = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    return reported // 2 if _LINUX else reported
 
 
 class BindError(OSError):

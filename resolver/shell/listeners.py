@@ -17,9 +17,12 @@ buffer drains in 25-50 ms, inside a 100 ms p99. It must also absorb the bursts t
 while the process is not scheduled: 5,000 slots are 125 ms of a 40,000 qps flood. Measured with
 `bench/flood.py` on a shared 2-core machine: 512 KiB lost 6% of the victim's queries to such
 gaps, 2 MiB none, 4 MiB none but with a p99 of 120 ms. Beyond the buffer the kernel drops:
-cheaper than anything we could do. The reads have a budget too: `UDP_BATCH` per wake-up (about
-0.5 ms of work), then the loop runs whatever else is due (upstream replies, timers, which also
-take their turn in batches), so neither side holds the other.
+cheaper than anything we could do. The kernel caps the buffer at `net.core.rmem_max` (208 KiB on
+a stock Linux) unless we may ask past it (`binding.ask_receive_buffer`); what it granted less is
+said after the start-up line and exported, for the operator to lift. The reads have a budget
+too: `UDP_BATCH` per wake-up (about 0.5 ms of work), then the loop runs whatever else is due
+(upstream replies, timers, which also take their turn in batches), so neither side holds the
+other.
 Each listener has `limits.udp_queues` such buffers, one per group of source addresses
 (`resolver.shell.steering`), read in turn: a flood fills only its own.
 
@@ -42,13 +45,17 @@ from resolver.observe.audit import AuditLog
 from resolver.observe.stats import Stats
 from resolver.pipeline import FORWARDED, Channel, QueryPipeline
 from resolver.shell import privileges
-from resolver.shell.binding import TCP, UDP, BindError, listening
+from resolver.shell.binding import TCP, UDP, BindError, granted_receive_buffer, listening
 from resolver.shell.steering import add_source_queues
 
 UDP_BATCH = 64
 UDP_MAX = 65535
 """The largest datagram, read whole: none bigger comes over IPv4, nor IPv6 without jumbograms."""
 UDP_RECEIVE_BUFFER = 2 << 20
+RECEIVE_BUFFER_REMEDY = (
+    "raise net.core.rmem_max to at least {} (deploy/systemd/dnswarden-sysctl.conf), or start "
+    "dnswarden as root or with CAP_NET_ADMIN, which may take a buffer past it"
+)
 TCP_BACKLOG = 1024
 _BIND_ATTEMPTS = 20
 
@@ -72,6 +79,10 @@ class Listeners:
         self.forwarded = 0
         """Queries gone upstream whose reply is still to be sent: stop() gives them a grace."""
         self.bound: list[Endpoint] = []
+        self.receive_buffer = (limits.udp_receive_buffer, 0)
+        """Bytes: configured, and the smallest any UDP queue was granted (0 before `start`)."""
+        self.capped_buffers: dict[str, int] = {}
+        """Listener -> the smallest buffer its queues were granted, where less than configured."""
 
     async def start(
         self, endpoints: tuple[Endpoint, ...], reuse_port: bool = False
@@ -90,6 +101,7 @@ class Listeners:
             extra = add_source_queues(udp_sock, queues, buffer)
             if queues > 1 and not extra:
                 self.audit.warning("udp_queues_unavailable", listener=str(endpoint), queues=1)
+            self._check_receive_buffer(endpoint, (udp_sock, *extra))
             for sock in (udp_sock, *extra):
                 listener = UdpListener(sock, self)
                 listener.start()
@@ -102,6 +114,26 @@ class Listeners:
         if not self.bound:
             raise OSError(errno.EADDRNOTAVAIL, "no listener could be bound")
         return self.bound
+
+    def _check_receive_buffer(self, endpoint: Endpoint, socks: tuple[socket.socket, ...]) -> None:
+        """Keep the smallest receive buffer granted (exported beside the configured one), and
+        what was granted less than configured, for `warn_capped_buffers`."""
+        wanted, smallest = self.receive_buffer
+        granted = min(granted_receive_buffer(sock) for sock in socks)
+        self.receive_buffer = (wanted, min(smallest or granted, granted))
+        if granted < wanted:
+            self.capped_buffers[str(endpoint)] = granted
+
+    def warn_capped_buffers(self) -> None:
+        """After the start-up line: a buffer smaller than configured lets a flood's bursts
+        overflow sooner, taking the flooding address's other queries with them, and only the
+        operator can lift the kernel's cap."""
+        wanted = self.receive_buffer[0]
+        for listener, granted in self.capped_buffers.items():
+            self.audit.warning(
+                "udp_receive_buffer_capped", listener=listener, configured=wanted,
+                granted=granted, remedy=RECEIVE_BUFFER_REMEDY.format(wanted),
+            )  # fmt: skip
 
     def internal_error(self, error: BaseException) -> None:
         self.pipeline.internal_error(error)

@@ -151,6 +151,7 @@ class Service:
             audit_file_errors=self.audit.file_errors,
             rate_limit_clients=self.pipeline.limiter.clients,
             rate_limit_suspect_zones=self.pipeline.limiter.suspect_zones(),
+            udp_receive_buffer=self.listeners.receive_buffer,
             build={
                 "version": __version__,
                 "python": platform.python_version(),
@@ -751,6 +752,8 @@ async def run_service(
             audit_key_id=audit.key_id(),
             loop=event_loop_name(),
         )
+    if worker is None or worker.index == 0:
+        service.listeners.warn_capped_buffers()
     if worker is None:  # with workers, the supervisor says it
         service.warn_if_root()
     if worker is None or worker.index == 0:

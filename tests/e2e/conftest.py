@@ -68,11 +68,12 @@ def launch(workdir: Path) -> Iterator[ServerFactory]:
         name: str = "dnswarden",
         extra_args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
+        prefix: Iterable[str] = (),
     ) -> ServerProcess:
         directory = workdir / f"{name}-{len(started)}"
         directory.mkdir()
         path = write_config(directory, config)
-        server = ServerProcess(path, directory, extra_args, env)
+        server = ServerProcess(path, directory, extra_args, env, prefix)
         started.append(server)
         return server.start()
 

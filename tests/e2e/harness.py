@@ -230,11 +230,13 @@ class ServerProcess:
         cwd: Path,
         extra_args: Iterable[str] = (),
         env: Mapping[str, str] | None = None,
+        prefix: Iterable[str] = (),
     ) -> None:
         self.config = config
         self.cwd = cwd
         self.extra_args = list(extra_args)
         self.env = env
+        self.prefix = list(prefix)  # e.g. setpriv, to start without a capability
         self.proc: subprocess.Popen[bytes] | None = None
         self.stdout_lines: list[str] = []
         self.stderr_lines: list[str] = []
@@ -251,8 +253,9 @@ class ServerProcess:
         return self.proc.pid
 
     def start(self) -> ServerProcess:
+        serve = [sys.executable, "-m", "resolver", "serve", "-c", str(self.config)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "resolver", "serve", "-c", str(self.config), *self.extra_args],
+            [*self.prefix, *serve, *self.extra_args],
             cwd=self.cwd,
             env=server_env(private_state(self.cwd, self.env)),
             stdin=subprocess.DEVNULL,

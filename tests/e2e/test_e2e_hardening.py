@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import site
 import socket
@@ -261,6 +262,62 @@ def test_hostile_names_never_break_a_log_line(
     for event in parents:
         logged = [e for e in map(json.loads, lines) if e.get("event") == event]
         assert len(logged) >= len(NASTY_LABELS), event
+
+
+# --- the receive buffer -------------------------------------------------------------------------
+
+
+def without_net_admin() -> tuple[str, ...]:
+    """A command prefix under which SO_RCVBUFFORCE is refused, or a skip."""
+    if os.geteuid() != 0:
+        return ()
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root and setpriv (util-linux) is not installed")
+    prefix = (setpriv, "--bounding-set", "-net_admin", "--inh-caps", "-net_admin")
+    force = "import socket; socket.socket(2, 2).setsockopt(1, 33, 1 << 20)"  # SO_RCVBUFFORCE
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", force], capture_output=True, text=True, timeout=30,
+        check=False,
+    )  # fmt: skip
+    if "Operation not permitted" not in probe.stderr:
+        pytest.skip(f"cannot drop CAP_NET_ADMIN here: {probe.stderr[-300:]}")
+    return prefix
+
+
+def buffer_warning(server: ServerProcess, timeout: float) -> dict[str, object] | None:
+    return server.wait_for_event(lambda e: e.get("event") == "udp_receive_buffer_capped", timeout)
+
+
+def test_a_receive_buffer_past_the_kernels_cap_is_taken_or_reported(
+    launch: ServerFactory, upstream: FakeUpstream
+) -> None:
+    """net.core.rmem_max caps SO_RCVBUF silently: root asks past it (SO_RCVBUFFORCE) and gets
+    the buffer; without CAP_NET_ADMIN the server gets the cap, and says so in a warning and in
+    the metric the shipped alert compares."""
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    wanted = 2 * rmem_max
+    if not 64 << 10 <= wanted <= 1 << 30:
+        pytest.skip(f"net.core.rmem_max {rmem_max}: twice it is no valid udp_receive_buffer")
+    config = make_config([upstream.address])
+    config["limits"] = {"udp_receive_buffer": wanted}
+    config["metrics"] = {"listen": "127.0.0.1:0"}
+    buffer = "dnswarden_udp_receive_buffer_bytes"
+    if os.geteuid() == 0:
+        server = launch(config, "buffer-root")
+        # (said just before `running_as_root`, which a root server without a user says)
+        assert server.wait_for_event(lambda e: e.get("event") == "running_as_root", 5.0)
+        assert buffer_warning(server, 0.0) is None
+        assert metric(server, buffer, buffer="granted") == wanted
+    capped = launch(config, "buffer-capped", prefix=without_net_admin())
+    warning = buffer_warning(capped, 5.0)
+    assert warning is not None and warning["level"] == "warning"
+    assert (warning["configured"], warning["granted"]) == (wanted, rmem_max)
+    assert "net.core.rmem_max" in str(warning["remedy"])
+    assert metric(capped, buffer, buffer="configured") == wanted
+    assert metric(capped, buffer, buffer="granted") == rmem_max
+    _, reply = ask(query("www.tiktok.com"), capped.address)  # and it serves
+    assert reply.rcode() == dns.rcode.NOERROR and reply.answer
 
 
 # --- privileges --------------------------------------------------------------------------------

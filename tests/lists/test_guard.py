@@ -47,6 +47,23 @@ def test_sniff(data: bytes, expected: str | None) -> None:
     assert sniff(data) == expected
 
 
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"a" * 990 + b"\x01" * 10, None),  # 10 odd characters in 1000: at the bound
+        (b"a" * 989 + b"\x01" * 11, "binary"),
+        (b"a" * 990 + b"\t\n\r\f\v" * 2, None),  # text controls are not odd
+        (b"a" * 980 + b"\xe2\x01" * 10, "binary"),  # a broken character and a control: two
+        (b"a" * 995 + b"\xe2\x01" * 5, None),
+        ("\u00e9" * 600 + "\x1b" * 6, None),  # counted in characters, not bytes
+        ("\u00e9" * 600 + "\x1b" * 7, "binary"),
+    ],
+)
+def test_sniff_counts_odd_characters_to_the_bound(data: bytes | str, expected: str | None) -> None:
+    raw = data.encode() if isinstance(data, str) else data
+    assert sniff(raw) == expected
+
+
 def refusal(**overrides: object) -> Refusal | None:
     facts: dict[str, object] = {
         "content": None,

@@ -318,6 +318,7 @@ WORKER_0 = ServiceSnapshot(
     cache=CACHE,
     audit_events_dropped=3,
     audit_file_errors=1,
+    udp_receive_buffer=(2 << 20, 2 << 20),
     build={"version": "0.1.0", "python": "3.11.7", "loop": "uvloop"},
     ready=True,
 )
@@ -327,6 +328,7 @@ WORKER_1 = ServiceSnapshot(
     list_sizes={"tiktok": 40},
     cache=CACHE,
     audit_events_dropped=4,
+    udp_receive_buffer=(2 << 20, 212_992),  # capped: the smaller one is what all get
     build={"version": "0.1.0", "python": "3.11.7", "loop": "uvloop"},
     ready=False,
 )
@@ -347,6 +349,7 @@ WORKER_1 = ServiceSnapshot(
             cache={key: 2 * value for key, value in CACHE.items()},
             audit_events_dropped=7,
             audit_file_errors=1,
+            udp_receive_buffer=(2 << 20, 212_992),
             build={"version": "0.1.0", "python": "3.11.7", "loop": "uvloop"},
             ready=False,
         )),
@@ -356,6 +359,7 @@ WORKER_1 = ServiceSnapshot(
             list_sizes={"tiktok": 40},
             cache=CACHE,
             audit_events_dropped=4,
+            udp_receive_buffer=(2 << 20, 212_992),  # a worker not yet bound does not count
             build={"version": "0.1.0", "python": "3.11.7", "loop": "uvloop"},
             ready=False,
         )),
@@ -689,6 +693,19 @@ ALERT_SCENARIOS: list[tuple[dict[str, str], list[tuple[str, int, list[dict[str, 
          ("DnswardenRateLimiting", 16, [{"severity": "warning", "instance": "a:9153",
                                          "group": "officials", "limit": "queries"}]),
          ("DnswardenRateLimiting", 29, [])],
+    ),
+    (
+        {  # a: restarted at minute 2 on a stock kernel's cap (net.core.rmem_max), under the
+            # 2 MiB default; b: granted what it asked for
+            f'dnswarden_udp_receive_buffer_bytes{{{A},buffer="configured"}}': "2097152x5",
+            f'dnswarden_udp_receive_buffer_bytes{{{A},buffer="granted"}}': "2097152 2097152 "
+                                                                           "212992x3",
+            f'dnswarden_udp_receive_buffer_bytes{{{B},buffer="configured"}}': "2097152x5",
+            f'dnswarden_udp_receive_buffer_bytes{{{B},buffer="granted"}}': "2097152x5",
+        },
+        [("DnswardenReceiveBufferCapped", 1, []),
+         ("DnswardenReceiveBufferCapped", 3, [{"severity": "warning", "instance": "a:9153",
+                                               "job": "dnswarden"}])],
     ),
     (
         {f'dnswarden_rpz_zone_expired{{{A},list="national"}}': "0 0 1x10",

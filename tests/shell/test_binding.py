@@ -13,7 +13,12 @@ import pytest
 from resolver.config import Endpoint
 from resolver.observe.metrics import Metrics, ServiceSnapshot
 from resolver.observe.stats import Stats
-from resolver.shell.binding import BindError
+from resolver.shell.binding import (
+    SO_RCVBUFFORCE,
+    BindError,
+    ask_receive_buffer,
+    granted_receive_buffer,
+)
 from resolver.shell.httpd import HealthServer
 from resolver.shell.listeners import bind_pair
 
@@ -97,3 +102,51 @@ def test_the_metrics_endpoint_names_itself(held_tcp: int) -> None:
         asyncio.run(server.start("127.0.0.1", held_tcp))
     assert (caught.value.protocol, caught.value.errno) == ("metrics HTTP", errno.EADDRINUSE)
     assert str(caught.value).startswith(f"cannot listen on 127.0.0.1:{held_tcp} (metrics HTTP): ")
+
+
+class CappedSocket:
+    """A socket as Linux treats SO_RCVBUF: it keeps twice what is asked, capped at twice
+    `rmem_max` unless asked with SO_RCVBUFFORCE by a process that may (`may_force`)."""
+
+    def __init__(self, rmem_max: int, may_force: bool) -> None:
+        self.rmem_max, self.may_force = rmem_max, may_force
+        self.kept = 2 * 212_992
+        self.asked: list[int] = []
+
+    def setsockopt(self, level: int, option: int, value: int) -> None:
+        assert level == socket.SOL_SOCKET
+        self.asked.append(option)
+        if option == socket.SO_RCVBUF:
+            self.kept = 2 * min(value, self.rmem_max)
+        elif option == SO_RCVBUFFORCE:
+            if not self.may_force:
+                raise PermissionError(errno.EPERM, "Operation not permitted")
+            self.kept = 2 * value
+
+    def getsockopt(self, level: int, option: int) -> int:
+        assert (level, option) == (socket.SOL_SOCKET, socket.SO_RCVBUF)
+        return self.kept
+
+
+@pytest.mark.parametrize(
+    ("asked", "rmem_max", "may_force", "granted", "options"),
+    [
+        (2 << 20, 4 << 20, False, 2 << 20, [socket.SO_RCVBUF]),  # under the cap: asked once
+        (2 << 20, 212_992, True, 2 << 20, [socket.SO_RCVBUF, SO_RCVBUFFORCE]),  # root lifts it
+        (2 << 20, 212_992, False, 212_992, [socket.SO_RCVBUF, SO_RCVBUFFORCE]),  # capped
+        (2 << 20, 2 << 20, False, 2 << 20, [socket.SO_RCVBUF]),  # exactly the cap
+    ],
+)
+def test_ask_receive_buffer_lifts_the_cap_when_it_may_and_says_what_it_got(
+    asked: int, rmem_max: int, may_force: bool, granted: int, options: list[int]
+) -> None:
+    sock = CappedSocket(rmem_max, may_force)
+    assert ask_receive_buffer(sock, asked) == granted  # type: ignore[arg-type]
+    assert sock.asked == options
+
+
+def test_a_real_socket_reports_what_it_was_asked_for() -> None:
+    """Below any cap, the real kernel's doubled report reads back as the size asked."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        assert ask_receive_buffer(sock, 128 << 10) == 128 << 10
+        assert granted_receive_buffer(sock) == 128 << 10
