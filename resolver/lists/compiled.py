@@ -66,7 +66,7 @@ from resolver.lists.formats import (
     answer_of,
 )
 from resolver.lists.matcher import BlockRule, DomainMatcher, NetworkRules
-from resolver.lists.nametable import NameTable
+from resolver.lists.nametable import NameTable, numpy_module
 from resolver.protocol.names import FAST_LABEL, LENGTHS_TO_DOTS, MAX_LABEL, to_text
 
 __all__ = [
@@ -157,7 +157,7 @@ def compile_rules(
         index = _index_table(bulk, names, blob, flag_bytes, bits, fbits)
         blob = bulk.text + blob
     else:
-        numpy = _numpy() if accelerate and count > _NUMPY_FROM else None
+        numpy = numpy_module() if accelerate and count > _NUMPY_FROM else None
         build = _index_numpy if numpy is not None else _index_python
         index = build(names, blob, flag_bytes, bits, fbits)
     del names
@@ -234,14 +234,6 @@ def _network_rules(list_name: str, entries: list[list[Any]] | None) -> NetworkRu
     )
 
 
-def _numpy() -> Any:
-    try:
-        import numpy
-    except ImportError:
-        return None
-    return numpy
-
-
 def _index_python(names: list[bytes], blob: bytes, flags: bytes, bits: int, fbits: int) -> _Index:
     """Filter, buckets, hashes, starts, lengths and flags in hash order, in plain Python."""
     keys = [crc >> 2 for crc in map(zlib.crc32, names)]
@@ -272,14 +264,20 @@ def _index_python(names: list[bytes], blob: bytes, flags: bytes, bits: int, fbit
 
 def _index_numpy(names: list[bytes], blob: bytes, flags: bytes, bits: int, fbits: int) -> _Index:
     """The same index as `_index_python`, vectorised with numpy."""
-    np = _numpy()
+    np = numpy_module()
     count = len(names)
     keys = np.fromiter(map(zlib.crc32, names), dtype=np.uint32, count=count) >> np.uint32(2)
+    starts, size = _spans(np, blob, count)
+    return _sorted_index(np, keys, starts, size, flags, bits, fbits)
+
+
+def _spans(np: Any, blob: bytes, count: int) -> tuple[Any, Any]:
+    """Where each of the `count` names joined in `blob` (each ending in a newline) starts, and
+    its length, as numpy arrays."""
     ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0x0A).astype(np.uint32)
     starts = np.zeros(count, dtype=np.uint32)
     starts[1:] = ends[:-1] + np.uint32(1)
-    size = (ends - starts).astype(np.uint8)
-    return _sorted_index(np, keys, starts, size, flags, bits, fbits)
+    return starts, (ends - starts).astype(np.uint8)
 
 
 def _index_table(
@@ -287,17 +285,15 @@ def _index_table(
 ) -> _Index:
     """`_index_numpy` for a `NameTable`'s names (whose hashes, starts and lengths it has, in
     its text) followed by `names` (joined in `blob`, placed after the text)."""
-    np = _numpy()
+    np = numpy_module()
     keys = table.crcs >> np.uint32(2)
     starts = table.starts
     size = table.lengths
     if names:
-        ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0x0A).astype(np.uint32)
-        more = np.zeros(len(names), dtype=np.uint32)
-        more[1:] = ends[:-1] + np.uint32(1)
+        more, more_size = _spans(np, blob, len(names))
         extra = np.fromiter(map(zlib.crc32, names), dtype=np.uint32, count=len(names))
         keys = np.concatenate([keys, extra >> np.uint32(2)])
-        size = np.concatenate([size, (ends - more).astype(np.uint8)])
+        size = np.concatenate([size, more_size])
         starts = np.concatenate([starts, more + np.uint32(len(table.text))])
     return _sorted_index(np, keys, starts, size, flags, bits, fbits)
 
@@ -921,7 +917,7 @@ def _owners(
     # Plain Python takes ~0.4 s a million names; importing numpy for fewer would cost the
     # server ~15 MB of memory it otherwise never pays (lists that size compile in a child).
     big = sum(len(hashes) for _, hashes in tables) > _SCREEN_NUMPY_FROM
-    np = _numpy() if big or "numpy" in sys.modules else None
+    np = numpy_module() if big or "numpy" in sys.modules else None
     if np is not None:
         owners = np.zeros(slots, dtype=np.uint8)
         spots = [np.frombuffer(hashes, dtype=np.uint32) & np.uint32(mask) for _, hashes in tables]

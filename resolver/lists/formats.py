@@ -96,10 +96,12 @@ FORMATS = ("domains", "hosts", "adblock", "rpz", "regex")
 
 MAX_REGEX_LENGTH = 256
 BULK_TABLE_FROM = 50_000
-_SHAPE_NUMPY_FROM = 1 << 20
-_BREAK_MARKS = bytes(1 if c == 0x2E else 2 if c == 0x0A else 0 for c in range(256))
 """Lines from which a file's clean names go to a `NameTable` (with numpy) instead of a dict:
 below it, importing numpy costs more than the table saves."""
+_SHAPE_NUMPY_FROM = 1 << 20
+"""Bytes from which `_shape` checks a buffer with numpy, not with bytes searches."""
+_BREAK_MARKS = bytes(1 if c == 0x2E else 2 if c == 0x0A else 0 for c in range(256))
+"""`_shape`'s translation: a dot is 1, a newline 2, anything else 0."""
 _DETECT_LINES = 2000
 
 # Addresses that mean "block" in a hosts file; any other address maps a name somewhere real.

@@ -331,7 +331,7 @@ def test_size_per_entry_stays_small() -> None:
     assert (size - names) / 20002 < 14  # the index: hash, start, length, filter, bucket, flags
 
 
-@pytest.mark.skipif(compiled._numpy() is None, reason="numpy is not installed")
+@pytest.mark.skipif(compiled.numpy_module() is None, reason="numpy is not installed")
 def test_numpy_and_plain_python_write_the_same_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(compiled, "_NUMPY_FROM", 0)
     monkeypatch.setattr(compiled, "_index_python", _forbidden)
@@ -394,8 +394,8 @@ def test_a_screen_asks_only_the_list_that_has_the_name(
     numpy: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not numpy:
-        monkeypatch.setattr(compiled, "_numpy", lambda: None)
-    elif compiled._numpy() is None:
+        monkeypatch.setattr(compiled, "numpy_module", lambda: None)
+    elif compiled.numpy_module() is None:
         pytest.skip("numpy is not installed")
     monkeypatch.setattr(compiled, "_SCREEN_NUMPY_FROM", 0)
     lists = [matcher("\n".join(f"n{i}-{k}.com" for k in range(200)) + "\n") for i in range(20)]
